@@ -1,0 +1,46 @@
+"""embedview: see what an image encoder sees.
+
+PCA pictures of SAM, micro_sam and ViT embeddings, placed exactly over the image.
+
+Examples
+--------
+>>> import numpy as np, embedview
+>>> features = np.random.default_rng(0).normal(size=(1, 16, 64, 64)).astype(np.float32)
+>>> embedview.visualize(features, original_size=(600, 900)).rgb.shape
+(43, 64, 3)
+"""
+
+from importlib import import_module
+
+__version__ = "0.1.0"
+
+# Public names and the private module holding each. Imported on first use, so that
+# `import embedview` (and so `embedview --help`) stays instant.
+_EXPORTS = {
+    "visualize": "_visualize",
+    "Visualization": "_visualize",
+    "Basis": "_fit",
+    "EmbedviewError": "_errors",
+    "open_source": "_sources",
+    "Source": "_sources",
+    "Piece": "_sources",
+    "OutputGrid": "_geometry",
+    "CellGrid": "_geometry",
+    "Tiling": "_geometry",
+    "write_output": "_io",
+    "read_image": "_io",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'embedview' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

@@ -1,0 +1,186 @@
+"""Exact geometry: where each embedding cell lies on the image, and where each output pixel samples.
+
+Coordinates are image pixel *indices*: pixel ``y`` spans ``[y, y + 1)`` and its centre is
+``y + 0.5``. Public ``scale``/``translate`` use the pixel-centre convention of napari, where
+the centre of pixel ``y`` is at ``y``; the two differ by 0.5.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+from ._errors import EmbedviewError
+
+
+def _frac(value) -> Fraction:
+    return value if isinstance(value, Fraction) else Fraction(value).limit_denominator(10**9)
+
+
+def _ceil_frac(value: Fraction) -> int:
+    return -((-value.numerator) // value.denominator)
+
+
+def sam_cell_size(block_shape: tuple[int, int], grid_shape: tuple[int, int]) -> Fraction:
+    """Image pixels per cell for SAM's preprocessing (longest side resized, bottom/right padded).
+
+    The longest side ``L`` of the block is resized to span the longest side of the grid, so
+    every cell covers ``L / max(grid_shape)`` image pixels along both axes (``16 * L / 1024``
+    for SAM's 64×64 grid).
+
+    Examples
+    --------
+    >>> float(sam_cell_size((600, 900), (64, 64)))
+    14.0625
+    """
+    ratios = [Fraction(int(b), int(g)) for b, g in zip(block_shape, grid_shape)]
+    return max(ratios)
+
+
+@dataclass(frozen=True)
+class CellGrid:
+    """A grid of embedding cells laid on the image.
+
+    Cell ``(i, j)`` covers image pixels ``origin + [i*s_y, (i+1)*s_y) × [j*s_x, (j+1)*s_x)``.
+    Cells whose footprint starts at or past ``extent`` (the encoded block's shape) cover
+    padding, not the image.
+
+    Parameters
+    ----------
+    origin : (int, int)
+        Image pixel of the grid's top-left corner (the encoded block's start).
+    cell_size : (Fraction, Fraction)
+        Image pixels per cell along y and x.
+    shape : (int, int)
+        Number of cells along y and x.
+    extent : (int, int)
+        Shape of the encoded image block in image pixels.
+    """
+
+    origin: tuple[int, int]
+    cell_size: tuple[Fraction, Fraction]
+    shape: tuple[int, int]
+    extent: tuple[int, int]
+
+    @classmethod
+    def sam(cls, extent, grid_shape, origin=(0, 0)) -> "CellGrid":
+        """The grid of a SAM-style encoder (see :func:`sam_cell_size`)."""
+        s = sam_cell_size(extent, grid_shape)
+        return cls(tuple(int(o) for o in origin), (s, s), tuple(int(g) for g in grid_shape),
+                   tuple(int(e) for e in extent))
+
+    @property
+    def valid_shape(self) -> tuple[int, int]:
+        """Cells per axis that cover at least part of an image pixel (a partly covered last one counts)."""
+        return tuple(min(g, _ceil_frac(Fraction(e) / s))
+                     for g, e, s in zip(self.shape, self.extent, self.cell_size))
+
+    def cells_overlapping(self, start: int, stop: int, axis: int) -> tuple[int, int]:
+        """Range ``[a, b)`` of cell indices along ``axis`` whose footprint meets image ``[start, stop)``."""
+        s, o = self.cell_size[axis], self.origin[axis]
+        a = max(0, math.floor(Fraction(start - o) / s))
+        b = min(self.valid_shape[axis], _ceil_frac(Fraction(stop - o) / s))
+        return a, max(a, b)
+
+    def cell_of(self, coords: np.ndarray, axis: int) -> np.ndarray:
+        """Index of the cell covering each image coordinate (index space), clipped to valid cells."""
+        s = float(self.cell_size[axis])
+        idx = np.floor((np.asarray(coords, dtype=np.float64) - self.origin[axis]) / s + 1e-9)
+        return np.clip(idx, 0, self.valid_shape[axis] - 1).astype(np.intp)
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """Blocks of ``tile_shape`` laid from the origin in C order; the last ones are clipped.
+
+    Examples
+    --------
+    >>> t = Tiling((900, 1100), (512, 512), (64, 64))
+    >>> t.grid, t.n_tiles
+    ((2, 3), 6)
+    >>> t.inner(4), t.outer(4)
+    (((512, 900), (512, 1024)), ((448, 900), (448, 1088)))
+    """
+
+    shape: tuple[int, int]
+    tile_shape: tuple[int, int]
+    halo: tuple[int, int]
+
+    def __post_init__(self):
+        for name in ("shape", "tile_shape", "halo"):
+            value = getattr(self, name)
+            if len(value) != 2:
+                raise EmbedviewError(f"tiling {name} must have two values (y, x), got {list(value)}.")
+        if min(self.shape) < 1 or min(self.tile_shape) < 1 or min(self.halo) < 0:
+            raise EmbedviewError(
+                f"invalid tiling: shape {list(self.shape)}, tile_shape {list(self.tile_shape)}, "
+                f"halo {list(self.halo)}; sizes must be positive and the halo non-negative.")
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return tuple(-(-s // t) for s, t in zip(self.shape, self.tile_shape))
+
+    @property
+    def n_tiles(self) -> int:
+        return self.grid[0] * self.grid[1]
+
+    def position(self, tile_id: int) -> tuple[int, int]:
+        return divmod(int(tile_id), self.grid[1])
+
+    def inner(self, tile_id: int) -> tuple[tuple[int, int], tuple[int, int]]:
+        """``((y0, y1), (x0, x1))`` of the block the tile is responsible for."""
+        pos = self.position(tile_id)
+        return tuple((p * t, min((p + 1) * t, s)) for p, t, s in zip(pos, self.tile_shape, self.shape))
+
+    def outer(self, tile_id: int) -> tuple[tuple[int, int], tuple[int, int]]:
+        """``((y0, y1), (x0, x1))`` of the block that was encoded: inner grown by the halo, clipped."""
+        return tuple((max(a - h, 0), min(b + h, s))
+                     for (a, b), h, s in zip(self.inner(tile_id), self.halo, self.shape))
+
+    def tile_index(self, coords: np.ndarray, axis: int) -> np.ndarray:
+        """Tile row (axis 0) or column (axis 1) whose inner block holds each coordinate."""
+        idx = np.floor(np.asarray(coords, dtype=np.float64) / self.tile_shape[axis])
+        return np.clip(idx, 0, self.grid[axis] - 1).astype(np.intp)
+
+
+@dataclass(frozen=True)
+class OutputGrid:
+    """The output raster: ``shape`` pixels of ``pixel_size`` image pixels each, from the image origin.
+
+    Output pixel ``k`` covers image ``[k*p, (k+1)*p)``; its centre is drawn from the cell covering
+    it. In napari's convention (pixel centres at integers) it lies at ``translate + k * scale``.
+
+    Examples
+    --------
+    >>> g = OutputGrid.for_image((600, 900), 14.0625)
+    >>> g.shape, g.scale, g.translate
+    ((43, 64), (14.0625, 14.0625), (6.53125, 6.53125))
+    """
+
+    shape: tuple[int, int]
+    pixel_size: tuple[float, float]
+    image_shape: tuple[int, int]
+
+    @classmethod
+    def for_image(cls, image_shape, pixel_size) -> "OutputGrid":
+        sizes = tuple(pixel_size) if np.ndim(pixel_size) else (pixel_size, pixel_size)
+        if len(sizes) != 2 or not all(np.isfinite(float(p)) and float(p) > 0 for p in sizes):
+            raise EmbedviewError(
+                f"pixel_size must be a positive number or a (y, x) pair, got {pixel_size!r}.")
+        shape = tuple(max(1, _ceil_frac(Fraction(int(n)) / _frac(p))) for n, p in zip(image_shape, sizes))
+        return cls(shape, tuple(float(p) for p in sizes), tuple(int(n) for n in image_shape))
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        return self.pixel_size
+
+    @property
+    def translate(self) -> tuple[float, float]:
+        return tuple(p / 2 - 0.5 for p in self.pixel_size)
+
+    def centres(self, axis: int) -> np.ndarray:
+        """Image coordinates (index space) sampled by each output pixel along ``axis``."""
+        return (np.arange(self.shape[axis], dtype=np.float64) + 0.5) * self.pixel_size[axis]

@@ -1,0 +1,288 @@
+"""Sources: open what the user has and hand out its pieces, one feature grid at a time.
+
+A *piece* is one ``(C, h, w)`` grid of cells: a single image, one slice of a stack, or one
+tile (of one slice). It carries its geometry; :meth:`Source.read` loads its features.
+Opening a source reads metadata only, never features.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, Mapping
+
+import numpy as np
+
+from ._errors import EmbedviewError
+from ._geometry import CellGrid, Tiling, sam_cell_size
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One feature grid and where it lies.
+
+    Attributes
+    ----------
+    z : int or None
+        Slice index in a stack, ``None`` for a 2D image.
+    tile : int or None
+        Tile id for tiled inputs, ``None`` otherwise.
+    grid : CellGrid
+        Where the cells lie on the image.
+    inner : ((y0, y1), (x0, x1))
+        The image region this piece is responsible for (a tile's inner block).
+    """
+
+    z: int | None
+    tile: int | None
+    grid: CellGrid
+    inner: tuple[tuple[int, int], tuple[int, int]]
+
+    @property
+    def label(self) -> str:
+        parts = []
+        if self.tile is not None:
+            parts.append(f"tile {self.tile}")
+        if self.z is not None:
+            parts.append(f"slice {self.z}")
+        return " of ".join(parts) or "the image"
+
+    @property
+    def fit_cells(self) -> tuple[slice, slice]:
+        """Cells that are drawn: they cover image pixels inside the inner block."""
+        return tuple(slice(*self.grid.cells_overlapping(a, b, axis))
+                     for axis, (a, b) in enumerate(self.inner))
+
+
+@dataclass
+class Source:
+    """Embeddings of one image or stack, in micro_sam's layouts (single, stack, tiled, tiled stack).
+
+    Use :func:`open_source` to make one. ``read(piece)`` returns float32 ``(C, h, w)``.
+    """
+
+    name: str
+    layout: str
+    image_shape: tuple[int, int]
+    n_slices: int | None
+    n_channels: int
+    features: Any
+    tiling: Tiling | None = None
+    present_tiles: tuple[int, ...] = ()
+    metadata: dict = field(default_factory=dict)
+    _pieces: list = field(default_factory=list, repr=False)
+
+    @property
+    def is_stack(self) -> bool:
+        return self.n_slices is not None
+
+    @property
+    def missing_tiles(self) -> tuple[int, ...]:
+        if self.tiling is None:
+            return ()
+        present = set(self.present_tiles)
+        return tuple(t for t in range(self.tiling.n_tiles) if t not in present)
+
+    def pieces(self) -> list[Piece]:
+        """All pieces, slice by slice, tiles in C order."""
+        return list(self._pieces)
+
+    def default_pixel_size(self) -> Fraction:
+        """The embedding resolution: one cell, or for tiles the cell of a full interior tile."""
+        if self.tiling is None:
+            return self._pieces[0].grid.cell_size[0]
+        grid = self._pieces[0].grid.shape if self._pieces else (64, 64)
+        full = tuple(t + 2 * h for t, h in zip(self.tiling.tile_shape, self.tiling.halo))
+        return sam_cell_size(full, grid)
+
+    def read(self, piece: Piece) -> np.ndarray:
+        """Load the features of one piece as float32 ``(C, h, w)``."""
+        array = self.features if piece.tile is None else self.features[str(piece.tile)]
+        index = (0,) if piece.z is None else (piece.z, 0)
+        try:
+            data = np.asarray(array[index], dtype=np.float32)
+        except Exception as err:  # codec and storage errors differ between zarr versions
+            raise EmbedviewError(
+                f"could not read the features of {piece.label} from {self.name} "
+                f"({type(err).__name__}: {str(err).strip() or 'no detail'}); the file looks damaged, "
+                "recompute or re-copy the embeddings.") from None
+        expected = (self.n_channels,) + piece.grid.shape
+        if data.shape != expected:
+            raise EmbedviewError(
+                f"the features of {piece.label} in {self.name} have shape {list(data.shape)}, "
+                f"expected {list(expected)}; the file is inconsistent.")
+        return data
+
+
+# ---------------------------------------------------------------------------------------------
+# opening
+
+
+def open_source(source, original_size=None) -> Source:
+    """Open embeddings: a micro_sam container path, an ``ImageEmbeddings`` dict, a zarr group, or an array.
+
+    Parameters
+    ----------
+    source : str, os.PathLike, dict, zarr.Group or array
+        A micro_sam embedding container (``.zarr``, zarr v2 or v3), micro_sam's
+        ``ImageEmbeddings`` dict, or a plain array ``(1, C, h, w)`` / ``(Z, 1, C, h, w)``.
+    original_size : (int, int), optional
+        The image size ``(H, W)``; required for plain arrays.
+
+    Returns
+    -------
+    Source
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> src = open_source(np.zeros((1, 8, 64, 64), np.float32), original_size=(600, 900))
+    >>> src.layout, src.image_shape, len(src.pieces())
+    ('single', (600, 900), 1)
+    """
+    if isinstance(source, Source):
+        return source
+    if isinstance(source, (str, os.PathLike)):
+        return _from_path(os.fspath(source))
+    if isinstance(source, Mapping) and "features" in source:
+        return _from_embeddings_dict(source, name="the ImageEmbeddings dict")
+    if _is_group(source):
+        return _from_group(source, name=str(getattr(source, "store", "the zarr group")))
+    if hasattr(source, "shape") and hasattr(source, "ndim"):
+        if original_size is None:
+            raise EmbedviewError(
+                "a plain feature array needs the image size: pass original_size=(H, W).")
+        return _from_features(source, original_size, name="the feature array", metadata={})
+    raise EmbedviewError(
+        f"cannot visualize a {type(source).__name__}; pass a micro_sam embedding path, an "
+        "ImageEmbeddings dict or a feature array with original_size=(H, W).")
+
+
+def _is_group(obj) -> bool:
+    return hasattr(obj, "attrs") and hasattr(obj, "array_keys") and not hasattr(obj, "shape")
+
+
+def _from_path(path: str) -> Source:
+    if not os.path.exists(path):
+        raise EmbedviewError(f"{path} does not exist; pass the path of a micro_sam embedding file (.zarr).")
+    if not os.path.isdir(path) or not any(
+            os.path.exists(os.path.join(path, meta)) for meta in ("zarr.json", ".zgroup")):
+        raise EmbedviewError(
+            f"{path} is not a zarr container; pass a micro_sam embedding file (.zarr folder) "
+            "written by micro_sam.util.precompute_image_embeddings.")
+    import zarr
+
+    try:
+        root = zarr.open_group(path, mode="r")
+    except Exception as err:
+        raise EmbedviewError(f"{path} could not be opened as zarr ({err}); the file looks damaged.") from None
+    return _from_group(root, name=path)
+
+
+def _attr(attrs, key, name, where):
+    if key not in attrs:
+        raise EmbedviewError(
+            f"{name} lacks the attribute '{key}' in {where}; it is not a complete micro_sam "
+            "embedding file (recompute it with micro_sam.util.precompute_image_embeddings).")
+    return attrs[key]
+
+
+def _from_group(root, name: str) -> Source:
+    if "features" not in root:
+        raise EmbedviewError(
+            f"{name} has no 'features' array or group; it is not a micro_sam embedding file.")
+    attrs = dict(root.attrs)
+    for key in ("input_size", "original_size"):
+        _attr(attrs, key, name, "its root")
+    embeddings = {"features": root["features"], "input_size": attrs["input_size"],
+                  "original_size": attrs["original_size"]}
+    return _from_embeddings_dict(embeddings, name=name, metadata=attrs)
+
+
+def _from_embeddings_dict(embeddings: Mapping, name: str, metadata: dict | None = None) -> Source:
+    metadata = dict(metadata or {})
+    features = embeddings["features"]
+    input_size = embeddings.get("input_size")
+    if input_size is None:  # micro_sam's marker for tiled embeddings
+        if not _is_group(features):
+            raise EmbedviewError(
+                f"{name} has input_size None (tiled) but its features are a "
+                f"{type(features).__name__}, not a group of tiles; pass the zarr group of tiles.")
+        return _from_tiles(features, name, metadata)
+    if "original_size" not in embeddings or embeddings["original_size"] is None:
+        raise EmbedviewError(f"{name} lacks 'original_size'; pass the image size (H, W) the features came from.")
+    return _from_features(features, embeddings["original_size"], name, metadata)
+
+
+def _check_size(size, what, name) -> tuple[int, int]:
+    try:
+        size = tuple(int(v) for v in size)
+    except (TypeError, ValueError):
+        raise EmbedviewError(f"{what} of {name} must be two integers (H, W), got {size!r}.") from None
+    if len(size) != 2 or min(size) < 1:
+        raise EmbedviewError(f"{what} of {name} must be two positive integers (H, W), got {list(size)}.")
+    return size
+
+
+def _check_features(shape, name) -> tuple[int | None, int, tuple[int, int]]:
+    shape = tuple(int(s) for s in shape)
+    if len(shape) == 4 and shape[0] == 1:
+        n_slices = None
+    elif len(shape) == 5 and shape[1] == 1:
+        n_slices = shape[0]
+    else:
+        raise EmbedviewError(
+            f"features of {name} have shape {list(shape)}; expected (1, C, h, w) for an image "
+            "or (Z, 1, C, h, w) for a stack.")
+    if min(shape) < 1:
+        raise EmbedviewError(f"features of {name} are empty (shape {list(shape)}).")
+    return n_slices, shape[-3], shape[-2:]
+
+
+def _from_features(features, original_size, name, metadata) -> Source:
+    image_shape = _check_size(original_size, "original_size", name)
+    n_slices, n_channels, grid_shape = _check_features(features.shape, name)
+    grid = CellGrid.sam(image_shape, grid_shape)
+    whole = tuple((0, n) for n in image_shape)
+    zs = [None] if n_slices is None else range(n_slices)
+    pieces = [Piece(z, None, grid, whole) for z in zs]
+    layout = "single" if n_slices is None else "stack"
+    return Source(name, layout, image_shape, n_slices, n_channels, features,
+                  metadata=metadata, _pieces=pieces)
+
+
+def _from_tiles(group, name, metadata) -> Source:
+    gattrs = dict(group.attrs)
+    where = "its features group"
+    shape = _check_size(_attr(gattrs, "shape", name, where), "the tiled shape", name)
+    tiling = Tiling(shape, tuple(int(v) for v in _attr(gattrs, "tile_shape", name, where)),
+                    tuple(int(v) for v in _attr(gattrs, "halo", name, where)))
+    present = sorted(int(k) for k in group.array_keys() if k.isdigit() and int(k) < tiling.n_tiles)
+    if not present:
+        raise EmbedviewError(f"{name} holds no tiles; it is not a usable micro_sam embedding file.")
+    n_slices = n_channels = grid_shape = None
+    pieces_by_tile = {}
+    for tile in present:
+        array = group[str(tile)]
+        tile_slices, tile_channels, tile_grid = _check_features(array.shape, f"tile {tile} of {name}")
+        if n_channels is None:
+            n_slices, n_channels, grid_shape = tile_slices, tile_channels, tile_grid
+        elif (tile_slices, tile_channels, tile_grid) != (n_slices, n_channels, grid_shape):
+            raise EmbedviewError(
+                f"tile {tile} of {name} has shape {list(array.shape)}, unlike tile {present[0]}; "
+                "all tiles must have the same number of slices, channels and cells.")
+        (oy0, oy1), (ox0, ox1) = tiling.outer(tile)
+        extent = (oy1 - oy0, ox1 - ox0)
+        stated = dict(array.attrs).get("original_size")
+        if stated is not None and tuple(int(v) for v in stated) != extent:
+            raise EmbedviewError(
+                f"tile {tile} of {name} says its block is {list(stated)} pixels but shape, tile_shape "
+                f"and halo give {list(extent)}; the file's metadata is inconsistent.")
+        pieces_by_tile[tile] = (CellGrid.sam(extent, grid_shape, origin=(oy0, ox0)), tiling.inner(tile))
+    zs = [None] if n_slices is None else range(n_slices)
+    pieces = [Piece(z, t, *pieces_by_tile[t]) for z in zs for t in present]
+    metadata = {**metadata, "tiles_in_mask": gattrs.get("tiles_in_mask")}
+    layout = "tiled" if n_slices is None else "tiled stack"
+    return Source(name, layout, shape, n_slices, n_channels, group, tiling=tiling,
+                  present_tiles=tuple(present), metadata=metadata, _pieces=pieces)

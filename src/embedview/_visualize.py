@@ -1,0 +1,246 @@
+"""``visualize``: the whole pipeline, source → fit → project → colours → render."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from ._colors import NORMALIZE_MODES, colour_ranges, to_uint8
+from ._errors import EmbedviewError
+from ._fit import Accumulator, Basis
+from ._geometry import OutputGrid
+from ._progress import progress_bar
+from ._render import Placer
+from ._sources import Piece, Source, open_source
+
+FIT_MODES = ("joint", "per_slice")
+NONFINITE_MODES = ("raise", "omit")
+#: Colour ranges are taken from at most this many cells (a seeded uniform sample beyond it).
+RANGE_SAMPLE_CELLS = 2_000_000
+RANGE_SAMPLE_SEED = 0
+
+
+@dataclass(frozen=True)
+class Visualization:
+    """The PCA picture of some embeddings and how it lies on the image.
+
+    Attributes
+    ----------
+    rgb : ndarray of uint8, shape (..., H, W, 3)
+        The picture; black where nothing was drawn (missing tiles, non-finite cells).
+    components : ndarray of float32, shape (..., H, W, n_components)
+        The principal components per output pixel; NaN where nothing was drawn.
+    scale, translate : tuple of float
+        One value per spatial axis (``1.0``/``0.0`` on z): output pixel ``i`` lies at image
+        coordinate ``translate + i * scale`` (pixel centres, napari's convention).
+    bases : tuple of Basis
+        The fitted PCA: one for ``fit="joint"``, one per slice for ``fit="per_slice"``.
+    layout : str
+        ``single``, ``stack``, ``tiled`` or ``tiled stack``.
+    image_shape : tuple of int
+        Shape of the image the embeddings describe, ``(H, W)`` or ``(Z, H, W)``.
+    """
+
+    rgb: np.ndarray
+    components: np.ndarray
+    scale: tuple
+    translate: tuple
+    bases: tuple
+    layout: str
+    image_shape: tuple
+
+    @property
+    def basis(self) -> Basis:
+        """The fitted PCA (for ``fit="per_slice"`` with several slices, use :attr:`bases`)."""
+        if len(self.bases) != 1:
+            raise EmbedviewError(
+                f"this visualization has {len(self.bases)} bases (fit='per_slice'); use vis.bases[z].")
+        return self.bases[0]
+
+    @property
+    def valid(self) -> np.ndarray:
+        """Boolean ``(..., H, W)``: where something was drawn."""
+        return ~np.isnan(self.components[..., 0])
+
+
+def visualize(
+    source,
+    n_components: int = 3,
+    fit: str = "joint",
+    normalize: str = "robust",
+    pixel_size: float | tuple[float, float] | None = None,
+    *,
+    original_size: tuple[int, int] | None = None,
+    rgb_components: tuple[int, int, int] | None = None,
+    nonfinite: str = "raise",
+    progress: bool = False,
+) -> Visualization:
+    """Project embeddings on their principal components and draw them as RGB, exactly placed.
+
+    Parameters
+    ----------
+    source : str, path, dict or array
+        A micro_sam embedding container (zarr v2/v3: single, stack, tiled, tiled stack,
+        masked), an ``ImageEmbeddings`` dict, or an array ``(1, C, h, w)``/``(Z, 1, C, h, w)``
+        (then give ``original_size``).
+    n_components : int
+        Principal components to compute.
+    fit : {"joint", "per_slice"}
+        ``joint``: one basis for every slice and tile, so a colour means the same everywhere.
+        ``per_slice``: a basis per slice (micro_sam's behaviour).
+    normalize : {"robust", "channel", "global"}
+        Colour ranges: 1st–99th percentile per channel, min–max per channel, or one min–max
+        over all channels.
+    pixel_size : float or (float, float), optional
+        Output pixel size in image pixels; default the embedding grid (for tiled inputs, the
+        cell size of a full interior tile). ``1`` draws at image resolution.
+    original_size : (int, int), optional
+        Image size for plain arrays.
+    rgb_components : tuple of int, optional
+        Which components become red, green and blue; default the first three.
+    nonfinite : {"raise", "omit"}
+        NaN/Inf features raise an error naming where they are, or are left out of the fit
+        and drawn black.
+    progress : bool
+        Show a progress bar on stderr for work that takes over a second.
+
+    Returns
+    -------
+    Visualization
+
+    Examples
+    --------
+    >>> import numpy as np, embedview
+    >>> features = np.random.default_rng(0).normal(size=(1, 16, 64, 64)).astype(np.float32)
+    >>> vis = embedview.visualize(features, original_size=(600, 900))
+    >>> vis.rgb.shape, vis.scale, vis.translate
+    ((43, 64, 3), (14.0625, 14.0625), (6.53125, 6.53125))
+    """
+    src = open_source(source, original_size)
+    _check_choice("fit", fit, FIT_MODES)
+    _check_choice("normalize", normalize, NORMALIZE_MODES)
+    _check_choice("nonfinite", nonfinite, NONFINITE_MODES)
+    if not isinstance(n_components, (int, np.integer)) or not 1 <= n_components <= src.n_channels:
+        raise EmbedviewError(
+            f"n_components={n_components!r} is not possible for features with {src.n_channels} "
+            f"channels; choose 1 to {src.n_channels}.")
+    shown = _rgb_components(rgb_components, n_components)
+    grid = OutputGrid.for_image(src.image_shape, src.default_pixel_size() if pixel_size is None else pixel_size)
+
+    n_slices = src.n_slices or 1
+    components = np.full((n_slices,) + grid.shape + (n_components,), np.nan, np.float32)
+    rgb = np.zeros((n_slices,) + grid.shape + (3,), np.uint8)
+    placer = Placer(grid)
+    pieces = src.pieces()
+    if fit == "joint":
+        groups = [pieces]
+    else:
+        groups = [[p for p in pieces if p.z == z] for z in sorted({p.z for p in pieces}, key=lambda z: z or 0)]
+    bar = progress_bar(2 * len(pieces), progress, desc="embedview")
+    bases = []
+    try:
+        for group in groups:
+            basis = fit_pieces(src, group, n_components, nonfinite, bar)
+            samples = []
+            rate = min(1.0, RANGE_SAMPLE_CELLS / basis.n_samples)
+            for i, (piece, x) in enumerate(_read_ahead(src, group)):
+                projected = _project_piece(basis, piece, x)
+                samples.append(_sample_fit_cells(projected, piece, rate, i))
+                placer.place(components[piece.z or 0], piece, projected)
+                bar.update()
+            lo, hi = colour_ranges(np.concatenate(samples), normalize, basis.scale_reference)
+            basis = basis.with_ranges(lo, hi)
+            bases.append(basis)
+            zs = sorted({p.z or 0 for p in group})
+            for z in zs:
+                _colour(components[z], basis, shown, rgb[z])
+    finally:
+        bar.close()
+
+    if src.is_stack:
+        scale, translate = (1.0,) + grid.scale, (0.0,) + grid.translate
+        image_shape = (src.n_slices,) + src.image_shape
+    else:
+        components, rgb = components[0], rgb[0]
+        scale, translate, image_shape = grid.scale, grid.translate, src.image_shape
+    return Visualization(rgb, components, scale, translate, tuple(bases), src.layout, image_shape)
+
+
+def fit_pieces(src: Source, pieces: list[Piece], n_components: int, nonfinite: str = "raise",
+               bar=None, cells=None) -> Basis:
+    """Stream ``pieces`` once and fit a :class:`Basis` on their drawn cells (or ``cells(piece)``)."""
+    acc = Accumulator(src.n_channels)
+    cells = cells or (lambda piece: piece.fit_cells)
+    for piece, x in _read_ahead(src, pieces):
+        block = x[(slice(None),) + cells(piece)].reshape(x.shape[0], -1)
+        if not acc.add(block):
+            finite = np.isfinite(block).all(axis=0)
+            if nonfinite == "raise":
+                raise EmbedviewError(
+                    f"{int((~finite).sum())} cells of {piece.label} in {src.name} are NaN or infinite; "
+                    "pass nonfinite='omit' (command line: --omit-nonfinite) to leave them out of "
+                    "the fit and draw them black.")
+            acc.add(np.ascontiguousarray(block[:, finite]))
+        if bar is not None:
+            bar.update()
+    return acc.basis(n_components)
+
+
+def _read_ahead(src: Source, pieces: Iterable[Piece]) -> Iterator[tuple[Piece, np.ndarray]]:
+    """Yield ``(piece, features)``, reading the next piece while the caller computes."""
+    pieces = list(pieces)
+    if len(pieces) < 2:
+        for piece in pieces:
+            yield piece, src.read(piece)
+        return
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(src.read, pieces[0])
+        for i, piece in enumerate(pieces):
+            data = future.result()
+            if i + 1 < len(pieces):
+                future = pool.submit(src.read, pieces[i + 1])
+            yield piece, data
+
+
+def _project_piece(basis: Basis, piece: Piece, x: np.ndarray) -> np.ndarray:
+    vh, vw = piece.grid.valid_shape
+    projected = basis.project(x[:, :vh, :vw])
+    if not np.isfinite(projected).all():  # NaN/Inf features: drawn black
+        projected[:, ~np.isfinite(projected).all(axis=0)] = np.nan
+    return projected
+
+
+def _sample_fit_cells(projected: np.ndarray, piece: Piece, rate: float, index: int) -> np.ndarray:
+    values = projected[(slice(None),) + piece.fit_cells].reshape(projected.shape[0], -1).T
+    if rate < 1.0:
+        keep = np.random.default_rng((RANGE_SAMPLE_SEED, index)).random(values.shape[0]) < rate
+        values = values[keep]
+    return values
+
+
+def _colour(components: np.ndarray, basis: Basis, shown: tuple[int, ...], out: np.ndarray) -> None:
+    idx = list(shown)
+    lo, hi = basis.lo[idx], basis.hi[idx]
+    if len(idx) == 1:  # one component: grey
+        out[...] = to_uint8(components[..., idx], lo, hi)
+    else:
+        out[..., :len(idx)] = to_uint8(components[..., idx], lo, hi)
+
+
+def _rgb_components(rgb_components, n_components) -> tuple[int, ...]:
+    if rgb_components is None:
+        return tuple(range(min(3, n_components)))
+    shown = tuple(int(c) for c in rgb_components)
+    if not 1 <= len(shown) <= 3 or any(not 0 <= c < n_components for c in shown):
+        raise EmbedviewError(
+            f"rgb_components={list(rgb_components)} must name one to three of the {n_components} "
+            f"computed components (0 to {n_components - 1}).")
+    return shown
+
+
+def _check_choice(name, value, choices):
+    if value not in choices:
+        raise EmbedviewError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}.")
