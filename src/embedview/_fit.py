@@ -28,7 +28,9 @@ class Basis:
         Variance along each component (with ``n - 1`` in the denominator, like scikit-learn).
     explained_variance_ratio : ndarray, shape (k,)
     n_samples : int
-        Cells the fit saw.
+        Cells the fit used.
+    n_outliers : int
+        High-norm cells left out of the fit (see :class:`Accumulator`).
     lo, hi : ndarray, shape (k,), optional
         Colour ranges: component values drawn as 0 and 255.
 
@@ -51,6 +53,7 @@ class Basis:
     lo: np.ndarray | None = None
     hi: np.ndarray | None = None
     scale_reference: float = 1.0
+    n_outliers: int = 0
 
     @property
     def n_components(self) -> int:
@@ -75,19 +78,44 @@ class Basis:
         return out.reshape((self.n_components,) + features.shape[1:])
 
 
+#: A cell whose distance from the data is this many times the median is a high-norm outlier.
+OUTLIER_FACTOR = 10.0
+#: Outliers are left out of the fit only while they are rare: at most this fraction of cells.
+OUTLIER_MAX_FRACTION = 0.01
+_NORM_SAMPLE = 4_000_000
+_OUTLIER_BUFFER_BYTES = 64 * 2**20
+
+
 @dataclass
 class Accumulator:
-    """Running count, sum and scatter of cells (columns of ``(C, n)`` blocks)."""
+    """Running count, sum and scatter of cells (columns of ``(C, n)`` blocks).
+
+    With ``expected_cells`` given, it also watches for high-norm outliers (the artefact tokens
+    of ViTs): cells farther from the data than ``OUTLIER_FACTOR`` times the median distance.
+    While they are rare (≤ 1% of cells) they are taken out of the fit again at the end, so a
+    handful of them cannot turn the principal axes towards themselves. They are kept in
+    memory (bounded: the farthest ones, at most 64 MiB) to subtract them exactly.
+    """
 
     n_channels: int
+    expected_cells: int | None = None
     count: int = 0
     shift: np.ndarray | None = None
+    n_outliers: int = 0
     total: np.ndarray = field(init=False)
     scatter: np.ndarray = field(init=False)
 
     def __post_init__(self):
         self.total = np.zeros(self.n_channels, np.float64)
         self.scatter = np.zeros((self.n_channels, self.n_channels), np.float64)
+        self._norms: list[np.ndarray] = []
+        self._far: list[tuple[np.ndarray, np.ndarray]] = []  # (norms, centred cells)
+        self._bar = None
+        self._dropped_above = 0.0  # largest norm a full buffer had to forget
+        if self.expected_cells:
+            self._stride = max(1, -(-self.expected_cells // _NORM_SAMPLE))
+            by_fraction = int(OUTLIER_MAX_FRACTION * self.expected_cells) + 1
+            self._capacity = min(by_fraction, _OUTLIER_BUFFER_BYTES // (4 * self.n_channels))
 
     def add(self, cells: np.ndarray) -> bool:
         """Add ``(C, n)`` float32 cells. Returns False (adding nothing) if any is NaN or infinite."""
@@ -104,10 +132,50 @@ class Accumulator:
         self.count += cells.shape[1]
         self.total += total
         self.scatter += scatter
+        if self.expected_cells:
+            self._watch(centred)
         return True
+
+    def _watch(self, centred: np.ndarray) -> None:
+        norms = np.sqrt(np.einsum("ij,ij->j", centred, centred))
+        self._norms.append(norms[:: self._stride])
+        if self._bar is None:  # a low bar from the first piece keeps the buffer small
+            self._bar = 0.5 * OUTLIER_FACTOR * float(np.median(norms))
+        far = norms > self._bar
+        if far.any():
+            self._far.append((norms[far], centred[:, far].copy()))
+            if sum(n.size for n, _ in self._far) > 2 * self._capacity:
+                self._shrink()
+
+    def _shrink(self) -> None:
+        norms = np.concatenate([n for n, _ in self._far])
+        cells = np.concatenate([c for _, c in self._far], axis=1)
+        if norms.size > self._capacity:
+            keep = np.argsort(norms)[-self._capacity:]
+            self._dropped_above = max(self._dropped_above, float(np.delete(norms, keep).max()))
+            norms, cells = norms[keep], cells[:, keep]
+        self._far = [(norms, cells)]
+
+    def _remove_outliers(self) -> None:
+        if not self.expected_cells or not self._far:
+            return
+        self._shrink()
+        threshold = OUTLIER_FACTOR * float(np.median(np.concatenate(self._norms)))
+        if self._dropped_above > threshold:
+            return  # more than the buffer holds lie beyond: they are not rare, keep them all
+        norms, cells = self._far[0]
+        out = cells[:, norms > threshold].astype(np.float64)
+        if out.shape[1] == 0 or out.shape[1] > OUTLIER_MAX_FRACTION * self.count:
+            return
+        self.count -= out.shape[1]
+        self.total -= out.sum(axis=1)
+        self.scatter -= out @ out.T
+        self.n_outliers = out.shape[1]
+        self._far = []
 
     def basis(self, n_components: int) -> Basis:
         """One symmetric eigendecomposition of the covariance."""
+        self._remove_outliers()
         n, c = self.count, self.n_channels
         if n == 0:
             raise EmbedviewError("no valid cells to fit: every cell is padding, masked or not finite.")
@@ -128,4 +196,5 @@ class Accumulator:
         total_var = float(np.clip(np.trace(cov), 0, None))
         ratio = values / total_var if total_var > 0 else np.zeros_like(values)
         reference = float(np.linalg.norm(mean) + np.sqrt(total_var))
-        return Basis(mean, vectors, values, ratio, n, scale_reference=reference)
+        return Basis(mean, vectors, values, ratio, n, scale_reference=reference,
+                     n_outliers=self.n_outliers)

@@ -18,6 +18,7 @@ from ._sources import Piece, Source, open_source
 
 FIT_MODES = ("joint", "per_slice")
 NONFINITE_MODES = ("raise", "omit")
+OUTLIER_MODES = ("exclude", "keep")
 #: Colour ranges are taken from at most this many cells (a seeded uniform sample beyond it).
 RANGE_SAMPLE_CELLS = 2_000_000
 RANGE_SAMPLE_SEED = 0
@@ -76,6 +77,7 @@ def visualize(
     original_size: tuple[int, int] | None = None,
     rgb_components: tuple[int, int, int] | None = None,
     nonfinite: str = "raise",
+    outliers: str = "exclude",
     progress: bool = False,
 ) -> Visualization:
     """Project embeddings on their principal components and draw them as RGB, exactly placed.
@@ -104,6 +106,10 @@ def visualize(
     nonfinite : {"raise", "omit"}
         NaN/Inf features raise an error naming where they are, or are left out of the fit
         and drawn black.
+    outliers : {"exclude", "keep"}
+        ``exclude`` leaves rare high-norm cells (farther from the data than 10× the median
+        distance, at most 1% of cells: the artefact tokens of ViTs) out of the fit so they
+        cannot turn the principal axes towards themselves; they are still drawn (clipped).
     progress : bool
         Show a progress bar on stderr for work that takes over a second.
 
@@ -123,6 +129,7 @@ def visualize(
     _check_choice("fit", fit, FIT_MODES)
     _check_choice("normalize", normalize, NORMALIZE_MODES)
     _check_choice("nonfinite", nonfinite, NONFINITE_MODES)
+    _check_choice("outliers", outliers, OUTLIER_MODES)
     if not isinstance(n_components, (int, np.integer)) or not 1 <= n_components <= src.n_channels:
         raise EmbedviewError(
             f"n_components={n_components!r} is not possible for features with {src.n_channels} "
@@ -143,7 +150,7 @@ def visualize(
     bases = []
     try:
         for group in groups:
-            basis = fit_pieces(src, group, n_components, nonfinite, bar)
+            basis = fit_pieces(src, group, n_components, nonfinite, outliers, bar)
             samples = []
             rate = min(1.0, RANGE_SAMPLE_CELLS / basis.n_samples)
             for i, (piece, x) in enumerate(_read_ahead(src, group)):
@@ -170,10 +177,11 @@ def visualize(
 
 
 def fit_pieces(src: Source, pieces: list[Piece], n_components: int, nonfinite: str = "raise",
-               bar=None, cells=None) -> Basis:
+               outliers: str = "exclude", bar=None, cells=None) -> Basis:
     """Stream ``pieces`` once and fit a :class:`Basis` on their drawn cells (or ``cells(piece)``)."""
-    acc = Accumulator(src.n_channels)
     cells = cells or (lambda piece: piece.fit_cells)
+    expected = sum(int(np.prod([s.stop - s.start for s in cells(p)])) for p in pieces)
+    acc = Accumulator(src.n_channels, expected_cells=expected if outliers == "exclude" else None)
     for piece, x in _read_ahead(src, pieces):
         block = x[(slice(None),) + cells(piece)].reshape(x.shape[0], -1)
         if not acc.add(block):
