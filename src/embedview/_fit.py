@@ -187,7 +187,7 @@ class Accumulator:
         mean = self.shift.astype(np.float64) + delta
         cov = (self.scatter - n * np.outer(delta, delta)) / max(n - 1, 1)
         cov = (cov + cov.T) / 2
-        values, vectors = np.linalg.eigh(cov)
+        values, vectors = _eigh(cov)
         order = np.argsort(values)[::-1][:n_components]
         values = np.clip(values[order], 0, None)
         vectors = vectors[:, order].T
@@ -198,3 +198,14 @@ class Accumulator:
         reference = float(np.linalg.norm(mean) + np.sqrt(total_var))
         return Basis(mean, vectors, values, ratio, n, scale_reference=reference,
                      n_outliers=self.n_outliers)
+
+
+def _eigh(matrix: np.ndarray):
+    """``eigh`` on one BLAS thread: for C×C with C ~ 256, threads only add cost (~10 ms on one
+    thread, up to a second of spinning on a busy machine)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return np.linalg.eigh(matrix)
+    with threadpool_limits(1, user_api="blas"):
+        return np.linalg.eigh(matrix)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -95,6 +96,25 @@ class Source:
         grid = self._pieces[0].grid.shape if self._pieces else (64, 64)
         full = tuple(t + 2 * h for t, h in zip(self.tiling.tile_shape, self.tiling.halo))
         return sam_cell_size(full, grid)
+
+    def read_each(self, pieces: Iterable[Piece]) -> Iterator[tuple[Piece, np.ndarray]]:
+        """Yield ``(piece, features)`` in order, reading the next piece while the caller computes.
+
+        At most two pieces are in memory: the one handed out and the one being read (zarr's
+        codecs and file reads release the GIL, so reading overlaps the caller's BLAS work).
+        """
+        pieces = list(pieces)
+        if len(pieces) < 2:
+            for piece in pieces:
+                yield piece, self.read(piece)
+            return
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            future = pool.submit(self.read, pieces[0])
+            for i, piece in enumerate(pieces):
+                data = future.result()
+                if i + 1 < len(pieces):
+                    future = pool.submit(self.read, pieces[i + 1])
+                yield piece, data
 
     def read(self, piece: Piece) -> np.ndarray:
         """Load the features of one piece as float32 ``(C, h, w)``."""
@@ -225,7 +245,8 @@ def _check_size(size, what, name) -> tuple[int, int]:
     return size
 
 
-def _check_features(shape, name) -> tuple[int | None, int, tuple[int, int]]:
+def check_feature_shape(shape, name) -> tuple[int | None, int, tuple[int, int]]:
+    """``(n_slices or None, C, (h, w))`` of a ``(1, C, h, w)``/``(Z, 1, C, h, w)`` shape; clear error otherwise."""
     shape = tuple(int(s) for s in shape)
     if len(shape) == 4 and shape[0] == 1:
         n_slices = None
@@ -242,7 +263,7 @@ def _check_features(shape, name) -> tuple[int | None, int, tuple[int, int]]:
 
 def _from_features(features, original_size, name, metadata) -> Source:
     image_shape = _check_size(original_size, "original_size", name)
-    n_slices, n_channels, grid_shape = _check_features(features.shape, name)
+    n_slices, n_channels, grid_shape = check_feature_shape(features.shape, name)
     grid = CellGrid.sam(image_shape, grid_shape)
     whole = tuple((0, n) for n in image_shape)
     zs = [None] if n_slices is None else range(n_slices)
@@ -265,7 +286,7 @@ def _from_tiles(group, name, metadata) -> Source:
     pieces_by_tile = {}
     for tile in present:
         array = group[str(tile)]
-        tile_slices, tile_channels, tile_grid = _check_features(array.shape, f"tile {tile} of {name}")
+        tile_slices, tile_channels, tile_grid = check_feature_shape(array.shape, f"tile {tile} of {name}")
         if n_channels is None:
             n_slices, n_channels, grid_shape = tile_slices, tile_channels, tile_grid
         elif (tile_slices, tile_channels, tile_grid) != (n_slices, n_channels, grid_shape):

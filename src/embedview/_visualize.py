@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterable, Iterator
-
 import numpy as np
 
 from ._colors import NORMALIZE_MODES, colour_ranges, to_uint8
@@ -153,7 +150,7 @@ def visualize(
             basis = fit_pieces(src, group, n_components, nonfinite, outliers, bar)
             samples = []
             rate = min(1.0, RANGE_SAMPLE_CELLS / basis.n_samples)
-            for i, (piece, x) in enumerate(_read_ahead(src, group)):
+            for i, (piece, x) in enumerate(src.read_each(group)):
                 projected = _project_piece(basis, piece, x)
                 samples.append(_sample_fit_cells(projected, piece, rate, i))
                 placer.place(components[piece.z or 0], piece, projected)
@@ -182,7 +179,7 @@ def fit_pieces(src: Source, pieces: list[Piece], n_components: int, nonfinite: s
     cells = cells or (lambda piece: piece.fit_cells)
     expected = sum(int(np.prod([s.stop - s.start for s in cells(p)])) for p in pieces)
     acc = Accumulator(src.n_channels, expected_cells=expected if outliers == "exclude" else None)
-    for piece, x in _read_ahead(src, pieces):
+    for piece, x in src.read_each(pieces):
         block = x[(slice(None),) + cells(piece)].reshape(x.shape[0], -1)
         if not acc.add(block):
             finite = np.isfinite(block).all(axis=0)
@@ -195,22 +192,6 @@ def fit_pieces(src: Source, pieces: list[Piece], n_components: int, nonfinite: s
         if bar is not None:
             bar.update()
     return acc.basis(n_components)
-
-
-def _read_ahead(src: Source, pieces: Iterable[Piece]) -> Iterator[tuple[Piece, np.ndarray]]:
-    """Yield ``(piece, features)``, reading the next piece while the caller computes."""
-    pieces = list(pieces)
-    if len(pieces) < 2:
-        for piece in pieces:
-            yield piece, src.read(piece)
-        return
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        future = pool.submit(src.read, pieces[0])
-        for i, piece in enumerate(pieces):
-            data = future.result()
-            if i + 1 < len(pieces):
-                future = pool.submit(src.read, pieces[i + 1])
-            yield piece, data
 
 
 def _project_piece(basis: Basis, piece: Piece, x: np.ndarray) -> np.ndarray:
