@@ -69,40 +69,6 @@ def exact_tiled(tile_labels: dict, tiling: Tiling, grid: int = 64, ys=None, xs=N
     return out
 
 
-def input_size(shape) -> list[int]:
-    long = max(shape)
-    return [int(s * 1024 / long + 0.5) for s in shape]
-
-
-def write_container(path, features=None, original_size=None, tiles=None, tiling=None, zarr_format=3,
-                    n_slices=None):
-    """Write a micro_sam-layout container: ``features`` (1,C,h,w)/(Z,1,C,h,w), or ``tiles`` {id: array}."""
-    root = zarr.open_group(str(path), mode="w", zarr_format=zarr_format)
-    attrs = {"data_signature": "synthetic", "model_type": "vit_b", "model_name": "synthetic",
-             "micro_sam_version": "1.8.14", "model_hash": None}
-    codec = {}
-    if tiles is None:
-        root.attrs.update({**attrs, "tile_shape": None, "halo": None, "input_size": input_size(original_size),
-                           "original_size": list(original_size)})
-        chunks = features.shape if features.ndim == 4 else (1,) + features.shape[1:]
-        root.create_array("features", data=features, chunks=chunks, **codec)
-    else:
-        root.attrs.update({**attrs, "tile_shape": list(tiling.tile_shape), "halo": list(tiling.halo),
-                           "input_size": None, "original_size": None})
-        group = root.create_group("features")
-        group.attrs.update({"shape": list(tiling.shape), "tile_shape": list(tiling.tile_shape),
-                            "halo": list(tiling.halo)})
-        if len(tiles) < tiling.n_tiles:
-            group.attrs["tiles_in_mask"] = sorted(tiles)
-        for tile, data in tiles.items():
-            chunks = data.shape if data.ndim == 4 else (1,) + data.shape[1:]
-            arr = group.create_array(str(tile), data=data, chunks=chunks, **codec)
-            (oy0, oy1), (ox0, ox1) = tiling.outer(tile)
-            arr.attrs.update({"original_size": [oy1 - oy0, ox1 - ox0],
-                              "input_size": input_size((oy1 - oy0, ox1 - ox0))})
-    return path
-
-
 def memory_tiled_group(tiles: dict, tiling: Tiling):
     """An in-memory zarr group of tiles, as micro_sam hands over tiled ImageEmbeddings."""
     group = zarr.open_group(zarr.storage.MemoryStore(), mode="w")

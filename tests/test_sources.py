@@ -13,6 +13,8 @@ import embedview
 from embedview import EmbedviewError, open_source
 from embedview._geometry import Tiling
 
+from embedview._demo import write_micro_sam_embeddings
+
 import _synthetic as syn
 
 DATA = Path(__file__).parent / "data" / "micro_sam"
@@ -125,7 +127,7 @@ def test_bad_original_size(size):
 
 def test_lazy_zarr_stack_is_read_one_slice_at_a_time(tmp_path):
     features = np.random.default_rng(0).normal(size=(3, 1, 8, 64, 64)).astype(np.float32)
-    path = syn.write_container(tmp_path / "stack.zarr", features=features, original_size=(200, 300))
+    path = write_micro_sam_embeddings(tmp_path / "stack.zarr", features, original_size=(200, 300))
     root = zarr.open_group(str(path), mode="r")
     src = open_source({"features": root["features"], "input_size": [683, 1024], "original_size": [200, 300]})
     piece = src.pieces()[1]

@@ -8,6 +8,8 @@ import embedview
 from embedview import EmbedviewError
 from embedview._geometry import Tiling
 
+from embedview._demo import write_micro_sam_embeddings
+
 import _synthetic as syn
 
 M, C = 5, 12
@@ -68,7 +70,8 @@ def _tiled_case(shape=(700, 1000), tile=(256, 320), halo=(32, 48), seed=0, n_sli
 
 def test_tiled_image_with_halo_is_exact_at_every_pixel(tmp_path):
     tiling, protos, labels, tiles = _tiled_case()
-    path = syn.write_container(tmp_path / "tiled.zarr", tiles=tiles, tiling=tiling)
+    path = write_micro_sam_embeddings(tmp_path / "tiled.zarr", tiles, original_size=tiling.shape,
+                                      tile_shape=tiling.tile_shape, halo=tiling.halo)
     vis = embedview.visualize(path, n_components=M - 1, pixel_size=1)
     assert vis.layout == "tiled" and vis.rgb.shape == tiling.shape + (3,)
     assert (syn.decode(vis.components, protos, vis.basis) == syn.exact_tiled(labels, tiling)).all()
@@ -91,7 +94,9 @@ def test_tiled_grid_output_uses_interior_tile_cells():
 
 def test_masked_tiles_are_drawn_black_not_an_error(tmp_path):
     tiling, protos, labels, tiles = _tiled_case(drop=(1, 4))
-    path = syn.write_container(tmp_path / "masked.zarr", tiles=tiles, tiling=tiling)
+    path = write_micro_sam_embeddings(tmp_path / "masked.zarr", tiles, original_size=tiling.shape,
+                                      tile_shape=tiling.tile_shape, halo=tiling.halo,
+                                      tiles_in_mask=sorted(tiles))
     vis = embedview.visualize(path, n_components=M - 1, pixel_size=1)
     truth = syn.exact_tiled(labels, tiling)
     assert (syn.decode(vis.components, protos, vis.basis) == truth).all()
@@ -164,7 +169,7 @@ def test_high_norm_tokens_do_not_wash_out_the_picture():
 
 def test_sources_agree_path_dict_array(tmp_path):
     labels, protos, features = _single((600, 900))
-    path = syn.write_container(tmp_path / "single.zarr", features=features, original_size=(600, 900))
+    path = write_micro_sam_embeddings(tmp_path / "single.zarr", features, original_size=(600, 900))
     import zarr
     root = zarr.open_group(str(path), mode="r")
     a = embedview.visualize(path)

@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 # `import embedview` (and so `embedview --help`) stays instant.
 _EXPORTS = {
     "visualize": "_visualize",
+    "render_plane": "_visualize",
     "Visualization": "_visualize",
     "Basis": "_fit",
     "EmbedviewError": "_errors",

@@ -40,6 +40,7 @@ class Basis:
     >>> x = np.random.default_rng(0).normal(size=(500, 6)) * [5, 3, 1, 1, 1, 1]
     >>> acc = Accumulator(6)
     >>> acc.add(x.T.astype(np.float32))
+    True
     >>> basis = acc.basis(2)
     >>> basis.components.shape, bool(basis.explained_variance[0] > basis.explained_variance[1])
     ((2, 6), True)

@@ -148,14 +148,9 @@ def visualize(
     try:
         for group in groups:
             basis = fit_pieces(src, group, n_components, nonfinite, outliers, bar)
-            samples = []
             rate = min(1.0, RANGE_SAMPLE_CELLS / basis.n_samples)
-            for i, (piece, x) in enumerate(src.read_each(group)):
-                projected = _project_piece(basis, piece, x)
-                samples.append(_sample_fit_cells(projected, piece, rate, i))
-                placer.place(components[piece.z or 0], piece, projected)
-                bar.update()
-            lo, hi = colour_ranges(np.concatenate(samples), normalize, basis.scale_reference)
+            samples = _draw(src, group, basis, placer, components, bar, rate)
+            lo, hi = colour_ranges(samples, normalize, basis.scale_reference)
             basis = basis.with_ranges(lo, hi)
             bases.append(basis)
             zs = sorted({p.z or 0 for p in group})
@@ -192,6 +187,65 @@ def fit_pieces(src: Source, pieces: list[Piece], n_components: int, nonfinite: s
         if bar is not None:
             bar.update()
     return acc.basis(n_components)
+
+
+def render_plane(source, basis: Basis, pixel_size, z: int | None = None,
+                 rgb_components: tuple[int, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Draw one slice with an already fitted basis (with colour ranges) at ``pixel_size``.
+
+    Only the pieces of slice ``z`` are read, so this stays cheap for a long stack.
+
+    Parameters
+    ----------
+    source : str, path, dict, array or Source
+        The embeddings (as for :func:`visualize`).
+    basis : Basis
+        A fitted basis with colour ranges, e.g. ``vis.bases[0]``.
+    pixel_size : float or (float, float)
+        Output pixel size in image pixels.
+    z : int, optional
+        Slice of a stack (``None`` for a 2D image).
+    rgb_components : tuple of int, optional
+        Which components become red, green and blue.
+
+    Returns
+    -------
+    rgb : ndarray of uint8, shape (H, W, 3)
+    components : ndarray of float32, shape (H, W, n_components); NaN where nothing is drawn
+
+    Examples
+    --------
+    >>> import numpy as np, embedview
+    >>> features = np.random.default_rng(0).normal(size=(1, 16, 64, 64)).astype(np.float32)
+    >>> vis = embedview.visualize(features, original_size=(600, 900))
+    >>> rgb, _ = render_plane(embedview.open_source(features, (600, 900)), vis.basis, pixel_size=1)
+    >>> rgb.shape
+    (600, 900, 3)
+    """
+    src = open_source(source)
+    grid = OutputGrid.for_image(src.image_shape, pixel_size)
+    components = np.full((1,) + grid.shape + (basis.n_components,), np.nan, np.float32)
+    pieces = [p for p in src.pieces() if p.z == z]
+    if not pieces:
+        raise EmbedviewError(f"{src.name} has no slice {z}; it has {src.n_slices or 0} slices.")
+    _draw(src, pieces, basis, Placer(grid), components, plane=0)
+    rgb = np.zeros(grid.shape + (3,), np.uint8)
+    _colour(components[0], basis, _rgb_components(rgb_components, basis.n_components), rgb)
+    return rgb, components[0]
+
+
+def _draw(src: Source, pieces: list[Piece], basis: Basis, placer: Placer, canvas: np.ndarray,
+          bar=None, rate: float = 0.0, plane: int | None = None) -> np.ndarray:
+    """Project and place ``pieces`` into ``canvas[z]``; return a sample (``rate``) of their fitted cells."""
+    samples = []
+    for i, (piece, x) in enumerate(src.read_each(pieces)):
+        projected = _project_piece(basis, piece, x)
+        if rate:
+            samples.append(_sample_fit_cells(projected, piece, rate, i))
+        placer.place(canvas[(piece.z or 0) if plane is None else plane], piece, projected)
+        if bar is not None:
+            bar.update()
+    return np.concatenate(samples) if samples else np.empty((0, basis.n_components), np.float32)
 
 
 def _project_piece(basis: Basis, piece: Piece, x: np.ndarray) -> np.ndarray:

@@ -1,0 +1,475 @@
+"""The built-in example: a generated image and synthetic embeddings in micro_sam's container layout.
+
+No download, no network, no model. :func:`make_demo_scene` draws an image of a few materials
+(background, round cells, a textured region, a bright band) with its label map;
+:class:`DemoEncoder` stands in for SAM's image encoder — it resizes each block the way SAM does
+(longest side to ``16 * grid`` pixels, bottom/right zero padding), then turns each 16×16 cell's
+statistics and material content into a feature vector through a fixed, seeded random
+projection; :func:`write_micro_sam_embeddings` writes any features as micro_sam does (single,
+stack, tiled, tiled stack, masked; zarr v2 or v3). Tests and benchmarks reuse all three.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Callable, Mapping
+
+import numpy as np
+
+from ._errors import EmbedviewError
+from ._geometry import Tiling
+from ._io import atomic_path
+from ._progress import progress_bar
+
+DEMO_SHAPE = (600, 900)
+#: Label values in :func:`make_demo_scene`'s label map.
+MATERIALS = ("background", "cells", "texture", "band")
+#: Image pixels per cell in the resized image (SAM's ViT patch).
+PATCH = 16
+#: Materials the encoder tells apart (labels are taken modulo this).
+MATERIAL_SLOTS = 8
+
+ROOT_ATTRIBUTES = ("data_signature", "tile_shape", "halo", "model_type", "model_name",
+                   "micro_sam_version", "model_hash", "input_size", "original_size")
+
+
+# ---------------------------------------------------------------------------------------------
+# the image
+
+
+def make_demo_scene(shape: tuple[int, ...] = DEMO_SHAPE, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A grey image of a few materials and its label map (see :data:`MATERIALS`).
+
+    Parameters
+    ----------
+    shape : (H, W) or (Z, H, W)
+        For a stack, each slice is drawn with its own seed, so cells move between slices.
+    seed : int
+
+    Returns
+    -------
+    image : ndarray of uint8
+    labels : ndarray of uint8
+        0 background, 1 cells, 2 texture, 3 band.
+
+    Examples
+    --------
+    >>> image, labels = make_demo_scene((120, 180))
+    >>> image.shape, image.dtype, sorted(np.unique(labels).tolist())
+    ((120, 180), dtype('uint8'), [0, 1, 2, 3])
+    """
+    shape = tuple(int(v) for v in shape)
+    if len(shape) == 3:
+        planes = [make_demo_scene(shape[1:], seed * 1000 + z) for z in range(shape[0])]
+        return np.stack([p[0] for p in planes]), np.stack([p[1] for p in planes])
+    if len(shape) != 2 or min(shape) < 8:
+        raise EmbedviewError(f"the demo image shape must be (H, W) or (Z, H, W) with sides of at least 8, got {list(shape)}.")
+    h, w = shape
+    rng = np.random.default_rng(seed)
+    y = np.arange(h, dtype=np.float32)[:, None]
+    x = np.arange(w, dtype=np.float32)[None, :]
+    labels = np.zeros(shape, np.uint8)
+    image = np.broadcast_to(50 + 25 * x / w, shape).astype(np.float32)
+
+    cy, cx = h * rng.uniform(0.25, 0.4), w * rng.uniform(0.68, 0.8)
+    texture = ((y - cy) / (0.22 * h)) ** 2 + ((x - cx) / (0.16 * w)) ** 2 <= 1
+    pattern = 120 + 50 * np.sin(2 * np.pi * x / 8) * np.sin(2 * np.pi * y / 8)
+    labels[texture], image[texture] = 2, np.broadcast_to(pattern, shape)[texture]
+
+    band = np.abs(y - h * (0.8 - 0.12 * x / w)) < 0.06 * h
+    labels[band], image[band] = 3, 215
+
+    _draw_cells(image, labels, rng)
+    image += rng.normal(0, 4, shape).astype(np.float32)
+    return np.clip(image + 0.5, 0, 255).astype(np.uint8), labels
+
+
+def make_demo_image(shape: tuple[int, ...] = DEMO_SHAPE, seed: int = 0) -> np.ndarray:
+    """The image of :func:`make_demo_scene`, without labels.
+
+    Examples
+    --------
+    >>> make_demo_image().shape
+    (600, 900)
+    """
+    return make_demo_scene(shape, seed)[0]
+
+
+def _draw_cells(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> None:
+    """Bright round cells (brighter at the centre) where nothing else is."""
+    h, w = labels.shape
+    radius = max(2.0, 0.05 * min(h, w))
+    wanted = max(3, round(12 * h * w / (DEMO_SHAPE[0] * DEMO_SHAPE[1])))
+    placed = 0
+    for _ in range(30 * wanted):
+        if placed == wanted:
+            break
+        r = radius * rng.uniform(0.7, 1.3)
+        if 2 * r + 2 >= min(h, w):
+            break
+        cy, cx = rng.uniform(r, h - r), rng.uniform(r, w - r)
+        margin = r + 4  # keep cells apart from each other and from other materials
+        y0, y1 = max(0, int(cy - margin)), min(h, int(cy + margin) + 2)
+        x0, x1 = max(0, int(cx - margin)), min(w, int(cx + margin) + 2)
+        d2 = ((np.arange(y0, y1)[:, None] - cy) ** 2 + (np.arange(x0, x1)[None, :] - cx) ** 2)
+        if labels[y0:y1, x0:x1][d2 <= margin ** 2].any():
+            continue
+        disc = d2 <= r * r
+        labels[y0:y1, x0:x1][disc] = 1
+        image[y0:y1, x0:x1][disc] = (150 + 40 * (1 - d2 / (r * r)))[disc]
+        placed += 1
+
+
+# ---------------------------------------------------------------------------------------------
+# the encoder
+
+
+def sam_input_size(block_shape: tuple[int, int], grid: int = 64) -> tuple[int, int]:
+    """Size of a block after SAM's resize of the longest side to ``16 * grid`` pixels.
+
+    Examples
+    --------
+    >>> sam_input_size((600, 900))
+    (683, 1024)
+    """
+    side = PATCH * grid
+    longest = max(block_shape)
+    return tuple(int(n * side / longest + 0.5) for n in block_shape)
+
+
+class DemoEncoder:
+    """A stand-in for SAM's image encoder with SAM's geometry and a fixed random projection.
+
+    Each cell's feature vector is ``W_s @ [mean, std, gradient energy, 1] + W_m @ material
+    fractions + w_pad * padding fraction + noise``; cells with image content differ clearly from
+    padding cells, and materials dominate the principal components.
+
+    Parameters
+    ----------
+    n_channels : int
+        Feature channels C (SAM: 256).
+    grid : int
+        Cells per side (SAM: 64); the block is resized to ``16 * grid`` pixels.
+    seed : int
+        Fixes the projection and the noise.
+    noise : float
+        Standard deviation of the per-cell noise.
+    high_norm_fraction, high_norm_factor : float
+        Share of image cells scaled up by ``high_norm_factor``, like the high-norm tokens of
+        ViTs (e.g. ``0.003`` and ``30``).
+
+    Examples
+    --------
+    >>> image, labels = make_demo_scene((120, 180))
+    >>> DemoEncoder(n_channels=16, grid=16).encode(image, labels).shape
+    (16, 16, 16)
+    """
+
+    def __init__(self, n_channels: int = 64, grid: int = 64, seed: int = 0, noise: float = 0.1,
+                 high_norm_fraction: float = 0.0, high_norm_factor: float = 30.0):
+        if n_channels < 1 or grid < 1:
+            raise EmbedviewError(f"the demo encoder needs n_channels and grid ≥ 1, got {n_channels} and {grid}.")
+        self.n_channels, self.grid, self.seed, self.noise = int(n_channels), int(grid), int(seed), float(noise)
+        self.high_norm_fraction, self.high_norm_factor = float(high_norm_fraction), float(high_norm_factor)
+        rng = np.random.default_rng((self.seed, 7919))
+        self.w_stats = rng.normal(0, 1.0, (self.n_channels, 4)).astype(np.float32)
+        self.w_materials = rng.normal(0, 1.5, (self.n_channels, MATERIAL_SLOTS)).astype(np.float32)
+        self.w_padding = rng.normal(0, 2.0, self.n_channels).astype(np.float32)
+
+    def encode(self, block: np.ndarray, labels: np.ndarray | None = None, key: tuple[int, ...] = ()) -> np.ndarray:
+        """Features ``(C, grid, grid)`` float32 of a 2D block; ``key`` varies the noise per piece."""
+        g, side = self.grid, PATCH * self.grid
+        h, w = block.shape
+        rh, rw = sam_input_size((h, w), g)
+        # Nearest-neighbour resize at pixel centres: resized pixel i shows original floor((i + ½)·L/side).
+        ys = np.minimum(((np.arange(rh) + 0.5) * (max(h, w) / side)).astype(np.intp), h - 1)
+        xs = np.minimum(((np.arange(rw) + 0.5) * (max(h, w) / side)).astype(np.intp), w - 1)
+        resized = np.zeros((side, side), np.float32)
+        resized[:rh, :rw] = np.asarray(block)[np.ix_(ys, xs)]
+        inside = np.zeros((side, side), np.float32)
+        inside[:rh, :rw] = 1
+
+        gy = np.zeros_like(resized)
+        gx = np.zeros_like(resized)
+        gy[:-1] = np.diff(resized, axis=0)
+        gx[:, :-1] = np.diff(resized, axis=1)
+        stats = np.stack([_cell_mean(resized, g) / 255, _cell_std(resized, g) / 64,
+                          np.sqrt(_cell_mean(gy * gy + gx * gx, g)) / 64, np.ones((g, g), np.float32)])
+        feats = self.w_stats @ stats.reshape(4, -1)
+        if labels is not None:
+            lab = np.full((side, side), -1, np.int16)
+            lab[:rh, :rw] = np.asarray(labels)[np.ix_(ys, xs)] % MATERIAL_SLOTS
+            for m in np.unique(lab[:rh, :rw]):
+                feats += np.outer(self.w_materials[:, m], _cell_mean((lab == m).astype(np.float32), g).ravel())
+        feats += np.outer(self.w_padding, 1 - _cell_mean(inside, g).ravel())
+        rng = np.random.default_rng((self.seed,) + tuple(int(k) for k in key))
+        feats += self.noise * rng.standard_normal(feats.shape, np.float32)
+        if self.high_norm_fraction > 0:
+            image_cells = np.flatnonzero(_cell_mean(inside, g).ravel() > 0)
+            n = int(round(self.high_norm_fraction * image_cells.size))
+            feats[:, rng.choice(image_cells, n, replace=False)] *= self.high_norm_factor
+        return feats.reshape(self.n_channels, g, g).astype(np.float32)
+
+
+def _cell_mean(values: np.ndarray, g: int) -> np.ndarray:
+    return values.reshape(g, PATCH, g, PATCH).mean(axis=(1, 3))
+
+
+def _cell_std(values: np.ndarray, g: int) -> np.ndarray:
+    return values.reshape(g, PATCH, g, PATCH).std(axis=(1, 3))
+
+
+class LazyFeatures:
+    """An array-like ``(1, C, h, w)`` or ``(Z, 1, C, h, w)`` whose slices are computed when indexed.
+
+    Writing or visualizing it holds one slice at a time, so benchmarks can make large files.
+    Supports ``x[i]`` and ``x[i, ...]`` (an integer first), ``shape``, ``ndim``, ``dtype`` and
+    ``numpy.asarray``.
+
+    Examples
+    --------
+    >>> x = LazyFeatures((3, 1, 2, 4, 4), lambda z: np.full((1, 2, 4, 4), z, np.float32))
+    >>> x[2, 0].shape, float(x[2].max())
+    ((2, 4, 4), 2.0)
+    """
+
+    dtype = np.dtype(np.float32)
+
+    def __init__(self, shape: tuple[int, ...], compute: Callable[[int], np.ndarray]):
+        self.shape = tuple(int(v) for v in shape)
+        self.ndim = len(self.shape)
+        self._compute = compute
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index):
+        first, rest = (index[0], index[1:]) if isinstance(index, tuple) else (index, ())
+        if not isinstance(first, (int, np.integer)):
+            raise TypeError("LazyFeatures takes an integer first index")
+        first = int(first) + (self.shape[0] if first < 0 else 0)
+        if not 0 <= first < self.shape[0]:
+            raise IndexError(f"index {first} is out of range for {self.shape[0]}")
+        data = np.asarray(self._compute(first), np.float32)
+        return data[rest] if rest else data
+
+    def __array__(self, dtype=None, copy=None):
+        return np.stack([self[i] for i in range(self.shape[0])]).astype(dtype or np.float32)
+
+
+def demo_features(image: np.ndarray, labels: np.ndarray | None = None, *, tile_shape=None, halo=None,
+                  tiles=None, encoder: DemoEncoder | None = None):
+    """Lazy features of an image or stack in micro_sam's layout, one piece computed at a time.
+
+    Parameters
+    ----------
+    image : ndarray
+        ``(H, W)`` or a stack ``(Z, H, W)``.
+    labels : ndarray, optional
+        Material labels of the same shape; adds a per-material signal.
+    tile_shape, halo : (int, int), optional
+        Tile the image as micro_sam does: each tile is encoded from its inner block grown by
+        ``halo`` (clipped to the image).
+    tiles : iterable of int, optional
+        Only these tiles (micro_sam's masked tiling); default all.
+    encoder : DemoEncoder, optional
+
+    Returns
+    -------
+    LazyFeatures or dict of int to LazyFeatures
+        ``(1, C, g, g)`` / ``(Z, 1, C, g, g)``; a dict per tile id when tiled.
+
+    Examples
+    --------
+    >>> image, labels = make_demo_scene((100, 150))
+    >>> tiles = demo_features(image, labels, tile_shape=(64, 64), halo=(8, 8), encoder=DemoEncoder(8, 16))
+    >>> sorted(tiles), tiles[0].shape
+    ([0, 1, 2, 3, 4, 5], (1, 8, 16, 16))
+    """
+    encoder = encoder or DemoEncoder()
+    image = np.asarray(image) if not hasattr(image, "ndim") else image
+    if image.ndim not in (2, 3):
+        raise EmbedviewError(f"the image must be (H, W) or (Z, H, W), got shape {list(image.shape)}.")
+    if labels is not None and tuple(labels.shape) != tuple(image.shape):
+        raise EmbedviewError(f"labels of shape {list(labels.shape)} do not match the image's {list(image.shape)}.")
+    stack = image.ndim == 3
+    C, g = encoder.n_channels, encoder.grid
+
+    def lazy(region, tile):
+        (y0, y1), (x0, x1) = region
+
+        def compute(z):
+            plane = image[z] if stack else image
+            lab = None if labels is None else (labels[z] if stack else labels)
+            feats = encoder.encode(plane[y0:y1, x0:x1], None if lab is None else lab[y0:y1, x0:x1],
+                                   key=(z if stack else 0, 0 if tile is None else tile + 1))
+            return feats[None] if stack else feats
+
+        return LazyFeatures(((image.shape[0], 1) if stack else (1,)) + (C, g, g), compute)
+
+    shape = image.shape[-2:]
+    if tile_shape is None:
+        return lazy(((0, shape[0]), (0, shape[1])), None)
+    tiling = Tiling(tuple(shape), tuple(int(v) for v in tile_shape), tuple(int(v) for v in (halo or (0, 0))))
+    ids = range(tiling.n_tiles) if tiles is None else sorted(int(t) for t in tiles)
+    return {t: lazy(tiling.outer(t), t) for t in ids}
+
+
+# ---------------------------------------------------------------------------------------------
+# the micro_sam container
+
+
+def write_micro_sam_embeddings(path, features, *, original_size, tile_shape=None, halo=None,
+                               tiles_in_mask=None, zarr_format: int = 3, model_type: str = "demo",
+                               model_name: str = "embedview-demo",
+                               micro_sam_version: str | None = "embedview-demo",
+                               model_hash: str | None = None, data_signature: str | None = None,
+                               progress: bool = False):
+    """Write features as micro_sam's ``precompute_image_embeddings`` lays them out, atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The ``.zarr`` folder to write (replaced if it exists).
+    features : array-like or mapping of int to array-like
+        ``(1, C, h, w)`` (single image) or ``(Z, 1, C, h, w)`` (stack); for tiled embeddings a
+        mapping of tile id to such arrays. Written one slice at a time (see
+        :class:`LazyFeatures`); NaN and anything else float32 holds is kept as given.
+    original_size : (int, int)
+        The image size ``(H, W)``.
+    tile_shape, halo : (int, int), optional
+        Required with tiled features; ``halo`` defaults to ``(0, 0)``.
+    tiles_in_mask : iterable of int, optional
+        Recorded as the features group's ``tiles_in_mask`` (micro_sam's masked tiling).
+    zarr_format : {2, 3}
+    model_type, model_name, micro_sam_version, model_hash, data_signature :
+        Root attributes, as micro_sam records them.
+    progress : bool
+        Progress bar on stderr.
+
+    Returns
+    -------
+    Path
+
+    Examples
+    --------
+    >>> import tempfile, os, embedview
+    >>> path = os.path.join(tempfile.mkdtemp(), "emb.zarr")
+    >>> _ = write_micro_sam_embeddings(path, np.zeros((1, 8, 64, 64), np.float32), original_size=(600, 900))
+    >>> embedview.open_source(path).layout
+    'single'
+    """
+    if zarr_format not in (2, 3):
+        raise EmbedviewError(f"zarr_format must be 2 or 3, got {zarr_format!r}.")
+    size = tuple(int(v) for v in original_size)
+    tiled = isinstance(features, Mapping)
+    if tiled:
+        if tile_shape is None:
+            raise EmbedviewError("tiled features (a mapping of tile id to array) need tile_shape=(th, tw).")
+        tiling = Tiling(size, tuple(int(v) for v in tile_shape), tuple(int(v) for v in (halo or (0, 0))))
+        pieces = {int(t): a for t, a in features.items()}
+        bad = [t for t in pieces if not 0 <= t < tiling.n_tiles]
+        if bad or not pieces:
+            raise EmbedviewError(
+                f"tile ids {bad or '(none)'} do not fit a {tiling.grid[0]}×{tiling.grid[1]} tiling of {list(size)}; "
+                f"use ids 0 to {tiling.n_tiles - 1}.")
+    else:
+        pieces = {None: features}
+    for t, array in pieces.items():
+        _check_shape(array.shape, "features" if t is None else f"tile {t}")
+
+    root_attrs = {
+        "data_signature": data_signature,
+        "tile_shape": [int(v) for v in tile_shape] if tiled else None,
+        "halo": list(tiling.halo) if tiled else None,
+        "model_type": model_type, "model_name": model_name, "micro_sam_version": micro_sam_version,
+        "model_hash": model_hash,
+        "input_size": None if tiled else list(sam_input_size(size, max(features.shape[-2:]))),
+        "original_size": None if tiled else list(size),
+    }
+    import zarr
+
+    total = sum(a.shape[0] for a in pieces.values())
+    bar = progress_bar(total, progress, desc="writing embeddings")
+    try:
+        with atomic_path(path, directory=True) as tmp:
+            root = zarr.open_group(str(tmp), mode="w", zarr_format=zarr_format)
+            root.attrs.update(root_attrs)
+            if not tiled:
+                _write_array(root, "features", features, {}, bar)
+            else:
+                group = root.create_group("features")
+                group_attrs = {"shape": list(size), "tile_shape": list(tiling.tile_shape), "halo": list(tiling.halo)}
+                if tiles_in_mask is not None:
+                    group_attrs["tiles_in_mask"] = [int(t) for t in tiles_in_mask]
+                group.attrs.update(group_attrs)
+                for t, array in sorted(pieces.items()):
+                    extent = tuple(b - a for a, b in tiling.outer(t))
+                    attrs = {"original_size": list(extent),
+                             "input_size": list(sam_input_size(extent, max(array.shape[-2:])))}
+                    _write_array(group, str(t), array, attrs, bar)
+    finally:
+        bar.close()
+    return path
+
+
+def _check_shape(shape, what) -> None:
+    shape = tuple(shape)
+    if not ((len(shape) == 4 and shape[0] == 1) or (len(shape) == 5 and shape[1] == 1)):
+        raise EmbedviewError(f"{what} have shape {list(shape)}; expected (1, C, h, w) or (Z, 1, C, h, w).")
+
+
+def _write_array(group, name, array, attrs, bar) -> None:
+    shape = tuple(int(v) for v in array.shape)
+    # micro_sam's chunks: one whole feature grid (of one slice).
+    chunks = (1,) * (len(shape) - 3) + shape[-3:]
+    out = group.create_array(name, shape=shape, chunks=chunks, dtype="float32", fill_value=0.0)
+    if attrs:
+        out.attrs.update(attrs)
+    for i in range(shape[0]):
+        out[i] = np.asarray(array[i], np.float32)
+        bar.update()
+
+
+def write_demo_embeddings(path, image: np.ndarray, labels: np.ndarray | None = None, *, tile_shape=None,
+                          halo=None, tiles=None, encoder: DemoEncoder | None = None, zarr_format: int = 3,
+                          progress: bool = False):
+    """Encode an image (or stack) with :class:`DemoEncoder` and write a micro_sam container.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The ``.zarr`` folder to write.
+    image : ndarray
+        ``(H, W)`` or ``(Z, H, W)``.
+    labels : ndarray, optional
+        Material labels (see :func:`make_demo_scene`).
+    tile_shape, halo : (int, int), optional
+        Tile the image as micro_sam does.
+    tiles : iterable of int, optional
+        Write only these tiles and record them as ``tiles_in_mask`` (a masked tiling).
+    encoder : DemoEncoder, optional
+        Default ``DemoEncoder()`` (64 channels, 64×64 cells).
+    zarr_format : {2, 3}
+    progress : bool
+
+    Returns
+    -------
+    Path
+
+    Examples
+    --------
+    >>> import tempfile, os, embedview
+    >>> image, labels = make_demo_scene((200, 300))
+    >>> path = os.path.join(tempfile.mkdtemp(), "demo.zarr")
+    >>> _ = write_demo_embeddings(path, image, labels, tile_shape=(128, 128), halo=(16, 16))
+    >>> src = embedview.open_source(path)
+    >>> src.layout, src.image_shape, src.tiling.n_tiles
+    ('tiled', (200, 300), 6)
+    """
+    encoder = encoder or DemoEncoder()
+    features = demo_features(image, labels, tile_shape=tile_shape, halo=halo, tiles=tiles, encoder=encoder)
+    signature = hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()
+    return write_micro_sam_embeddings(
+        path, features, original_size=image.shape[-2:], tile_shape=tile_shape, halo=halo,
+        tiles_in_mask=tiles, zarr_format=zarr_format, data_signature=signature, progress=progress)

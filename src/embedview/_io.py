@@ -1,0 +1,360 @@
+"""Files in and out: read an image, write a visualization by extension, never half-written.
+
+Every output is first written under a temporary name in its own folder and moved into place
+with :func:`os.replace` only when complete, so an interrupted or failed run leaves either the
+old file or nothing, never a truncated picture.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ._errors import EmbedviewError
+from ._progress import progress_bar
+
+#: Output formats by extension; stacks need one that holds several slices.
+OUTPUT_FORMATS = {".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF", ".zarr": "zarr", ".npy": "npy", ".npz": "npz"}
+STACK_FORMATS = (".tif", ".tiff", ".zarr", ".npy", ".npz")
+PILLOW_IMAGES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+IMAGE_FORMATS = (".npy", ".tif", ".tiff") + PILLOW_IMAGES
+
+
+# ---------------------------------------------------------------------------------------------
+# reading
+
+
+def read_image(path) -> np.ndarray:
+    """Read an image: ``.npy``, ``.tif``/``.tiff`` or a Pillow format (``.png``, ``.jpg``, ...).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    ndarray
+        ``(H, W)``, ``(H, W, 3|4)``, or ``(Z, H, W[, 3|4])`` as stored. ``.npy`` files are
+        memory-mapped, so a large stack is not loaded whole.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "image.npy")
+    >>> np.save(path, np.zeros((4, 5), np.uint8))
+    >>> read_image(path).shape
+    (4, 5)
+    """
+    path = Path(path)
+    ext = path.suffix.lower()
+    if ext not in IMAGE_FORMATS:
+        raise EmbedviewError(
+            f"cannot read the image {path}: unknown extension {ext or '(none)'!r}; "
+            f"use one of {', '.join(IMAGE_FORMATS)}.")
+    if not path.is_file():
+        raise EmbedviewError(f"the image {path} does not exist or is not a file.")
+    try:
+        if ext == ".npy":
+            image = np.load(path, mmap_mode="r", allow_pickle=False)
+        elif ext in (".tif", ".tiff"):
+            import tifffile
+
+            image = tifffile.imread(path)
+        else:
+            image = _read_pillow(path)
+    except EmbedviewError:
+        raise
+    except Exception as err:  # each reader fails in its own way on a damaged file
+        raise EmbedviewError(
+            f"could not read the image {path} ({type(err).__name__}: {str(err).strip() or 'no detail'}).") from None
+    if image.ndim < 2 or image.dtype.kind not in "biuf":
+        raise EmbedviewError(
+            f"the image {path} holds a {image.dtype} array of shape {list(image.shape)}; "
+            "expected numbers in 2D (H, W), RGB (H, W, 3) or a stack (Z, H, W).")
+    return image
+
+
+def _read_pillow(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as img:
+        if img.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):  # palettes and colour spaces → RGB
+            img = img.convert("RGBA" if "A" in img.mode else "RGB")
+        elif img.mode == "LA":
+            img = img.convert("L")
+        elif img.mode == "1":
+            img = img.convert("L")
+        return np.asarray(img)
+
+
+# ---------------------------------------------------------------------------------------------
+# atomic writing
+
+
+def check_output(path, stack: bool = False) -> Path:
+    """Check that ``path`` can be written (known extension, existing writable folder) before working.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    stack : bool
+        The output is a stack of slices, which a PNG cannot hold.
+
+    Returns
+    -------
+    Path
+
+    Examples
+    --------
+    >>> check_output("/nonexistent-folder/out.png")
+    Traceback (most recent call last):
+    ...
+    embedview._errors.EmbedviewError: cannot write /nonexistent-folder/out.png: the folder /nonexistent-folder does not exist.
+    """
+    path = Path(path)
+    ext = path.suffix.lower()
+    if ext not in OUTPUT_FORMATS:
+        raise EmbedviewError(
+            f"cannot write {path}: unknown output extension {ext or '(none)'!r}; "
+            f"use one of {', '.join(OUTPUT_FORMATS)}.")
+    if stack and ext not in STACK_FORMATS:
+        raise EmbedviewError(
+            f"cannot write {path}: a {OUTPUT_FORMATS[ext]} holds one 2D picture but these embeddings "
+            "are a stack of slices; write a .tif (one page per slice) or a .zarr instead.")
+    _check_folder(path)
+    if path.is_dir() and ext != ".zarr":
+        raise EmbedviewError(f"cannot write {path}: it is an existing folder; choose another name.")
+    return path
+
+
+def _check_folder(path: Path) -> None:
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.exists():
+        raise EmbedviewError(f"cannot write {path}: the folder {parent} does not exist.")
+    if not parent.is_dir():
+        raise EmbedviewError(f"cannot write {path}: {parent} is a file, not a folder.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise EmbedviewError(f"cannot write {path}: the folder {parent} is not writable.")
+
+
+@contextlib.contextmanager
+def atomic_path(path, directory: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success move it onto ``path``, else remove it.
+
+    For a file, :func:`os.replace` swaps it in one step. For a folder (``directory=True``, e.g.
+    a ``.zarr``), an existing one is first moved aside and removed only after the new one is
+    in place.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> target = os.path.join(tempfile.mkdtemp(), "out.txt")
+    >>> with atomic_path(target) as tmp:
+    ...     _ = tmp.write_text("done")
+    >>> open(target).read()
+    'done'
+    """
+    path = Path(path)
+    _check_folder(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    prefix, suffix = f".{path.name}.", f".tmp{path.suffix}"
+    try:
+        if directory:
+            tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=parent))
+        else:
+            fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=parent)
+            os.close(fd)
+            tmp = Path(name)
+    except OSError as err:
+        raise EmbedviewError(f"cannot write {path}: {_reason(err)}.") from None
+    try:
+        yield tmp
+        _move_into_place(tmp, path, directory)
+    except BaseException as err:
+        _remove(tmp)
+        if isinstance(err, OSError):
+            raise EmbedviewError(f"cannot write {path}: {_reason(err)}.") from None
+        raise
+
+
+def _move_into_place(tmp: Path, path: Path, directory: bool) -> None:
+    if not directory:
+        if path.is_dir():
+            raise EmbedviewError(f"cannot write {path}: it is an existing folder; choose another name.")
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal permissions
+        os.replace(tmp, path)
+        return
+    old = None
+    if path.exists() or path.is_symlink():
+        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+        os.replace(path, old / "previous")
+    try:
+        os.replace(tmp, path)
+    except OSError:
+        if old is not None:  # put the previous output back
+            os.replace(old / "previous", path)
+            _remove(old)
+        raise
+    if old is not None:
+        _remove(old)
+
+
+def _umask() -> int:
+    try:  # Linux: read it without changing it (os.umask is process-wide, not thread-safe)
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+def _reason(err: OSError) -> str:
+    return err.strerror.lower() if err.strerror else str(err)
+
+
+# ---------------------------------------------------------------------------------------------
+# writing a visualization
+
+
+def output_metadata(vis, extra: dict | None = None) -> dict:
+    """What every output records besides pixels: geometry, layout and the PCA's explained variance.
+
+    Examples
+    --------
+    >>> import numpy as np, embedview
+    >>> vis = embedview.visualize(np.ones((1, 4, 64, 64), np.float32), original_size=(64, 64))
+    >>> output_metadata(vis)["scale"]
+    [1.0, 1.0]
+    """
+    from . import __version__
+
+    ratios = [[float(v) for v in basis.explained_variance_ratio] for basis in vis.bases]
+    meta = {
+        "embedview_version": __version__,
+        "axes": (["z"] if len(vis.scale) == 3 else []) + ["y", "x", "c"],
+        "scale": [float(v) for v in vis.scale],
+        "translate": [float(v) for v in vis.translate],
+        "layout": vis.layout,
+        "image_shape": [int(v) for v in vis.image_shape],
+        "n_components": int(vis.components.shape[-1]),
+        # One list for fit="joint", one per slice for fit="per_slice".
+        "explained_variance_ratio": ratios[0] if len(ratios) == 1 else ratios,
+    }
+    meta.update(extra or {})
+    return meta
+
+
+def write_output(vis, path, *, metadata: dict | None = None, progress: bool = False) -> Path:
+    """Write a :class:`~embedview.Visualization` to ``path``, chosen by extension, atomically.
+
+    Parameters
+    ----------
+    vis : Visualization
+    path : str or os.PathLike
+        ``.png`` (2D only), ``.tif``/``.tiff`` (2D RGB or one page per slice), ``.zarr`` (arrays
+        ``rgb`` and ``components``), ``.npy`` (the RGB array) or ``.npz`` (``rgb``,
+        ``components``, ``scale``, ``translate``). All but ``.npy`` record ``scale`` and
+        ``translate``: the PNG in its ``embedview`` text chunk, the TIFF in its JSON
+        ImageDescription, the zarr group in its attributes.
+    metadata : dict, optional
+        Extra JSON-able entries to record (e.g. the source and options).
+    progress : bool
+        Progress bar on stderr while writing a large zarr output.
+
+    Returns
+    -------
+    Path
+
+    Examples
+    --------
+    >>> import numpy as np, embedview, tempfile, os
+    >>> vis = embedview.visualize(np.random.rand(1, 8, 64, 64).astype(np.float32), original_size=(600, 900))
+    >>> out = write_output(vis, os.path.join(tempfile.mkdtemp(), "pca.png"))
+    >>> read_image(out).shape
+    (43, 64, 3)
+    """
+    path = check_output(path, stack=vis.rgb.ndim == 4)
+    meta = output_metadata(vis, metadata)
+    ext = path.suffix.lower()
+    with atomic_path(path, directory=ext == ".zarr") as tmp:
+        if ext == ".png":
+            write_png(tmp, vis.rgb, meta)
+        elif ext in (".tif", ".tiff"):
+            _write_tiff(tmp, vis.rgb, meta)
+        elif ext == ".zarr":
+            _write_zarr(tmp, vis, meta, progress, path.name)
+        elif ext == ".npy":
+            with open(tmp, "wb") as f:
+                np.save(f, vis.rgb)
+        else:
+            with open(tmp, "wb") as f:
+                np.savez_compressed(f, rgb=vis.rgb, components=vis.components,
+                                    scale=np.asarray(vis.scale), translate=np.asarray(vis.translate),
+                                    image_shape=np.asarray(vis.image_shape),
+                                    metadata=np.asarray(json.dumps(meta)))
+    return path
+
+
+def write_png(path, rgb: np.ndarray, metadata: dict | None = None) -> None:
+    """Write a uint8 ``(H, W, 3)`` array as PNG (not atomic: wrap in :func:`atomic_path`)."""
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    if metadata:
+        info.add_text("embedview", json.dumps(metadata))
+    Image.fromarray(np.ascontiguousarray(rgb)).save(path, format="PNG", pnginfo=info)
+
+
+def _write_tiff(path: Path, rgb: np.ndarray, meta: dict) -> None:
+    import tifffile
+
+    sy, sx = meta["scale"][-2:]
+    # The JSON ImageDescription (tifffile's "shaped" metadata) holds the exact geometry; the
+    # resolution tags give other readers the pixel size in image pixels.
+    tifffile.imwrite(path, rgb, photometric="rgb", compression="zlib", metadata=meta,
+                     resolution=(1.0 / sx, 1.0 / sy), resolutionunit="NONE")
+
+
+def _write_zarr(path: Path, vis, meta: dict, progress: bool, name: str) -> None:
+    import zarr
+
+    root = zarr.open_group(str(path), mode="w")
+    root.attrs.update(meta)
+    n_slices = vis.rgb.shape[0] if vis.rgb.ndim == 4 else None
+    plane = vis.rgb.shape[-3:-1]
+    tile = tuple(min(n, 1024) for n in plane)
+    lead = () if n_slices is None else (1,)
+    rgb = root.create_array("rgb", shape=vis.rgb.shape, dtype="uint8", chunks=lead + tile + (3,), fill_value=0)
+    comp = root.create_array("components", shape=vis.components.shape, dtype="float32",
+                             chunks=lead + tile + (vis.components.shape[-1],), fill_value=float("nan"))
+    if n_slices is None:
+        rgb[...] = vis.rgb
+        comp[...] = vis.components
+        return
+    bar = progress_bar(n_slices, progress, desc=f"writing {name}")
+    try:
+        for z in range(n_slices):
+            rgb[z] = vis.rgb[z]
+            comp[z] = vis.components[z]
+            bar.update()
+    finally:
+        bar.close()

@@ -1,0 +1,189 @@
+"""Reading images and writing visualizations: formats, metadata round trips, atomicity."""
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+from PIL import Image
+
+import embedview
+from embedview import EmbedviewError
+from embedview._demo import DemoEncoder, make_demo_scene, write_demo_embeddings
+from embedview._io import atomic_path, check_output, read_image, write_output
+
+SMALL = DemoEncoder(n_channels=16, grid=16)
+
+
+@pytest.fixture(scope="module")
+def vis2d():
+    image, labels = make_demo_scene((90, 130))
+    features = SMALL.encode(image, labels)[None]
+    return embedview.visualize(features, original_size=(90, 130))
+
+
+@pytest.fixture(scope="module")
+def vis3d(tmp_path_factory):
+    image, labels = make_demo_scene((3, 60, 80))
+    path = write_demo_embeddings(tmp_path_factory.mktemp("io") / "s.zarr", image, labels, encoder=SMALL)
+    return embedview.visualize(path, fit="per_slice")
+
+
+def _names(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+# ---------------------------------------------------------------------------------------------
+# reading
+
+
+@pytest.mark.parametrize("ext", [".npy", ".tif", ".png", ".jpg", ".bmp"])
+def test_read_image_formats(tmp_path, ext):
+    image = make_demo_scene((40, 50))[0]
+    path = tmp_path / f"im{ext}"
+    if ext == ".npy":
+        np.save(path, image)
+    elif ext == ".tif":
+        tifffile.imwrite(path, image)
+    else:
+        Image.fromarray(image).save(path)
+    read = read_image(path)
+    assert read.shape == (40, 50)
+    if ext != ".jpg":
+        np.testing.assert_array_equal(read, image)
+
+
+def test_read_image_rgb_palette_and_stack(tmp_path):
+    rgb = np.random.default_rng(0).integers(0, 255, (20, 30, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "rgb.png")
+    assert read_image(tmp_path / "rgb.png").shape == (20, 30, 3)
+    Image.fromarray(rgb).convert("P").save(tmp_path / "pal.png")
+    assert read_image(tmp_path / "pal.png").shape == (20, 30, 3)
+    tifffile.imwrite(tmp_path / "stack.tif", np.zeros((4, 20, 30), np.uint16), photometric="minisblack")
+    assert read_image(tmp_path / "stack.tif").shape == (4, 20, 30)
+
+
+@pytest.mark.parametrize("name, content, match", [
+    ("im.xyz", b"", "unknown extension"),
+    ("missing.png", None, "does not exist"),
+    ("broken.png", b"not a png", "could not read"),
+    ("obj.npy", "pickle", "could not read"),
+])
+def test_read_image_errors(tmp_path, name, content, match):
+    path = tmp_path / name
+    if content == "pickle":
+        np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    elif content is not None:
+        path.write_bytes(content)
+    with pytest.raises(EmbedviewError, match=match):
+        read_image(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# writing
+
+
+def test_png_round_trip(tmp_path, vis2d):
+    path = write_output(vis2d, tmp_path / "pca.png", metadata={"source": "x"})
+    np.testing.assert_array_equal(read_image(path), vis2d.rgb)
+    with Image.open(path) as img:
+        meta = json.loads(img.text["embedview"])
+    assert meta["scale"] == list(vis2d.scale) and meta["translate"] == list(vis2d.translate)
+    assert meta["image_shape"] == [90, 130] and meta["source"] == "x" and meta["layout"] == "single"
+    assert len(meta["explained_variance_ratio"]) == 3
+    assert _names(tmp_path) == ["pca.png"]
+
+
+@pytest.mark.parametrize("which", ["vis2d", "vis3d"])
+def test_tiff_round_trip(tmp_path, which, request):
+    vis = request.getfixturevalue(which)
+    path = write_output(vis, tmp_path / "pca.tif")
+    with tifffile.TiffFile(path) as tif:
+        data = tif.asarray()
+        meta = tif.shaped_metadata[0]
+        assert len(tif.pages) == (1 if vis.rgb.ndim == 3 else vis.rgb.shape[0])
+    np.testing.assert_array_equal(data, vis.rgb)
+    assert meta["scale"] == list(vis.scale) and meta["translate"] == list(vis.translate)
+    assert meta["axes"][-3:] == ["y", "x", "c"]
+
+
+def test_per_slice_metadata_lists_each_slice(tmp_path, vis3d):
+    path = write_output(vis3d, tmp_path / "pca.tif")
+    with tifffile.TiffFile(path) as tif:
+        ratios = tif.shaped_metadata[0]["explained_variance_ratio"]
+    assert len(ratios) == 3 and all(len(r) == 3 for r in ratios)
+
+
+@pytest.mark.parametrize("which", ["vis2d", "vis3d"])
+def test_zarr_round_trip(tmp_path, which, request):
+    vis = request.getfixturevalue(which)
+    path = write_output(vis, tmp_path / "pca.zarr")
+    root = zarr.open_group(str(path), mode="r")
+    np.testing.assert_array_equal(root["rgb"][...], vis.rgb)
+    np.testing.assert_array_equal(root["components"][...], vis.components)
+    assert root["components"].dtype == np.float32
+    attrs = dict(root.attrs)
+    assert attrs["scale"] == list(vis.scale) and attrs["translate"] == list(vis.translate)
+    assert attrs["layout"] == vis.layout and attrs["image_shape"] == list(vis.image_shape)
+    assert "explained_variance_ratio" in attrs
+    assert _names(tmp_path) == ["pca.zarr"]
+
+
+def test_zarr_output_replaces_an_existing_one(tmp_path, vis2d, vis3d):
+    write_output(vis3d, tmp_path / "pca.zarr")
+    write_output(vis2d, tmp_path / "pca.zarr")
+    assert zarr.open_group(str(tmp_path / "pca.zarr"), mode="r")["rgb"].shape == vis2d.rgb.shape
+    assert _names(tmp_path) == ["pca.zarr"]
+
+
+def test_npy_and_npz(tmp_path, vis3d):
+    np.testing.assert_array_equal(np.load(write_output(vis3d, tmp_path / "a.npy")), vis3d.rgb)
+    with np.load(write_output(vis3d, tmp_path / "a.npz")) as data:
+        np.testing.assert_array_equal(data["rgb"], vis3d.rgb)
+        assert tuple(data["scale"]) == vis3d.scale and tuple(data["translate"]) == vis3d.translate
+
+
+def test_png_refuses_a_stack(tmp_path, vis3d):
+    with pytest.raises(EmbedviewError, match=r"\.tif.*\.zarr"):
+        write_output(vis3d, tmp_path / "pca.png")
+    assert _names(tmp_path) == []
+
+
+@pytest.mark.parametrize("target, match", [
+    ("missing/out.png", "does not exist"),
+    ("afile/out.png", "is a file"),
+    ("out.gif", "unknown output extension"),
+    ("adir.png", "existing folder"),
+])
+def test_check_output_errors(tmp_path, target, match):
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "adir.png").mkdir()
+    with pytest.raises(EmbedviewError, match=match):
+        check_output(tmp_path / target)
+
+
+def test_atomic_path_leaves_nothing_on_failure(tmp_path):
+    (tmp_path / "out.txt").write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "out.txt") as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("boom")
+    assert _names(tmp_path) == ["out.txt"] and (tmp_path / "out.txt").read_text() == "old"
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "out.zarr", directory=True) as tmp:
+            (tmp / "part").write_text("half")
+            raise RuntimeError("boom")
+    assert _names(tmp_path) == ["out.txt"]
+
+
+def test_atomic_path_turns_os_errors_into_one_sentence(tmp_path):
+    with pytest.raises(EmbedviewError, match="cannot write"):
+        with atomic_path(tmp_path / "out.txt"):
+            raise PermissionError(13, "Permission denied")
+    assert _names(tmp_path) == []
+
+
+def test_written_file_has_normal_permissions(tmp_path, vis2d):
+    path = write_output(vis2d, tmp_path / "pca.png")
+    assert path.stat().st_mode & 0o044  # readable by others, unlike mkstemp's 0600
