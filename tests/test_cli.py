@@ -182,6 +182,19 @@ def test_omit_nonfinite_draws_black(tmp_path, capsys, data):
     assert (rgb[1, 0, :3] == 0).all() and rgb[1, 0, 3:].any() and rgb[0, 0, :3].any()
 
 
+def test_keep_outliers_lets_high_norm_cells_into_the_fit(tmp_path, capsys):
+    image, labels = make_demo_scene((300, 400))
+    encoder = DemoEncoder(n_channels=32, high_norm_fraction=0.003, high_norm_factor=30)
+    path = write_demo_embeddings(tmp_path / "vit.zarr", image, labels, encoder=encoder)
+    run_ok(capsys, "render", path, "-o", tmp_path / "robust.npz", "-q")
+    run_ok(capsys, "render", path, "-o", tmp_path / "kept.npz", "-q", "--keep-outliers")
+    robust, kept = np.load(tmp_path / "robust.npz"), np.load(tmp_path / "kept.npz")
+    assert not np.allclose(robust["components"], kept["components"], equal_nan=True)
+    vis = embedview.visualize(path)
+    assert vis.basis.n_outliers > 0
+    np.testing.assert_array_equal(robust["rgb"], vis.rgb)
+
+
 # ---------------------------------------------------------------------------------------------
 # bad input: exit 2, one sentence, nothing written
 

@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="components shown as red, green, blue (default 0,1,2)")
     p.add_argument("--omit-nonfinite", action="store_true",
                    help="leave NaN/Inf cells out of the fit and draw them black instead of failing")
+    p.add_argument("--keep-outliers", action="store_true",
+                   help="let rare high-norm cells (over 10x the median distance, e.g. ViT artefact "
+                        "tokens) into the fit; by default they are left out of it but still drawn")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=_render_command)
 
@@ -142,7 +145,7 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 def render(embeddings, output, *, image=None, fit: str = "joint", normalize: str = "robust",
            pixel_size=None, n_components: int = 3, rgb_components=None, omit_nonfinite: bool = False,
-           slice_: int | None = None, quiet: bool = False) -> list[Path]:
+           keep_outliers: bool = False, slice_: int | None = None, quiet: bool = False) -> list[Path]:
     """What ``embedview render`` does: visualize, write ``output`` and, with ``image``, a figure.
 
     Everything that can be checked cheaply (the embeddings' metadata, the output folder and
@@ -160,6 +163,8 @@ def render(embeddings, output, *, image=None, fit: str = "joint", normalize: str
         As for :func:`embedview.visualize`.
     omit_nonfinite : bool
         Leave NaN/Inf cells out instead of failing.
+    keep_outliers : bool
+        Fit on rare high-norm cells too (``outliers="keep"``).
     slice_ : int, optional
         Slice of a stack drawn in the figure (default: the middle one).
     quiet : bool
@@ -195,7 +200,8 @@ def render(embeddings, output, *, image=None, fit: str = "joint", normalize: str
         raise EmbedviewError("--slice chooses the slice of the figure; pass --image IMAGE too.")
 
     vis = visualize(src, n_components, fit, normalize, pixel_size, rgb_components=rgb_components,
-                    nonfinite="omit" if omit_nonfinite else "raise", progress=not quiet)
+                    nonfinite="omit" if omit_nonfinite else "raise",
+                    outliers="keep" if keep_outliers else "exclude", progress=not quiet)
     figure = None
     if plane_source is not None:
         figure = make_figure(src, vis, plane_source, z=slice_, rgb_components=rgb_components,
@@ -235,7 +241,8 @@ def _summary(vis, src, written, fit) -> str:
 def _render_command(args) -> int:
     render(args.embeddings, args.output, image=args.image, fit=args.fit, normalize=args.normalize,
            pixel_size=args.pixel_size, n_components=args.n_components, rgb_components=args.rgb_components,
-           omit_nonfinite=args.omit_nonfinite, slice_=args.slice, quiet=args.quiet)
+           omit_nonfinite=args.omit_nonfinite, keep_outliers=args.keep_outliers, slice_=args.slice,
+           quiet=args.quiet)
     return 0
 
 
