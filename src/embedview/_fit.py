@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ._errors import EmbedviewError
+from ._threads import blas_threads
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ class Accumulator:
         if self.shift is None:
             self.shift = cells.mean(axis=1, dtype=np.float64).astype(np.float32)
         centred = cells - self.shift[:, None]
-        total = centred.sum(axis=1, dtype=np.float64)
+        total = centred.sum(axis=1).astype(np.float64)  # centred: float32 sums lose nothing
         scatter = centred @ centred.T
         # NaN and Inf propagate into the sums, so checking them is free compared to a scan.
         if not (np.isfinite(total).all() and np.isfinite(np.diagonal(scatter)).all()):
@@ -204,9 +205,5 @@ class Accumulator:
 def _eigh(matrix: np.ndarray):
     """``eigh`` on one BLAS thread: for C×C with C ~ 256, threads only add cost (~10 ms on one
     thread, up to a second of spinning on a busy machine)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return np.linalg.eigh(matrix)
-    with threadpool_limits(1, user_api="blas"):
+    with blas_threads(1):
         return np.linalg.eigh(matrix)

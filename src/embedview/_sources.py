@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from fractions import Fraction
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -71,6 +72,7 @@ class Source:
     features: Any
     tiling: Tiling | None = None
     present_tiles: tuple[int, ...] = ()
+    tile_arrays: dict = field(default_factory=dict, repr=False)
     metadata: dict = field(default_factory=dict)
     _pieces: list = field(default_factory=list, repr=False)
 
@@ -97,28 +99,28 @@ class Source:
         full = tuple(t + 2 * h for t, h in zip(self.tiling.tile_shape, self.tiling.halo))
         return sam_cell_size(full, grid)
 
-    def read_each(self, pieces: Iterable[Piece]) -> Iterator[tuple[Piece, np.ndarray]]:
-        """Yield ``(piece, features)`` in order, reading the next piece while the caller computes.
+    def read_each(self, pieces: Iterable[Piece], ahead: int = 2) -> Iterator[tuple[Piece, np.ndarray]]:
+        """Yield ``(piece, features)`` in order, reading the next ``ahead`` pieces meanwhile.
 
-        At most two pieces are in memory: the one handed out and the one being read (zarr's
-        codecs and file reads release the GIL, so reading overlaps the caller's BLAS work).
+        zarr's codecs and file reads release the GIL, so reads overlap each other and the
+        caller's BLAS work. At most ``ahead + 1`` pieces are in memory.
         """
         pieces = list(pieces)
         if len(pieces) < 2:
             for piece in pieces:
                 yield piece, self.read(piece)
             return
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            future = pool.submit(self.read, pieces[0])
+        with ThreadPoolExecutor(max_workers=ahead) as pool:
+            queue = deque(pool.submit(self.read, p) for p in pieces[:ahead])
             for i, piece in enumerate(pieces):
-                data = future.result()
-                if i + 1 < len(pieces):
-                    future = pool.submit(self.read, pieces[i + 1])
+                data = queue.popleft().result()
+                if i + ahead < len(pieces):
+                    queue.append(pool.submit(self.read, pieces[i + ahead]))
                 yield piece, data
 
     def read(self, piece: Piece) -> np.ndarray:
         """Load the features of one piece as float32 ``(C, h, w)``."""
-        array = self.features if piece.tile is None else self.features[str(piece.tile)]
+        array = self.features if piece.tile is None else self.tile_arrays[piece.tile]
         index = (0,) if piece.z is None else (piece.z, 0)
         try:
             data = np.asarray(array[index], dtype=np.float32)
@@ -283,9 +285,9 @@ def _from_tiles(group, name, metadata) -> Source:
     if not present:
         raise EmbedviewError(f"{name} holds no tiles; it is not a usable micro_sam embedding file.")
     n_slices = n_channels = grid_shape = None
-    pieces_by_tile = {}
+    pieces_by_tile, arrays = {}, {}
     for tile in present:
-        array = group[str(tile)]
+        array = arrays[tile] = group[str(tile)]
         tile_slices, tile_channels, tile_grid = check_feature_shape(array.shape, f"tile {tile} of {name}")
         if n_channels is None:
             n_slices, n_channels, grid_shape = tile_slices, tile_channels, tile_grid
@@ -306,4 +308,4 @@ def _from_tiles(group, name, metadata) -> Source:
     metadata = {**metadata, "tiles_in_mask": gattrs.get("tiles_in_mask")}
     layout = "tiled" if n_slices is None else "tiled stack"
     return Source(name, layout, shape, n_slices, n_channels, group, tiling=tiling,
-                  present_tiles=tuple(present), metadata=metadata, _pieces=pieces)
+                  present_tiles=tuple(present), tile_arrays=arrays, metadata=metadata, _pieces=pieces)

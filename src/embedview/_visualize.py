@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 import numpy as np
 
@@ -11,6 +12,7 @@ from ._fit import Accumulator, Basis
 from ._geometry import OutputGrid
 from ._progress import progress_bar
 from ._render import Placer
+from ._threads import blas_threads
 from ._sources import Piece, Source, open_source
 
 FIT_MODES = ("joint", "per_slice")
@@ -145,7 +147,7 @@ def visualize(
         groups = [[p for p in pieces if p.z == z] for z in sorted({p.z for p in pieces}, key=lambda z: z or 0)]
     bar = progress_bar(2 * len(pieces), progress, desc="embedview")
     bases = []
-    try:
+    with blas_threads(), contextlib.closing(bar):
         for group in groups:
             basis = fit_pieces(src, group, n_components, nonfinite, outliers, bar)
             rate = min(1.0, RANGE_SAMPLE_CELLS / basis.n_samples)
@@ -156,8 +158,6 @@ def visualize(
             zs = sorted({p.z or 0 for p in group})
             for z in zs:
                 _colour(components[z], basis, shown, rgb[z])
-    finally:
-        bar.close()
 
     if src.is_stack:
         scale, translate = (1.0,) + grid.scale, (0.0,) + grid.translate

@@ -48,6 +48,7 @@ from ._colors import to_uint8
 from ._errors import EmbedviewError
 from ._fit import Accumulator, Basis
 from ._sources import Piece, Source, check_feature_shape, open_source
+from ._threads import blas_threads
 
 __all__ = ["compute_pca", "project_embeddings_for_visualization"]
 
@@ -129,14 +130,15 @@ def project_embeddings_for_visualization(
     """
     _check_components(n_components, as_rgb)
     src = open_source(image_embeddings)
-    if src.tiling is None:
-        vis = _stack([_slice_pca(src.read(piece), n_components, as_rgb, f"{piece.label} in {src.name}")
-                      for piece in src.pieces()], src.is_stack)
-        # micro_sam crops the padding after the PCA, so the fit and colours include it.
-        rows, cols = _kept_cells(vis.shape[-3:-1], src.image_shape)
-        vis = vis[..., :rows, :cols, :]
-    else:
-        vis = _project_tiled(src, n_components, as_rgb)
+    with blas_threads():
+        if src.tiling is None:
+            vis = _stack([_slice_pca(x, n_components, as_rgb, f"{piece.label} in {src.name}")
+                          for piece, x in src.read_each(src.pieces())], src.is_stack)
+            # micro_sam crops the padding after the PCA, so the fit and colours include it.
+            rows, cols = _kept_cells(vis.shape[-3:-1], src.image_shape)
+            vis = vis[..., :rows, :cols, :]
+        else:
+            vis = _project_tiled(src, n_components, as_rgb)
     shape = ((src.n_slices,) if src.is_stack else ()) + tuple(src.image_shape)
     scale = tuple(float(sh) / vsh for sh, vsh in zip(shape, vis.shape))
     return vis, scale
