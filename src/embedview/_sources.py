@@ -16,6 +16,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
+from ._chunks import direct_reader
 from ._errors import EmbedviewError
 from ._geometry import CellGrid, Tiling, sam_cell_size
 
@@ -75,6 +76,7 @@ class Source:
     tile_arrays: dict = field(default_factory=dict, repr=False)
     metadata: dict = field(default_factory=dict)
     _pieces: list = field(default_factory=list, repr=False)
+    _readers: dict = field(default_factory=dict, repr=False)
 
     @property
     def is_stack(self) -> bool:
@@ -118,12 +120,19 @@ class Source:
                     queue.append(pool.submit(self.read, pieces[i + ahead]))
                 yield piece, data
 
+    def _reader(self, tile: int | None):
+        """``read(index)`` for the features array of ``tile`` (or of the image): direct where possible."""
+        if tile not in self._readers:
+            array = self.features if tile is None else self.tile_arrays[tile]
+            direct = direct_reader(array, 1 if self.n_slices is None else 2) if hasattr(array, "store_path") else None
+            self._readers[tile] = direct or array.__getitem__
+        return self._readers[tile]
+
     def read(self, piece: Piece) -> np.ndarray:
         """Load the features of one piece as float32 ``(C, h, w)``."""
-        array = self.features if piece.tile is None else self.tile_arrays[piece.tile]
         index = (0,) if piece.z is None else (piece.z, 0)
         try:
-            data = np.asarray(array[index], dtype=np.float32)
+            data = np.asarray(self._reader(piece.tile)(index), dtype=np.float32)
         except Exception as err:  # codec and storage errors differ between zarr versions
             raise EmbedviewError(
                 f"could not read the features of {piece.label} from {self.name} "

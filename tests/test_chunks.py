@@ -1,0 +1,51 @@
+"""The direct chunk reader agrees with zarr, and steps aside where it cannot."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from embedview._chunks import direct_reader
+
+DATA = Path(__file__).parent / "data" / "micro_sam"
+
+
+@pytest.mark.parametrize("case, tile, index", [
+    ("2d", None, (0,)), ("2d_zarr2", None, (0,)), ("3d", None, (3, 0)),
+    ("tiled2d_zarr2", "2", (0,)), ("tiled3d", "3", (1, 0)),
+])
+def test_matches_zarr(case, tile, index):
+    array = zarr.open_group(str(DATA / f"{case}.zarr"), mode="r")["features"]
+    array = array if tile is None else array[tile]
+    read = direct_reader(array, len(index))
+    assert read is not None
+    np.testing.assert_array_equal(read(index), array[index])
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_missing_chunk_is_the_fill_value(tmp_path, zarr_format):
+    array = zarr.create_array(str(tmp_path / "a.zarr"), shape=(3, 1, 4, 5, 5), chunks=(1, 1, 4, 5, 5),
+                              dtype="f4", fill_value=2.5, zarr_format=zarr_format)
+    array[0] = 1.0
+    read = direct_reader(array, 2)
+    assert (read((0, 0)) == 1).all() and (read((2, 0)) == 2.5).all()
+
+
+def test_falls_back_where_chunks_are_not_pieces(tmp_path):
+    array = zarr.create_array(str(tmp_path / "a.zarr"), shape=(2, 1, 4, 8, 8), chunks=(1, 1, 4, 4, 4), dtype="f4")
+    assert direct_reader(array, 2) is None
+    sharded = zarr.create_array(str(tmp_path / "s.zarr"), shape=(2, 1, 4, 8, 8), chunks=(1, 1, 4, 8, 8),
+                                shards=(2, 1, 4, 8, 8), dtype="f4")
+    assert direct_reader(sharded, 2) is None
+    wide = zarr.create_array(str(tmp_path / "d.zarr"), shape=(1, 4, 8, 8), chunks=(1, 4, 8, 8), dtype="f8")
+    assert direct_reader(wide, 1) is None
+
+
+def test_damaged_chunk_raises(tmp_path):
+    array = zarr.create_array(str(tmp_path / "a.zarr"), shape=(1, 4, 8, 8), chunks=(1, 4, 8, 8), dtype="f4")
+    array[:] = np.random.default_rng(0).normal(size=(1, 4, 8, 8))
+    chunk = tmp_path / "a.zarr" / "c" / "0" / "0" / "0" / "0"
+    chunk.write_bytes(chunk.read_bytes()[:20])
+    with pytest.raises(Exception):
+        direct_reader(array, 1)((0,))
