@@ -182,6 +182,14 @@ def test_omit_nonfinite_draws_black(tmp_path, capsys, data):
     assert (rgb[1, 0, :3] == 0).all() and rgb[1, 0, 3:].any() and rgb[0, 0, :3].any()
 
 
+def test_fit_sample(tmp_path, capsys, data):
+    root, _ = data
+    out = tmp_path / "sampled.npz"
+    run_ok(capsys, "render", root / "stack.zarr", "-o", out, "-q", "--fit-sample", "1000")
+    vis = embedview.visualize(root / "stack.zarr", fit_sample=1000)
+    np.testing.assert_array_equal(np.load(out)["rgb"], vis.rgb)
+
+
 def test_keep_outliers_lets_high_norm_cells_into_the_fit(tmp_path, capsys):
     image, labels = make_demo_scene((300, 400))
     encoder = DemoEncoder(n_channels=32, high_norm_fraction=0.003, high_norm_factor=30)

@@ -246,3 +246,29 @@ def test_per_slice_basis_access():
     vis = embedview.visualize(features, original_size=(300, 400), fit="per_slice")
     with pytest.raises(EmbedviewError, match="bases"):
         vis.basis
+
+
+def test_sampled_fit_stays_within_two_levels_of_the_exact_fit():
+    # well separated principal axes (std 16, 4, 1): a sample of half the cells finds them
+    rng = np.random.default_rng(11)
+    q, _ = np.linalg.qr(rng.normal(size=(C, C)))
+    latent = rng.normal(size=(10, 64, 64, 3)) * [16, 4, 1]
+    features = (latent @ q[:3] + 0.05 * rng.normal(size=(10, 64, 64, C))).astype(np.float32)
+    features = np.moveaxis(features, -1, 1)[:, None]
+    exact = embedview.visualize(features, original_size=(512, 512), fit_sample=None)
+    sampled = embedview.visualize(features, original_size=(512, 512), fit_sample=20000)
+    assert exact.basis.n_samples == 10 * 64 * 64
+    assert 19000 < sampled.basis.n_samples < 21000
+    close = np.abs(exact.rgb.astype(int) - sampled.rgb).max(axis=-1) <= 2
+    assert close.mean() >= 0.99
+    again = embedview.visualize(features, original_size=(512, 512), fit_sample=20000)
+    assert (again.rgb == sampled.rgb).all()  # seeded
+
+
+def test_sampled_fit_still_reports_nonfinite_cells_it_skipped():
+    protos, labels, features = _stack(n_slices=3)
+    features[2, 0, :, 10, 10] = np.nan
+    with pytest.raises(EmbedviewError, match="1 cells of slice 2"):
+        embedview.visualize(features, original_size=(300, 400), fit_sample=1000)
+    with pytest.raises(EmbedviewError, match="fit_sample"):
+        embedview.visualize(features, original_size=(300, 400), fit_sample=10)

@@ -18,6 +18,7 @@ from ._sources import Piece, Source, open_source
 FIT_MODES = ("joint", "per_slice")
 NONFINITE_MODES = ("raise", "omit")
 OUTLIER_MODES = ("exclude", "keep")
+FIT_SAMPLE_SEED = 1
 #: Colour ranges are taken from at most this many cells (a seeded uniform sample beyond it).
 RANGE_SAMPLE_CELLS = 2_000_000
 RANGE_SAMPLE_SEED = 0
@@ -77,6 +78,7 @@ def visualize(
     rgb_components: tuple[int, int, int] | None = None,
     nonfinite: str = "raise",
     outliers: str = "exclude",
+    fit_sample: int | None = None,
     progress: bool = False,
 ) -> Visualization:
     """Project embeddings on their principal components and draw them as RGB, exactly placed.
@@ -109,6 +111,11 @@ def visualize(
         ``exclude`` leaves rare high-norm cells (farther from the data than 10× the median
         distance, at most 1% of cells: the artefact tokens of ViTs) out of the fit so they
         cannot turn the principal axes towards themselves; they are still drawn (clipped).
+    fit_sample : int, optional
+        Fit inputs with more drawn cells than this on a seeded uniform random sample of about
+        this many cells (every piece is still read; the scatter pass shrinks). Default: every
+        cell. Where two principal axes explain similar variance, a sample rotates them and the
+        colours move: ``benchmarks/check_sampled_fit.py`` measures how far on given files.
     progress : bool
         Show a progress bar on stderr for work that takes over a second.
 
@@ -129,6 +136,8 @@ def visualize(
     _check_choice("normalize", normalize, NORMALIZE_MODES)
     _check_choice("nonfinite", nonfinite, NONFINITE_MODES)
     _check_choice("outliers", outliers, OUTLIER_MODES)
+    if fit_sample is not None and (not isinstance(fit_sample, (int, np.integer)) or fit_sample < 1000):
+        raise EmbedviewError(f"fit_sample must be None (every cell) or a number of cells ≥ 1000; got {fit_sample!r}.")
     if not isinstance(n_components, (int, np.integer)) or not 1 <= n_components <= src.n_channels:
         raise EmbedviewError(
             f"n_components={n_components!r} is not possible for features with {src.n_channels} "
@@ -149,9 +158,9 @@ def visualize(
     bases = []
     with blas_threads(), contextlib.closing(bar):
         for group in groups:
-            basis = fit_pieces(src, group, n_components, nonfinite, outliers, bar)
-            rate = min(1.0, RANGE_SAMPLE_CELLS / basis.n_samples)
-            samples = _draw(src, group, basis, placer, components, bar, rate)
+            basis = fit_pieces(src, group, n_components, nonfinite, outliers, fit_sample, bar)
+            rate = min(1.0, RANGE_SAMPLE_CELLS / sum(_n_cells(p.fit_cells) for p in group))
+            samples = _draw(src, group, basis, placer, components, bar, rate, nonfinite=nonfinite)
             lo, hi = colour_ranges(samples, normalize, basis.scale_reference)
             basis = basis.with_ranges(lo, hi)
             bases.append(basis)
@@ -169,24 +178,40 @@ def visualize(
 
 
 def fit_pieces(src: Source, pieces: list[Piece], n_components: int, nonfinite: str = "raise",
-               outliers: str = "exclude", bar=None, cells=None) -> Basis:
-    """Stream ``pieces`` once and fit a :class:`Basis` on their drawn cells (or ``cells(piece)``)."""
-    cells = cells or (lambda piece: piece.fit_cells)
-    expected = sum(int(np.prod([s.stop - s.start for s in cells(p)])) for p in pieces)
+               outliers: str = "exclude", sample: int | None = None, bar=None) -> Basis:
+    """Stream ``pieces`` once and fit a :class:`Basis` on their drawn cells.
+
+    With ``sample`` set and more drawn cells than that, each cell enters the fit with
+    probability ``sample / cells`` (seeded per piece: the same input gives the same basis).
+    """
+    n_cells = sum(_n_cells(p.fit_cells) for p in pieces)
+    rate = 1.0 if sample is None or n_cells <= sample else sample / n_cells
+    expected = int(np.ceil(rate * n_cells))
     acc = Accumulator(src.n_channels, expected_cells=expected if outliers == "exclude" else None)
-    for piece, x in src.read_each(pieces):
-        block = x[(slice(None),) + cells(piece)].reshape(x.shape[0], -1)
-        if not acc.add(block):
-            finite = np.isfinite(block).all(axis=0)
+    for i, (piece, x) in enumerate(src.read_each(pieces)):
+        block = x[(slice(None),) + piece.fit_cells].reshape(x.shape[0], -1)
+        chosen = block
+        if rate < 1.0:
+            keep = np.random.default_rng((FIT_SAMPLE_SEED, i)).random(block.shape[1]) < rate
+            chosen = np.ascontiguousarray(block[:, keep])
+        if not acc.add(chosen):
             if nonfinite == "raise":
-                raise EmbedviewError(
-                    f"{int((~finite).sum())} cells of {piece.label} in {src.name} are NaN or infinite; "
-                    "pass nonfinite='omit' (command line: --omit-nonfinite) to leave them out of "
-                    "the fit and draw them black.")
-            acc.add(np.ascontiguousarray(block[:, finite]))
+                _raise_nonfinite(src, piece, block)
+            acc.add(np.ascontiguousarray(chosen[:, np.isfinite(chosen).all(axis=0)]))
         if bar is not None:
             bar.update()
     return acc.basis(n_components)
+
+
+def _n_cells(cells: tuple[slice, slice]) -> int:
+    return int(np.prod([s.stop - s.start for s in cells]))
+
+
+def _raise_nonfinite(src: Source, piece: Piece, cells: np.ndarray):
+    count = int((~np.isfinite(cells.reshape(cells.shape[0], -1)).all(axis=0)).sum())
+    raise EmbedviewError(
+        f"{count} cells of {piece.label} in {src.name} are NaN or infinite; pass nonfinite='omit' "
+        "(command line: --omit-nonfinite) to leave them out of the fit and draw them black.")
 
 
 def render_plane(source, basis: Basis, pixel_size, z: int | None = None,
@@ -235,11 +260,14 @@ def render_plane(source, basis: Basis, pixel_size, z: int | None = None,
 
 
 def _draw(src: Source, pieces: list[Piece], basis: Basis, placer: Placer, canvas: np.ndarray,
-          bar=None, rate: float = 0.0, plane: int | None = None) -> np.ndarray:
+          bar=None, rate: float = 0.0, plane: int | None = None, nonfinite: str = "omit") -> np.ndarray:
     """Project and place ``pieces`` into ``canvas[z]``; return a sample (``rate``) of their fitted cells."""
     samples = []
     for i, (piece, x) in enumerate(src.read_each(pieces)):
         projected = _project_piece(basis, piece, x)
+        drawn = (slice(None),) + piece.fit_cells
+        if nonfinite == "raise" and np.isnan(projected[drawn]).any():  # cells a sampled fit skipped
+            _raise_nonfinite(src, piece, x[drawn])
         if rate:
             samples.append(_sample_fit_cells(projected, piece, rate, i))
         placer.place(canvas[(piece.z or 0) if plane is None else plane], piece, projected)

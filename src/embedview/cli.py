@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-outliers", action="store_true",
                    help="let rare high-norm cells (over 10x the median distance, e.g. ViT artefact "
                         "tokens) into the fit; by default they are left out of it but still drawn")
+    p.add_argument("--fit-sample", type=_positive_int, default=None, metavar="N",
+                   help="fit on a seeded uniform sample of about N cells (default: every cell)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=_render_command)
 
@@ -145,7 +147,8 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 def render(embeddings, output, *, image=None, fit: str = "joint", normalize: str = "robust",
            pixel_size=None, n_components: int = 3, rgb_components=None, omit_nonfinite: bool = False,
-           keep_outliers: bool = False, slice_: int | None = None, quiet: bool = False) -> list[Path]:
+           keep_outliers: bool = False, fit_sample: int | None = None, slice_: int | None = None,
+           quiet: bool = False) -> list[Path]:
     """What ``embedview render`` does: visualize, write ``output`` and, with ``image``, a figure.
 
     Everything that can be checked cheaply (the embeddings' metadata, the output folder and
@@ -165,6 +168,8 @@ def render(embeddings, output, *, image=None, fit: str = "joint", normalize: str
         Leave NaN/Inf cells out instead of failing.
     keep_outliers : bool
         Fit on rare high-norm cells too (``outliers="keep"``).
+    fit_sample : int, optional
+        As for :func:`embedview.visualize`.
     slice_ : int, optional
         Slice of a stack drawn in the figure (default: the middle one).
     quiet : bool
@@ -201,7 +206,8 @@ def render(embeddings, output, *, image=None, fit: str = "joint", normalize: str
 
     vis = visualize(src, n_components, fit, normalize, pixel_size, rgb_components=rgb_components,
                     nonfinite="omit" if omit_nonfinite else "raise",
-                    outliers="keep" if keep_outliers else "exclude", progress=not quiet)
+                    outliers="keep" if keep_outliers else "exclude", fit_sample=fit_sample,
+                    progress=not quiet)
     figure = None
     if plane_source is not None:
         figure = make_figure(src, vis, plane_source, z=slice_, rgb_components=rgb_components,
@@ -241,8 +247,8 @@ def _summary(vis, src, written, fit) -> str:
 def _render_command(args) -> int:
     render(args.embeddings, args.output, image=args.image, fit=args.fit, normalize=args.normalize,
            pixel_size=args.pixel_size, n_components=args.n_components, rgb_components=args.rgb_components,
-           omit_nonfinite=args.omit_nonfinite, keep_outliers=args.keep_outliers, slice_=args.slice,
-           quiet=args.quiet)
+           omit_nonfinite=args.omit_nonfinite, keep_outliers=args.keep_outliers,
+           fit_sample=args.fit_sample, slice_=args.slice, quiet=args.quiet)
     return 0
 
 
