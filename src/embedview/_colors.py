@@ -51,8 +51,8 @@ def to_uint8(components: np.ndarray, lo: np.ndarray, hi: np.ndarray, out: np.nda
     span = np.asarray(hi, np.float32) - lo
     flat = span <= 0
     gain = np.where(flat, 0, 255 / np.where(flat, 1, span)).astype(np.float32)
-    # + 1e-3: float32 rounding must not turn the top of the range (255.0) into 254.99 → 254.
-    scaled = (components - lo) * gain + np.where(flat, 128, 1e-3).astype(np.float32)
+    # + 5e-4: float32 rounding must not turn the top of the range (255.0) into 254.9999 → 254.
+    scaled = (components - lo) * gain + np.where(flat, 128, 5e-4).astype(np.float32)
     scaled = np.nan_to_num(scaled, nan=0.0, posinf=255.0, neginf=0.0)
     np.clip(scaled, 0, 255, out=scaled)
     if out is None:
