@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+
 import numpy as np
 
 from ._colors import NORMALIZE_MODES, colour_ranges, to_uint8
@@ -12,8 +13,8 @@ from ._fit import Accumulator, Basis
 from ._geometry import OutputGrid
 from ._progress import progress_bar
 from ._render import Placer
-from ._threads import blas_threads
 from ._sources import Piece, Source, open_source
+from ._threads import blas_threads
 
 FIT_MODES = ("joint", "per_slice")
 NONFINITE_MODES = ("raise", "omit")
