@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 from sklearn.decomposition import PCA
 
 import embedview
@@ -272,3 +273,27 @@ def test_sampled_fit_still_reports_nonfinite_cells_it_skipped():
         embedview.visualize(features, original_size=(300, 400), fit_sample=1000)
     with pytest.raises(EmbedviewError, match="fit_sample"):
         embedview.visualize(features, original_size=(300, 400), fit_sample=10)
+
+
+@settings(max_examples=25, deadline=None)
+@given(h=st.integers(20, 260), w=st.integers(20, 260), th=st.integers(24, 128), tw=st.integers(24, 128),
+       hy=st.integers(0, 24), hx=st.integers(0, 24), p=st.sampled_from([1, 1.5, 3, 7.25]),
+       seed=st.integers(0, 10**6))
+def test_any_tiling_is_drawn_exactly(h, w, th, tw, hy, hx, p, seed):
+    tiling = Tiling((h, w), (th, tw), (hy, hx))
+    rng = np.random.default_rng(seed)
+    protos = syn.prototypes(M, C, seed % 7)
+    grid = 8
+    labels = {t: rng.integers(0, M, size=(grid, grid)) for t in range(tiling.n_tiles)}
+    tiles = {t: syn.features_from_labels(lab, protos)[None] for t, lab in labels.items()}
+    vis = embedview.visualize({"features": syn.memory_tiled_group(tiles, tiling), "input_size": None,
+                               "original_size": None}, n_components=M - 1, pixel_size=p)
+    ny, nx = vis.rgb.shape[:2]
+    assert (ny, nx) == (int(np.ceil(h / p)), int(np.ceil(w / p)))
+    # every output pixel whose centre lies on the image shows the cell under that centre
+    ys, xs = (np.arange(ny) + 0.5) * p, (np.arange(nx) + 0.5) * p
+    ys, xs = ys[ys < h], xs[xs < w]
+    truth = syn.exact_tiled(labels, tiling, grid=grid, ys=ys, xs=xs)
+    shown = syn.decode(vis.components, protos, vis.basis)
+    assert (shown[:ys.size, :xs.size] == truth).all()
+    assert (shown >= 0).all()  # and overhanging pixels are drawn too
