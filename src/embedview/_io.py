@@ -53,11 +53,7 @@ def read_image(path) -> np.ndarray:
     (4, 5)
     """
     path = Path(path)
-    ext = path.suffix.lower()
-    if ext not in IMAGE_FORMATS:
-        raise EmbedviewError(
-            f"cannot read the image {path}: unknown extension {ext or '(none)'!r}; "
-            f"use one of {', '.join(IMAGE_FORMATS)}.")
+    ext = _extension(path, IMAGE_FORMATS, f"cannot read the image {path}: unknown extension")
     if not path.is_file():
         raise EmbedviewError(f"the image {path} does not exist or is not a file.")
     try:
@@ -119,11 +115,7 @@ def check_output(path, stack: bool = False) -> Path:
     embedview._errors.EmbedviewError: cannot write /nonexistent-folder/out.png: the folder /nonexistent-folder does not exist.
     """
     path = Path(path)
-    ext = path.suffix.lower()
-    if ext not in OUTPUT_FORMATS:
-        raise EmbedviewError(
-            f"cannot write {path}: unknown output extension {ext or '(none)'!r}; "
-            f"use one of {', '.join(OUTPUT_FORMATS)}.")
+    ext = _extension(path, OUTPUT_FORMATS, f"cannot write {path}: unknown output extension")
     if stack and ext not in STACK_FORMATS:
         raise EmbedviewError(
             f"cannot write {path}: a {OUTPUT_FORMATS[ext]} holds one 2D picture but these embeddings "
@@ -132,6 +124,14 @@ def check_output(path, stack: bool = False) -> Path:
     if path.is_dir() and ext != ".zarr":
         raise EmbedviewError(f"cannot write {path}: it is an existing folder; choose another name.")
     return path
+
+
+def _extension(path: Path, formats, problem: str) -> str:
+    """``path``'s lower-case extension, or an error saying ``problem`` and which ones work."""
+    ext = path.suffix.lower()
+    if ext not in formats:
+        raise EmbedviewError(f"{problem} {ext or '(none)'!r}; use one of {', '.join(formats)}.")
+    return ext
 
 
 def _check_folder(path: Path) -> None:
