@@ -20,8 +20,8 @@ def direct_reader(array, n_index: int) -> Callable[[tuple], np.ndarray] | None:
 
     Parameters
     ----------
-    array : zarr.Array
-        A zarr-python 3 array (of zarr format 2 or 3).
+    array : zarr.Array or array-like
+        A zarr-python 3 array (of zarr format 2 or 3); anything else (numpy) gets ``None``.
     n_index : int
         How many leading axes an index fixes (1 for ``(1, C, h, w)``, 2 for ``(Z, 1, C, h, w)``);
         a chunk must hold exactly the rest.

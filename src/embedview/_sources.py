@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from fractions import Fraction
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from fractions import Fraction
 from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
@@ -72,7 +72,6 @@ class Source:
     n_channels: int
     features: Any
     tiling: Tiling | None = None
-    present_tiles: tuple[int, ...] = ()
     tile_arrays: dict = field(default_factory=dict, repr=False)
     metadata: dict = field(default_factory=dict)
     _pieces: list = field(default_factory=list, repr=False)
@@ -81,6 +80,16 @@ class Source:
     @property
     def is_stack(self) -> bool:
         return self.n_slices is not None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of the image the embeddings describe: ``(H, W)``, or ``(Z, H, W)`` for a stack."""
+        return ((self.n_slices,) if self.is_stack else ()) + tuple(self.image_shape)
+
+    @property
+    def present_tiles(self) -> tuple[int, ...]:
+        """Ids of the tiles the file holds (all of them unless it was computed with a mask)."""
+        return tuple(sorted(self.tile_arrays))
 
     @property
     def missing_tiles(self) -> tuple[int, ...]:
@@ -124,8 +133,7 @@ class Source:
         """``read(index)`` for the features array of ``tile`` (or of the image): direct where possible."""
         if tile not in self._readers:
             array = self.features if tile is None else self.tile_arrays[tile]
-            direct = direct_reader(array, 1 if self.n_slices is None else 2) if hasattr(array, "store_path") else None
-            self._readers[tile] = direct or array.__getitem__
+            self._readers[tile] = direct_reader(array, 1 if self.n_slices is None else 2) or array.__getitem__
         return self._readers[tile]
 
     def read(self, piece: Piece) -> np.ndarray:
@@ -317,4 +325,4 @@ def _from_tiles(group, name, metadata) -> Source:
     metadata = {**metadata, "tiles_in_mask": gattrs.get("tiles_in_mask")}
     layout = "tiled" if n_slices is None else "tiled stack"
     return Source(name, layout, shape, n_slices, n_channels, group, tiling=tiling,
-                  present_tiles=tuple(present), tile_arrays=arrays, metadata=metadata, _pieces=pieces)
+                  tile_arrays=arrays, metadata=metadata, _pieces=pieces)

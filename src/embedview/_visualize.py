@@ -171,11 +171,10 @@ def visualize(
 
     if src.is_stack:
         scale, translate = (1.0,) + grid.scale, (0.0,) + grid.translate
-        image_shape = (src.n_slices,) + src.image_shape
     else:
         components, rgb = components[0], rgb[0]
-        scale, translate, image_shape = grid.scale, grid.translate, src.image_shape
-    return Visualization(rgb, components, scale, translate, tuple(bases), src.layout, image_shape)
+        scale, translate = grid.scale, grid.translate
+    return Visualization(rgb, components, scale, translate, tuple(bases), src.layout, src.shape)
 
 
 def fit_pieces(src: Source, pieces: list[Piece], n_components: int, nonfinite: str = "raise",

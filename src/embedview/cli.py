@@ -196,8 +196,7 @@ def render(embeddings, output, *, image=None, fit: str = "joint", normalize: str
     plane_source = figure_path = None
     if image is not None:
         plane_source = read_image(image)
-        expected = ((src.n_slices,) if src.is_stack else ()) + tuple(src.image_shape)
-        image_plane(plane_source, expected, slice_, name=f"the image {image}")
+        image_plane(plane_source, src.shape, slice_, name=f"the image {image}")
         figure_path = check_output(out.with_name(f"{out.stem}_figure.png"))
         _refuse_overwriting(figure_path, embeddings, "the embeddings")
         _refuse_overwriting(figure_path, image, "the image")

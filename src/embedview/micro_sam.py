@@ -139,8 +139,7 @@ def project_embeddings_for_visualization(
             vis = vis[..., :rows, :cols, :]
         else:
             vis = _project_tiled(src, n_components, as_rgb)
-    shape = ((src.n_slices,) if src.is_stack else ()) + tuple(src.image_shape)
-    scale = tuple(float(sh) / vsh for sh, vsh in zip(shape, vis.shape))
+    scale = tuple(float(sh) / vsh for sh, vsh in zip(src.shape, vis.shape))
     return vis, scale
 
 
