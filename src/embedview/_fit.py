@@ -106,6 +106,7 @@ class Accumulator:
     count: int = 0
     shift: np.ndarray | None = None
     n_outliers: int = 0
+    bar: float | None = None
     total: np.ndarray = field(init=False)
     scatter: np.ndarray = field(init=False)
 
@@ -114,7 +115,6 @@ class Accumulator:
         self.scatter = np.zeros((self.n_channels, self.n_channels), np.float64)
         self._norms: list[np.ndarray] = []
         self._far: list[tuple[np.ndarray, np.ndarray]] = []  # (norms, centred cells)
-        self._bar = None
         self._dropped_above = 0.0  # largest norm a full buffer had to forget
         if self.expected_cells:
             self._stride = max(1, -(-self.expected_cells // _NORM_SAMPLE))
@@ -143,13 +143,35 @@ class Accumulator:
     def _watch(self, centred: np.ndarray) -> None:
         norms = np.sqrt(np.einsum("ij,ij->j", centred, centred))
         self._norms.append(norms[:: self._stride])
-        if self._bar is None:  # a low bar from the first piece keeps the buffer small
-            self._bar = 0.5 * OUTLIER_FACTOR * float(np.median(norms))
-        far = norms > self._bar
+        if self.bar is None:  # a low bar from the first piece keeps the buffer small
+            self.bar = 0.5 * OUTLIER_FACTOR * float(np.median(norms))
+        far = norms > self.bar
         if far.any():
             self._far.append((norms[far], centred[:, far].copy()))
             if sum(n.size for n, _ in self._far) > 2 * self._capacity:
                 self._shrink()
+
+    def merge(self, other: "Accumulator") -> "Accumulator":
+        """Add another accumulator's cells (a partial sum over other pieces) to this one.
+
+        Both must share ``shift`` and ``bar`` (give them to each partial, e.g. from the first
+        piece), so the merged state equals one accumulator fed every piece.
+        """
+        if other.count == 0:
+            return self
+        if self.count == 0 and self.shift is None:
+            self.shift, self.bar = other.shift, other.bar
+        if not np.array_equal(self.shift, other.shift) or self.bar != other.bar:
+            raise ValueError("partial sums with different shifts or outlier bars cannot be merged")
+        self.count += other.count
+        self.total += other.total
+        self.scatter += other.scatter
+        self._norms += other._norms
+        self._far += other._far
+        self._dropped_above = max(self._dropped_above, other._dropped_above)
+        if self.expected_cells and sum(n.size for n, _ in self._far) > 2 * self._capacity:
+            self._shrink()
+        return self
 
     def _shrink(self) -> None:
         norms = np.concatenate([n for n, _ in self._far])

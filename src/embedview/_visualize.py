@@ -9,7 +9,8 @@ import numpy as np
 
 from ._colors import NORMALIZE_MODES, colour_ranges, to_uint8
 from ._errors import EmbedviewError
-from ._fit import Accumulator, Basis
+from ._engines import NumpyEngine, engine_for
+from ._fit import Basis
 from ._geometry import OutputGrid
 from ._progress import progress_bar
 from ._render import Placer
@@ -80,6 +81,7 @@ def visualize(
     nonfinite: str = "raise",
     outliers: str = "exclude",
     fit_sample: int | None = None,
+    device: str = "cpu",
     progress: bool = False,
 ) -> Visualization:
     """Project embeddings on their principal components and draw them as RGB, exactly placed.
@@ -117,6 +119,10 @@ def visualize(
         this many cells (every piece is still read; the scatter pass shrinks). Default: every
         cell. Where two principal axes explain similar variance, a sample rotates them and the
         colours move: ``benchmarks/check_sampled_fit.py`` measures how far on given files.
+    device : str
+        Where the arithmetic runs: ``"cpu"`` (numpy, the default) or a PyTorch device
+        (``"cuda"``, ``"cuda:1"``, ``"mps"``; ``"torch:cpu"`` runs PyTorch on the CPU). Needs
+        the ``torch`` extra; the result equals the numpy path's (uint8 ±1).
     progress : bool
         Show a progress bar on stderr for work that takes over a second.
 
@@ -144,6 +150,7 @@ def visualize(
             f"n_components={n_components!r} is not possible for features with {src.n_channels} "
             f"channels; choose 1 to {src.n_channels}.")
     shown = _rgb_components(rgb_components, n_components)
+    engine = engine_for(device)
     grid = OutputGrid.for_image(src.image_shape, src.default_pixel_size() if pixel_size is None else pixel_size)
 
     n_slices = src.n_slices or 1
@@ -159,9 +166,10 @@ def visualize(
     bases = []
     with blas_threads(), contextlib.closing(bar):
         for group in groups:
-            basis = fit_pieces(src, group, n_components, nonfinite, outliers, fit_sample, bar)
-            rate = min(1.0, RANGE_SAMPLE_CELLS / sum(_n_cells(p.fit_cells) for p in group))
-            samples = _draw(src, group, basis, placer, components, bar, rate, nonfinite=nonfinite)
+            basis = fit_pieces(src, group, n_components, nonfinite, outliers, fit_sample, bar, engine)
+            rate = range_sample_rate(group)
+            samples = _draw(src, group, basis, placer, components, bar, rate, nonfinite=nonfinite,
+                            engine=engine)
             lo, hi = colour_ranges(samples, normalize, basis.scale_reference)
             basis = basis.with_ranges(lo, hi)
             bases.append(basis)
@@ -178,29 +186,59 @@ def visualize(
 
 
 def fit_pieces(src: Source, pieces: list[Piece], n_components: int, nonfinite: str = "raise",
-               outliers: str = "exclude", sample: int | None = None, bar=None) -> Basis:
+               outliers: str = "exclude", sample: int | None = None, bar=None, engine=None) -> Basis:
     """Stream ``pieces`` once and fit a :class:`Basis` on their drawn cells.
 
     With ``sample`` set and more drawn cells than that, each cell enters the fit with
     probability ``sample / cells`` (seeded per piece: the same input gives the same basis).
     """
-    n_cells = sum(_n_cells(p.fit_cells) for p in pieces)
-    rate = 1.0 if sample is None or n_cells <= sample else sample / n_cells
-    expected = int(np.ceil(rate * n_cells))
-    acc = Accumulator(src.n_channels, expected_cells=expected if outliers == "exclude" else None)
-    for i, (piece, x) in enumerate(src.read_each(pieces)):
-        block = x[(slice(None),) + piece.fit_cells].reshape(x.shape[0], -1)
-        chosen = block
-        if rate < 1.0:
-            keep = np.random.default_rng((FIT_SAMPLE_SEED, i)).random(block.shape[1]) < rate
-            chosen = np.ascontiguousarray(block[:, keep])
-        if not acc.add(chosen):
-            if nonfinite == "raise":
-                _raise_nonfinite(src, piece, block)
-            acc.add(np.ascontiguousarray(chosen[:, np.isfinite(chosen).all(axis=0)]))
-        if bar is not None:
-            bar.update()
+    plan = FitPlan.for_pieces(pieces, sample, outliers)
+    acc = plan.accumulate(src, list(enumerate(pieces)), nonfinite, engine or NumpyEngine(), bar)
     return acc.basis(n_components)
+
+
+@dataclass(frozen=True)
+class FitPlan:
+    """What every partial fit over a group of pieces must agree on, so partial sums merge exactly.
+
+    ``rate`` is the sampling probability of a cell; ``expected`` the cells the outlier guard
+    expects (``None``: no guard). Pieces are numbered within their group: the sampling seed of
+    piece ``i`` is ``(FIT_SAMPLE_SEED, i)`` wherever it is read.
+    """
+
+    rate: float
+    expected: int | None
+
+    @classmethod
+    def for_pieces(cls, pieces: list[Piece], sample: int | None, outliers: str) -> "FitPlan":
+        n_cells = sum(_n_cells(p.fit_cells) for p in pieces)
+        rate = 1.0 if sample is None or n_cells <= sample else sample / n_cells
+        expected = int(np.ceil(rate * n_cells))
+        return cls(rate, expected if outliers == "exclude" else None)
+
+    def accumulate(self, src: Source, indexed: list[tuple[int, Piece]], nonfinite: str, engine,
+                   bar=None, shift=None, outlier_bar=None):
+        """Accumulate the pieces ``indexed`` (``(number in group, piece)``) into a new accumulator."""
+        acc = engine.accumulator(src.n_channels, expected_cells=self.expected)
+        acc.shift, acc.bar = shift, outlier_bar
+        for (i, piece), (_, x) in zip(indexed, src.read_each([p for _, p in indexed])):
+            block = x[(slice(None),) + piece.fit_cells].reshape(x.shape[0], -1)
+            chosen = block
+            if self.rate < 1.0:
+                keep = np.random.default_rng((FIT_SAMPLE_SEED, i)).random(block.shape[1]) < self.rate
+                chosen = np.ascontiguousarray(block[:, keep])
+            if not acc.add(chosen):
+                if nonfinite == "raise":
+                    _raise_nonfinite(src, piece, block)
+                acc.add(np.ascontiguousarray(chosen[:, np.isfinite(chosen).all(axis=0)]))
+            if bar is not None:
+                bar.update()
+        return acc
+
+
+def range_sample_rate(pieces: list[Piece]) -> float:
+    """Probability that a fitted cell enters the colour-range sample (≤ RANGE_SAMPLE_CELLS cells)."""
+    return min(1.0, RANGE_SAMPLE_CELLS / max(1, sum(_n_cells(p.fit_cells) for p in pieces)))
 
 
 def _n_cells(cells: tuple[slice, slice]) -> int:
@@ -215,7 +253,8 @@ def _raise_nonfinite(src: Source, piece: Piece, cells: np.ndarray):
 
 
 def render_plane(source, basis: Basis, pixel_size, z: int | None = None,
-                 rgb_components: tuple[int, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 rgb_components: tuple[int, ...] | None = None,
+                 device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """Draw one slice with an already fitted basis (with colour ranges) at ``pixel_size``.
 
     Only the pieces of slice ``z`` are read, so this stays cheap for a long stack.
@@ -232,6 +271,8 @@ def render_plane(source, basis: Basis, pixel_size, z: int | None = None,
         Slice of a stack (``None`` for a 2D image).
     rgb_components : tuple of int, optional
         Which components become red, green and blue.
+    device : str
+        As for :func:`visualize`.
 
     Returns
     -------
@@ -253,35 +294,40 @@ def render_plane(source, basis: Basis, pixel_size, z: int | None = None,
     pieces = [p for p in src.pieces() if p.z == z]
     if not pieces:
         raise EmbedviewError(f"{src.name} has no slice {z}; it has {src.n_slices or 0} slices.")
-    _draw(src, pieces, basis, Placer(grid), components, plane=0)
+    _draw(src, pieces, basis, Placer(grid), components, plane=0, engine=engine_for(device))
     rgb = np.zeros(grid.shape + (3,), np.uint8)
     _colour(components[0], basis, _rgb_components(rgb_components, basis.n_components), rgb)
     return rgb, components[0]
 
 
 def _draw(src: Source, pieces: list[Piece], basis: Basis, placer: Placer, canvas: np.ndarray,
-          bar=None, rate: float = 0.0, plane: int | None = None, nonfinite: str = "omit") -> np.ndarray:
+          bar=None, rate: float = 0.0, plane: int | None = None, nonfinite: str = "omit",
+          engine=None) -> np.ndarray:
     """Project and place ``pieces`` into ``canvas[z]``; return a sample (``rate``) of their fitted cells."""
     samples = []
+    engine = engine or NumpyEngine()
     for i, (piece, x) in enumerate(src.read_each(pieces)):
-        projected = _project_piece(basis, piece, x)
-        drawn = (slice(None),) + piece.fit_cells
-        if nonfinite == "raise" and np.isnan(projected[drawn]).any():  # cells a sampled fit skipped
-            _raise_nonfinite(src, piece, x[drawn])
-        if rate:
-            samples.append(_sample_fit_cells(projected, piece, rate, i))
+        projected, sample = project_piece(engine, basis, src, piece, x, rate, i, nonfinite)
+        samples.append(sample)
         placer.place(canvas[(piece.z or 0) if plane is None else plane], piece, projected)
         if bar is not None:
             bar.update()
     return np.concatenate(samples) if samples else np.empty((0, basis.n_components), np.float32)
 
 
-def _project_piece(basis: Basis, piece: Piece, x: np.ndarray) -> np.ndarray:
+def project_piece(engine, basis: Basis, src: Source, piece: Piece, x: np.ndarray, rate: float = 0.0,
+                  index: int = 0, nonfinite: str = "omit") -> tuple[np.ndarray, np.ndarray]:
+    """Project one piece's valid cells: ``(k, vh, vw)`` float32 (NaN where not finite), and a
+    seeded sample (probability ``rate``, seed ``(RANGE_SAMPLE_SEED, index)``) of its fitted
+    cells' components, ``(n, k)``, for the colour ranges."""
     vh, vw = piece.grid.valid_shape
-    projected = basis.project(x[:, :vh, :vw])
+    projected = engine.project(basis, x[:, :vh, :vw])
     if not np.isfinite(projected).all():  # NaN/Inf features: drawn black
         projected[:, ~np.isfinite(projected).all(axis=0)] = np.nan
-    return projected
+        if nonfinite == "raise" and np.isnan(projected[(slice(None),) + piece.fit_cells]).any():
+            _raise_nonfinite(src, piece, x[(slice(None),) + piece.fit_cells])  # cells a sampled fit skipped
+    sample = _sample_fit_cells(projected, piece, rate, index) if rate else np.empty((0, basis.n_components), np.float32)
+    return projected, sample
 
 
 def _sample_fit_cells(projected: np.ndarray, piece: Piece, rate: float, index: int) -> np.ndarray:
