@@ -59,16 +59,16 @@ class StageTimer:
 
 
 def instrument(timer: StageTimer):
-    from embedview import _colors, _fit, _render, _sources, _visualize
+    from embedview import _colors, _fit, _render, _sinks, _sources, _visualize
 
     timer.wrap(_sources.Source, "read", "read (zarr get + decompress + asarray)")
     timer.wrap(_fit.Accumulator, "add", "fit: Accumulator.add (shift, sum, x@x.T)")
     timer.wrap(_fit.Accumulator, "basis", "fit: eigh")
-    timer.wrap(_visualize, "_project_piece", "project: Basis.project + finite check")
+    timer.wrap(_visualize, "project_piece", "project: Basis.project + finite check")
     timer.wrap(_visualize, "_sample_fit_cells", "colour: sample fitted cells")
     timer.wrap(_render.Placer, "place", "render: Placer.place")
     timer.wrap(_visualize, "colour_ranges", "colour: ranges (percentile)")
-    timer.wrap(_visualize, "_colour", "colour: to uint8")
+    timer.wrap(_sinks, "colour", "colour: to uint8")
     timer.wrap(_sources, "open_source", "open source (metadata)")
     assert _colors  # imported so the wrapped names resolve
 
@@ -195,10 +195,10 @@ def cprofile_report(path: str, top: int) -> None:
 PY_SPY_STAGES = [  # (stage, substrings of a stack, outermost match wins in order)
     ("fit: eigh", ("basis (embedview/_fit.py",)),
     ("fit: Accumulator.add", ("add (embedview/_fit.py",)),
-    ("project", ("_project_piece",)),
+    ("project", ("project_piece",)),
     ("render: place", ("place (embedview/_render.py",)),
     ("colour: ranges", ("colour_ranges",)),
-    ("colour: to uint8", ("_colour (",)),
+    ("colour: to uint8", ("colour (",)),
     ("read: zstd decode", ("zstd", "Zstd", "ZSTD")),
     ("read: zarr other", ("zarr/",)),
     ("read-ahead thread idle", ("_worker (concurrent/futures/thread.py",)),

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
+
+from embedview._omezarr import read_ome_zarr
 from PIL import Image
 
 import embedview
@@ -121,9 +123,10 @@ def test_render_stack_to_tiff_and_zarr(tmp_path, capsys, data, name):
     with tifffile.TiffFile(tmp_path / "pca.tif") as tif:
         np.testing.assert_array_equal(tif.asarray(), vis.rgb)
         assert tif.shaped_metadata[0]["scale"] == list(vis.scale)
-    root = zarr.open_group(str(tmp_path / "pca.zarr"), mode="r")
-    np.testing.assert_array_equal(root["rgb"][...], vis.rgb)
-    assert root.attrs["translate"] == list(vis.translate) and root.attrs["layout"] == vis.layout
+    rgb, _, attrs = read_ome_zarr(tmp_path / "pca.zarr")
+    np.testing.assert_array_equal(rgb, vis.rgb)
+    meta = attrs["embedview"]
+    assert meta["translate"] == list(vis.translate) and meta["layout"] == vis.layout
 
 
 @pytest.mark.parametrize("name", ["single", "tiled", "tiled_stack", "masked"])

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
+
+from embedview._omezarr import read_ome_zarr
 from PIL import Image
 
 import embedview
@@ -119,11 +121,12 @@ def test_per_slice_metadata_lists_each_slice(tmp_path, vis3d):
 def test_zarr_round_trip(tmp_path, which, request):
     vis = request.getfixturevalue(which)
     path = write_output(vis, tmp_path / "pca.zarr")
-    root = zarr.open_group(str(path), mode="r")
-    np.testing.assert_array_equal(root["rgb"][...], vis.rgb)
-    np.testing.assert_array_equal(root["components"][...], vis.components)
-    assert root["components"].dtype == np.float32
-    attrs = dict(root.attrs)
+    rgb, components, attrs = read_ome_zarr(path)
+    np.testing.assert_array_equal(rgb, vis.rgb)
+    np.testing.assert_array_equal(components, vis.components)
+    assert components.dtype == np.float32
+    assert "multiscales" in attrs
+    attrs = attrs["embedview"]
     assert attrs["scale"] == list(vis.scale) and attrs["translate"] == list(vis.translate)
     assert attrs["layout"] == vis.layout and attrs["image_shape"] == list(vis.image_shape)
     assert "explained_variance_ratio" in attrs
@@ -133,7 +136,7 @@ def test_zarr_round_trip(tmp_path, which, request):
 def test_zarr_output_replaces_an_existing_one(tmp_path, vis2d, vis3d):
     write_output(vis3d, tmp_path / "pca.zarr")
     write_output(vis2d, tmp_path / "pca.zarr")
-    assert zarr.open_group(str(tmp_path / "pca.zarr"), mode="r")["rgb"].shape == vis2d.rgb.shape
+    assert read_ome_zarr(tmp_path / "pca.zarr")[0].shape == vis2d.rgb.shape
     assert _names(tmp_path) == ["pca.zarr"]
 
 

@@ -255,7 +255,7 @@ def output_metadata(vis, extra: dict | None = None) -> dict:
         "translate": [float(v) for v in vis.translate],
         "layout": vis.layout,
         "image_shape": [int(v) for v in vis.image_shape],
-        "n_components": int(vis.components.shape[-1]),
+        "n_components": int(vis.bases[0].n_components),
         # One list for fit="joint", one per slice for fit="per_slice".
         "explained_variance_ratio": ratios[0] if len(ratios) == 1 else ratios,
     }
@@ -270,8 +270,8 @@ def write_output(vis, path, *, metadata: dict | None = None, progress: bool = Fa
     ----------
     vis : Visualization
     path : str or os.PathLike
-        ``.png`` (2D only), ``.tif``/``.tiff`` (2D RGB or one page per slice), ``.zarr`` (arrays
-        ``rgb`` and ``components``), ``.npy`` (the RGB array) or ``.npz`` (``rgb``,
+        ``.png`` (2D only), ``.tif``/``.tiff`` (2D RGB or one page per slice), ``.zarr``
+        (OME-Zarr: a multiscale RGB image plus ``components``, see :mod:`embedview._omezarr`), ``.npy`` (the RGB array) or ``.npz`` (``rgb``,
         ``components``, ``scale``, ``translate``). All but ``.npy`` record ``scale`` and
         ``translate``: the PNG in its ``embedview`` text chunk, the TIFF in its JSON
         ImageDescription, the zarr group in its attributes.
@@ -335,26 +335,19 @@ def _write_tiff(path: Path, rgb: np.ndarray, meta: dict) -> None:
 
 
 def _write_zarr(path: Path, vis, meta: dict, progress: bool, name: str) -> None:
-    import zarr
+    """The in-memory picture as OME-Zarr, written window by window like an out-of-core one."""
+    from ._omezarr import OmeZarrWriter, windows
 
-    root = zarr.open_group(str(path), mode="w")
-    root.attrs.update(meta)
     n_slices = vis.rgb.shape[0] if vis.rgb.ndim == 4 else None
-    plane = vis.rgb.shape[-3:-1]
-    tile = tuple(min(n, 1024) for n in plane)
-    lead = () if n_slices is None else (1,)
-    rgb = root.create_array("rgb", shape=vis.rgb.shape, dtype="uint8", chunks=lead + tile + (3,), fill_value=0)
-    comp = root.create_array("components", shape=vis.components.shape, dtype="float32",
-                             chunks=lead + tile + (vis.components.shape[-1],), fill_value=float("nan"))
-    if n_slices is None:
-        rgb[...] = vis.rgb
-        comp[...] = vis.components
-        return
-    bar = progress_bar(n_slices, progress, desc=f"writing {name}")
+    writer = OmeZarrWriter(path, vis.rgb.shape[-3:-1], n_slices, vis.components.shape[-1])
+    zs = [None] if n_slices is None else range(n_slices)
+    bar = progress_bar(len(zs), progress, desc=f"writing {name}")
     try:
-        for z in range(n_slices):
-            rgb[z] = vis.rgb[z]
-            comp[z] = vis.components[z]
+        for z in zs:
+            rgb, components = (vis.rgb, vis.components) if z is None else (vis.rgb[z], vis.components[z])
+            for window in windows(rgb.shape[:2], writer.chunk):
+                writer.write(z, window, rgb[window], components[window])
             bar.update()
+        writer.finish(vis.scale, vis.translate, meta)
     finally:
         bar.close()

@@ -46,8 +46,18 @@ class Placer:
             self._cache[key] = (rows, cols, cell_rows, cell_cols)
         return self._cache[key]
 
-    def place(self, canvas: np.ndarray, piece: Piece, projected: np.ndarray) -> None:
-        """Write ``(k, h, w)`` projected cells of ``piece`` into ``canvas`` ``(ny, nx, k)``."""
+    def place(self, canvas: np.ndarray, piece: Piece, projected: np.ndarray, origin=(0, 0)) -> None:
+        """Write ``(k, h, w)`` projected cells of ``piece`` into ``canvas`` ``(ny, nx, k)``.
+
+        ``canvas`` may be a window of the output whose first pixel is output pixel ``origin``;
+        only the part of the piece inside it is written.
+        """
         rows, cols, cell_rows, cell_cols = self.indices(piece)
-        if cell_rows.size and cell_cols.size:
-            canvas[rows, cols] = np.moveaxis(projected[:, cell_rows][:, :, cell_cols], 0, -1)
+        out, cells = [], []
+        for sl, cell, start, n in zip((rows, cols), (cell_rows, cell_cols), origin, canvas.shape[:2]):
+            a, b = max(sl.start, start), min(sl.stop, start + n)
+            if a >= b:
+                return
+            out.append(slice(a - start, b - start))
+            cells.append(cell[a - sl.start:b - sl.start])
+        canvas[out[0], out[1]] = np.moveaxis(projected[:, cells[0]][:, :, cells[1]], 0, -1)

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from ._colors import NORMALIZE_MODES, colour_ranges, to_uint8
+from ._colors import NORMALIZE_MODES, colour_ranges
 from ._errors import EmbedviewError
 from ._engines import NumpyEngine, engine_for
 from ._fit import Basis
 from ._geometry import OutputGrid
 from ._progress import progress_bar
 from ._render import Placer
+from ._sinks import MemorySink, colour
 from ._sources import Piece, Source, open_source
 from ._threads import blas_threads
 
@@ -45,15 +47,19 @@ class Visualization:
         ``single``, ``stack``, ``tiled`` or ``tiled stack``.
     image_shape : tuple of int
         Shape of the image the embeddings describe, ``(H, W)`` or ``(Z, H, W)``.
+    path : Path or None
+        The OME-Zarr folder written by ``visualize(..., output=...)``; then ``rgb`` and
+        ``components`` are ``None`` (the picture is on disk, not in memory).
     """
 
-    rgb: np.ndarray
-    components: np.ndarray
+    rgb: np.ndarray | None
+    components: np.ndarray | None
     scale: tuple
     translate: tuple
     bases: tuple
     layout: str
     image_shape: tuple
+    path: Path | None = None
 
     @property
     def basis(self) -> Basis:
@@ -82,6 +88,8 @@ def visualize(
     outliers: str = "exclude",
     fit_sample: int | None = None,
     device: str = "cpu",
+    output=None,
+    metadata: dict | None = None,
     progress: bool = False,
 ) -> Visualization:
     """Project embeddings on their principal components and draw them as RGB, exactly placed.
@@ -123,6 +131,12 @@ def visualize(
         Where the arithmetic runs: ``"cpu"`` (numpy, the default) or a PyTorch device
         (``"cuda"``, ``"cuda:1"``, ``"mps"``; ``"torch:cpu"`` runs PyTorch on the CPU). Needs
         the ``torch`` extra; the result equals the numpy path's (uint8 ±1).
+    output : str or Path, optional
+        Write the picture to this ``.zarr`` folder (OME-Zarr, see :mod:`embedview._omezarr`)
+        chunk by chunk instead of returning it in memory: memory stays bounded whatever the
+        output's size. The folder appears only when complete.
+    metadata : dict, optional
+        Extra JSON-able entries recorded in the ``output`` (e.g. the source and options).
     progress : bool
         Show a progress bar on stderr for work that takes over a second.
 
@@ -153,36 +167,87 @@ def visualize(
     engine = engine_for(device)
     grid = OutputGrid.for_image(src.image_shape, src.default_pixel_size() if pixel_size is None else pixel_size)
 
-    n_slices = src.n_slices or 1
-    components = np.full((n_slices,) + grid.shape + (n_components,), np.nan, np.float32)
-    rgb = np.zeros((n_slices,) + grid.shape + (3,), np.uint8)
-    placer = Placer(grid)
     pieces = src.pieces()
     if fit == "joint":
         groups = [pieces]
     else:
         groups = [[p for p in pieces if p.z == z] for z in sorted({p.z for p in pieces}, key=lambda z: z or 0)]
+    if src.is_stack:
+        scale, translate = (1.0,) + grid.scale, (0.0,) + grid.translate
+    else:
+        scale, translate = grid.scale, grid.translate
+    executor = LocalExecutor(src, engine)
+    if output is None:
+        sink = MemorySink(src.n_slices or 1, grid, n_components)
+        bases = _run(src, groups, executor, sink, n_components, normalize, nonfinite, outliers,
+                     fit_sample, shown, progress)
+        components, rgb = sink.components, sink.rgb
+        if not src.is_stack:
+            components, rgb = components[0], rgb[0]
+        return Visualization(rgb, components, scale, translate, bases, src.layout, src.shape)
+
+    from ._io import atomic_path, check_output, output_metadata
+    from ._sinks import ZarrSink
+
+    out = check_output(output, stack=src.is_stack)
+    if out.suffix.lower() != ".zarr":
+        raise EmbedviewError(f"output= writes OME-Zarr: give a path ending in .zarr, not {out.name}.")
+    with atomic_path(out, directory=True) as tmp:
+        sink = ZarrSink(tmp, pieces, grid, src.n_slices, n_components)
+        try:
+            bases = _run(src, groups, executor, sink, n_components, normalize, nonfinite, outliers,
+                         fit_sample, shown, progress)
+            vis = Visualization(None, None, scale, translate, bases, src.layout, src.shape, out)
+            sink.finish(scale, translate, output_metadata(vis, metadata))
+        finally:
+            sink.close()
+    return vis
+
+
+def _run(src, groups, executor, sink, n_components, normalize, nonfinite, outliers, fit_sample,
+         shown, progress) -> tuple:
+    """Fit, project and colour each group of pieces into ``sink``; return the bases."""
+    pieces = src.pieces()
+    index = {id(p): i for i, p in enumerate(pieces)}
     bar = progress_bar(2 * len(pieces), progress, desc="embedview")
     bases = []
     with blas_threads(), contextlib.closing(bar):
         for group in groups:
-            basis = fit_pieces(src, group, n_components, nonfinite, outliers, fit_sample, bar, engine)
-            rate = range_sample_rate(group)
-            samples = _draw(src, group, basis, placer, components, bar, rate, nonfinite=nonfinite,
-                            engine=engine)
-            lo, hi = colour_ranges(samples, normalize, basis.scale_reference)
-            basis = basis.with_ranges(lo, hi)
+            basis = executor.fit(group, n_components, nonfinite, outliers, fit_sample, bar)
+            samples = []
+            for piece, projected, sample in executor.project(group, basis, range_sample_rate(group), nonfinite, bar):
+                sink.place(index[id(piece)], piece, projected)
+                samples.append(sample)
+            samples = np.concatenate(samples) if samples else np.empty((0, n_components), np.float32)
+            basis = basis.with_ranges(*colour_ranges(samples, normalize, basis.scale_reference))
             bases.append(basis)
-            zs = sorted({p.z or 0 for p in group})
-            for z in zs:
-                _colour(components[z], basis, shown, rgb[z])
+            sink.colour(sorted({p.z or 0 for p in group}), basis, shown, executor)
+    return tuple(bases)
 
-    if src.is_stack:
-        scale, translate = (1.0,) + grid.scale, (0.0,) + grid.translate
-    else:
-        components, rgb = components[0], rgb[0]
-        scale, translate = grid.scale, grid.translate
-    return Visualization(rgb, components, scale, translate, tuple(bases), src.layout, src.shape)
+
+class LocalExecutor:
+    """Runs the passes in this process: pieces are read ahead in threads while the engine computes.
+
+    Other executors (Dask) offer the same three methods.
+    """
+
+    def __init__(self, src: Source, engine=None):
+        self.src, self.engine = src, engine or NumpyEngine()
+
+    def fit(self, group: list[Piece], n_components: int, nonfinite: str, outliers: str,
+            sample: int | None, bar=None) -> Basis:
+        return fit_pieces(self.src, group, n_components, nonfinite, outliers, sample, bar, self.engine)
+
+    def project(self, group: list[Piece], basis: Basis, rate: float, nonfinite: str, bar=None):
+        """Yield ``(piece, projected, range sample)`` for each piece of ``group``."""
+        for i, (piece, x) in enumerate(self.src.read_each(group)):
+            projected, sample = project_piece(self.engine, basis, self.src, piece, x, rate, i, nonfinite)
+            yield piece, projected, sample
+            if bar is not None:
+                bar.update()
+
+    def map(self, fn, items) -> list:
+        return [fn(*item) for item in items]
 
 
 def fit_pieces(src: Source, pieces: list[Piece], n_components: int, nonfinite: str = "raise",
@@ -294,25 +359,12 @@ def render_plane(source, basis: Basis, pixel_size, z: int | None = None,
     pieces = [p for p in src.pieces() if p.z == z]
     if not pieces:
         raise EmbedviewError(f"{src.name} has no slice {z}; it has {src.n_slices or 0} slices.")
-    _draw(src, pieces, basis, Placer(grid), components, plane=0, engine=engine_for(device))
+    placer = Placer(grid)
+    for piece, projected, _ in LocalExecutor(src, engine_for(device)).project(pieces, basis, 0.0, "omit"):
+        placer.place(components[0], piece, projected)
     rgb = np.zeros(grid.shape + (3,), np.uint8)
-    _colour(components[0], basis, _rgb_components(rgb_components, basis.n_components), rgb)
+    colour(components[0], basis, _rgb_components(rgb_components, basis.n_components), rgb)
     return rgb, components[0]
-
-
-def _draw(src: Source, pieces: list[Piece], basis: Basis, placer: Placer, canvas: np.ndarray,
-          bar=None, rate: float = 0.0, plane: int | None = None, nonfinite: str = "omit",
-          engine=None) -> np.ndarray:
-    """Project and place ``pieces`` into ``canvas[z]``; return a sample (``rate``) of their fitted cells."""
-    samples = []
-    engine = engine or NumpyEngine()
-    for i, (piece, x) in enumerate(src.read_each(pieces)):
-        projected, sample = project_piece(engine, basis, src, piece, x, rate, i, nonfinite)
-        samples.append(sample)
-        placer.place(canvas[(piece.z or 0) if plane is None else plane], piece, projected)
-        if bar is not None:
-            bar.update()
-    return np.concatenate(samples) if samples else np.empty((0, basis.n_components), np.float32)
 
 
 def project_piece(engine, basis: Basis, src: Source, piece: Piece, x: np.ndarray, rate: float = 0.0,
@@ -336,15 +388,6 @@ def _sample_fit_cells(projected: np.ndarray, piece: Piece, rate: float, index: i
         keep = np.random.default_rng((RANGE_SAMPLE_SEED, index)).random(values.shape[0]) < rate
         values = values[keep]
     return values
-
-
-def _colour(components: np.ndarray, basis: Basis, shown: tuple[int, ...], out: np.ndarray) -> None:
-    idx = list(shown)
-    lo, hi = basis.lo[idx], basis.hi[idx]
-    if len(idx) == 1:  # one component: grey
-        out[...] = to_uint8(components[..., idx], lo, hi)
-    else:
-        out[..., :len(idx)] = to_uint8(components[..., idx], lo, hi)
 
 
 def _rgb_components(rgb_components, n_components) -> tuple[int, ...]:

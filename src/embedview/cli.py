@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
         "render", help="draw embeddings as an RGB picture (PNG, TIFF, zarr)",
         description="Fit a PCA on the embeddings and write its first components as RGB. The output "
                     "format follows the extension: .png (2D), .tif/.tiff (2D or one page per slice), "
-                    ".zarr (arrays rgb and components), .npy, .npz. Scale and translate (image "
+                    ".zarr (OME-Zarr multiscale RGB plus components, written chunk by chunk with "
+                    "bounded memory), .npy, .npz. Scale and translate (image "
                     "pixels) are recorded in the file.")
     p.add_argument("embeddings", help="micro_sam embedding file (.zarr folder)")
     p.add_argument("-o", "--output", required=True, help="output file: .png, .tif, .tiff, .zarr, .npy or .npz")
@@ -63,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "tokens) into the fit; by default they are left out of it but still drawn")
     p.add_argument("--fit-sample", type=_positive_int, default=None, metavar="N",
                    help="fit on a seeded uniform sample of about N cells (default: every cell)")
+    p.add_argument("--device", default="cpu", metavar="DEVICE",
+                   help="cpu (numpy, default), or a PyTorch device: cuda, cuda:N, mps, torch:cpu "
+                        "(needs the torch extra)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=_render_command)
 
@@ -148,7 +152,7 @@ def _int_list(text: str) -> tuple[int, ...]:
 def render(embeddings, output, *, image=None, fit: str = "joint", normalize: str = "robust",
            pixel_size=None, n_components: int = 3, rgb_components=None, omit_nonfinite: bool = False,
            keep_outliers: bool = False, fit_sample: int | None = None, slice_: int | None = None,
-           quiet: bool = False) -> list[Path]:
+           device: str = "cpu", quiet: bool = False) -> list[Path]:
     """What ``embedview render`` does: visualize, write ``output`` and, with ``image``, a figure.
 
     Everything that can be checked cheaply (the embeddings' metadata, the output folder and
@@ -168,7 +172,7 @@ def render(embeddings, output, *, image=None, fit: str = "joint", normalize: str
         Leave NaN/Inf cells out instead of failing.
     keep_outliers : bool
         Fit on rare high-norm cells too (``outliers="keep"``).
-    fit_sample : int, optional
+    fit_sample, device : optional
         As for :func:`embedview.visualize`.
     slice_ : int, optional
         Slice of a stack drawn in the figure (default: the middle one).
@@ -203,17 +207,19 @@ def render(embeddings, output, *, image=None, fit: str = "joint", normalize: str
     elif slice_ is not None:
         raise EmbedviewError("--slice chooses the slice of the figure; pass --image IMAGE too.")
 
+    meta = {"source": str(embeddings), "fit": fit, "normalize": normalize,
+            "rgb_components": list(rgb_components) if rgb_components else None}
+    # A .zarr output is written chunk by chunk while it is computed: memory stays bounded.
+    direct = out.suffix.lower() == ".zarr"
     vis = visualize(src, n_components, fit, normalize, pixel_size, rgb_components=rgb_components,
                     nonfinite="omit" if omit_nonfinite else "raise",
                     outliers="keep" if keep_outliers else "exclude", fit_sample=fit_sample,
-                    progress=not quiet)
+                    device=device, output=out if direct else None, metadata=meta, progress=not quiet)
     figure = None
     if plane_source is not None:
         figure = make_figure(src, vis, plane_source, z=slice_, rgb_components=rgb_components,
                              image_name=f"the image {image}")
-    meta = {"source": str(embeddings), "fit": fit, "normalize": normalize,
-            "rgb_components": list(rgb_components) if rgb_components else None}
-    written = [write_output(vis, out, metadata=meta, progress=not quiet)]
+    written = [out if direct else write_output(vis, out, metadata=meta, progress=not quiet)]
     if figure is not None:
         with atomic_path(figure_path) as tmp:
             write_png(tmp, figure, {"source": str(embeddings), "image": str(image), "panels": ["image", "pca", "overlay"]})
@@ -231,7 +237,10 @@ def _refuse_overwriting(output: Path, source, what: str) -> None:
 
 
 def _summary(vis, src, written, fit) -> str:
-    pixels = "×".join(str(n) for n in vis.rgb.shape[:-1])
+    from ._geometry import OutputGrid
+
+    shape = OutputGrid.for_image(src.image_shape, vis.scale[-2:]).shape
+    pixels = "×".join(str(n) for n in src.shape[:-2] + shape)
     size = "×".join(str(n) for n in vis.image_shape)
     p = vis.scale[-1]
     explained = ""
@@ -247,7 +256,7 @@ def _render_command(args) -> int:
     render(args.embeddings, args.output, image=args.image, fit=args.fit, normalize=args.normalize,
            pixel_size=args.pixel_size, n_components=args.n_components, rgb_components=args.rgb_components,
            omit_nonfinite=args.omit_nonfinite, keep_outliers=args.keep_outliers,
-           fit_sample=args.fit_sample, slice_=args.slice, quiet=args.quiet)
+           fit_sample=args.fit_sample, slice_=args.slice, device=args.device, quiet=args.quiet)
     return 0
 
 
