@@ -88,6 +88,7 @@ def visualize(
     outliers: str = "exclude",
     fit_sample: int | None = None,
     device: str = "cpu",
+    scheduler=None,
     output=None,
     metadata: dict | None = None,
     progress: bool = False,
@@ -131,6 +132,12 @@ def visualize(
         Where the arithmetic runs: ``"cpu"`` (numpy, the default) or a PyTorch device
         (``"cuda"``, ``"cuda:1"``, ``"mps"``; ``"torch:cpu"`` runs PyTorch on the CPU). Needs
         the ``torch`` extra; the result equals the numpy path's (uint8 ±1).
+    scheduler : str or distributed.Client, optional
+        Run the passes with Dask (the ``dask`` extra): ``"threads"``, ``"processes"``, the
+        address of a ``dask.distributed`` scheduler (``"tcp://host:8786"``) or a ``Client``.
+        Workers read the features themselves (the source must be a file path for processes
+        and clusters); partial sums are reduced in a tree. The result equals the local one.
+        Default: this process, no Dask.
     output : str or Path, optional
         Write the picture to this ``.zarr`` folder (OME-Zarr, see :mod:`embedview._omezarr`)
         chunk by chunk instead of returning it in memory: memory stays bounded whatever the
@@ -176,7 +183,12 @@ def visualize(
         scale, translate = (1.0,) + grid.scale, (0.0,) + grid.translate
     else:
         scale, translate = grid.scale, grid.translate
-    executor = LocalExecutor(src, engine)
+    if scheduler is None:
+        executor = LocalExecutor(src, engine)
+    else:
+        from ._dask import DaskExecutor
+
+        executor = DaskExecutor(src, scheduler, device)
     if output is None:
         sink = MemorySink(src.n_slices or 1, grid, n_components)
         bases = _run(src, groups, executor, sink, n_components, normalize, nonfinite, outliers,
@@ -193,7 +205,9 @@ def visualize(
     if out.suffix.lower() != ".zarr":
         raise EmbedviewError(f"output= writes OME-Zarr: give a path ending in .zarr, not {out.name}.")
     with atomic_path(out, directory=True) as tmp:
-        sink = ZarrSink(tmp, pieces, grid, src.n_slices, n_components)
+        # Workers elsewhere read the projected pieces from disk, not from this process's memory.
+        sink = ZarrSink(tmp, pieces, grid, src.n_slices, n_components,
+                        on_disk=True if getattr(executor, "remote", False) else None)
         try:
             bases = _run(src, groups, executor, sink, n_components, normalize, nonfinite, outliers,
                          fit_sample, shown, progress)
