@@ -15,6 +15,8 @@ from ._fit import Basis
 from ._geometry import OutputGrid
 from ._progress import progress_bar
 from ._render import Placer
+from ._foreground import choose_threshold
+from ._selection import Foreground, image_mask
 from ._sinks import MemorySink, colour
 from ._sources import Piece, Source, open_source
 from ._threads import blas_threads
@@ -26,6 +28,7 @@ FIT_SAMPLE_SEED = 1
 #: Colour ranges are taken from at most this many cells (a seeded uniform sample beyond it).
 RANGE_SAMPLE_CELLS = 2_000_000
 RANGE_SAMPLE_SEED = 0
+CLUSTER_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,11 @@ class Visualization:
     path : Path or None
         The OME-Zarr folder written by ``visualize(..., output=...)``; then ``rgb`` and
         ``components`` are ``None`` (the picture is on disk, not in memory).
+    labels : ndarray of int32, shape (..., H, W), optional
+        With ``clusters=K``: the k-means label of each output pixel (-1 where nothing is drawn);
+        ``rgb`` then shows the labels.
+    foreground : tuple of ForegroundRule
+        With ``foreground="auto"``: the rule chosen per basis (threshold, side, fraction).
     """
 
     rgb: np.ndarray | None
@@ -60,6 +68,8 @@ class Visualization:
     layout: str
     image_shape: tuple
     path: Path | None = None
+    labels: np.ndarray | None = None
+    foreground: tuple = ()
 
     @property
     def basis(self) -> Basis:
@@ -87,6 +97,13 @@ def visualize(
     nonfinite: str = "raise",
     outliers: str = "exclude",
     fit_sample: int | None = None,
+    basis: Basis | None = None,
+    mask=None,
+    foreground: str | None = None,
+    foreground_threshold: float | None = None,
+    foreground_side: str | None = None,
+    clusters: int | None = None,
+    cluster_components: int | None = None,
     device: str = "cpu",
     scheduler=None,
     output=None,
@@ -128,6 +145,22 @@ def visualize(
         this many cells (every piece is still read; the scatter pass shrinks). Default: every
         cell. Where two principal axes explain similar variance, a sample rotates them and the
         colours move: ``benchmarks/check_sampled_fit.py`` measures how far on given files.
+    basis : Basis, optional
+        Apply this basis (with colour ranges; from :func:`fit_basis`, ``vis.basis`` or
+        :func:`load_basis`) instead of fitting one, so a material gets the same colour in
+        every picture drawn with it.
+    mask : array, optional
+        A label or boolean image ``(H, W)`` (or ``(Z, H, W)``): fit only on the cells whose
+        centre lies on the mask, draw the rest dark.
+    foreground : {"auto"}, optional
+        DINOv2's recipe: fit, threshold the first component (Otsu's threshold; the side
+        holding fewer cells is the foreground), fit again on the foreground only and draw the
+        background dark. ``foreground_threshold`` / ``foreground_side`` ("above"/"below") fix
+        the threshold or side instead. The chosen rule is in ``vis.foreground``.
+    clusters : int, optional
+        Draw a k-means label image of K clusters (seeded) of the cells in the space of the
+        first ``cluster_components`` components (default ``n_components``) instead of RGB;
+        labels in ``vis.labels``.
     device : str
         Where the arithmetic runs: ``"cpu"`` (numpy, the default) or a PyTorch device
         (``"cuda"``, ``"cuda:1"``, ``"mps"``; ``"torch:cpu"`` runs PyTorch on the CPU). Needs
@@ -166,11 +199,24 @@ def visualize(
     _check_choice("outliers", outliers, OUTLIER_MODES)
     if fit_sample is not None and (not isinstance(fit_sample, (int, np.integer)) or fit_sample < 1000):
         raise EmbedviewError(f"fit_sample must be None (every cell) or a number of cells ≥ 1000; got {fit_sample!r}.")
-    if not isinstance(n_components, (int, np.integer)) or not 1 <= n_components <= src.n_channels:
+    if basis is not None:
+        from ._basis_file import check_basis_channels
+
+        check_basis_channels(basis, src.n_channels, src.name)
+        if basis.lo is None:
+            raise EmbedviewError("the basis given has no colour ranges; pass vis.basis, a basis from "
+                                 "fit_basis() or one loaded with load_basis().")
+        if foreground is not None:
+            raise EmbedviewError("foreground='auto' fits a basis, but a basis was given; pass one of them.")
+        n_components, fit = basis.n_components, "joint"
+    elif not isinstance(n_components, (int, np.integer)) or not 1 <= n_components <= src.n_channels:
         raise EmbedviewError(
             f"n_components={n_components!r} is not possible for features with {src.n_channels} "
             f"channels; choose 1 to {src.n_channels}.")
-    shown = _rgb_components(rgb_components, n_components)
+    job = _Job(n_components, normalize, nonfinite, outliers, fit_sample, _rgb_components(rgb_components, n_components),
+               basis, None if mask is None else image_mask(mask, src.shape),
+               _foreground_options(foreground, foreground_threshold, foreground_side),
+               _cluster_options(clusters, cluster_components, n_components, output))
     engine = engine_for(device)
     grid = OutputGrid.for_image(src.image_shape, src.default_pixel_size() if pixel_size is None else pixel_size)
 
@@ -191,12 +237,13 @@ def visualize(
         executor = DaskExecutor(src, scheduler, device)
     if output is None:
         sink = MemorySink(src.n_slices or 1, grid, n_components)
-        bases = _run(src, groups, executor, sink, n_components, normalize, nonfinite, outliers,
-                     fit_sample, shown, progress)
-        components, rgb = sink.components, sink.rgb
+        bases, rules = _run(src, groups, executor, sink, job, progress)
+        components, rgb, labels = sink.components, sink.rgb, sink.labels
         if not src.is_stack:
             components, rgb = components[0], rgb[0]
-        return Visualization(rgb, components, scale, translate, bases, src.layout, src.shape)
+            labels = None if labels is None else labels[0]
+        return Visualization(rgb, components, scale, translate, bases, src.layout, src.shape,
+                             labels=labels, foreground=rules)
 
     from ._io import atomic_path, check_output, output_metadata
     from ._sinks import ZarrSink
@@ -209,34 +256,106 @@ def visualize(
         sink = ZarrSink(tmp, pieces, grid, src.n_slices, n_components,
                         on_disk=True if getattr(executor, "remote", False) else None)
         try:
-            bases = _run(src, groups, executor, sink, n_components, normalize, nonfinite, outliers,
-                         fit_sample, shown, progress)
-            vis = Visualization(None, None, scale, translate, bases, src.layout, src.shape, out)
+            bases, rules = _run(src, groups, executor, sink, job, progress)
+            vis = Visualization(None, None, scale, translate, bases, src.layout, src.shape, out,
+                                foreground=rules)
             sink.finish(scale, translate, output_metadata(vis, metadata))
         finally:
             sink.close()
     return vis
 
 
-def _run(src, groups, executor, sink, n_components, normalize, nonfinite, outliers, fit_sample,
-         shown, progress) -> tuple:
-    """Fit, project and colour each group of pieces into ``sink``; return the bases."""
+@dataclass(frozen=True)
+class _Job:
+    """The options of one :func:`visualize` run, checked."""
+
+    n_components: int
+    normalize: str
+    nonfinite: str
+    outliers: str
+    fit_sample: int | None
+    shown: tuple
+    basis: Basis | None = None
+    mask: object = None
+    foreground: dict | None = None
+    clusters: tuple | None = None  # (K, components used)
+
+
+def _run(src, groups, executor, sink, job: _Job, progress) -> tuple[tuple, tuple]:
+    """Fit, project and colour each group of pieces into ``sink``; return the bases and foreground rules."""
     pieces = src.pieces()
     index = {id(p): i for i, p in enumerate(pieces)}
-    bar = progress_bar(2 * len(pieces), progress, desc="embedview")
-    bases = []
+    passes = (0 if job.basis is not None else 1 + 2 * bool(job.foreground)) + 1
+    bar = progress_bar(passes * len(pieces), progress, desc="embedview")
+    bases, rules = [], []
     with blas_threads(), contextlib.closing(bar):
         for group in groups:
-            basis = executor.fit(group, n_components, nonfinite, outliers, fit_sample, bar)
-            samples = []
-            for piece, projected, sample in executor.project(group, basis, range_sample_rate(group), nonfinite, bar):
-                sink.place(index[id(piece)], piece, projected)
-                samples.append(sample)
-            samples = np.concatenate(samples) if samples else np.empty((0, n_components), np.float32)
-            basis = basis.with_ranges(*colour_ranges(samples, normalize, basis.scale_reference))
+            rate, select = range_sample_rate(group), job.mask
+            basis = job.basis
+            if basis is None:
+                basis = executor.fit(group, job.n_components, job.nonfinite, job.outliers, job.fit_sample,
+                                     bar, select=select)
+            if job.foreground is not None:
+                first = _project_all(executor, group, basis, rate, job, bar, select, lambda *a: None)
+                rule = choose_threshold(first[:, 0], **job.foreground)
+                rules.append(rule)
+                select = Foreground(basis, rule, job.mask)
+                basis = executor.fit(group, job.n_components, job.nonfinite, job.outliers, job.fit_sample,
+                                     bar, select=select)
+            samples = _project_all(executor, group, basis, rate, job, bar, select,
+                                   lambda piece, projected: sink.place(index[id(piece)], piece, projected))
+            if job.basis is None:
+                basis = basis.with_ranges(*colour_ranges(samples, job.normalize, basis.scale_reference))
             bases.append(basis)
-            sink.colour(sorted({p.z or 0 for p in group}), basis, shown, executor)
-    return tuple(bases)
+            zs = sorted({p.z or 0 for p in group})
+            sink.colour(zs, basis, job.shown, executor)
+            if job.clusters is not None:
+                k, m = job.clusters
+                sink.cluster(zs, cluster_centres(samples[:, :m], k), m)
+    return tuple(bases), tuple(rules)
+
+
+def _project_all(executor, group, basis, rate, job, bar, select, place) -> np.ndarray:
+    """Project every piece of ``group`` into ``place``; return the range sample ``(n, k)``."""
+    samples = []
+    for piece, projected, sample in executor.project(group, basis, rate, job.nonfinite, bar, select=select):
+        place(piece, projected)
+        samples.append(sample)
+    return np.concatenate(samples) if samples else np.empty((0, basis.n_components), np.float32)
+
+
+def cluster_centres(points: np.ndarray, k: int) -> np.ndarray:
+    """k-means centres (seeded) of sampled cells' components ``(n, m)``."""
+    from ._clusters import cluster
+
+    return cluster(points, k, seed=CLUSTER_SEED)[1]
+
+
+def _foreground_options(foreground, threshold, side) -> dict | None:
+    if foreground is None:
+        if threshold is not None or side is not None:
+            raise EmbedviewError("foreground_threshold and foreground_side need foreground='auto'.")
+        return None
+    if foreground != "auto":
+        raise EmbedviewError(f"foreground must be None or 'auto'; got {foreground!r}.")
+    if side is not None and side not in ("above", "below"):
+        raise EmbedviewError(f"foreground_side must be 'above' or 'below'; got {side!r}.")
+    return {"threshold": None if threshold is None else float(threshold), "side": side}
+
+
+def _cluster_options(clusters, components, n_components, output) -> tuple | None:
+    if clusters is None:
+        return None
+    if not isinstance(clusters, (int, np.integer)) or clusters < 2:
+        raise EmbedviewError(f"clusters must be a number of clusters ≥ 2; got {clusters!r}.")
+    m = n_components if components is None else components
+    if not isinstance(m, (int, np.integer)) or not 1 <= m <= n_components:
+        raise EmbedviewError(
+            f"cluster_components={components!r} must lie between 1 and n_components={n_components}; "
+            "raise n_components to cluster in more components.")
+    if output is not None:
+        raise EmbedviewError("clusters are drawn in memory; write them to .png, .tif, .npy or .npz, not .zarr.")
+    return int(clusters), int(m)
 
 
 class LocalExecutor:
@@ -249,13 +368,15 @@ class LocalExecutor:
         self.src, self.engine = src, engine or NumpyEngine()
 
     def fit(self, group: list[Piece], n_components: int, nonfinite: str, outliers: str,
-            sample: int | None, bar=None) -> Basis:
-        return fit_pieces(self.src, group, n_components, nonfinite, outliers, sample, bar, self.engine)
+            sample: int | None, bar=None, select=None) -> Basis:
+        return fit_pieces(self.src, group, n_components, nonfinite, outliers, sample, bar, self.engine,
+                          select)
 
-    def project(self, group: list[Piece], basis: Basis, rate: float, nonfinite: str, bar=None):
+    def project(self, group: list[Piece], basis: Basis, rate: float, nonfinite: str, bar=None, select=None):
         """Yield ``(piece, projected, range sample)`` for each piece of ``group``."""
         for i, (piece, x) in enumerate(self.src.read_each(group)):
-            projected, sample = project_piece(self.engine, basis, self.src, piece, x, rate, i, nonfinite)
+            projected, sample = project_piece(self.engine, basis, self.src, piece, x, rate, i, nonfinite,
+                                              select)
             yield piece, projected, sample
             if bar is not None:
                 bar.update()
@@ -265,14 +386,16 @@ class LocalExecutor:
 
 
 def fit_pieces(src: Source, pieces: list[Piece], n_components: int, nonfinite: str = "raise",
-               outliers: str = "exclude", sample: int | None = None, bar=None, engine=None) -> Basis:
-    """Stream ``pieces`` once and fit a :class:`Basis` on their drawn cells.
+               outliers: str = "exclude", sample: int | None = None, bar=None, engine=None,
+               select=None) -> Basis:
+    """Stream ``pieces`` once and fit a :class:`Basis` on their drawn (and selected) cells.
 
     With ``sample`` set and more drawn cells than that, each cell enters the fit with
     probability ``sample / cells`` (seeded per piece: the same input gives the same basis).
     """
     plan = FitPlan.for_pieces(pieces, sample, outliers)
-    acc = plan.accumulate(src, list(enumerate(pieces)), nonfinite, engine or NumpyEngine(), bar)
+    acc = plan.accumulate(src, list(enumerate(pieces)), nonfinite, engine or NumpyEngine(), bar,
+                          select=select)
     return acc.basis(n_components)
 
 
@@ -296,12 +419,17 @@ class FitPlan:
         return cls(rate, expected if outliers == "exclude" else None)
 
     def accumulate(self, src: Source, indexed: list[tuple[int, Piece]], nonfinite: str, engine,
-                   bar=None, shift=None, outlier_bar=None):
-        """Accumulate the pieces ``indexed`` (``(number in group, piece)``) into a new accumulator."""
+                   bar=None, shift=None, outlier_bar=None, select=None):
+        """Accumulate the pieces ``indexed`` (``(number in group, piece)``) into a new accumulator.
+
+        ``select`` (see :mod:`embedview._selection`) keeps only the cells it selects.
+        """
         acc = engine.accumulator(src.n_channels, expected_cells=self.expected)
         acc.shift, acc.bar = shift, outlier_bar
         for (i, piece), (_, x) in zip(indexed, src.read_each([p for _, p in indexed])):
             block = x[(slice(None),) + piece.fit_cells].reshape(x.shape[0], -1)
+            if select is not None:
+                block = block[:, select.cells(piece, x)[piece.fit_cells].ravel()]
             chosen = block
             if self.rate < 1.0:
                 keep = np.random.default_rng((FIT_SAMPLE_SEED, i)).random(block.shape[1]) < self.rate
@@ -382,16 +510,19 @@ def render_plane(source, basis: Basis, pixel_size, z: int | None = None,
 
 
 def project_piece(engine, basis: Basis, src: Source, piece: Piece, x: np.ndarray, rate: float = 0.0,
-                  index: int = 0, nonfinite: str = "omit") -> tuple[np.ndarray, np.ndarray]:
-    """Project one piece's valid cells: ``(k, vh, vw)`` float32 (NaN where not finite), and a
-    seeded sample (probability ``rate``, seed ``(RANGE_SAMPLE_SEED, index)``) of its fitted
-    cells' components, ``(n, k)``, for the colour ranges."""
+                  index: int = 0, nonfinite: str = "omit", select=None) -> tuple[np.ndarray, np.ndarray]:
+    """Project one piece's valid cells: ``(k, vh, vw)`` float32 (NaN where not finite or not
+    selected: drawn dark), and a seeded sample (probability ``rate``, seed
+    ``(RANGE_SAMPLE_SEED, index)``) of its fitted cells' components, ``(n, k)``, for the colour
+    ranges."""
     vh, vw = piece.grid.valid_shape
     projected = engine.project(basis, x[:, :vh, :vw])
     if not np.isfinite(projected).all():  # NaN/Inf features: drawn black
         projected[:, ~np.isfinite(projected).all(axis=0)] = np.nan
         if nonfinite == "raise" and np.isnan(projected[(slice(None),) + piece.fit_cells]).any():
             _raise_nonfinite(src, piece, x[(slice(None),) + piece.fit_cells])  # cells a sampled fit skipped
+    if select is not None:
+        projected[:, ~select.cells(piece, x)[:vh, :vw]] = np.nan
     sample = _sample_fit_cells(projected, piece, rate, index) if rate else np.empty((0, basis.n_components), np.float32)
     return projected, sample
 
