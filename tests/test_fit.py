@@ -60,3 +60,12 @@ def test_projection_refuses_other_channel_count():
     basis = _fit(np.random.default_rng(0).normal(size=(100, 6)).astype(np.float32), 2)
     with pytest.raises(EmbedviewError, match="6"):
         basis.project(np.zeros((5, 3, 3), np.float32))
+
+
+def test_a_first_piece_with_nan_does_not_poison_the_shift():
+    acc = Accumulator(4)
+    bad = np.ones((4, 10), np.float32)
+    bad[0, 3] = np.nan
+    assert not acc.add(bad)
+    assert acc.add(np.random.default_rng(0).normal(size=(4, 50)).astype(np.float32))
+    assert acc.count == 50 and np.isfinite(acc.shift).all()

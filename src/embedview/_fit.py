@@ -125,14 +125,15 @@ class Accumulator:
         """Add ``(C, n)`` float32 cells. Returns False (adding nothing) if any is NaN or infinite."""
         if cells.shape[1] == 0:
             return True
-        if self.shift is None:
-            self.shift = cells.mean(axis=1, dtype=np.float64).astype(np.float32)
-        centred = cells - self.shift[:, None]
+        # The first *finite* piece's mean: a piece with NaN must not fix a NaN shift for good.
+        shift = self.shift if self.shift is not None else cells.mean(axis=1, dtype=np.float64).astype(np.float32)
+        centred = cells - shift[:, None]
         total = centred.sum(axis=1).astype(np.float64)  # centred: float32 sums lose nothing
         scatter = centred @ centred.T
         # NaN and Inf propagate into the sums, so checking them is free compared to a scan.
         if not (np.isfinite(total).all() and np.isfinite(np.diagonal(scatter)).all()):
             return False
+        self.shift = shift
         self.count += cells.shape[1]
         self.total += total
         self.scatter += scatter
