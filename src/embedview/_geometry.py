@@ -45,25 +45,35 @@ class CellGrid:
     """A grid of embedding cells laid on the image.
 
     Cell ``(i, j)`` covers image pixels ``origin + [i*s_y, (i+1)*s_y) × [j*s_x, (j+1)*s_x)``.
-    Cells whose footprint starts at or past ``extent`` (the encoded block's shape) cover
-    padding, not the image.
+    Cells whose footprint starts at or past ``origin + extent`` (the end of the encoded image
+    block) cover padding, not the image.
 
     Parameters
     ----------
-    origin : (int, int)
-        Image pixel of the grid's top-left corner (the encoded block's start).
+    origin : (int or Fraction, int or Fraction)
+        Image coordinate of the grid's top-left corner: the encoded block's start, or for a
+        resized and cropped ViT input where the crop starts (fractional after a resize,
+        negative where a centre crop padded the image).
     cell_size : (Fraction, Fraction)
         Image pixels per cell along y and x.
     shape : (int, int)
         Number of cells along y and x.
-    extent : (int, int)
-        Shape of the encoded image block in image pixels.
+    extent : (int or Fraction, int or Fraction)
+        How far the encoded image reaches from ``origin``, in image pixels (the encoded
+        block's shape for SAM).
+
+    Examples
+    --------
+    >>> from fractions import Fraction
+    >>> g = CellGrid((Fraction(-3, 2), 0), (Fraction(10), Fraction(10)), (4, 4), (Fraction(33, 2), 40))
+    >>> g.valid_shape, g.cells_overlapping(0, 15, 0)
+    ((2, 4), (0, 2))
     """
 
-    origin: tuple[int, int]
+    origin: tuple[int | Fraction, int | Fraction]
     cell_size: tuple[Fraction, Fraction]
     shape: tuple[int, int]
-    extent: tuple[int, int]
+    extent: tuple[int | Fraction, int | Fraction]
 
     @classmethod
     def sam(cls, extent, grid_shape, origin=(0, 0)) -> "CellGrid":
@@ -74,21 +84,29 @@ class CellGrid:
 
     @property
     def valid_shape(self) -> tuple[int, int]:
-        """Cells per axis that cover at least part of an image pixel (a partly covered last one counts)."""
-        return tuple(min(g, _ceil_frac(Fraction(e) / s))
+        """Cells per axis, from cell 0, up to the last one that starts before the encoded image ends.
+
+        A partly covered last cell counts. Leading cells of a grid with a negative origin may
+        cover padding only; they are counted here but never drawn or fitted, since no image
+        coordinate maps to them.
+        """
+        return tuple(max(0, min(g, _ceil_frac(Fraction(e) / s)))
                      for g, e, s in zip(self.shape, self.extent, self.cell_size))
 
-    def cells_overlapping(self, start: int, stop: int, axis: int) -> tuple[int, int]:
+    def cells_overlapping(self, start, stop, axis: int) -> tuple[int, int]:
         """Range ``[a, b)`` of cell indices along ``axis`` whose footprint meets image ``[start, stop)``."""
-        s, o = self.cell_size[axis], self.origin[axis]
-        a = max(0, math.floor(Fraction(start - o) / s))
-        b = min(self.valid_shape[axis], _ceil_frac(Fraction(stop - o) / s))
+        s, o = self.cell_size[axis], Fraction(self.origin[axis])
+        a = max(0, math.floor((Fraction(start) - o) / s))
+        b = min(self.valid_shape[axis], _ceil_frac((Fraction(stop) - o) / s))
         return a, max(a, b)
 
     def cell_of(self, coords: np.ndarray, axis: int) -> np.ndarray:
         """Index of the cell covering each image coordinate (index space), clipped to valid cells."""
-        s = float(self.cell_size[axis])
-        idx = np.floor((np.asarray(coords, dtype=np.float64) - self.origin[axis]) / s + 1e-9)
+        # Floats are exact enough: a pixel centre off a cell edge is off it by a fraction with a
+        # small denominator (≥ 1/(2·H·P) cells for a ViT), far above the 1e-9 that puts centres
+        # exactly on an edge into the cell after it.
+        s, o = float(self.cell_size[axis]), float(self.origin[axis])
+        idx = np.floor((np.asarray(coords, dtype=np.float64) - o) / s + 1e-9)
         return np.clip(idx, 0, self.valid_shape[axis] - 1).astype(np.intp)
 
 

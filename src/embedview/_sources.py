@@ -104,8 +104,8 @@ class Source:
 
     def default_pixel_size(self) -> Fraction:
         """The embedding resolution: one cell, or for tiles the cell of a full interior tile."""
-        if self.tiling is None:
-            return self._pieces[0].grid.cell_size[0]
+        if self.tiling is None:  # the smaller side of non-square (resized ViT) cells: none is skipped
+            return min(self._pieces[0].grid.cell_size)
         grid = self._pieces[0].grid.shape if self._pieces else (64, 64)
         full = tuple(t + 2 * h for t, h in zip(self.tiling.tile_shape, self.tiling.halo))
         return sam_cell_size(full, grid)
@@ -183,6 +183,10 @@ def open_source(source, original_size=None) -> Source:
     if isinstance(source, Source):
         return source
     if isinstance(source, (str, os.PathLike)):
+        if os.fspath(source).lower().endswith((".npy", ".npz", ".safetensors", ".pt", ".pth")):
+            from ._vit import open_features  # bare ViT features: the geometry must be given there
+
+            return open_features(source, image_size=original_size)
         return _from_path(os.fspath(source))
     if isinstance(source, Mapping) and "features" in source:
         return _from_embeddings_dict(source, name="the ImageEmbeddings dict")
