@@ -1,0 +1,152 @@
+"""napari reader: a micro_sam embedding container opens as its PCA picture, exactly placed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from ._detect import is_micro_sam_container
+
+#: Overlay defaults: half opacity over the image, so both stay readable on a grey image.
+OVERLAY_OPACITY = 0.5
+OVERLAY_BLENDING = "translucent"
+
+
+def get_reader(path: str | list[str]) -> Callable[[Any], list[tuple]] | None:
+    """Return a reader for a micro_sam embedding container, or None for anything else.
+
+    Only JSON metadata is read to decide (see :func:`~embedview.napari.is_micro_sam_container`),
+    so other ``.zarr`` folders are left to other readers at no cost.
+
+    Parameters
+    ----------
+    path : str or list of str
+        What napari is asked to open; a list is accepted only if it holds one path.
+
+    Returns
+    -------
+    callable or None
+        ``reader(path) -> [(rgb, kwargs, "image")]``.
+
+    Examples
+    --------
+    >>> get_reader("image.tif") is None
+    True
+    """
+    if isinstance(path, (list, tuple)):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    if not isinstance(path, (str, os.PathLike)) or not is_micro_sam_container(path):
+        return None
+    return read_embeddings
+
+
+def read_embeddings(path: str | list[str]) -> list[tuple]:
+    """Draw the PCA of a micro_sam container as one RGB layer lying exactly over its image.
+
+    A file embedview cannot use (damaged, incomplete) is reported with a napari error
+    notification, and no layer is added.
+
+    Parameters
+    ----------
+    path : str or list of str
+        The container (a list holding one path is accepted).
+
+    Returns
+    -------
+    list of tuple
+        ``[(rgb, kwargs, "image")]``, or napari's "read, nothing to add" ``[(None,)]``.
+
+    Examples
+    --------
+    >>> [(rgb, kwargs, kind)] = read_embeddings("embeddings.zarr")  # doctest: +SKIP
+    >>> kwargs["scale"], kwargs["translate"]  # doctest: +SKIP
+    ((14.0625, 14.0625), (6.53125, 6.53125))
+    """
+    import embedview
+
+    if isinstance(path, (list, tuple)):
+        path = path[0]
+    try:
+        vis = embedview.visualize(path)
+    except embedview.EmbedviewError as err:
+        from napari.utils.notifications import show_error
+
+        show_error(f"embedview: {err}")
+        return [(None,)]  # napari's sentinel: handled, no layer (no further readers, no traceback)
+    return [(vis.rgb, layer_kwargs(vis, path, name=layer_name(path)), "image")]
+
+
+def layer_name(path: str | os.PathLike) -> str:
+    """The layer name for a container: its file name without ``.zarr``.
+
+    Examples
+    --------
+    >>> layer_name("/data/cells.zarr/")
+    'cells'
+    """
+    name = Path(os.fspath(path)).name
+    return name[:-len(".zarr")] if name.lower().endswith(".zarr") else name
+
+
+def layer_kwargs(vis, path, name: str, options: dict | None = None) -> dict:
+    """``add_image`` keyword arguments for a :class:`~embedview.Visualization` of ``path``.
+
+    The metadata under ``"embedview"`` records the source path (the widget reads it back),
+    layout, image shape, options and the explained variance ratio of the drawn components.
+
+    Examples
+    --------
+    >>> import numpy as np, embedview
+    >>> features = np.random.default_rng(0).normal(size=(1, 16, 64, 64)).astype(np.float32)
+    >>> vis = embedview.visualize(features, original_size=(600, 900))
+    >>> kwargs = layer_kwargs(vis, "x.zarr", "x")
+    >>> kwargs["rgb"], kwargs["scale"], kwargs["metadata"]["embedview"]["layout"]
+    (True, (14.0625, 14.0625), 'single')
+    """
+    return {
+        "name": name,
+        "rgb": True,
+        "scale": tuple(float(v) for v in vis.scale),
+        "translate": tuple(float(v) for v in vis.translate),
+        "opacity": OVERLAY_OPACITY,
+        "blending": OVERLAY_BLENDING,
+        "metadata": {"embedview": describe(vis, path, options)},
+    }
+
+
+def describe(vis, path, options: dict | None = None) -> dict:
+    """What the layer shows, for its metadata: source, geometry, options, explained variance."""
+    shown = list((options or {}).get("rgb_components") or range(min(3, vis.components.shape[-1])))
+    return {
+        "source": os.path.abspath(os.fspath(path)) if isinstance(path, (str, os.PathLike)) else None,
+        "layout": vis.layout,
+        "image_shape": tuple(int(v) for v in vis.image_shape),
+        "options": dict(options or {}),
+        "rgb_components": shown,
+        # one row per basis: one for a joint fit, one per slice for fit="per_slice"
+        "explained_variance_ratio": [[float(b.explained_variance_ratio[c]) for c in shown]
+                                     for b in vis.bases],
+    }
+
+
+def variance_text(explained: list[list[float]]) -> str:
+    """The explained variance ratio of the drawn components, for the widget's label.
+
+    Examples
+    --------
+    >>> variance_text([[0.412, 0.201, 0.093]])
+    'R 41.2%, G 20.1%, B 9.3%\\n(sum 70.6%)'
+    >>> print(variance_text([[0.4, 0.2, 0.1], [0.5, 0.1, 0.1]]))
+    mean of 2 slices:
+    R 45.0%, G 15.0%, B 10.0%
+    (sum 70.0%)
+    """
+    rows = len(explained)
+    means = [sum(col) / rows for col in zip(*explained)]
+    channels = "RGB" if len(means) > 1 else ["grey"]
+    parts = ", ".join(f"{c} {100 * v:.1f}%" for c, v in zip(channels, means))
+    head = f"mean of {rows} slices:\n" if rows > 1 else ""
+    return f"{head}{parts}\n(sum {100 * sum(means):.1f}%)"

@@ -1,0 +1,218 @@
+"""The "Embedding PCA" widget: draw embeddings over an image layer, in a background thread."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, LineEdit, PushButton
+
+from ._reader import layer_kwargs, layer_name, variance_text
+
+if TYPE_CHECKING:
+    import napari
+    from napari.qt.threading import FunctionWorker
+
+_FILE = "(the file below)"
+_NO_IMAGE = "(none: image pixel coordinates)"
+_COMPUTING = "computing…"
+
+
+class EmbeddingPCAWidget(Container):
+    """Choose embeddings and an image layer, set the core's options, and draw the PCA over it.
+
+    Embeddings come from the file chooser, or from a layer embedview added (its source path is
+    in the layer's metadata). The picture is placed on the chosen image layer's world
+    coordinates: ``world = image_translate + image_scale * (translate + scale * i)``. It is
+    computed by :func:`embedview.visualize` in a worker thread with napari's progress; the
+    layer ``"<name> PCA"`` is added, or updated in place on later runs.
+
+    Parameters
+    ----------
+    napari_viewer : napari.viewer.Viewer
+        The viewer to read layers from and draw into.
+
+    Examples
+    --------
+    >>> import napari  # doctest: +SKIP
+    >>> viewer = napari.Viewer()  # doctest: +SKIP
+    >>> widget = EmbeddingPCAWidget(viewer)  # doctest: +SKIP
+    >>> widget.path.value = "embeddings.zarr"  # doctest: +SKIP
+    >>> worker = widget.run()  # doctest: +SKIP
+    """
+
+    def __init__(self, napari_viewer: "napari.viewer.Viewer"):
+        super().__init__(labels=True)
+        self._viewer = napari_viewer
+        self._worker = None
+        self.embeddings_layer = ComboBox(label="embeddings layer", choices=self._embedding_choices,
+                                         tooltip="a layer embedview drew: use its embedding file")
+        self.path = FileEdit(label="embeddings", mode="d", filter="*.zarr",
+                             tooltip="a micro_sam embedding file (.zarr folder)")
+        self.image_layer = ComboBox(label="align to", choices=self._image_choices,
+                                    tooltip="the image layer the embeddings were computed from")
+        self.fit = ComboBox(label="fit", choices=["joint", "per_slice"], value="joint",
+                            tooltip="joint: one PCA for everything; per_slice: one per slice")
+        self.normalize = ComboBox(label="normalize", choices=["robust", "channel", "global"],
+                                  value="robust", tooltip="colour ranges of the components")
+        self.components = LineEdit(label="components (R, G, B)", value="0, 1, 2",
+                                   tooltip="one to three principal components, counted from 0")
+        self.pixel_size = FloatSpinBox(label="pixel size", value=0.0, min=0.0, max=1e6, step=1.0,
+                                       tooltip="output pixel size in image pixels; 0: the embedding grid")
+        self.run_button = PushButton(text="Run")
+        self.variance = Label(label="explained variance", value="")
+        # room for three lines and the full width up front: the dock does not grow with the text
+        from qtpy.QtWidgets import QSizePolicy
+
+        label = self.variance.native
+        label.setMinimumHeight(3 * label.fontMetrics().height() + 4)
+        label.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self.extend([self.embeddings_layer, self.path, self.image_layer, self.fit, self.normalize,
+                     self.components, self.pixel_size, self.run_button, self.variance])
+
+        self.embeddings_layer.changed.connect(self._on_embeddings_layer)
+        self.run_button.changed.connect(self.run)
+        events = napari_viewer.layers.events
+        for event in (events.inserted, events.removed, events.reordered):
+            event.connect(self.reset_choices)
+
+    # ---- choices ------------------------------------------------------------------------------
+
+    def _embedding_choices(self, _widget=None) -> list[tuple[str, Any]]:
+        layers = [(layer.name, layer) for layer in self._viewer.layers if _source_of(layer)]
+        return [(_FILE, None)] + layers
+
+    def _image_choices(self, _widget=None) -> list[tuple[str, Any]]:
+        from napari.layers import Image
+
+        layers = [(layer.name, layer) for layer in self._viewer.layers
+                  if isinstance(layer, Image) and not _source_of(layer)]
+        return layers + [(_NO_IMAGE, None)]
+
+    def _on_embeddings_layer(self, layer) -> None:
+        if layer is not None:
+            self.path.value = _source_of(layer)
+
+    # ---- running ------------------------------------------------------------------------------
+
+    def options(self) -> dict:
+        """The core's keyword arguments from the current settings (raises EmbedviewError)."""
+        from embedview import EmbedviewError
+
+        text = self.components.value.replace(",", " ").split()
+        try:
+            shown = tuple(int(v) for v in text)
+        except ValueError:
+            shown = ()
+        if not 1 <= len(shown) <= 3 or min(shown) < 0:
+            raise EmbedviewError(
+                f"components {self.components.value!r} must be one to three numbers ≥ 0 "
+                "separated by commas, e.g. '0, 1, 2'.")
+        return {"n_components": max(shown) + 1, "fit": self.fit.value,
+                "normalize": self.normalize.value, "rgb_components": shown,
+                "pixel_size": self.pixel_size.value or None}
+
+    def run(self, *_args) -> "FunctionWorker | None":
+        """Start drawing in a worker thread; returns the worker (None if nothing was started)."""
+        from napari.qt.threading import create_worker
+        from napari.utils.notifications import show_error, show_info
+
+        import embedview
+
+        if self._worker is not None:
+            show_info("embedview: the previous Embedding PCA run is still going; wait for it.")
+            return None
+        path = os.fspath(self.path.value or "")
+        if not path or path == ".":
+            show_error("embedview: choose an embedding file (.zarr folder) or an embeddings layer first.")
+            return None
+        try:
+            options = self.options()
+        except embedview.EmbedviewError as err:
+            show_error(f"embedview: {err}")
+            return None
+        image = self.image_layer.value
+        # unexpected exceptions reach napari's own error notification (with its traceback)
+        worker = create_worker(_compute, path, options, _ignore_errors=True, _start_thread=False,
+                               _progress={"total": 0, "desc": f"Embedding PCA of {layer_name(path)}"})
+        worker.returned.connect(lambda result: self._show(*result, path, options, image))
+        worker.finished.connect(self._finished)
+        self._worker = worker
+        self.run_button.enabled = False
+        self.variance.value = _COMPUTING
+        worker.start()
+        return worker
+
+    def _finished(self) -> None:
+        self._worker = None
+        self.run_button.enabled = True
+        if self.variance.value == _COMPUTING:  # failed unexpectedly: napari has reported it
+            self.variance.value = ""
+
+    def _show(self, vis, error: str | None, path: str, options: dict, image) -> None:
+        """Add or update ``"<name> PCA"`` over ``image`` (runs on the GUI thread)."""
+        if error is not None:
+            from napari.utils.notifications import show_error
+
+            self.variance.value = ""
+            show_error(f"embedview: {error}")
+            return
+        kwargs = layer_kwargs(vis, path, name=f"{layer_name(path)} PCA", options=options)
+        kwargs["scale"], kwargs["translate"] = _on_layer(image, kwargs["scale"], kwargs["translate"])
+        _check_shape(image, vis.image_shape)
+        self.variance.value = variance_text(kwargs["metadata"]["embedview"]["explained_variance_ratio"])
+        self.add_or_update(vis.rgb, kwargs)
+
+    def add_or_update(self, rgb, kwargs: dict):
+        """Update the layer named ``kwargs["name"]`` in place, or add it; returns the layer."""
+        from napari.layers import Image
+
+        name = kwargs["name"]
+        layer = self._viewer.layers[name] if name in self._viewer.layers else None
+        if not (isinstance(layer, Image) and layer.rgb and layer.ndim == rgb.ndim - 1):
+            return self._viewer.add_image(rgb, **kwargs)
+        # geometry first, then data: the new picture is never drawn on the old grid
+        layer.scale, layer.translate = kwargs["scale"], kwargs["translate"]
+        layer.data = rgb
+        layer.metadata = {**layer.metadata, **kwargs["metadata"]}
+        return layer
+
+
+def _source_of(layer) -> str | None:
+    meta = getattr(layer, "metadata", None) or {}
+    return (meta.get("embedview") or {}).get("source")
+
+
+def _on_layer(image, scale, translate) -> tuple[tuple, tuple]:
+    """Compose the picture's placement (image pixels) with the image layer's scale/translate."""
+    if image is None:
+        return tuple(scale), tuple(translate)
+    n = len(scale)
+    # the image layer's trailing axes are the spatial ones the embeddings describe
+    img_scale = ([1.0] * n + [float(v) for v in image.scale])[-n:]
+    img_translate = ([0.0] * n + [float(v) for v in image.translate])[-n:]
+    return (tuple(s * v for s, v in zip(img_scale, scale)),
+            tuple(t + s * v for t, s, v in zip(img_translate, img_scale, translate)))
+
+
+def _check_shape(image, expected) -> None:
+    if image is None:
+        return
+    from napari.utils.notifications import show_warning
+
+    shape = tuple(int(v) for v in image.level_shapes[0])
+    if shape[-len(expected):] != tuple(expected):
+        show_warning(
+            f"embedview: the image layer {image.name!r} has shape {list(shape)} but the embeddings "
+            f"describe an image of {list(expected)}; the overlay will not match it, choose the "
+            "image the embeddings were computed from.")
+
+
+def _compute(path: str, options: dict):
+    """``(vis, None)``, or ``(None, message)`` for input embedview cannot use (worker thread)."""
+    import embedview
+
+    try:
+        return embedview.visualize(path, **options), None
+    except embedview.EmbedviewError as err:  # one sentence, no traceback: a plain notification
+        return None, str(err)

@@ -1,0 +1,315 @@
+"""The napari plugin: reader, "Embedding PCA" widget, overlay on screen, light import.
+
+Needs the ``napari`` extra and a display: pytest-xvfb starts a virtual X server (napari cannot
+add layers on Qt's offscreen platform: it has no OpenGL context).
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+napari = pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+import embedview  # noqa: E402
+from embedview.napari._reader import get_reader  # noqa: E402
+from embedview.napari._screenshot import frame, show_overlay  # noqa: E402
+from embedview.napari._widget import EmbeddingPCAWidget  # noqa: E402
+
+DATA = Path(__file__).parent / "data" / "micro_sam"
+SHARED = Path(__file__).parents[1].parent / "shared" / "fixtures" / "micro_sam"
+CASES = sorted(p.name[:-len(".zarr")] for p in DATA.glob("*.zarr"))
+
+
+@pytest.fixture
+def viewer(qtbot):
+    viewer = napari.Viewer(show=False)
+    yield viewer
+    viewer.close()
+
+
+@pytest.fixture
+def notes():
+    """Notifications napari shows during the test: (severity, message)."""
+    from napari.utils.notifications import notification_manager
+
+    seen = []
+
+    def record(event):
+        seen.append((str(event.severity), str(event.message)))
+
+    notification_manager.notification_ready.connect(record)
+    yield seen
+    notification_manager.notification_ready.disconnect(record)
+
+
+def _copy(case, tmp_path):
+    dst = tmp_path / f"{case}.zarr"
+    shutil.copytree(DATA / f"{case}.zarr", dst)
+    for root, dirs, files in os.walk(dst):  # the fixtures may be read-only
+        for name in dirs + files:
+            os.chmod(os.path.join(root, name), 0o755)
+    return dst
+
+
+# ---- import and manifest -----------------------------------------------------------------------
+
+
+def test_import_does_not_load_napari_or_qt():
+    code = ("import sys, embedview, embedview.napari; "
+            "heavy = [m for m in ('napari', 'qtpy', 'PyQt6', 'PyQt5', 'PySide6', 'magicgui', 'vispy', 'zarr') "
+            "if m in sys.modules]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_manifest_declares_reader_and_widget():
+    import npe2
+
+    pm = npe2.PluginManager.instance()
+    pm.discover()
+    manifest = pm.get_manifest("embedview")
+    [reader] = manifest.contributions.readers
+    assert reader.filename_patterns == ["*.zarr"] and reader.accepts_directories
+    assert [w.display_name for w in manifest.contributions.widgets] == ["Embedding PCA"]
+
+
+# ---- reader ------------------------------------------------------------------------------------
+
+
+def test_fixture_copies_cover_the_shared_fixtures():
+    if not SHARED.is_dir():
+        pytest.skip("../shared/fixtures/micro_sam is not beside this checkout")
+    assert CASES == sorted(p.name[:-len(".zarr")] for p in SHARED.glob("*.zarr"))
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_reader_opens_every_fixture(viewer, case):
+    path = DATA / f"{case}.zarr"
+    [layer] = viewer.open(str(path), plugin="embedview")
+    vis = embedview.visualize(path)
+    assert len(viewer.layers) == 1 and layer.name == case and layer.rgb
+    np.testing.assert_array_equal(layer.data, vis.rgb)
+    np.testing.assert_allclose(layer.scale, vis.scale)
+    np.testing.assert_allclose(layer.translate, vis.translate)
+    assert (layer.opacity, layer.blending) == (0.5, "translucent")
+    meta = layer.metadata["embedview"]
+    assert meta["source"] == str(path.resolve()) and meta["layout"] == vis.layout
+    assert len(meta["explained_variance_ratio"][0]) == 3
+
+    src = embedview.open_source(path)
+    assert layer.ndim == (3 if src.is_stack else 2)
+    if src.is_stack:  # one slice per step of the first axis
+        assert layer.scale[0] == 1 and layer.translate[0] == 0 and layer.data.shape[0] == src.shape[0]
+    # napari's world extent spans first to last pixel centre; a pixel covers ± scale/2 around it
+    world = np.asarray(layer.extent.world)[:, -2:]
+    scale = np.asarray(layer.scale[-2:])
+    first, last = world[0] - scale / 2, world[1] + scale / 2
+    height_width = np.asarray(src.image_shape, float)
+    np.testing.assert_allclose(first, -0.5, atol=0.5)  # the first pixel starts where the image does
+    # the last pixel holds the image's last row/column and overhangs by less than a pixel; where
+    # the image is a whole number of pixels, the extents agree exactly
+    assert np.all(last >= height_width - 0.5 - 0.5) and np.all(last < height_width - 0.5 + scale)
+    whole = np.isclose(height_width / scale, np.round(height_width / scale))
+    np.testing.assert_allclose(last[whole], height_width[whole] - 0.5, atol=0.5)
+
+
+def test_reader_leaves_other_paths_alone(tmp_path, monkeypatch):
+    import zarr
+
+    other = zarr.open_group(str(tmp_path / "labels.zarr"), mode="w")
+    other.create_array("labels", shape=(4, 4), dtype="u1")
+    v2 = zarr.open_group(str(tmp_path / "v2.zarr"), mode="w", zarr_format=2)
+    v2.attrs["original_size"] = [4, 4]  # micro_sam-like attributes but no features
+    v2.attrs["input_size"] = [4, 4]
+    (tmp_path / "plain.zarr").mkdir()
+    (tmp_path / "bad.zarr").mkdir()
+    (tmp_path / "bad.zarr" / "zarr.json").write_text("{not json")
+    (tmp_path / "image.zarr").write_bytes(b"\0")
+    for name in ("labels.zarr", "v2.zarr", "plain.zarr", "bad.zarr", "image.zarr", "missing.zarr"):
+        assert get_reader(str(tmp_path / name)) is None, name
+    assert get_reader([str(DATA / "2d.zarr"), str(DATA / "3d.zarr")]) is None
+
+
+def test_reader_decides_from_metadata_only(tmp_path, monkeypatch):
+    import zarr
+
+    path = _copy("2d", tmp_path)
+    shutil.rmtree(path / "features" / "c")  # no feature chunks at all
+    monkeypatch.setattr(zarr, "open_group", lambda *a, **k: pytest.fail("zarr was opened to decide"))
+    monkeypatch.setattr(zarr, "open", lambda *a, **k: pytest.fail("zarr was opened to decide"))
+    assert callable(get_reader(str(path)))
+    assert callable(get_reader([str(DATA / "tiled2d_zarr2.zarr")]))
+
+
+def _truncate_a_chunk(path):
+    chunks = [Path(r) / f for r, _, fs in os.walk(path) for f in fs if not f.startswith((".", "zarr.json"))]
+    chunk = max(chunks, key=lambda p: p.stat().st_size)
+    chunk.write_bytes(chunk.read_bytes()[:100])
+
+
+def _drop_attribute(path):
+    meta = json.loads((path / "zarr.json").read_text())
+    del meta["attributes"]["original_size"]
+    (path / "zarr.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("damage", [_truncate_a_chunk, _drop_attribute,
+                                    lambda p: shutil.rmtree(p / "features")])
+def test_reader_reports_a_damaged_container(viewer, notes, tmp_path, damage):
+    path = _copy("2d", tmp_path)
+    damage(path)
+    assert callable(get_reader(str(path)))
+    layers = viewer.open(str(path), plugin="embedview")  # no exception
+    assert layers == [] and len(viewer.layers) == 0
+    [(severity, message)] = notes
+    assert severity == "error" and message.startswith("embedview: ") and "2d.zarr" in message
+
+
+# ---- widget ------------------------------------------------------------------------------------
+
+
+def _run(widget, qtbot):
+    worker = widget.run()
+    assert worker is not None and not widget.run_button.enabled
+    with qtbot.waitSignal(worker.finished, timeout=30_000):
+        pass
+    assert widget.run_button.enabled
+
+
+def test_widget_draws_over_the_image_layer_and_updates_it(viewer, qtbot, notes):
+    path = DATA / "2d.zarr"
+    # the image layer has its own world placement: the overlay must follow it
+    image = viewer.add_image(np.zeros((600, 900), np.uint8), name="image", scale=(0.5, 2.0),
+                             translate=(10.0, -3.0))
+    widget = EmbeddingPCAWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    assert widget.image_layer.value is image  # the one image layer is chosen by default
+    widget.path.value = path
+
+    _run(widget, qtbot)
+    layer = viewer.layers["2d PCA"]
+    vis = embedview.visualize(path)
+    np.testing.assert_array_equal(layer.data, vis.rgb)
+    np.testing.assert_allclose(layer.scale, np.multiply(image.scale, vis.scale))
+    np.testing.assert_allclose(layer.translate, image.translate + image.scale * np.asarray(vis.translate))
+    # first overlay pixel starts where the first image pixel starts, in world coordinates
+    start = lambda lyr: np.asarray(lyr.extent.world)[0] - np.asarray(lyr.scale) / 2  # noqa: E731
+    np.testing.assert_allclose(start(layer), start(image))
+    ratio = vis.basis.explained_variance_ratio
+    assert widget.variance.value.startswith("R ") and widget.variance.value.endswith("%)")
+    assert f"{100 * ratio[0]:.1f}%" in widget.variance.value
+    assert not notes
+
+    # other options: the same layer is updated, not duplicated
+    widget.normalize.value = "channel"
+    widget.components.value = "2, 0"
+    widget.pixel_size.value = 4
+    _run(widget, qtbot)
+    assert [lyr.name for lyr in viewer.layers] == ["image", "2d PCA"]
+    assert viewer.layers["2d PCA"] is layer
+    vis = embedview.visualize(path, n_components=3, normalize="channel", pixel_size=4, rgb_components=(2, 0))
+    np.testing.assert_array_equal(layer.data, vis.rgb)
+    np.testing.assert_allclose(layer.scale, np.multiply(image.scale, 4))
+    np.testing.assert_allclose(start(layer), start(image))
+    assert "R " in widget.variance.value and "G " in widget.variance.value and "B " not in widget.variance.value
+    assert layer.metadata["embedview"]["options"]["normalize"] == "channel"
+
+
+def test_widget_uses_a_reader_layer_for_a_stack(viewer, qtbot, notes):
+    path = DATA / "3d.zarr"
+    [opened] = viewer.open(str(path), plugin="embedview")
+    image = viewer.add_image(np.zeros((5, 300, 400), np.uint8), name="volume")
+    widget = EmbeddingPCAWidget(viewer)
+    widget.embeddings_layer.value = opened  # the layer the reader added names its file
+    assert Path(widget.path.value) == path.resolve()
+    assert widget.image_layer.value is image  # reader layers are not offered as images
+    widget.fit.value = "per_slice"
+    _run(widget, qtbot)
+    layer = viewer.layers["3d PCA"]
+    vis = embedview.visualize(path, fit="per_slice")
+    np.testing.assert_array_equal(layer.data, vis.rgb)
+    np.testing.assert_allclose(layer.scale, vis.scale)
+    assert "mean of 5 slices" in widget.variance.value
+    assert not notes
+
+
+def test_widget_reports_problems_as_notifications(viewer, qtbot, notes, tmp_path):
+    viewer.add_image(np.zeros((100, 100), np.uint8), name="small")
+    widget = EmbeddingPCAWidget(viewer)
+    assert widget.run() is None  # no file chosen
+    widget.path.value = DATA / "2d.zarr"
+    widget.components.value = "red"
+    assert widget.run() is None
+    widget.components.value = "0, 1, 2"
+    _run(widget, qtbot)  # shape mismatch: drawn, with a warning
+    damaged = _copy("2d", tmp_path)
+    _truncate_a_chunk(damaged)
+    widget.path.value = damaged
+    _run(widget, qtbot)
+    severities = [s for s, _ in notes]
+    assert severities == ["error", "error", "warning", "error"], notes
+    assert "[100, 100]" in notes[2][1] and "[600, 900]" in notes[2][1]
+    assert "damaged" in notes[3][1]
+    assert [lyr.name for lyr in viewer.layers] == ["small", "2d PCA"]
+
+
+# ---- on screen ---------------------------------------------------------------------------------
+
+
+def test_overlay_lies_over_the_image_on_screen(qtbot, tmp_path):
+    """Screenshot: at known image positions the screen shows image and overlay blended half/half."""
+    image = np.load(DATA / "tiled2d_image.npy")
+    viewer, widget, overlay = show_overlay(image, DATA / "tiled2d.zarr")
+    try:
+        framing = frame(viewer, image.shape)
+        shot = viewer.screenshot(canvas_only=True, flash=False)
+        window = viewer.screenshot(canvas_only=False, flash=False)
+    finally:
+        viewer.close()
+    from PIL import Image
+
+    png = tmp_path / "napari_overlay.png"
+    Image.fromarray(shot).save(png)
+    Image.fromarray(window).save(tmp_path / "napari_window.png")
+    print(f"screenshot: {png} (whole window: {tmp_path / 'napari_window.png'})")
+
+    vis = embedview.visualize(DATA / "tiled2d.zarr")
+    scale, translate = np.asarray(vis.scale), np.asarray(vis.translate)
+    rows, cols = vis.rgb.shape[:2]
+
+    def expected_at(pixels, shift=(0, 0)):
+        # the image pixel and overlay pixel each screen pixel shows (nearest), blended 50/50
+        world = framing.to_world(shot, pixels)
+        ij = np.clip(np.round(world).astype(int), 0, np.asarray(image.shape) - 1)
+        k = np.clip(np.round((world - translate) / scale).astype(int) + shift, 0, [rows - 1, cols - 1])
+        grey = image[ij[:, 0], ij[:, 1]].astype(float)[:, None]
+        return 0.5 * vis.rgb[k[:, 0], k[:, 1]] + 0.5 * grey
+
+    # centres of overlay pixels on a grid over the whole picture, edges and corners included
+    k = np.stack(np.meshgrid(np.linspace(0, rows - 1, 12).round(), np.linspace(0, cols - 1, 15).round(),
+                             indexing="ij"), -1).reshape(-1, 2)
+    pixels = framing.to_screen(shot, translate + k * scale)
+    seen = shot[pixels[:, 0], pixels[:, 1], :3].astype(float)
+    error = np.abs(seen - expected_at(pixels)).max(axis=1)
+    assert np.all(error <= 3), np.sort(error)[-10:]  # 8-bit rounding of the blend
+    # one overlay pixel off would be visibly wrong: the check can tell where the overlay is
+    for shift in [(0, 1), (1, 0), (0, -1), (-1, 0)]:
+        assert np.median(np.abs(seen - expected_at(pixels, shift)).max(axis=1)) > 10
+
+    # just outside the image (2 screen pixels past each edge): background
+    h, w = image.shape
+    background = shot[1, 1, :3]
+    edges = np.array([[-0.5, w / 2], [h - 0.5, w / 2], [h / 2, -0.5], [h / 2, w - 0.5]])
+    outward = np.array([[-2, 0], [2, 0], [0, -2], [0, 2]])
+    for edge, out in zip(edges, outward):
+        row, col = framing.to_screen(shot, edge[None])[0] + out
+        np.testing.assert_array_equal(shot[row, col, :3], background)
+        row, col = framing.to_screen(shot, edge[None])[0] - out  # just inside: drawn
+        assert np.any(shot[row, col, :3] != background)
