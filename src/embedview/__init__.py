@@ -30,6 +30,15 @@ _EXPORTS = {
     "Tiling": "_geometry",
     "write_output": "_io",
     "read_image": "_io",
+    "fit_basis": "_joint",
+    "visualize_many": "_joint",
+    "save_basis": "_basis_file",
+    "load_basis": "_basis_file",
+    "similarity": "_similarity",
+    "from_tokens": "_vit",
+    "from_feature_map": "_vit",
+    "open_features": "_vit",
+    "Preprocess": "_vit",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -255,7 +255,7 @@ def output_metadata(vis, extra: dict | None = None) -> dict:
         "translate": [float(v) for v in vis.translate],
         "layout": vis.layout,
         "image_shape": [int(v) for v in vis.image_shape],
-        "n_components": int(vis.bases[0].n_components),
+        "n_components": int(vis.components.shape[-1] if vis.components is not None else vis.bases[0].n_components),
         # One list for fit="joint", one per slice for fit="per_slice".
         "explained_variance_ratio": ratios[0] if len(ratios) == 1 else ratios,
     }

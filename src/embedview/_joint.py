@@ -1,0 +1,154 @@
+"""One basis for several inputs: fit jointly, then draw each with the same colours.
+
+Use it to compare images, time points or files: a material gets the same colour in every
+picture. (Embeddings of different models live in different spaces: fit each on its own.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+
+from ._colors import NORMALIZE_MODES, colour_ranges
+from ._engines import engine_for
+from ._errors import EmbedviewError
+from ._fit import Basis
+from ._geometry import OutputGrid
+from ._progress import progress_bar
+from ._sinks import MemorySink
+from ._sources import Source, open_source
+from ._threads import blas_threads
+from ._visualize import (RANGE_SAMPLE_CELLS, FitPlan, LocalExecutor, Visualization, _check_choice,
+                         _n_cells, _rgb_components)
+
+
+def fit_basis(sources, n_components: int = 3, normalize: str = "robust", *, nonfinite: str = "raise",
+              outliers: str = "exclude", device: str = "cpu", progress: bool = False) -> Basis:
+    """Fit one basis, with colour ranges, jointly over the cells of several inputs.
+
+    Parameters
+    ----------
+    sources : list
+        Embeddings as :func:`embedview.visualize` takes them (paths, dicts, Sources), all of
+        the same model (same number of channels).
+    n_components, normalize, nonfinite, outliers, device, progress :
+        As for :func:`embedview.visualize`.
+
+    Returns
+    -------
+    Basis
+        Apply it with ``visualize(..., basis=basis)``; save it with :func:`save_basis`.
+
+    Examples
+    --------
+    >>> import numpy as np, embedview
+    >>> rng = np.random.default_rng(0)
+    >>> a, b = (embedview.open_source(rng.normal(size=(1, 8, 64, 64)).astype(np.float32), (64, 64))
+    ...         for _ in range(2))
+    >>> basis = fit_basis([a, b])
+    >>> basis.n_samples, basis.lo is not None
+    (8192, True)
+    """
+    sources = _open_all(sources)
+    return _joint(sources, n_components, normalize, nonfinite, outliers, device, progress, sinks=None)[0]
+
+
+def visualize_many(sources, n_components: int = 3, normalize: str = "robust", pixel_size=None, *,
+                   rgb_components=None, nonfinite: str = "raise", outliers: str = "exclude",
+                   basis: Basis | None = None, device: str = "cpu",
+                   progress: bool = False) -> list[Visualization]:
+    """Draw several inputs with one basis fitted jointly over all of them (or the ``basis`` given).
+
+    Two passes over all inputs, as :func:`embedview.visualize` makes over one.
+
+    Returns
+    -------
+    list of Visualization
+        One per input, in order, all with the same basis.
+
+    Examples
+    --------
+    >>> import numpy as np, embedview
+    >>> rng = np.random.default_rng(0)
+    >>> arrays = [rng.normal(size=(1, 8, 64, 64)).astype(np.float32) for _ in range(2)]
+    >>> a, b = visualize_many([embedview.open_source(x, (64, 64)) for x in arrays])
+    >>> a.basis is b.basis
+    True
+    """
+    sources = _open_all(sources)
+    grids = [OutputGrid.for_image(s.image_shape, s.default_pixel_size() if pixel_size is None else pixel_size)
+             for s in sources]
+    k = n_components if basis is None else basis.n_components
+    shown = _rgb_components(rgb_components, k)
+    sinks = [MemorySink(s.n_slices or 1, g, k) for s, g in zip(sources, grids)]
+    basis = _joint(sources, n_components, normalize, nonfinite, outliers, device, progress, sinks, basis)[0]
+    out = []
+    for src, grid, sink in zip(sources, grids, sinks):
+        sink.colour(range(src.n_slices or 1), basis, shown)
+        stack = src.is_stack
+        scale = ((1.0,) if stack else ()) + grid.scale
+        translate = ((0.0,) if stack else ()) + grid.translate
+        rgb, comps = (sink.rgb, sink.components) if stack else (sink.rgb[0], sink.components[0])
+        out.append(Visualization(rgb, comps, scale, translate, (basis,), src.layout, src.shape))
+    return out
+
+
+def _open_all(sources) -> list[Source]:
+    if isinstance(sources, (str, bytes)) or not hasattr(sources, "__iter__"):
+        raise EmbedviewError("pass a list of embeddings (paths, dicts or Sources).")
+    sources = [open_source(s) for s in sources]
+    if not sources:
+        raise EmbedviewError("no embeddings given; pass at least one.")
+    channels = {s.n_channels for s in sources}
+    if len(channels) > 1:
+        names = ", ".join(f"{s.name} ({s.n_channels})" for s in sources)
+        raise EmbedviewError(
+            f"the embeddings have different numbers of channels: {names}; one basis needs one model, "
+            "so fit each model's embeddings on their own.")
+    return sources
+
+
+def _joint(sources, n_components, normalize, nonfinite, outliers, device, progress, sinks, basis=None):
+    _check_choice("normalize", normalize, NORMALIZE_MODES)
+    c = sources[0].n_channels
+    if basis is None and (not isinstance(n_components, (int, np.integer)) or not 1 <= n_components <= c):
+        raise EmbedviewError(f"n_components={n_components!r} is not possible for features with {c} channels; "
+                             f"choose 1 to {c}.")
+    engine = engine_for(device)
+    executors = [LocalExecutor(s, engine) for s in sources]
+    n_pieces = sum(len(s.pieces()) for s in sources)
+    bar = progress_bar((1 if basis is None else 0) * n_pieces + (n_pieces if sinks or basis is None else 0),
+                       progress, desc="embedview")
+    total = sum(_n_cells(p.fit_cells) for s in sources for p in s.pieces())
+    rate = min(1.0, RANGE_SAMPLE_CELLS / max(1, total))
+    with blas_threads(), contextlib.closing(bar):
+        if basis is None:
+            basis = _fit_all(sources, n_components, nonfinite, outliers, engine, bar)
+            need_ranges = True
+        else:
+            need_ranges = False
+        samples = []
+        if sinks is not None or need_ranges:
+            for i, (src, executor) in enumerate(zip(sources, executors)):
+                for piece, projected, sample in executor.project(src.pieces(), basis, rate, nonfinite, bar):
+                    if sinks is not None:
+                        sinks[i].place(0, piece, projected)
+                    samples.append(sample)
+        if need_ranges:
+            samples = np.concatenate(samples) if samples else np.empty((0, basis.n_components), np.float32)
+            basis = basis.with_ranges(*colour_ranges(samples, normalize, basis.scale_reference))
+    return basis, samples
+
+
+def _fit_all(sources, n_components, nonfinite, outliers, engine, bar) -> Basis:
+    """One accumulator state over every input: partial sums per input share the first's shift."""
+    acc = None
+    all_pieces = [p for s in sources for p in s.pieces()]
+    plan = FitPlan.for_pieces(all_pieces, None, outliers)
+    for src in sources:
+        part = plan.accumulate(src, list(enumerate(src.pieces())), nonfinite, engine, bar,
+                               shift=None if acc is None else acc.shift,
+                               outlier_bar=None if acc is None else acc.bar)
+        acc = part if acc is None else acc.merge(part)
+    return acc.basis(n_components)
