@@ -155,8 +155,10 @@ def render_plane(source, vis, pixel_size: float, z: int | None = None,
     """
     from ._visualize import render_plane as draw
 
-    basis = vis.bases[0] if len(vis.bases) == 1 else vis.bases[z]
-    rgb, components = draw(source, basis, pixel_size, z, rgb_components)
+    i = 0 if len(vis.bases) == 1 else z
+    rgb, components = draw(source, vis.bases[i], pixel_size, z, rgb_components,
+                           select=vis.selections[i] if vis.selections else None,
+                           centres=vis.centres[i] if vis.centres else None)
     return rgb, ~np.isnan(components[..., 0])
 
 
@@ -188,7 +190,7 @@ def compose(image_rgb: np.ndarray, pca_rgb: np.ndarray, valid: np.ndarray,
 
 def make_figure(source, vis, image: np.ndarray, *, z: int | None = None,
                 rgb_components: tuple[int, ...] | None = None, max_side: int = MAX_SIDE,
-                image_name: str = "the image") -> np.ndarray:
+                image_name: str = "the image", draw=None) -> np.ndarray:
     """Image | PCA | overlay of one plane, at image resolution or downsampled to ``max_side``.
 
     Parameters
@@ -207,6 +209,9 @@ def make_figure(source, vis, image: np.ndarray, *, z: int | None = None,
         Largest width and height of the figure in pixels.
     image_name : str
         How to call the image in error messages.
+    draw : callable, optional
+        ``draw(pixel_size, z) -> (rgb, valid)`` for the middle panel instead of the PCA of
+        ``vis`` (e.g. a similarity map drawn at the figure's pixel size).
 
     Returns
     -------
@@ -224,6 +229,37 @@ def make_figure(source, vis, image: np.ndarray, *, z: int | None = None,
     if len(vis.image_shape) == 3:
         z = vis.image_shape[0] // 2 if z is None else int(z)
     p = figure_pixel_size(vis.image_shape[-2:], max_side)
-    pca, valid = render_plane(source, vis, p, z, rgb_components)
+    pca, valid = draw(p, z) if draw is not None else render_plane(source, vis, p, z, rgb_components)
     shown = display_rgb(downsample(plane, p))
     return compose(shown, pca, valid)
+
+
+def side_by_side(panels: list[np.ndarray], captions: list[str] | None = None, gap: int = GAP) -> np.ndarray:
+    """Pictures side by side on white, top-aligned, each under its caption.
+
+    Examples
+    --------
+    >>> side_by_side([np.zeros((4, 5, 3), np.uint8), np.zeros((6, 2, 3), np.uint8)]).shape
+    (6, 15, 3)
+    """
+    strip = 0
+    if captions:
+        strip = 18
+    height = max(p.shape[0] for p in panels) + strip
+    width = sum(p.shape[1] for p in panels) + gap * (len(panels) - 1)
+    figure = np.full((height, width, 3), 255, np.uint8)
+    x = 0
+    for panel in panels:
+        figure[strip:strip + panel.shape[0], x:x + panel.shape[1]] = panel
+        x += panel.shape[1] + gap
+    if captions:
+        from PIL import Image, ImageDraw
+
+        image = Image.fromarray(figure)
+        draw = ImageDraw.Draw(image)
+        x = 0
+        for panel, caption in zip(panels, captions):
+            draw.text((x + 2, 3), caption, fill=(0, 0, 0))
+            x += panel.shape[1] + gap
+        figure = np.asarray(image)
+    return figure

@@ -105,7 +105,7 @@ def _open_all(sources) -> list[Source]:
         names = ", ".join(f"{s.name} ({s.n_channels})" for s in sources)
         raise EmbedviewError(
             f"the embeddings have different numbers of channels: {names}; one basis needs one model, "
-            "so fit each model's embeddings on their own.")
+            "so fit each model's embeddings on their own (command line: --separate-bases).")
     return sources
 
 

@@ -56,8 +56,11 @@ class Visualization:
     labels : ndarray of int32, shape (..., H, W), optional
         With ``clusters=K``: the k-means label of each output pixel (-1 where nothing is drawn);
         ``rgb`` then shows the labels.
-    foreground : tuple of ForegroundRule
-        With ``foreground="auto"``: the rule chosen per basis (threshold, side, fraction).
+    selections : tuple
+        Per basis, the cells it was fitted on and draws (an image mask or a foreground rule,
+        see :mod:`embedview._selection`), or ``None`` for all cells.
+    centres : tuple of ndarray
+        With ``clusters=K``: per basis, the k-means centres ``(K, m)``.
     """
 
     rgb: np.ndarray | None
@@ -69,7 +72,13 @@ class Visualization:
     image_shape: tuple
     path: Path | None = None
     labels: np.ndarray | None = None
-    foreground: tuple = ()
+    selections: tuple = ()
+    centres: tuple = ()
+
+    @property
+    def foreground(self) -> tuple:
+        """With ``foreground="auto"``: the rule chosen per basis (threshold, side, fraction)."""
+        return tuple(s.rule for s in self.selections if isinstance(s, Foreground))
 
     @property
     def basis(self) -> Basis:
@@ -237,13 +246,13 @@ def visualize(
         executor = DaskExecutor(src, scheduler, device)
     if output is None:
         sink = MemorySink(src.n_slices or 1, grid, n_components)
-        bases, rules = _run(src, groups, executor, sink, job, progress)
+        bases, selections, centres = _run(src, groups, executor, sink, job, progress)
         components, rgb, labels = sink.components, sink.rgb, sink.labels
         if not src.is_stack:
             components, rgb = components[0], rgb[0]
             labels = None if labels is None else labels[0]
         return Visualization(rgb, components, scale, translate, bases, src.layout, src.shape,
-                             labels=labels, foreground=rules)
+                             labels=labels, selections=selections, centres=centres)
 
     from ._io import atomic_path, check_output, output_metadata
     from ._sinks import ZarrSink
@@ -256,9 +265,9 @@ def visualize(
         sink = ZarrSink(tmp, pieces, grid, src.n_slices, n_components,
                         on_disk=True if getattr(executor, "remote", False) else None)
         try:
-            bases, rules = _run(src, groups, executor, sink, job, progress)
+            bases, selections, centres = _run(src, groups, executor, sink, job, progress)
             vis = Visualization(None, None, scale, translate, bases, src.layout, src.shape, out,
-                                foreground=rules)
+                                selections=selections)
             sink.finish(scale, translate, output_metadata(vis, metadata))
         finally:
             sink.close()
@@ -282,12 +291,13 @@ class _Job:
 
 
 def _run(src, groups, executor, sink, job: _Job, progress) -> tuple[tuple, tuple]:
-    """Fit, project and colour each group of pieces into ``sink``; return the bases and foreground rules."""
+    """Fit, project and colour each group of pieces into ``sink``; return the bases, the cell
+    selections and the cluster centres (one per group)."""
     pieces = src.pieces()
     index = {id(p): i for i, p in enumerate(pieces)}
     passes = (0 if job.basis is not None else 1 + 2 * bool(job.foreground)) + 1
     bar = progress_bar(passes * len(pieces), progress, desc="embedview")
-    bases, rules = [], []
+    bases, selections, centres = [], [], []
     with blas_threads(), contextlib.closing(bar):
         for group in groups:
             rate, select = range_sample_rate(group), job.mask
@@ -297,9 +307,7 @@ def _run(src, groups, executor, sink, job: _Job, progress) -> tuple[tuple, tuple
                                      bar, select=select)
             if job.foreground is not None:
                 first = _project_all(executor, group, basis, rate, job, bar, select, lambda *a: None)
-                rule = choose_threshold(first[:, 0], **job.foreground)
-                rules.append(rule)
-                select = Foreground(basis, rule, job.mask)
+                select = Foreground(basis, choose_threshold(first[:, 0], **job.foreground), job.mask)
                 basis = executor.fit(group, job.n_components, job.nonfinite, job.outliers, job.fit_sample,
                                      bar, select=select)
             samples = _project_all(executor, group, basis, rate, job, bar, select,
@@ -307,12 +315,14 @@ def _run(src, groups, executor, sink, job: _Job, progress) -> tuple[tuple, tuple
             if job.basis is None:
                 basis = basis.with_ranges(*colour_ranges(samples, job.normalize, basis.scale_reference))
             bases.append(basis)
+            selections.append(select)
             zs = sorted({p.z or 0 for p in group})
             sink.colour(zs, basis, job.shown, executor)
             if job.clusters is not None:
                 k, m = job.clusters
-                sink.cluster(zs, cluster_centres(samples[:, :m], k), m)
-    return tuple(bases), tuple(rules)
+                centres.append(cluster_centres(samples[:, :m], k))
+                sink.cluster(zs, centres[-1], m)
+    return tuple(bases), tuple(selections), tuple(centres)
 
 
 def _project_all(executor, group, basis, rate, job, bar, select, place) -> np.ndarray:
@@ -461,7 +471,7 @@ def _raise_nonfinite(src: Source, piece: Piece, cells: np.ndarray):
 
 def render_plane(source, basis: Basis, pixel_size, z: int | None = None,
                  rgb_components: tuple[int, ...] | None = None,
-                 device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+                 device: str = "cpu", select=None, centres: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Draw one slice with an already fitted basis (with colour ranges) at ``pixel_size``.
 
     Only the pieces of slice ``z`` are read, so this stays cheap for a long stack.
@@ -480,6 +490,9 @@ def render_plane(source, basis: Basis, pixel_size, z: int | None = None,
         Which components become red, green and blue.
     device : str
         As for :func:`visualize`.
+    select, centres : optional
+        A visualization's ``selections[i]`` (draw only those cells) and ``centres[i]`` (draw
+        cluster labels instead of RGB).
 
     Returns
     -------
@@ -502,8 +515,15 @@ def render_plane(source, basis: Basis, pixel_size, z: int | None = None,
     if not pieces:
         raise EmbedviewError(f"{src.name} has no slice {z}; it has {src.n_slices or 0} slices.")
     placer = Placer(grid)
-    for piece, projected, _ in LocalExecutor(src, engine_for(device)).project(pieces, basis, 0.0, "omit"):
+    for piece, projected, _ in LocalExecutor(src, engine_for(device)).project(pieces, basis, 0.0, "omit",
+                                                                              select=select):
         placer.place(components[0], piece, projected)
+    if centres is not None:
+        from ._clusters import assign, labels_to_rgb
+
+        m = centres.shape[1]
+        labels = assign(components[0][..., :m].reshape(-1, m), centres).reshape(grid.shape)
+        return labels_to_rgb(labels, len(centres)), components[0]
     rgb = np.zeros(grid.shape + (3,), np.uint8)
     colour(components[0], basis, _rgb_components(rgb_components, basis.n_components), rgb)
     return rgb, components[0]

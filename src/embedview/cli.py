@@ -35,14 +35,17 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = commands.add_parser(
-        "render", help="draw embeddings as an RGB picture (PNG, TIFF, zarr)",
+        "render", help="draw embeddings as an RGB picture (PNG, TIFF, OME-Zarr)",
         description="Fit a PCA on the embeddings and write its first components as RGB. The output "
                     "format follows the extension: .png (2D), .tif/.tiff (2D or one page per slice), "
                     ".zarr (OME-Zarr multiscale RGB plus components, written chunk by chunk with "
-                    "bounded memory), .npy, .npz. Scale and translate (image "
-                    "pixels) are recorded in the file.")
-    p.add_argument("embeddings", help="micro_sam embedding file (.zarr folder)")
-    p.add_argument("-o", "--output", required=True, help="output file: .png, .tif, .tiff, .zarr, .npy or .npz")
+                    "bounded memory), .npy, .npz. Scale and translate (image pixels) are recorded in "
+                    "the file. With several inputs, one basis is fitted over all of them and -o names "
+                    "a folder: one picture per input plus side_by_side.png.")
+    p.add_argument("embeddings", nargs="+", help="micro_sam embedding file(s) (.zarr folder), or ViT "
+                                                 "features (.npy, .npz, .safetensors, .pt) with --image-size/--patch-size")
+    p.add_argument("-o", "--output", required=True,
+                   help="output file: .png, .tif, .tiff, .zarr, .npy or .npz (a folder for several inputs)")
     p.add_argument("--image", help="the image the embeddings came from (.npy, .tif, .png, .jpg, ...): "
                                    "also write OUTPUT_figure.png with image | PCA | overlay")
     p.add_argument("--slice", type=int, default=None, metavar="Z", help="slice of a stack for the figure (default: the middle one)")
@@ -57,18 +60,65 @@ def build_parser() -> argparse.ArgumentParser:
                    help="principal components to compute (default 3)")
     p.add_argument("--rgb-components", type=_int_list, default=None, metavar="I,J,K",
                    help="components shown as red, green, blue (default 0,1,2)")
-    p.add_argument("--omit-nonfinite", action="store_true",
-                   help="leave NaN/Inf cells out of the fit and draw them black instead of failing")
-    p.add_argument("--keep-outliers", action="store_true",
-                   help="let rare high-norm cells (over 10x the median distance, e.g. ViT artefact "
-                        "tokens) into the fit; by default they are left out of it but still drawn")
+    p.add_argument("--basis", metavar="BASIS.npz", help="apply a basis saved by `embedview fit` instead of fitting one")
+    p.add_argument("--separate-bases", action="store_true",
+                   help="with several inputs: fit each on its own (e.g. embeddings of different models)")
+    p.add_argument("--mask", metavar="MASK", help="image-sized label/bool mask (.npy, .tif, .png): fit only "
+                                                  "on cells under it, draw the rest dark")
+    p.add_argument("--foreground", choices=("auto",), default=None,
+                   help="DINOv2's recipe: threshold the first component, refit on the foreground, draw the "
+                        "background dark (threshold and side are printed)")
+    p.add_argument("--foreground-threshold", type=float, default=None, metavar="T",
+                   help="with --foreground auto: use this threshold instead of Otsu's")
+    p.add_argument("--foreground-side", choices=("above", "below"), default=None,
+                   help="with --foreground auto: the foreground side (default: the one with fewer cells)")
+    p.add_argument("--clusters", type=_positive_int, default=None, metavar="K",
+                   help="draw a seeded k-means label image of K clusters instead of RGB")
+    p.add_argument("--cluster-components", type=_positive_int, default=None, metavar="M",
+                   help="cluster in the first M components (default: --components)")
+    _add_common(p)
     p.add_argument("--fit-sample", type=_positive_int, default=None, metavar="N",
                    help="fit on a seeded uniform sample of about N cells (default: every cell)")
-    p.add_argument("--device", default="cpu", metavar="DEVICE",
-                   help="cpu (numpy, default), or a PyTorch device: cuda, cuda:N, mps, torch:cpu "
-                        "(needs the torch extra)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run with Dask: threads, processes, or a dask.distributed scheduler address "
+                        "(tcp://host:8786); needs the dask extra")
+    _add_geometry(p)
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=_render_command)
+
+    p = commands.add_parser(
+        "fit", help="fit one basis over several inputs and save it (.npz) for `render --basis`",
+        description="Fit one PCA basis, with its colour ranges, jointly over the cells of all inputs and "
+                    "save it as a plain .npz (no pickle). `embedview render EMB --basis BASIS.npz` then "
+                    "gives a material the same colour in every picture.")
+    p.add_argument("embeddings", nargs="+", help="embedding files of one model")
+    p.add_argument("-o", "--output", required=True, metavar="BASIS.npz", help="where to save the basis")
+    p.add_argument("--components", type=_positive_int, default=3, metavar="N", dest="n_components",
+                   help="principal components to keep (default 3)")
+    p.add_argument("--normalize", choices=("robust", "channel", "global"), default="robust",
+                   help="how the colour ranges are taken (default robust)")
+    _add_common(p)
+    _add_geometry(p)
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    p.set_defaults(func=_fit_command)
+
+    p = commands.add_parser(
+        "similarity", help="map the cosine similarity of every cell to one point (or a mask)",
+        description="Draw how alike every embedding cell is to the cell under image pixel Y,X (cosine "
+                    "similarity, 1.0 at that cell), or to the mean of a mask, at the exact geometry of the "
+                    "PCA picture. The values are stored in the output beside the colours (.npz, .zarr).")
+    p.add_argument("embeddings", help="embedding file")
+    p.add_argument("-o", "--output", required=True, help="output file: .png, .tif, .tiff, .zarr, .npy or .npz")
+    p.add_argument("--point", type=_int_list, default=None, metavar="Y,X",
+                   help="image pixel of the query (Z,Y,X for a stack)")
+    p.add_argument("--mask", metavar="MASK", help="instead of --point: the mean of the cells under this mask")
+    p.add_argument("--slice", type=int, default=None, metavar="Z", help="slice of a stack to draw")
+    p.add_argument("--pixel-size", type=_pixel_size, default=None, metavar="P",
+                   help="output pixel size in image pixels (default: one embedding cell)")
+    p.add_argument("--image", help="the image: also write OUTPUT_figure.png with image | similarity | overlay")
+    _add_geometry(p)
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    p.set_defaults(func=_similarity_command)
 
     p = commands.add_parser(
         "info", help="print what an embedding file holds (reads metadata only)",
@@ -86,6 +136,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=_demo_command)
     return parser
+
+
+def _add_common(p) -> None:
+    p.add_argument("--omit-nonfinite", action="store_true",
+                   help="leave NaN/Inf cells out of the fit and draw them black instead of failing")
+    p.add_argument("--keep-outliers", action="store_true",
+                   help="let rare high-norm cells (over 10x the median distance, e.g. ViT artefact "
+                        "tokens) into the fit; by default they are left out of it but still drawn")
+    p.add_argument("--device", default="cpu", metavar="DEVICE",
+                   help="cpu (numpy, default), or a PyTorch device: cuda, cuda:N, mps, torch:cpu "
+                        "(needs the torch extra)")
+
+
+def _add_geometry(p) -> None:
+    g = p.add_argument_group("ViT feature files (.npy, .npz, .safetensors, .pt)")
+    g.add_argument("--image-size", type=_int_list, default=None, metavar="H,W", help="size of the original image")
+    g.add_argument("--patch-size", type=_positive_int, default=None, metavar="P", help="the model's patch size")
+    g.add_argument("--grid", type=_int_list, default=None, metavar="GH,GW",
+                   help="patch grid of token arrays (default: from the model input size and patch size)")
+    g.add_argument("--prefix-tokens", type=int, default=0, metavar="N",
+                   help="tokens before the patch tokens to drop (CLS, registers)")
+    g.add_argument("--resize", default=None, metavar="SPEC",
+                   help="the model's resize: N (shortest side, torchvision's Resize(N)), shortest:N, longest:N or H,W")
+    g.add_argument("--crop", type=_int_list, default=None, metavar="H,W", help="the model's centre crop")
+    g.add_argument("--key", default=None, help="array name inside an .npz/.safetensors/.pt file")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,10 +224,8 @@ def _int_list(text: str) -> tuple[int, ...]:
 # render
 
 
-def render(embeddings, output, *, image=None, fit: str = "joint", normalize: str = "robust",
-           pixel_size=None, n_components: int = 3, rgb_components=None, omit_nonfinite: bool = False,
-           keep_outliers: bool = False, fit_sample: int | None = None, slice_: int | None = None,
-           device: str = "cpu", quiet: bool = False) -> list[Path]:
+def render(embeddings, output, *, image=None, slice_: int | None = None, quiet: bool = False,
+           **options) -> list[Path]:
     """What ``embedview render`` does: visualize, write ``output`` and, with ``image``, a figure.
 
     Everything that can be checked cheaply (the embeddings' metadata, the output folder and
@@ -161,23 +234,18 @@ def render(embeddings, output, *, image=None, fit: str = "joint", normalize: str
     Parameters
     ----------
     embeddings : str or os.PathLike
-        A micro_sam embedding file.
+        A micro_sam embedding file (or ViT features: ``.npy``, ``.npz``, ``.safetensors``, ``.pt``).
     output : str or os.PathLike
-        ``.png``, ``.tif``/``.tiff``, ``.zarr``, ``.npy`` or ``.npz``.
+        ``.png``, ``.tif``/``.tiff``, ``.zarr`` (OME-Zarr, written chunk by chunk), ``.npy`` or ``.npz``.
     image : str or os.PathLike, optional
         The image; also writes ``<output stem>_figure.png`` beside ``output``.
-    fit, normalize, pixel_size, n_components, rgb_components :
-        As for :func:`embedview.visualize`.
-    omit_nonfinite : bool
-        Leave NaN/Inf cells out instead of failing.
-    keep_outliers : bool
-        Fit on rare high-norm cells too (``outliers="keep"``).
-    fit_sample, device : optional
-        As for :func:`embedview.visualize`.
     slice_ : int, optional
         Slice of a stack drawn in the figure (default: the middle one).
     quiet : bool
         No progress bar, no summary.
+    **options
+        Passed to :func:`embedview.visualize` (``fit``, ``normalize``, ``pixel_size``,
+        ``basis``, ``mask``, ``foreground``, ``clusters``, ``device``, ``scheduler``, ...).
 
     Returns
     -------
@@ -189,44 +257,147 @@ def render(embeddings, output, *, image=None, fit: str = "joint", normalize: str
     >>> render("embeddings.zarr", "pca.png", image="image.tif")  # doctest: +SKIP
     [PosixPath('pca.png'), PosixPath('pca_figure.png')]
     """
-    from ._figure import image_plane, make_figure
-    from ._io import atomic_path, check_output, read_image, write_output, write_png
-    from ._sources import open_source
+    from ._io import check_output, write_output
     from ._visualize import visualize
 
-    src = open_source(embeddings)
+    src = _open(embeddings, options)
     out = check_output(output, stack=src.is_stack)
     _refuse_overwriting(out, embeddings, "the embeddings")
-    plane_source = figure_path = None
-    if image is not None:
-        plane_source = read_image(image)
-        image_plane(plane_source, src.shape, slice_, name=f"the image {image}")
-        figure_path = check_output(out.with_name(f"{out.stem}_figure.png"))
-        _refuse_overwriting(figure_path, embeddings, "the embeddings")
-        _refuse_overwriting(figure_path, image, "the image")
-    elif slice_ is not None:
-        raise EmbedviewError("--slice chooses the slice of the figure; pass --image IMAGE too.")
-
-    meta = {"source": str(embeddings), "fit": fit, "normalize": normalize,
-            "rgb_components": list(rgb_components) if rgb_components else None}
+    figure = _Figure(src, out, image, slice_, embeddings)
+    meta = {"source": str(embeddings), "fit": options.get("fit", "joint"),
+            "normalize": options.get("normalize", "robust"),
+            "rgb_components": list(options["rgb_components"]) if options.get("rgb_components") else None}
     # A .zarr output is written chunk by chunk while it is computed: memory stays bounded.
     direct = out.suffix.lower() == ".zarr"
-    vis = visualize(src, n_components, fit, normalize, pixel_size, rgb_components=rgb_components,
-                    nonfinite="omit" if omit_nonfinite else "raise",
-                    outliers="keep" if keep_outliers else "exclude", fit_sample=fit_sample,
-                    device=device, output=out if direct else None, metadata=meta, progress=not quiet)
-    figure = None
-    if plane_source is not None:
-        figure = make_figure(src, vis, plane_source, z=slice_, rgb_components=rgb_components,
-                             image_name=f"the image {image}")
+    vis = visualize(src, output=out if direct else None, metadata=meta, progress=not quiet, **options)
     written = [out if direct else write_output(vis, out, metadata=meta, progress=not quiet)]
-    if figure is not None:
-        with atomic_path(figure_path) as tmp:
-            write_png(tmp, figure, {"source": str(embeddings), "image": str(image), "panels": ["image", "pca", "overlay"]})
-        written.append(figure_path)
+    written += figure.write(vis, rgb_components=options.get("rgb_components"))
     if not quiet:
-        print(_summary(vis, src, written, fit), file=sys.stderr)
+        for rule in vis.foreground:
+            print(f"embedview: {rule.describe()}", file=sys.stderr)
+        print(_summary(vis, src, written, options.get("fit", "joint")), file=sys.stderr)
     return written
+
+
+def _open(embeddings, options):
+    """Open the embeddings; ViT feature files take their geometry from the options."""
+    from ._sources import open_source
+
+    geometry = options.pop("geometry", None)
+    if geometry:
+        from ._vit import open_features
+
+        return open_features(embeddings, **geometry)
+    return open_source(embeddings)
+
+
+class _Figure:
+    """The optional image | picture | overlay figure: checked before the work, written after it."""
+
+    def __init__(self, src, out: Path, image, slice_, embeddings):
+        from ._figure import image_plane
+        from ._io import check_output, read_image
+
+        self.src, self.image, self.slice = src, image, slice_
+        self.plane = self.path = None
+        if image is not None:
+            self.plane = read_image(image)
+            image_plane(self.plane, src.shape, slice_, name=f"the image {image}")
+            self.path = check_output(out.with_name(f"{out.stem}_figure.png"))
+            _refuse_overwriting(self.path, embeddings, "the embeddings")
+            _refuse_overwriting(self.path, image, "the image")
+        elif slice_ is not None:
+            raise EmbedviewError("--slice chooses the slice of the figure; pass --image IMAGE too.")
+
+    def write(self, vis, rgb_components=None, draw=None) -> list[Path]:
+        from ._figure import make_figure
+        from ._io import atomic_path, write_png
+
+        if self.plane is None:
+            return []
+        figure = make_figure(self.src, vis, self.plane, z=self.slice, rgb_components=rgb_components,
+                             image_name=f"the image {self.image}", draw=draw)
+        with atomic_path(self.path) as tmp:
+            write_png(tmp, figure, {"source": self.src.name, "image": str(self.image)})
+        return [self.path]
+
+
+def render_many(embeddings: list, out_dir, *, separate_bases: bool = False, fmt: str | None = None,
+                slice_: int | None = None, quiet: bool = False, **options) -> list[Path]:
+    """What ``embedview render A B ... -o DIR`` does: one basis over all inputs (or one each),
+    one picture per input and a side-by-side figure ``DIR/side_by_side.png``.
+
+    Examples
+    --------
+    >>> render_many(["a.zarr", "b.zarr"], "compare")  # doctest: +SKIP
+    [PosixPath('compare/a.png'), PosixPath('compare/b.png'), PosixPath('compare/side_by_side.png')]
+    """
+    from ._figure import side_by_side
+    from ._io import atomic_path, check_output, write_output, write_png
+    from ._joint import visualize_many
+    from ._visualize import visualize
+
+    out = _make_folder(out_dir)
+    geometry = options.pop("geometry", None)
+    sources = [_open(e, {"geometry": geometry}) for e in embeddings]
+    stems = [Path(str(e).rstrip("/")).stem for e in embeddings]
+    if len(set(stems)) < len(stems):
+        stems = [f"{i}_{stem}" for i, stem in enumerate(stems)]
+    paths = []
+    for src, stem in zip(sources, stems):
+        ext = fmt or (".tif" if src.is_stack else ".png")
+        paths.append(check_output(out / f"{stem}{ext}", stack=src.is_stack))
+        for e in embeddings:
+            _refuse_overwriting(paths[-1], e, "the embeddings")
+    side = check_output(out / "side_by_side.png")
+    progress = not quiet
+    if separate_bases:
+        visualizations = [visualize(src, progress=progress, **options) for src in sources]
+    else:
+        unknown = set(options) - {"n_components", "normalize", "pixel_size", "rgb_components", "nonfinite",
+                                  "outliers", "basis", "device"}
+        if unknown:
+            flags = ", ".join("--" + name.replace("_", "-") for name in sorted(unknown))
+            raise EmbedviewError(f"{flags} cannot be used with one basis over several inputs; "
+                                 "render them one by one or pass --separate-bases.")
+        visualizations = visualize_many(sources, progress=progress, **options)
+    written = []
+    for vis, path, src in zip(visualizations, paths, sources):
+        written.append(write_output(vis, path, metadata={"source": src.name, "joint_with": list(map(str, embeddings))}))
+    panels = [_panel(src, vis, slice_, options.get("rgb_components"), len(sources)) for src, vis in zip(sources, visualizations)]
+    with atomic_path(side) as tmp:
+        write_png(tmp, side_by_side(panels, stems), {"sources": list(map(str, embeddings))})
+    written.append(side)
+    if not quiet:
+        how = "one basis each" if separate_bases else "one basis fitted over all of them"
+        print(f"embedview: wrote {len(sources)} pictures ({how}) and {side}", file=sys.stderr)
+    return written
+
+
+def _panel(src, vis, slice_, rgb_components, n_panels):
+    """One input's picture for the side-by-side figure, at a whole pixel size that fits."""
+    from ._figure import MAX_SIDE, figure_pixel_size, render_plane
+
+    z = None
+    if src.is_stack:
+        z = src.n_slices // 2 if slice_ is None else int(slice_)
+        if not 0 <= z < src.n_slices:
+            raise EmbedviewError(f"slice {z} does not exist; {src.name} has slices 0 to {src.n_slices - 1}.")
+    p = figure_pixel_size(src.image_shape, max_side=max(64, 3 * MAX_SIDE // (2 * n_panels)))
+    return render_plane(src, vis, p, z, rgb_components)[0]
+
+
+def _make_folder(path) -> Path:
+    out = Path(path)
+    if out.suffix.lower() in (".png", ".tif", ".tiff", ".zarr", ".npy", ".npz") and not out.is_dir():
+        raise EmbedviewError(f"several inputs give several pictures: -o must be a folder, not {out}.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise EmbedviewError(f"cannot create the folder {out}: {(err.strerror or str(err)).lower()}.") from None
+    if not out.is_dir():
+        raise EmbedviewError(f"cannot write into {out}: it is a file, not a folder.")
+    return out
 
 
 def _refuse_overwriting(output: Path, source, what: str) -> None:
@@ -252,11 +423,175 @@ def _summary(vis, src, written, fit) -> str:
             f"image {size}, {src.n_channels} channels, fit {fit}{explained}){also}")
 
 
+def _options(args) -> dict:
+    """visualize()'s keyword arguments from the parsed command line (files read here)."""
+    options = {"fit": args.fit, "normalize": args.normalize, "pixel_size": args.pixel_size,
+               "n_components": args.n_components, "rgb_components": args.rgb_components,
+               "nonfinite": "omit" if args.omit_nonfinite else "raise",
+               "outliers": "keep" if args.keep_outliers else "exclude", "fit_sample": args.fit_sample,
+               "device": args.device}
+    if args.basis:
+        from ._basis_file import load_basis
+
+        options["basis"] = load_basis(args.basis)[0]
+        if args.n_components != 3 or args.fit != "joint":
+            raise EmbedviewError("--basis brings its own components; drop --components and --fit.")
+        del options["n_components"], options["fit"], options["fit_sample"]
+    if args.mask:
+        from ._io import read_image
+
+        options["mask"] = read_image(args.mask)
+    if args.foreground:
+        options.update(foreground=args.foreground, foreground_threshold=args.foreground_threshold,
+                       foreground_side=args.foreground_side)
+    elif args.foreground_threshold is not None or args.foreground_side:
+        raise EmbedviewError("--foreground-threshold and --foreground-side need --foreground auto.")
+    if args.clusters:
+        options.update(clusters=args.clusters, cluster_components=args.cluster_components)
+    elif args.cluster_components:
+        raise EmbedviewError("--cluster-components needs --clusters K.")
+    if getattr(args, "scheduler", None):
+        options["scheduler"] = args.scheduler
+    geometry = _geometry(args)
+    if geometry:
+        options["geometry"] = geometry
+    return {k: v for k, v in options.items() if v is not None or k in ("pixel_size",)}
+
+
+def _geometry(args) -> dict | None:
+    """The ViT geometry options, for .npy/.npz/.safetensors/.pt inputs."""
+    geometry = {"image_size": args.image_size, "patch_size": args.patch_size, "grid": args.grid,
+                "prefix_tokens": args.prefix_tokens, "key": args.key,
+                "preprocess": {"resize": _resize(args.resize), "crop": args.crop} if (args.resize or args.crop) else None}
+    given = {k: v for k, v in geometry.items() if v not in (None, 0)}
+    if not given:
+        return None
+    inputs = [args.embeddings] if isinstance(args.embeddings, str) else args.embeddings
+    if not all(str(e).lower().endswith((".npy", ".npz", ".safetensors", ".pt", ".pth")) for e in inputs):
+        raise EmbedviewError("--image-size, --patch-size, --grid, --prefix-tokens, --resize, --crop and --key "
+                             "describe ViT feature files (.npy, .npz, .safetensors, .pt); micro_sam files "
+                             "carry their own geometry.")
+    return given
+
+
+def _resize(text):
+    """--resize N → N (shortest side), H,W → (H, W); shortest:N / longest:N stay strings."""
+    if text is None or ":" in text:
+        return text
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise EmbedviewError(f"--resize takes N, shortest:N, longest:N or H,W; got {text!r}.") from None
+    return values[0] if len(values) == 1 else values
+
+
 def _render_command(args) -> int:
-    render(args.embeddings, args.output, image=args.image, fit=args.fit, normalize=args.normalize,
-           pixel_size=args.pixel_size, n_components=args.n_components, rgb_components=args.rgb_components,
-           omit_nonfinite=args.omit_nonfinite, keep_outliers=args.keep_outliers,
-           fit_sample=args.fit_sample, slice_=args.slice, device=args.device, quiet=args.quiet)
+    options = _options(args)
+    if len(args.embeddings) > 1:
+        if args.image:
+            raise EmbedviewError("--image makes a figure for one input; with several inputs the side-by-side "
+                                 "figure is written instead.")
+        render_many(args.embeddings, args.output, separate_bases=args.separate_bases, slice_=args.slice,
+                    quiet=args.quiet, **{k: v for k, v in options.items() if k != "fit" or v != "joint"})
+        return 0
+    if args.separate_bases:
+        raise EmbedviewError("--separate-bases is for several inputs.")
+    render(args.embeddings[0], args.output, image=args.image, slice_=args.slice, quiet=args.quiet, **options)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# fit and similarity
+
+
+def fit(embeddings: list, output, *, quiet: bool = False, **options) -> Path:
+    """What ``embedview fit`` does: one basis (with colour ranges) over all inputs, saved to ``output``.
+
+    Examples
+    --------
+    >>> fit(["a.zarr", "b.zarr"], "basis.npz")  # doctest: +SKIP
+    PosixPath('basis.npz')
+    """
+    from ._basis_file import save_basis
+    from ._joint import fit_basis
+
+    geometry = options.pop("geometry", None)
+    out = Path(output)
+    if out.suffix.lower() != ".npz":
+        raise EmbedviewError(f"a basis is saved as .npz; got {out.name}.")
+    from ._io import check_output as _check  # the folder must exist and be writable
+
+    _check(out.with_suffix(".npy"))
+    sources = [_open(e, {"geometry": geometry}) for e in embeddings]
+    basis = fit_basis(sources, progress=not quiet, **options)
+    path = save_basis(out, basis, normalize=options.get("normalize", "robust"),
+                      fitted_on=[str(e) for e in embeddings])
+    if not quiet:
+        ratios = "/".join(f"{100 * r:.0f}" for r in basis.explained_variance_ratio[:3])
+        print(f"embedview: wrote {path} ({basis.n_components} components of {basis.n_channels} channels, "
+              f"fitted on {basis.n_samples} cells of {len(sources)} input(s); they explain {ratios} % "
+              f"of the variance). Apply it with: embedview render EMB -o OUT --basis {path}", file=sys.stderr)
+    return path
+
+
+def _fit_command(args) -> int:
+    options = {"n_components": args.n_components, "normalize": args.normalize,
+               "nonfinite": "omit" if args.omit_nonfinite else "raise",
+               "outliers": "keep" if args.keep_outliers else "exclude", "device": args.device}
+    geometry = _geometry(args)
+    if geometry:
+        options["geometry"] = geometry
+    fit(args.embeddings, args.output, quiet=args.quiet, **options)
+    return 0
+
+
+def similarity_map(embeddings, output, *, point=None, mask=None, image=None, slice_=None, pixel_size=None,
+                   quiet: bool = False, geometry=None) -> list[Path]:
+    """What ``embedview similarity`` does: the cosine similarity map to a point (or a mask's mean).
+
+    Examples
+    --------
+    >>> similarity_map("embeddings.zarr", "sim.png", point=(300, 450))  # doctest: +SKIP
+    [PosixPath('sim.png')]
+    """
+    from ._io import check_output, read_image, write_output
+    from ._similarity import similarity
+
+    src = _open(embeddings, {"geometry": geometry})
+    out = check_output(output)
+    _refuse_overwriting(out, embeddings, "the embeddings")
+    if point is not None and len(point) == 3:
+        if slice_ is not None and slice_ != point[0]:
+            raise EmbedviewError(f"--point gives slice {point[0]} but --slice gives {slice_}; give one.")
+        slice_ = point[0]
+    mask_array = None if mask is None else read_image(mask)
+    z = slice_ if slice_ is not None else (src.n_slices // 2 if src.is_stack and point is not None and len(point) == 2 else None)
+    query_point = point if point is None or len(point) == 3 or not src.is_stack else (z,) + tuple(point)
+    figure = _Figure(src, out, image, z if image is not None else None, embeddings)
+    sim = similarity(src, query_point, mask=mask_array, z=z, pixel_size=pixel_size, progress=not quiet)
+    meta = {"source": str(embeddings), "query": {"point": list(point) if point else None, "mask": str(mask) if mask else None,
+                                                   "slice": z}, "values": "cosine similarity"}
+    written = [write_output(sim, out, metadata=meta)]
+
+    def draw(p, zz):
+        again = similarity(src, query_point, mask=mask_array, z=z, pixel_size=p)
+        return again.rgb, again.valid
+
+    written += figure.write(sim, draw=draw)
+    if not quiet:
+        print(f"embedview: wrote {written[0]} (cosine similarity to the cell under "
+              f"{'pixel ' + str(tuple(point)) if point else 'the mask (mean)'}, scale {sim.scale[-1]:.4g} image px)"
+              + "".join(f" and {path}" for path in written[1:]), file=sys.stderr)
+    return written
+
+
+def _similarity_command(args) -> int:
+    if (args.point is None) == (args.mask is None):
+        raise EmbedviewError("give the query as --point Y,X or as --mask MASK.")
+    if args.point is not None and len(args.point) not in (2, 3):
+        raise EmbedviewError(f"--point takes Y,X or Z,Y,X (image pixel indices); got {','.join(map(str, args.point))}.")
+    similarity_map(args.embeddings, args.output, point=args.point, mask=args.mask, image=args.image,
+                   slice_=args.slice, pixel_size=args.pixel_size, quiet=args.quiet, geometry=_geometry(args))
     return 0
 
 
