@@ -82,7 +82,14 @@ SMALL_CASES = {
 }
 
 
-def cases(small: bool = False) -> dict[str, Case]:
+#: For the scale-out benchmarks (bench_outofcore.py, bench_dask.py): 2048 pieces, 8 GiB of features.
+SCALE_CASES = {"tiles2048": Case("tiles2048", (4096, 4096), n_slices=8, tile_shape=(256, 256), halo=(32, 32))}
+SMALL_SCALE_CASES = {"tiles2048": Case("tiles2048", (1024, 1024), n_slices=2, tile_shape=(256, 256), halo=(32, 32))}
+
+
+def cases(small: bool = False, scale: bool = False) -> dict[str, Case]:
+    if scale:
+        return SMALL_SCALE_CASES if small else SCALE_CASES
     return SMALL_CASES if small else FULL_CASES
 
 
@@ -114,6 +121,8 @@ def dir_size(path: Path) -> int:
 
 def pick_cases(names: list[str] | None, small: bool) -> list[Case]:
     table = cases(small)
+    if names and all(n in cases(small, scale=True) for n in names):
+        table = cases(small, scale=True)
     if not names:
         return list(table.values())
     unknown = [n for n in names if n not in table]

@@ -133,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write a generated image (demo_image.png), synthetic micro_sam-layout embeddings of "
                     "it (demo_embeddings.zarr) and their rendering (demo_pca.png, demo_pca_figure.png).")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder to write into (created if needed)")
+    p.add_argument("--seed", type=int, default=0, help="another seed draws another scene (same encoder)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=_demo_command)
     return parser
@@ -340,9 +341,7 @@ def render_many(embeddings: list, out_dir, *, separate_bases: bool = False, fmt:
     out = _make_folder(out_dir)
     geometry = options.pop("geometry", None)
     sources = [_open(e, {"geometry": geometry}) for e in embeddings]
-    stems = [Path(str(e).rstrip("/")).stem for e in embeddings]
-    if len(set(stems)) < len(stems):
-        stems = [f"{i}_{stem}" for i, stem in enumerate(stems)]
+    stems = _names([Path(str(e).rstrip("/")) for e in embeddings])
     paths = []
     for src, stem in zip(sources, stems):
         ext = fmt or (".tif" if src.is_stack else ".png")
@@ -372,6 +371,16 @@ def render_many(embeddings: list, out_dir, *, separate_bases: bool = False, fmt:
         how = "one basis each" if separate_bases else "one basis fitted over all of them"
         print(f"embedview: wrote {len(sources)} pictures ({how}) and {side}", file=sys.stderr)
     return written
+
+
+def _names(paths: list[Path]) -> list[str]:
+    """Short distinct names for the inputs: the file stems, with their folder when stems repeat."""
+    names = [p.stem for p in paths]
+    if len(set(names)) < len(names):
+        names = [f"{p.parent.name}_{p.stem}" if p.parent.name else p.stem for p in paths]
+    if len(set(names)) < len(names):
+        names = [f"{i}_{name}" for i, name in enumerate(names)]
+    return names
 
 
 def _panel(src, vis, slice_, rgb_components, n_panels):
@@ -703,7 +712,7 @@ def _info_command(args) -> int:
 # demo
 
 
-def demo(out_dir, *, quiet: bool = False) -> list[Path]:
+def demo(out_dir, *, seed: int = 0, quiet: bool = False) -> list[Path]:
     """What ``embedview demo`` does: a generated image, its synthetic embeddings, their rendering.
 
     Writes ``demo_image.png``, ``demo_embeddings.zarr`` (micro_sam's layout), ``demo_pca.png``
@@ -724,7 +733,7 @@ def demo(out_dir, *, quiet: bool = False) -> list[Path]:
         raise EmbedviewError(f"cannot create the folder {out}: {(err.strerror or str(err)).lower()}.") from None
     if not out.is_dir():
         raise EmbedviewError(f"cannot write into {out}: it is a file, not a folder.")
-    image, labels = make_demo_scene()
+    image, labels = make_demo_scene(seed=seed)
     image_path = out / "demo_image.png"
     with atomic_path(image_path) as tmp:
         write_png(tmp, image)
@@ -740,5 +749,5 @@ def demo(out_dir, *, quiet: bool = False) -> list[Path]:
 
 
 def _demo_command(args) -> int:
-    demo(args.output, quiet=args.quiet)
+    demo(args.output, seed=args.seed, quiet=args.quiet)
     return 0
