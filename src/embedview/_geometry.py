@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from fractions import Fraction
 
 import numpy as np
@@ -82,7 +83,7 @@ class CellGrid:
         return cls(tuple(int(o) for o in origin), (s, s), tuple(int(g) for g in grid_shape),
                    tuple(int(e) for e in extent))
 
-    @property
+    @cached_property  # exact Fraction arithmetic, asked for many times per piece
     def valid_shape(self) -> tuple[int, int]:
         """Cells per axis, from cell 0, up to the last one that starts before the encoded image ends.
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
@@ -51,7 +52,7 @@ class Piece:
             parts.append(f"slice {self.z}")
         return " of ".join(parts) or "the image"
 
-    @property
+    @cached_property  # exact Fraction arithmetic: worth doing once per piece
     def fit_cells(self) -> tuple[slice, slice]:
         """Cells that are drawn: they cover image pixels inside the inner block."""
         return tuple(slice(*self.grid.cells_overlapping(a, b, axis))
