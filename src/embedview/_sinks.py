@@ -5,7 +5,8 @@
 - :class:`ZarrSink` keeps the projected pieces (``k`` channels: ``k/C`` of the features' size;
   in memory while small, else in a scratch zarr inside the output's temporary folder), then
   composes, colours and writes the OME-Zarr output one chunk-sized window at a time, so memory
-  stays bounded whatever the output's size.
+  stays bounded whatever the output's size. A ``ZarrSink`` pickles cheaply (paths, not arrays,
+  when its projected pieces are on disk), so its windows can be written by other processes.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from ._render import Placer
 from ._sources import Piece
 
 #: Projected pieces are kept in memory up to this many bytes, then in a scratch zarr on disk.
-MEMORY_STORE_BYTES = 256 * 2**20
+MEMORY_STORE_BYTES = 64 * 2**20
 
 
 def colour(components: np.ndarray, basis: Basis, shown: tuple[int, ...], out: np.ndarray) -> None:
@@ -126,10 +127,50 @@ class ZarrSink:
         self.writer.finish(scale, translate, metadata)
         self.close()
 
+    def __getstate__(self) -> dict:
+        # Shipped to workers that write windows: the arrays travel as paths; the placer's
+        # output-sized centre arrays and cache are rebuilt there.
+        state = dict(self.__dict__)
+        state["placer"] = None
+        state["writer"] = _WindowWriter(self.path)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.placer = Placer(self.grid)
+
     def close(self) -> None:
         if isinstance(self.store, _DiskStore):
             shutil.rmtree(self.store.path, ignore_errors=True)
             self.store = {}
+
+
+class _WindowWriter:
+    """:meth:`OmeZarrWriter.write` in another process: reopens level 0 and ``components`` by path.
+
+    Windows are chunk-aligned, so each chunk file is written by one window only and writers in
+    several processes never touch the same file.
+    """
+
+    write = OmeZarrWriter.write
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def __getattr__(self, name):  # levels, components: opened on first use
+        if name not in ("levels", "components"):
+            raise AttributeError(name)
+        import zarr
+
+        root = zarr.open_group(str(self.path), mode="r+")
+        self.levels, self.components = [root["0"]], root["components"]
+        return getattr(self, name)
+
+    def __getstate__(self) -> dict:
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict) -> None:
+        self.path = state["path"]
 
 
 class _DiskStore:
@@ -150,3 +191,12 @@ class _DiskStore:
 
     def __getitem__(self, index: int) -> np.ndarray:
         return self.array[index]
+
+    def __getstate__(self) -> dict:
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict) -> None:
+        import zarr
+
+        self.path = state["path"]
+        self.array = zarr.open_array(str(self.path), mode="r+")
