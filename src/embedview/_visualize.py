@@ -226,8 +226,14 @@ def visualize(
                basis, None if mask is None else image_mask(mask, src.shape),
                _foreground_options(foreground, foreground_threshold, foreground_side),
                _cluster_options(clusters, cluster_components, n_components, output))
-    engine = engine_for(device)
     grid = OutputGrid.for_image(src.image_shape, src.default_pixel_size() if pixel_size is None else pixel_size)
+    out = None
+    if output is not None:
+        from ._io import check_output
+
+        out = check_output(output, stack=src.is_stack)
+        if out.suffix.lower() != ".zarr":
+            raise EmbedviewError(f"output= writes OME-Zarr: give a path ending in .zarr, not {out.name}.")
 
     pieces = src.pieces()
     if fit == "joint":
@@ -239,39 +245,37 @@ def visualize(
     else:
         scale, translate = grid.scale, grid.translate
     if scheduler is None:
-        executor = LocalExecutor(src, engine)
-    else:
+        executor = LocalExecutor(src, engine_for(device))
+    else:  # the workers build their engines: this process may have no GPU
         from ._dask import DaskExecutor
 
         executor = DaskExecutor(src, scheduler, device)
-    if output is None:
-        sink = MemorySink(src.n_slices or 1, grid, n_components)
-        bases, selections, centres = _run(src, groups, executor, sink, job, progress)
-        components, rgb, labels = sink.components, sink.rgb, sink.labels
-        if not src.is_stack:
-            components, rgb = components[0], rgb[0]
-            labels = None if labels is None else labels[0]
-        return Visualization(rgb, components, scale, translate, bases, src.layout, src.shape,
-                             labels=labels, selections=selections, centres=centres)
-
-    from ._io import atomic_path, check_output, output_metadata
-    from ._sinks import ZarrSink
-
-    out = check_output(output, stack=src.is_stack)
-    if out.suffix.lower() != ".zarr":
-        raise EmbedviewError(f"output= writes OME-Zarr: give a path ending in .zarr, not {out.name}.")
-    with atomic_path(out, directory=True) as tmp:
-        # Workers elsewhere read the projected pieces from disk, not from this process's memory.
-        sink = ZarrSink(tmp, pieces, grid, src.n_slices, n_components,
-                        on_disk=True if getattr(executor, "remote", False) else None)
-        try:
+    with contextlib.closing(executor):
+        if out is None:
+            sink = MemorySink(src.n_slices or 1, grid, n_components)
             bases, selections, centres = _run(src, groups, executor, sink, job, progress)
-            vis = Visualization(None, None, scale, translate, bases, src.layout, src.shape, out,
-                                selections=selections)
-            sink.finish(scale, translate, output_metadata(vis, metadata))
-        finally:
-            sink.close()
-    return vis
+            components, rgb, labels = sink.components, sink.rgb, sink.labels
+            if not src.is_stack:
+                components, rgb = components[0], rgb[0]
+                labels = None if labels is None else labels[0]
+            return Visualization(rgb, components, scale, translate, bases, src.layout, src.shape,
+                                 labels=labels, selections=selections, centres=centres)
+
+        from ._io import atomic_path, output_metadata
+        from ._sinks import ZarrSink
+
+        with atomic_path(out, directory=True) as tmp:
+            # Workers elsewhere read the projected pieces from disk, not from this process's memory.
+            sink = ZarrSink(tmp, pieces, grid, src.n_slices, n_components,
+                            on_disk=True if getattr(executor, "remote", False) else None)
+            try:
+                bases, selections, centres = _run(src, groups, executor, sink, job, progress)
+                vis = Visualization(None, None, scale, translate, bases, src.layout, src.shape, out,
+                                    selections=selections)
+                sink.finish(scale, translate, output_metadata(vis, metadata))
+            finally:
+                sink.close()
+        return vis
 
 
 @dataclass(frozen=True)
@@ -393,6 +397,9 @@ class LocalExecutor:
 
     def map(self, fn, items) -> list:
         return [fn(*item) for item in items]
+
+    def close(self) -> None:
+        pass
 
 
 def fit_pieces(src: Source, pieces: list[Piece], n_components: int, nonfinite: str = "raise",

@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("--fit-sample", type=_positive_int, default=None, metavar="N",
                    help="fit on a seeded uniform sample of about N cells (default: every cell)")
-    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS|processes|threads",
                    help="run with Dask: threads, processes, or a dask.distributed scheduler address "
                         "(tcp://host:8786); needs the dask extra")
     _add_geometry(p)
