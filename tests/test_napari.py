@@ -178,8 +178,8 @@ def test_reader_reports_a_damaged_container(viewer, notes, tmp_path, damage):
 def _run(widget, qtbot):
     worker = widget.run()
     assert worker is not None and not widget.run_button.enabled
-    with qtbot.waitSignal(worker.finished, timeout=30_000):
-        pass
+    # poll: a worker that finishes before a waitSignal connects would never be seen
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=30_000)
     assert widget.run_button.enabled
 
 
@@ -313,3 +313,105 @@ def test_overlay_lies_over_the_image_on_screen(qtbot, tmp_path):
         np.testing.assert_array_equal(shot[row, col, :3], background)
         row, col = framing.to_screen(shot, edge[None])[0] - out  # just inside: drawn
         assert np.any(shot[row, col, :3] != background)
+
+
+# ---- similarity click --------------------------------------------------------------------------
+
+
+def _click(viewer, widget, qtbot, world, modifiers=("Shift",)):
+    """A modifier-click through napari's own mouse-press machinery; waits for the worker."""
+    from types import SimpleNamespace
+
+    from napari.utils.interactions import mouse_press_callbacks
+
+    event = SimpleNamespace(type="mouse_press", modifiers=modifiers, position=tuple(world),
+                            pos=np.zeros(2), handled=False, is_dragging=False)
+    mouse_press_callbacks(viewer, event)
+    qtbot.waitUntil(lambda: widget._similarity_worker is None, timeout=30_000)
+
+
+def test_similarity_click_draws_and_updates_the_map(viewer, qtbot, notes):
+    path = DATA / "2d.zarr"
+    image = viewer.add_image(np.zeros((600, 900), np.uint8), name="image", scale=(0.5, 2.0),
+                             translate=(10.0, -3.0))
+    widget = EmbeddingPCAWidget(viewer)
+    assert widget.hint.value.startswith("Shift+click")
+    _click(viewer, widget, qtbot, (20.0, 50.0))  # no embeddings chosen yet: ignored
+    widget.path.value = path
+    _click(viewer, widget, qtbot, (20.0, 50.0), modifiers=())  # a plain click: ignored
+    assert [lyr.name for lyr in viewer.layers] == ["image"]
+
+    world = lambda y, x: np.asarray(image.translate) + np.asarray(image.scale) * (y + 0.3, x - 0.4)  # noqa: E731
+    _click(viewer, widget, qtbot, world(250, 400))
+    layer = viewer.layers["2d similarity"]
+    sim = embedview.similarity(path, point=(250, 400))
+    np.testing.assert_array_equal(layer.data, sim.components[..., 0])
+    assert not layer.rgb and layer.colormap.name == "inferno"
+    np.testing.assert_allclose(layer.contrast_limits, [np.nanpercentile(layer.data, 1), 1.0])
+    np.testing.assert_allclose(layer.scale, np.multiply(image.scale, sim.scale))
+    np.testing.assert_allclose(layer.translate, image.translate + image.scale * np.asarray(sim.translate))
+    assert (layer.opacity, layer.blending) == (0.5, "translucent")
+    # the cursor at the click reads 1.0: the query cell lies under it
+    cell = np.floor(layer.world_to_data(world(250, 400)) + 0.5).astype(int)
+    assert layer.data[tuple(cell)] == 1.0
+    assert layer.metadata["embedview"]["options"]["point"] == [250, 400]
+
+    _click(viewer, widget, qtbot, world(20, 30))  # a second click updates the same layer
+    assert [lyr.name for lyr in viewer.layers] == ["image", "2d similarity"]
+    assert viewer.layers["2d similarity"] is layer
+    np.testing.assert_array_equal(layer.data, embedview.similarity(path, point=(20, 30)).components[..., 0])
+    np.testing.assert_allclose(layer.contrast_limits, [np.nanpercentile(layer.data, 1), 1.0])
+    assert not notes
+
+    _click(viewer, widget, qtbot, world(700, 30))  # outside the image: a notification, no layer
+    [(severity, message)] = notes
+    assert severity == "warning" and "outside the image" in message
+    assert [lyr.name for lyr in viewer.layers] == ["image", "2d similarity"]
+
+
+def test_similarity_click_on_a_stack_and_on_a_missing_tile(viewer, qtbot, notes):
+    path = DATA / "3d.zarr"
+    image = viewer.add_image(np.zeros((5, 300, 400), np.uint8), name="volume", scale=(2.0, 1.0, 1.0))
+    widget = EmbeddingPCAWidget(viewer)
+    widget.path.value = path
+    viewer.dims.set_current_step(0, 3)
+    _click(viewer, widget, qtbot, (0.0, 120.2, 80.6))  # the slice comes from the viewer's dims
+    layer = viewer.layers["3d similarity"]
+    sim = embedview.similarity(path, point=(3, 120, 81))
+    assert layer.data.shape == (1, *sim.components.shape[:2])
+    np.testing.assert_array_equal(layer.data[0], sim.components[..., 0])
+    np.testing.assert_allclose(layer.scale, (2.0, *sim.scale))
+    np.testing.assert_allclose(layer.translate, (6.0, *sim.translate))  # on slice 3 only
+    assert not notes
+
+    masked = DATA / "tiled2d_masked.zarr"
+    with pytest.raises(embedview.EmbedviewError, match="no embeddings cover"):
+        embedview.similarity(masked, point=(990, 10))
+    viewer.layers.clear()
+    widget.path.value = masked
+    _click(viewer, widget, qtbot, (990.0, 10.0))  # no image layer: world = image pixels
+    [(severity, message)] = notes
+    assert severity == "warning" and "no embeddings cover" in message
+    assert len(viewer.layers) == 0
+
+
+def test_similarity_click_from_the_canvas_until_the_widget_goes(viewer, qtbot):
+    """A real Shift-press on the vispy canvas reaches the widget; a deleted widget stops listening."""
+    from vispy.util.keys import SHIFT
+
+    viewer.add_image(np.zeros((600, 900), np.uint8), name="image")
+    widget = EmbeddingPCAWidget(viewer)
+    widget.path.value = DATA / "2d.zarr"
+    viewer.reset_view()  # the canvas centre shows the image centre
+    canvas = viewer.window._qt_viewer.canvas._scene_canvas
+    centre = (canvas.size[0] / 2, canvas.size[1] / 2)
+    canvas.events.mouse_press(pos=centre, modifiers=(SHIFT,), button=1)
+    qtbot.waitUntil(lambda: widget._similarity_worker is None, timeout=30_000)
+    canvas.events.mouse_release(pos=centre, modifiers=(SHIFT,), button=1)
+    pixel = np.floor(np.asarray(viewer.cursor.position) + 0.5).astype(int).tolist()
+    assert viewer.layers["2d similarity"].metadata["embedview"]["options"]["point"] == pixel
+
+    assert widget._on_click in viewer.mouse_drag_callbacks
+    with qtbot.waitSignal(widget.native.destroyed):
+        widget.native.deleteLater()
+    assert widget._on_click not in viewer.mouse_drag_callbacks

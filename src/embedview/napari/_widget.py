@@ -13,6 +13,11 @@ if TYPE_CHECKING:
     import napari
     from napari.qt.threading import FunctionWorker
 
+#: Held with a click on the canvas, asks for the similarity map of the clicked pixel. Not Alt:
+#: napari binds Alt+drag to its zoom box, and many X11 window managers take Alt+click to move
+#: windows, so the click never reaches napari.
+SIMILARITY_MODIFIER = "Shift"
+
 _FILE = "(the file below)"
 _NO_IMAGE = "(none: image pixel coordinates)"
 _COMPUTING = "computing…"
@@ -26,6 +31,10 @@ class EmbeddingPCAWidget(Container):
     coordinates: ``world = image_translate + image_scale * (translate + scale * i)``. It is
     computed by :func:`embedview.visualize` in a worker thread with napari's progress; the
     layer ``"<name> PCA"`` is added, or updated in place on later runs.
+
+    Shift+click on the canvas draws the cosine similarity of every cell to the clicked image
+    pixel's cell (:func:`embedview.similarity`, in a worker thread) as the layer
+    ``"<name> similarity"``, placed like the PCA; see :meth:`similarity_at`.
 
     Parameters
     ----------
@@ -45,6 +54,7 @@ class EmbeddingPCAWidget(Container):
         super().__init__(labels=True)
         self._viewer = napari_viewer
         self._worker = None
+        self._similarity_worker = None
         self.embeddings_layer = ComboBox(label="embeddings layer", choices=self._embedding_choices,
                                          tooltip="a layer embedview drew: use its embedding file")
         self.path = FileEdit(label="embeddings", mode="d", filter="*.zarr",
@@ -67,14 +77,19 @@ class EmbeddingPCAWidget(Container):
         label = self.variance.native
         label.setMinimumHeight(3 * label.fontMetrics().height() + 4)
         label.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self.hint = Label(value=f"{SIMILARITY_MODIFIER}+click on the image: similarity to that point")
         self.extend([self.embeddings_layer, self.path, self.image_layer, self.fit, self.normalize,
-                     self.components, self.pixel_size, self.run_button, self.variance])
+                     self.components, self.pixel_size, self.run_button, self.variance, self.hint])
 
         self.embeddings_layer.changed.connect(self._on_embeddings_layer)
         self.run_button.changed.connect(self.run)
         events = napari_viewer.layers.events
         for event in (events.inserted, events.removed, events.reordered):
             event.connect(self.reset_choices)
+        # clicks count only while the widget exists: closing its dock deletes it
+        callbacks, callback = napari_viewer.mouse_drag_callbacks, self._on_click
+        callbacks.append(callback)
+        self.native.destroyed.connect(lambda *_: callback in callbacks and callbacks.remove(callback))
 
     # ---- choices ------------------------------------------------------------------------------
 
@@ -112,6 +127,10 @@ class EmbeddingPCAWidget(Container):
                 "normalize": self.normalize.value, "rgb_components": shown,
                 "pixel_size": self.pixel_size.value or None}
 
+    def _path(self) -> str | None:
+        path = os.fspath(self.path.value or "")
+        return None if not path or path == "." else path
+
     def run(self, *_args) -> "FunctionWorker | None":
         """Start drawing in a worker thread; returns the worker (None if nothing was started)."""
         from napari.qt.threading import create_worker
@@ -122,8 +141,8 @@ class EmbeddingPCAWidget(Container):
         if self._worker is not None:
             show_info("embedview: the previous Embedding PCA run is still going; wait for it.")
             return None
-        path = os.fspath(self.path.value or "")
-        if not path or path == ".":
+        path = self._path()
+        if path is None:
             show_error("embedview: choose an embedding file (.zarr folder) or an embeddings layer first.")
             return None
         try:
@@ -163,17 +182,94 @@ class EmbeddingPCAWidget(Container):
         self.variance.value = variance_text(kwargs["metadata"]["embedview"]["explained_variance_ratio"])
         self.add_or_update(vis.rgb, kwargs)
 
-    def add_or_update(self, rgb, kwargs: dict):
-        """Update the layer named ``kwargs["name"]`` in place, or add it; returns the layer."""
+    # ---- similarity click ---------------------------------------------------------------------
+
+    def _on_click(self, viewer, event) -> None:
+        """napari mouse callback: a Shift+click with embeddings chosen starts the similarity map."""
+        if (getattr(event, "type", None) != "mouse_press" or SIMILARITY_MODIFIER not in event.modifiers
+                or self._path() is None):
+            return
+        self.similarity_at(event.position)
+
+    def similarity_at(self, position) -> "FunctionWorker | None":
+        """Start the similarity map of the image pixel under a world point, in a worker thread.
+
+        The point goes through the chosen image layer's ``world_to_data`` (no image layer: world
+        coordinates are image pixels) and is rounded to the pixel index; on a stack the slice is
+        the viewer's current one. The layer ``"<name> similarity"`` shows the similarity values
+        (1.0 at the query cell) with the colormap "inferno", from the 1st percentile to 1.0.
+
+        Parameters
+        ----------
+        position : sequence of float
+            World coordinates, as napari's ``event.position`` (all of the viewer's axes).
+
+        Returns
+        -------
+        FunctionWorker or None
+            None if nothing was started (a notification says why).
+        """
+        from napari.qt.threading import create_worker
+        from napari.utils.notifications import show_error, show_info
+
+        path = self._path()
+        if path is None:
+            show_error("embedview: choose an embedding file (.zarr folder) or an embeddings layer first.")
+            return None
+        if self._similarity_worker is not None:
+            show_info("embedview: the previous similarity map is still being computed; wait for it.")
+            return None
+        if self._viewer.dims.ndisplay != 2:
+            show_info("embedview: similarity clicks work in the 2D view; switch the viewer to 2D.")
+            return None
+        image = self.image_layer.value
+        pixel = _pixel_under(image, position, self._viewer.dims)
+        pixel_size = self.pixel_size.value or None
+        worker = create_worker(_similarity, path, pixel, pixel_size, _ignore_errors=True, _start_thread=False,
+                               _progress={"total": 0, "desc": f"Similarity in {layer_name(path)}"})
+        worker.returned.connect(lambda result: self._show_similarity(*result, path, image, pixel_size))
+        worker.finished.connect(self._similarity_finished)
+        self._similarity_worker = worker
+        worker.start()
+        return worker
+
+    def _similarity_finished(self) -> None:
+        self._similarity_worker = None
+
+    def _show_similarity(self, vis, point, error: str | None, path: str, image, pixel_size) -> None:
+        """Add or update ``"<name> similarity"`` over ``image`` (runs on the GUI thread)."""
+        if error is not None:
+            from napari.utils.notifications import show_warning
+
+            show_warning(f"embedview: {error}")
+            return
+        values = vis.components[..., 0]
+        kwargs = layer_kwargs(vis, path, name=f"{layer_name(path)} similarity",
+                              options={"point": list(point), "pixel_size": pixel_size})
+        kwargs.update(rgb=False, colormap="inferno", contrast_limits=_display_range(values))
+        scale, translate = kwargs["scale"], kwargs["translate"]
+        if len(point) == 3:  # a stack: the map covers the query's slice only, so it lies on that slice
+            values, scale, translate = values[None], (1.0, *scale), (float(point[0]), *translate)
+        kwargs["scale"], kwargs["translate"] = _on_layer(image, scale, translate)
+        self.add_or_update(values, kwargs)
+
+    def add_or_update(self, data, kwargs: dict):
+        """Update the layer named ``kwargs["name"]`` in place, or add it; returns the layer.
+
+        ``data`` is an RGB picture if ``kwargs["rgb"]``, else values drawn with
+        ``kwargs["contrast_limits"]`` (the colormap is set only when the layer is added).
+        """
         from napari.layers import Image
 
-        name = kwargs["name"]
+        name, rgb = kwargs["name"], bool(kwargs.get("rgb"))
         layer = self._viewer.layers[name] if name in self._viewer.layers else None
-        if not (isinstance(layer, Image) and layer.rgb and layer.ndim == rgb.ndim - 1):
-            return self._viewer.add_image(rgb, **kwargs)
+        if not (isinstance(layer, Image) and layer.rgb == rgb and layer.ndim == data.ndim - rgb):
+            return self._viewer.add_image(data, **kwargs)
         # geometry first, then data: the new picture is never drawn on the old grid
         layer.scale, layer.translate = kwargs["scale"], kwargs["translate"]
-        layer.data = rgb
+        layer.data = data
+        if "contrast_limits" in kwargs:
+            layer.contrast_limits = kwargs["contrast_limits"]
         layer.metadata = {**layer.metadata, **kwargs["metadata"]}
         return layer
 
@@ -195,6 +291,28 @@ def _on_layer(image, scale, translate) -> tuple[tuple, tuple]:
             tuple(t + s * v for t, s, v in zip(img_translate, img_scale, translate)))
 
 
+def _pixel_under(image, position, dims) -> tuple[int, ...]:
+    """Image pixel indices (all of the layer's axes) under a world point, on the current slice."""
+    import numpy as np
+
+    world = np.asarray(position, float)
+    if len(world) == dims.ndim:  # the slice shown, whatever the event carried for hidden axes
+        hidden = [axis for axis in range(dims.ndim) if axis not in dims.displayed]
+        world[hidden] = np.asarray(dims.point, float)[hidden]
+    data = world if image is None else np.asarray(image.world_to_data(world), float)
+    # napari's pixel i covers [i - 0.5, i + 0.5) around its centre
+    return tuple(int(v) for v in np.floor(data + 0.5))
+
+
+def _display_range(values) -> tuple[float, float]:
+    """Contrast limits of a similarity map: its 1st percentile to 1.0, as the core's colour ramp."""
+    import numpy as np
+
+    finite = values[np.isfinite(values)]
+    lo = float(np.percentile(finite, 1)) if finite.size else 0.0
+    return min(lo, 1.0 - 1e-6), 1.0
+
+
 def _check_shape(image, expected) -> None:
     if image is None:
         return
@@ -206,6 +324,22 @@ def _check_shape(image, expected) -> None:
             f"embedview: the image layer {image.name!r} has shape {list(shape)} but the embeddings "
             f"describe an image of {list(expected)}; the overlay will not match it, choose the "
             "image the embeddings were computed from.")
+
+
+def _similarity(path: str, pixel: tuple[int, ...], pixel_size):
+    """``(vis, point, None)``, or ``(None, None, message)`` for a point embedview cannot use (worker thread).
+
+    ``pixel`` holds every axis of the image layer; its trailing (y, x), or (z, y, x) for a
+    stack, are the query.
+    """
+    import embedview
+
+    try:
+        src = embedview.open_source(path)
+        point = tuple(pixel[-3:] if src.is_stack else pixel[-2:])
+        return embedview.similarity(src, point=point, pixel_size=pixel_size), point, None
+    except embedview.EmbedviewError as err:  # one sentence, no traceback: a plain notification
+        return None, None, str(err)
 
 
 def _compute(path: str, options: dict):
