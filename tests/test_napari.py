@@ -93,7 +93,7 @@ def test_fixture_copies_cover_the_shared_fixtures():
 def test_reader_opens_every_fixture(viewer, case):
     path = DATA / f"{case}.zarr"
     [layer] = viewer.open(str(path), plugin="embedview")
-    vis = embedview.visualize(path)
+    vis = embedview.visualize(path, pixel_size="fit")
     assert len(viewer.layers) == 1 and layer.name == case and layer.rgb
     np.testing.assert_array_equal(layer.data, vis.rgb)
     np.testing.assert_allclose(layer.scale, vis.scale)
@@ -112,12 +112,9 @@ def test_reader_opens_every_fixture(viewer, case):
     scale = np.asarray(layer.scale[-2:])
     first, last = world[0] - scale / 2, world[1] + scale / 2
     height_width = np.asarray(src.image_shape, float)
-    np.testing.assert_allclose(first, -0.5, atol=0.5)  # the first pixel starts where the image does
-    # the last pixel holds the image's last row/column and overhangs by less than a pixel; where
-    # the image is a whole number of pixels, the extents agree exactly
-    assert np.all(last >= height_width - 0.5 - 0.5) and np.all(last < height_width - 0.5 + scale)
-    whole = np.isclose(height_width / scale, np.round(height_width / scale))
-    np.testing.assert_allclose(last[whole], height_width[whole] - 0.5, atol=0.5)
+    # the layer covers exactly the image: [-0.5, n - 0.5] in napari's pixel-centre coordinates
+    np.testing.assert_allclose(first, -0.5, atol=0.5)
+    np.testing.assert_allclose(last, height_width - 0.5, atol=0.5)
 
 
 def test_reader_leaves_other_paths_alone(tmp_path, monkeypatch):
@@ -195,7 +192,7 @@ def test_widget_draws_over_the_image_layer_and_updates_it(viewer, qtbot, notes):
 
     _run(widget, qtbot)
     layer = viewer.layers["2d PCA"]
-    vis = embedview.visualize(path)
+    vis = embedview.visualize(path, pixel_size="fit")
     np.testing.assert_array_equal(layer.data, vis.rgb)
     np.testing.assert_allclose(layer.scale, np.multiply(image.scale, vis.scale))
     np.testing.assert_allclose(layer.translate, image.translate + image.scale * np.asarray(vis.translate))
@@ -233,7 +230,7 @@ def test_widget_uses_a_reader_layer_for_a_stack(viewer, qtbot, notes):
     widget.fit.value = "per_slice"
     _run(widget, qtbot)
     layer = viewer.layers["3d PCA"]
-    vis = embedview.visualize(path, fit="per_slice")
+    vis = embedview.visualize(path, fit="per_slice", pixel_size="fit")
     np.testing.assert_array_equal(layer.data, vis.rgb)
     np.testing.assert_allclose(layer.scale, vis.scale)
     assert "mean of 5 slices" in widget.variance.value
@@ -280,7 +277,7 @@ def test_overlay_lies_over_the_image_on_screen(qtbot, tmp_path):
     Image.fromarray(window).save(tmp_path / "napari_window.png")
     print(f"screenshot: {png} (whole window: {tmp_path / 'napari_window.png'})")
 
-    vis = embedview.visualize(DATA / "tiled2d.zarr")
+    vis = embedview.visualize(DATA / "tiled2d.zarr", pixel_size="fit")
     scale, translate = np.asarray(vis.scale), np.asarray(vis.translate)
     rows, cols = vis.rgb.shape[:2]
 
@@ -344,7 +341,7 @@ def test_similarity_click_draws_and_updates_the_map(viewer, qtbot, notes):
     world = lambda y, x: np.asarray(image.translate) + np.asarray(image.scale) * (y + 0.3, x - 0.4)  # noqa: E731
     _click(viewer, widget, qtbot, world(250, 400))
     layer = viewer.layers["2d similarity"]
-    sim = embedview.similarity(path, point=(250, 400))
+    sim = embedview.similarity(path, point=(250, 400), pixel_size="fit")
     np.testing.assert_array_equal(layer.data, sim.components[..., 0])
     assert not layer.rgb and layer.colormap.name == "inferno"
     np.testing.assert_allclose(layer.contrast_limits, [np.nanpercentile(layer.data, 1), 1.0])
@@ -359,7 +356,7 @@ def test_similarity_click_draws_and_updates_the_map(viewer, qtbot, notes):
     _click(viewer, widget, qtbot, world(20, 30))  # a second click updates the same layer
     assert [lyr.name for lyr in viewer.layers] == ["image", "2d similarity"]
     assert viewer.layers["2d similarity"] is layer
-    np.testing.assert_array_equal(layer.data, embedview.similarity(path, point=(20, 30)).components[..., 0])
+    np.testing.assert_array_equal(layer.data, embedview.similarity(path, point=(20, 30), pixel_size="fit").components[..., 0])
     np.testing.assert_allclose(layer.contrast_limits, [np.nanpercentile(layer.data, 1), 1.0])
     assert not notes
 
@@ -377,7 +374,7 @@ def test_similarity_click_on_a_stack_and_on_a_missing_tile(viewer, qtbot, notes)
     viewer.dims.set_current_step(0, 3)
     _click(viewer, widget, qtbot, (0.0, 120.2, 80.6))  # the slice comes from the viewer's dims
     layer = viewer.layers["3d similarity"]
-    sim = embedview.similarity(path, point=(3, 120, 81))
+    sim = embedview.similarity(path, point=(3, 120, 81), pixel_size="fit")
     assert layer.data.shape == (1, *sim.components.shape[:2])
     np.testing.assert_array_equal(layer.data[0], sim.components[..., 0])
     np.testing.assert_allclose(layer.scale, (2.0, *sim.scale))

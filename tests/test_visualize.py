@@ -297,3 +297,19 @@ def test_any_tiling_is_drawn_exactly(h, w, th, tw, hy, hx, p, seed):
     shown = syn.decode(vis.components, protos, vis.basis)
     assert (shown[:ys.size, :xs.size] == truth).all()
     assert (shown >= 0).all()  # and overhanging pixels are drawn too
+
+
+@pytest.mark.parametrize("shape", [(600, 900), (100, 2000), (1300, 700)])
+def test_fit_pixel_size_ends_exactly_at_the_image_edges(shape):
+    features = np.random.default_rng(0).normal(size=(1, 8, 64, 64)).astype(np.float32)
+    grid = embedview.visualize(features, original_size=shape)
+    fit = embedview.visualize(features, original_size=shape, pixel_size="fit")
+    assert fit.rgb.shape == grid.rgb.shape
+    for n, p, t, k in zip(shape, fit.scale, fit.translate, fit.rgb.shape[:2]):
+        assert t - p / 2 == pytest.approx(-0.5) and t + (k - 0.5) * p == pytest.approx(n - 0.5)
+    # Still exact: every pixel shows the cell under its centre, and each cell at most once per axis.
+    s = max(shape) / 64
+    rows = np.floor((np.arange(fit.rgb.shape[0]) + 0.5) * fit.scale[0] / s).astype(int)
+    np.testing.assert_array_equal(np.diff(rows), 1)
+    with pytest.raises(embedview.EmbedviewError, match="fit"):
+        embedview.visualize(features, original_size=shape, pixel_size="tight")

@@ -14,7 +14,6 @@ from ._colors import NORMALIZE_MODES, colour_ranges
 from ._engines import engine_for
 from ._errors import EmbedviewError
 from ._fit import Basis
-from ._geometry import OutputGrid
 from ._progress import progress_bar
 from ._sinks import MemorySink
 from ._sources import Source, open_source
@@ -77,8 +76,7 @@ def visualize_many(sources, n_components: int = 3, normalize: str = "robust", pi
     True
     """
     sources = _open_all(sources)
-    grids = [OutputGrid.for_image(s.image_shape, s.default_pixel_size() if pixel_size is None else pixel_size)
-             for s in sources]
+    grids = [s.output_grid(pixel_size) for s in sources]
     k = n_components if basis is None else basis.n_components
     shown = _rgb_components(rgb_components, k)
     sinks = [MemorySink(s.n_slices or 1, g, k) for s, g in zip(sources, grids)]

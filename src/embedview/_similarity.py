@@ -12,7 +12,6 @@ import contextlib
 import numpy as np
 
 from ._errors import EmbedviewError
-from ._geometry import OutputGrid
 from ._progress import progress_bar
 from ._selection import image_mask
 from ._sinks import MemorySink
@@ -95,7 +94,7 @@ def similarity(source, point=None, *, mask=None, z: int | None = None, pixel_siz
     if z is None:
         z = query_z if query_z is not None else ((src.n_slices // 2) if src.is_stack else None)
     pieces = _slice_pieces(src, z)
-    grid = OutputGrid.for_image(src.image_shape, src.default_pixel_size() if pixel_size is None else pixel_size)
+    grid = src.output_grid(pixel_size)
     sink = MemorySink(1, grid, 1)
     basis = CosineQuery(query)
     bar = progress_bar(len(pieces), progress, desc="similarity")

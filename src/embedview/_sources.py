@@ -111,6 +111,22 @@ class Source:
         full = tuple(t + 2 * h for t, h in zip(self.tiling.tile_shape, self.tiling.halo))
         return sam_cell_size(full, grid)
 
+    def output_grid(self, pixel_size=None):
+        """The output raster for ``pixel_size``: ``None`` the embedding grid (:meth:`default_pixel_size`);
+        ``"fit"`` that grid stretched per axis to end exactly at the image's edges (as many pixels,
+        each ``n / ceil(n / cell)``: a viewer's layer then covers exactly the image); else a size
+        in image pixels, ``P`` or ``(PY, PX)``."""
+        from ._geometry import OutputGrid
+
+        if pixel_size is None:
+            pixel_size = self.default_pixel_size()
+        elif isinstance(pixel_size, str):
+            if pixel_size != "fit":
+                raise EmbedviewError(f"pixel_size must be a number, a (y, x) pair, None or 'fit'; got {pixel_size!r}.")
+            cell = self.default_pixel_size()
+            pixel_size = tuple(Fraction(n, -(-Fraction(n) // cell)) for n in self.image_shape)
+        return OutputGrid.for_image(self.image_shape, pixel_size)
+
     def read_each(self, pieces: Iterable[Piece], ahead: int = 2) -> Iterator[tuple[Piece, np.ndarray]]:
         """Yield ``(piece, features)`` in order, reading the next ``ahead`` pieces meanwhile.
 

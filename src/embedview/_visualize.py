@@ -137,7 +137,8 @@ def visualize(
         over all channels.
     pixel_size : float or (float, float), optional
         Output pixel size in image pixels; default the embedding grid (for tiled inputs, the
-        cell size of a full interior tile). ``1`` draws at image resolution.
+        cell size of a full interior tile). ``1`` draws at image resolution. ``"fit"``: the
+        embedding grid stretched per axis to end exactly at the image's edges (for viewers).
     original_size : (int, int), optional
         Image size for plain arrays.
     rgb_components : tuple of int, optional
@@ -226,7 +227,7 @@ def visualize(
                basis, None if mask is None else image_mask(mask, src.shape),
                _foreground_options(foreground, foreground_threshold, foreground_side),
                _cluster_options(clusters, cluster_components, n_components, output))
-    grid = OutputGrid.for_image(src.image_shape, src.default_pixel_size() if pixel_size is None else pixel_size)
+    grid = src.output_grid(pixel_size)
     out = None
     if output is not None:
         from ._io import check_output

@@ -70,7 +70,8 @@ def read_embeddings(path: str | list[str]) -> list[tuple]:
     if isinstance(path, (list, tuple)):
         path = path[0]
     try:
-        vis = embedview.visualize(path)
+        # The embedding grid, stretched to end exactly at the image's edges: the layer covers the image.
+        vis = embedview.visualize(path, pixel_size="fit")
     except embedview.EmbedviewError as err:
         from napari.utils.notifications import show_error
 

@@ -68,7 +68,7 @@ class EmbeddingPCAWidget(Container):
         self.components = LineEdit(label="components (R, G, B)", value="0, 1, 2",
                                    tooltip="one to three principal components, counted from 0")
         self.pixel_size = FloatSpinBox(label="pixel size", value=0.0, min=0.0, max=1e6, step=1.0,
-                                       tooltip="output pixel size in image pixels; 0: the embedding grid")
+                                       tooltip="output pixel size in image pixels; 0: the embedding grid, fitted to the image")
         self.run_button = PushButton(text="Run")
         self.variance = Label(label="explained variance", value="")
         # room for three lines and the full width up front: the dock does not grow with the text
@@ -125,7 +125,7 @@ class EmbeddingPCAWidget(Container):
                 "separated by commas, e.g. '0, 1, 2'.")
         return {"n_components": max(shown) + 1, "fit": self.fit.value,
                 "normalize": self.normalize.value, "rgb_components": shown,
-                "pixel_size": self.pixel_size.value or None}
+                "pixel_size": self.pixel_size.value or "fit"}
 
     def _path(self) -> str | None:
         path = os.fspath(self.path.value or "")
@@ -224,7 +224,7 @@ class EmbeddingPCAWidget(Container):
             return None
         image = self.image_layer.value
         pixel = _pixel_under(image, position, self._viewer.dims)
-        pixel_size = self.pixel_size.value or None
+        pixel_size = self.pixel_size.value or "fit"
         worker = create_worker(_similarity, path, pixel, pixel_size, _ignore_errors=True, _start_thread=False,
                                _progress={"total": 0, "desc": f"Similarity in {layer_name(path)}"})
         worker.returned.connect(lambda result: self._show_similarity(*result, path, image, pixel_size))
