@@ -114,8 +114,9 @@ class Source:
     def output_grid(self, pixel_size=None):
         """The output raster for ``pixel_size``: ``None`` the embedding grid (:meth:`default_pixel_size`);
         ``"fit"`` that grid stretched per axis to end exactly at the image's edges (as many pixels,
-        each ``n / ceil(n / cell)``: a viewer's layer then covers exactly the image); else a size
-        in image pixels, ``P`` or ``(PY, PX)``."""
+        each ``n / ceil(n / cell)``: a viewer's layer then covers exactly the image; every cell lying
+        wholly on the image is shown, a partial last cell may give way to its neighbour); else a
+        size in image pixels, ``P`` or ``(PY, PX)``."""
         from ._geometry import OutputGrid
 
         if pixel_size is None:
