@@ -22,7 +22,8 @@ from embedview.napari._reader import get_reader  # noqa: E402
 from embedview.napari._screenshot import frame, show_overlay  # noqa: E402
 from embedview.napari._widget import EmbeddingPCAWidget  # noqa: E402
 
-DATA = Path(__file__).parent / "data" / "micro_sam"
+from _fixtures import DATA, copy_fixture  # noqa: E402
+
 SHARED = Path(__file__).parents[1].parent / "shared" / "fixtures" / "micro_sam"
 CASES = sorted(p.name[:-len(".zarr")] for p in DATA.glob("*.zarr"))
 
@@ -47,16 +48,6 @@ def notes():
     notification_manager.notification_ready.connect(record)
     yield seen
     notification_manager.notification_ready.disconnect(record)
-
-
-def _copy(case, tmp_path):
-    dst = tmp_path / f"{case}.zarr"
-    shutil.copytree(DATA / f"{case}.zarr", dst)
-    for root, dirs, files in os.walk(dst):  # the fixtures may be read-only
-        for name in dirs + files:
-            os.chmod(os.path.join(root, name), 0o755)
-    return dst
-
 
 # ---- import and manifest -----------------------------------------------------------------------
 
@@ -137,7 +128,7 @@ def test_reader_leaves_other_paths_alone(tmp_path, monkeypatch):
 def test_reader_decides_from_metadata_only(tmp_path, monkeypatch):
     import zarr
 
-    path = _copy("2d", tmp_path)
+    path = copy_fixture("2d", tmp_path)
     shutil.rmtree(path / "features" / "c")  # no feature chunks at all
     monkeypatch.setattr(zarr, "open_group", lambda *a, **k: pytest.fail("zarr was opened to decide"))
     monkeypatch.setattr(zarr, "open", lambda *a, **k: pytest.fail("zarr was opened to decide"))
@@ -160,7 +151,7 @@ def _drop_attribute(path):
 @pytest.mark.parametrize("damage", [_truncate_a_chunk, _drop_attribute,
                                     lambda p: shutil.rmtree(p / "features")])
 def test_reader_reports_a_damaged_container(viewer, notes, tmp_path, damage):
-    path = _copy("2d", tmp_path)
+    path = copy_fixture("2d", tmp_path)
     damage(path)
     assert callable(get_reader(str(path)))
     layers = viewer.open(str(path), plugin="embedview")  # no exception
@@ -246,7 +237,7 @@ def test_widget_reports_problems_as_notifications(viewer, qtbot, notes, tmp_path
     assert widget.run() is None
     widget.components.value = "0, 1, 2"
     _run(widget, qtbot)  # shape mismatch: drawn, with a warning
-    damaged = _copy("2d", tmp_path)
+    damaged = copy_fixture("2d", tmp_path)
     _truncate_a_chunk(damaged)
     widget.path.value = damaged
     _run(widget, qtbot)

@@ -1,7 +1,6 @@
 """Opening sources: layouts, metadata only, and clear errors for bad input."""
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -16,8 +15,7 @@ from embedview._geometry import Tiling
 from embedview._demo import write_micro_sam_embeddings
 
 import _synthetic as syn
-
-DATA = Path(__file__).parent / "data" / "micro_sam"
+from _fixtures import DATA, copy_fixture
 
 
 @pytest.mark.parametrize("case, layout, shape, n_pieces", [
@@ -36,16 +34,6 @@ def test_fixture_layouts(case, layout, shape, n_pieces):
         assert src.present_tiles == (0, 1) and src.missing_tiles == (2, 3, 4, 5)
         vis = embedview.visualize(DATA / f"{case}.zarr")
         assert vis.valid.any() and not vis.valid.all()
-
-
-def _copy(case, tmp_path):
-    dst = tmp_path / f"{case}.zarr"
-    shutil.copytree(DATA / f"{case}.zarr", dst)
-    for root, dirs, files in os.walk(dst):  # the fixtures may be read-only
-        for name in dirs + files:
-            os.chmod(os.path.join(root, name), 0o755)
-    return dst
-
 
 def test_not_a_container(tmp_path):
     with pytest.raises(EmbedviewError, match="does not exist"):
@@ -68,7 +56,7 @@ def test_not_a_container(tmp_path):
     ("tiled2d", "features", "shape"),
 ])
 def test_missing_attribute(tmp_path, case, node, key):
-    path = _copy(case, tmp_path)
+    path = copy_fixture(case, tmp_path)
     meta = path / node / "zarr.json"
     doc = json.loads(meta.read_text())
     del doc["attributes"][key]
@@ -78,7 +66,7 @@ def test_missing_attribute(tmp_path, case, node, key):
 
 
 def test_inconsistent_tile_metadata(tmp_path):
-    path = _copy("tiled2d", tmp_path)
+    path = copy_fixture("tiled2d", tmp_path)
     meta = path / "features" / "3" / "zarr.json"
     doc = json.loads(meta.read_text())
     doc["attributes"]["original_size"] = [100, 100]
@@ -90,7 +78,7 @@ def test_inconsistent_tile_metadata(tmp_path):
 @pytest.mark.parametrize("case, chunk", [("2d", "features/c/0/0/0/0"), ("2d_zarr2", "features/0.0.0.0"),
                                          ("tiled2d", "features/4/c/0/0/0/0")])
 def test_truncated_chunk(tmp_path, case, chunk):
-    path = _copy(case, tmp_path)
+    path = copy_fixture(case, tmp_path)
     data = (path / chunk).read_bytes()
     (path / chunk).write_bytes(data[: len(data) // 3])
     with pytest.raises(EmbedviewError, match="could not read the features of .* damaged"):
@@ -98,7 +86,7 @@ def test_truncated_chunk(tmp_path, case, chunk):
 
 
 def test_opening_reads_no_features(tmp_path):
-    path = _copy("tiled2d", tmp_path)
+    path = copy_fixture("tiled2d", tmp_path)
     for tile in range(6):
         shutil.rmtree(path / "features" / str(tile) / "c")
     src = open_source(path)  # metadata is intact: opening succeeds
