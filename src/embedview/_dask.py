@@ -341,7 +341,7 @@ def local_cluster(n_workers: int, **kwargs):
     import dask
     import distributed
 
-    options = dict(threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR)
+    options = dict(threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.ERROR)
     with dask.config.set({f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in WORKER_ENVIRON.items()}):
         return distributed.LocalCluster(n_workers=n_workers, **{**options, **kwargs})
 
