@@ -51,13 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slice", type=int, default=None, metavar="Z", help="slice of a stack for the figure (default: the middle one)")
     p.add_argument("--fit", choices=("joint", "per_slice"), default="joint",
                    help="joint: one PCA for all slices and tiles (default); per_slice: one per slice, as micro_sam")
-    p.add_argument("--normalize", choices=("robust", "channel", "global"), default="robust",
-                   help="colour ranges: 1st-99th percentile per channel (default), min-max per channel, "
-                        "or one min-max for all channels (micro_sam's)")
     p.add_argument("--pixel-size", type=_pixel_size, default=None, metavar="P",
                    help="output pixel size in image pixels, P or PY,PX (default: one embedding cell; 1: image resolution)")
-    p.add_argument("--components", type=_positive_int, default=3, metavar="N", dest="n_components",
-                   help="principal components to compute (default 3)")
+    _add_pca(p)
     p.add_argument("--rgb-components", type=_int_list, default=None, metavar="I,J,K",
                    help="components shown as red, green, blue (default 0,1,2)")
     p.add_argument("--basis", metavar="BASIS.npz", help="apply a basis saved by `embedview fit` instead of fitting one")
@@ -93,10 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "gives a material the same colour in every picture.")
     p.add_argument("embeddings", nargs="+", help="embedding files of one model")
     p.add_argument("-o", "--output", required=True, metavar="BASIS.npz", help="where to save the basis")
-    p.add_argument("--components", type=_positive_int, default=3, metavar="N", dest="n_components",
-                   help="principal components to keep (default 3)")
-    p.add_argument("--normalize", choices=("robust", "channel", "global"), default="robust",
-                   help="how the colour ranges are taken (default robust)")
+    _add_pca(p)
     _add_common(p)
     _add_geometry(p)
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
@@ -137,6 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=_demo_command)
     return parser
+
+
+def _add_pca(p) -> None:
+    p.add_argument("--components", type=_positive_int, default=3, metavar="N", dest="n_components",
+                   help="principal components to compute (default 3)")
+    p.add_argument("--normalize", choices=("robust", "channel", "global"), default="robust",
+                   help="colour ranges: 1st-99th percentile per channel (default), min-max per channel, "
+                        "or one min-max for all channels (micro_sam's)")
 
 
 def _add_common(p) -> None:
