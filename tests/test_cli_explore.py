@@ -75,10 +75,13 @@ def test_several_inputs_share_one_basis(tmp_path, capsys, data):
     np.testing.assert_array_equal(embedview.read_image(tmp_path / "cmp" / "b.png"), b.rgb)
     side = embedview.read_image(tmp_path / "cmp" / "side_by_side.png")
     assert side.shape[1] > 2 * 180
-    # Different models: each its own basis, on request.
-    run_fails(capsys, "render", paths["a"], paths["other_model"], "-o", tmp_path / "mixed")
-    run_ok(capsys, "render", paths["a"], paths["other_model"], "-o", tmp_path / "mixed", "--separate-bases", "-q")
-    assert (tmp_path / "mixed" / "side_by_side.png").exists()
+    # Different models: each its own basis (automatic when the channel counts differ).
+    err = run_ok(capsys, "render", paths["a"], paths["other_model"], "-o", tmp_path / "mixed")
+    assert "each gets its own basis" in err and (tmp_path / "mixed" / "side_by_side.png").exists()
+    np.testing.assert_array_equal(embedview.read_image(tmp_path / "mixed" / "other.png"),
+                                  embedview.visualize(paths["other_model"]).rgb)
+    run_ok(capsys, "render", paths["a"], paths["b"], "-o", tmp_path / "same", "--separate-bases", "-q")
+    np.testing.assert_array_equal(embedview.read_image(tmp_path / "same" / "b.png"), embedview.visualize(paths["b"]).rgb)
     run_fails(capsys, "render", paths["a"], paths["b"], "-o", tmp_path / "c.png")
     run_fails(capsys, "render", paths["a"], paths["b"], "-o", tmp_path / "d", "--clusters", "3")
 

@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="components shown as red, green, blue (default 0,1,2)")
     p.add_argument("--basis", metavar="BASIS.npz", help="apply a basis saved by `embedview fit` instead of fitting one")
     p.add_argument("--separate-bases", action="store_true",
-                   help="with several inputs: fit each on its own (e.g. embeddings of different models)")
+                   help="with several inputs: fit each on its own (embeddings of different models; "
+                        "automatic when their channel counts differ)")
     p.add_argument("--mask", metavar="MASK", help="image-sized label/bool mask (.npy, .tif, .png): fit only "
                                                   "on cells under it, draw the rest dark")
     p.add_argument("--foreground", choices=("auto",), default=None,
@@ -351,6 +352,15 @@ def render_many(embeddings: list, out_dir, *, separate_bases: bool = False, fmt:
             _refuse_overwriting(paths[-1], e, "the embeddings")
     side = check_output(out / "side_by_side.png")
     progress = not quiet
+    channels = sorted({src.n_channels for src in sources})
+    if len(channels) > 1 and not separate_bases:
+        if "basis" in options:
+            raise EmbedviewError(f"the inputs have {' and '.join(map(str, channels))} channels: one --basis "
+                                 "cannot apply to all of them; render each model's embeddings on their own.")
+        separate_bases = True  # different channel counts: different models, different spaces
+        if not quiet:
+            print(f"embedview: the inputs have {' and '.join(map(str, channels))} channels (different "
+                  "models): each gets its own basis", file=sys.stderr)
     if separate_bases:
         visualizations = [visualize(src, progress=progress, **options) for src in sources]
     else:
