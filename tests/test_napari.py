@@ -403,3 +403,17 @@ def test_similarity_click_from_the_canvas_until_the_widget_goes(viewer, qtbot):
     with qtbot.waitSignal(widget.native.destroyed):
         widget.native.deleteLater()
     assert widget._on_click not in viewer.mouse_drag_callbacks
+
+
+@pytest.mark.parametrize("case, pixel_size", [("tiled3d", None), ("2d", 1)])
+def test_reader_opens_embedview_ome_zarr_pictures_in_place(viewer, tmp_path, case, pixel_size):
+    out = tmp_path / f"{case}_pca.zarr"
+    vis = embedview.visualize(DATA / f"{case}.zarr", pixel_size=pixel_size)
+    embedview.visualize(DATA / f"{case}.zarr", pixel_size=pixel_size, output=out)
+    assert get_reader(str(out)) is not None
+    [layer] = viewer.open(str(out), plugin="embedview")
+    assert layer.rgb and layer.multiscale == (pixel_size == 1)
+    level0 = layer.data[0] if layer.multiscale else layer.data
+    np.testing.assert_array_equal(np.asarray(level0), vis.rgb)
+    np.testing.assert_allclose(layer.scale, vis.scale)
+    np.testing.assert_allclose(layer.translate, vis.translate)

@@ -59,6 +59,19 @@ def is_micro_sam_container(path: str | os.PathLike) -> bool:
     return has_features and all(key in attrs for key in _SIZE_KEYS)
 
 
+def is_embedview_picture(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is an OME-Zarr picture written by embedview (``render -o X.zarr``).
+
+    Examples
+    --------
+    >>> is_embedview_picture("/nonexistent.zarr")
+    False
+    """
+    path = os.fspath(path)
+    attrs = _root_attributes(path) if os.path.isdir(path) else None
+    return isinstance(attrs, dict) and "multiscales" in attrs and isinstance(attrs.get("embedview"), dict)
+
+
 def _root_attributes(path: str) -> dict | None:
     """The root group's attributes from ``zarr.json`` (v3) or ``.zattrs`` (v2); None if not a group."""
     v3 = os.path.join(path, "zarr.json")

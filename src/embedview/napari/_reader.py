@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-from ._detect import is_micro_sam_container
+from ._detect import is_embedview_picture, is_micro_sam_container
 
 #: Overlay defaults: half opacity over the image, so both stay readable on a grey image.
 OVERLAY_OPACITY = 0.5
@@ -14,7 +14,8 @@ OVERLAY_BLENDING = "translucent"
 
 
 def get_reader(path: str | list[str]) -> Callable[[Any], list[tuple]] | None:
-    """Return a reader for a micro_sam embedding container, or None for anything else.
+    """Return a reader for a micro_sam embedding container or an embedview OME-Zarr picture,
+    or None for anything else.
 
     Only JSON metadata is read to decide (see :func:`~embedview.napari.is_micro_sam_container`),
     so other ``.zarr`` folders are left to other readers at no cost.
@@ -38,9 +39,38 @@ def get_reader(path: str | list[str]) -> Callable[[Any], list[tuple]] | None:
         if len(path) != 1:
             return None
         path = path[0]
-    if not isinstance(path, (str, os.PathLike)) or not is_micro_sam_container(path):
+    if not isinstance(path, (str, os.PathLike)):
         return None
-    return read_embeddings
+    if is_micro_sam_container(path):
+        return read_embeddings
+    if is_embedview_picture(path):
+        return read_picture
+    return None
+
+
+def read_picture(path: str | list[str]) -> list[tuple]:
+    """Open an embedview OME-Zarr picture lazily: one multiscale RGB layer, placed by its metadata.
+
+    (Generic OME-Zarr readers split the channels into three layers, and some drop the
+    translation; this keeps the picture one RGB layer, exactly where it belongs.)
+    """
+    import dask.array as da
+    import zarr
+
+    if isinstance(path, (list, tuple)):
+        path = path[0]
+    root = zarr.open_group(os.fspath(path), mode="r")
+    attrs = dict(root.attrs)
+    (multiscale,) = attrs["multiscales"][:1]
+    levels = [da.moveaxis(da.from_zarr(root[d["path"]]), 0, -1) for d in multiscale["datasets"]]
+    first = multiscale["datasets"][0]["coordinateTransformations"]
+    scale = next(t["scale"] for t in first if t["type"] == "scale")[1:]
+    translate = next(t["translation"] for t in first if t["type"] == "translation")[1:]
+    meta = attrs["embedview"]
+    return [(levels if len(levels) > 1 else levels[0],
+             {"name": layer_name(path), "rgb": True, "multiscale": len(levels) > 1,
+              "scale": tuple(scale), "translate": tuple(translate), "opacity": OVERLAY_OPACITY,
+              "blending": OVERLAY_BLENDING, "metadata": {"embedview": meta}}, "image")]
 
 
 def read_embeddings(path: str | list[str]) -> list[tuple]:
