@@ -120,6 +120,21 @@ class DaskExecutor:
 
         ``select`` (a cell selection, see :mod:`embedview._selection`) travels to the workers.
         """
+        return self.fit_many([group], n_components, nonfinite, outliers, sample, bar, select)[0]
+
+    def fit_many(self, groups: list[list[Piece]], n_components: int, nonfinite: str, outliers: str,
+                 sample: int | None, bar=None, select=None) -> list[Basis]:
+        """One basis per group (``fit="per_slice"``), all groups' trees computed together."""
+        roots, sizes, leaves = [], {}, []
+        for group in groups:
+            root, group_sizes, group_leaves = self._fit_graph(group, nonfinite, outliers, sample, select)
+            roots.append(root)
+            sizes.update(group_sizes)
+            leaves += group_leaves
+        return [acc.basis(n_components) for acc in self._backend.compute(roots, bar, sizes, leaves)]
+
+    def _fit_graph(self, group, nonfinite, outliers, sample, select):
+        """The tree of tasks fitting ``group``: its root, and its leaves with their piece counts."""
         from ._visualize import FitPlan
 
         dask = _import_dask()
@@ -146,8 +161,7 @@ class DaskExecutor:
                                                       dask_key_name=f"embedview-merge-{token}-{depth}-{j}")
                      if j + 1 < len(level) else level[j] for j in range(0, len(level), 2)]
         sizes = {leaf.key: len(batch) for leaf, batch in zip(leaves, batches)}
-        (acc,) = self._backend.compute([level[0]], bar, sizes, leaves)
-        return acc.basis(n_components)
+        return level[0], sizes, leaves
 
     def project(self, group: list[Piece], basis: Basis, rate: float, nonfinite: str, bar=None,
                 select=None) -> Iterator[tuple[Piece, np.ndarray, np.ndarray]]:

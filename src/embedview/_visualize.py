@@ -304,12 +304,12 @@ def _run(src, groups, executor, sink, job: _Job, progress) -> tuple[tuple, tuple
     bar = progress_bar(passes * len(pieces), progress, desc="embedview")
     bases, selections, centres = [], [], []
     with blas_threads(), contextlib.closing(bar):
-        for group in groups:
+        fitted = [job.basis] * len(groups)
+        if job.basis is None:  # every group's fit at once: a cluster fits the slices in parallel
+            fitted = executor.fit_many(groups, job.n_components, job.nonfinite, job.outliers, job.fit_sample,
+                                       bar, select=job.mask)
+        for group, basis in zip(groups, fitted):
             rate, select = range_sample_rate(group), job.mask
-            basis = job.basis
-            if basis is None:
-                basis = executor.fit(group, job.n_components, job.nonfinite, job.outliers, job.fit_sample,
-                                     bar, select=select)
             if job.foreground is not None:
                 first = _project_all(executor, group, basis, rate, job, bar, select, lambda *a: None)
                 select = Foreground(basis, choose_threshold(first[:, 0], **job.foreground), job.mask)
@@ -376,7 +376,7 @@ def _cluster_options(clusters, components, n_components, output) -> tuple | None
 class LocalExecutor:
     """Runs the passes in this process: pieces are read ahead in threads while the engine computes.
 
-    Other executors (Dask) offer the same three methods.
+    Other executors (Dask) offer the same methods.
     """
 
     def __init__(self, src: Source, engine=None):
@@ -395,6 +395,10 @@ class LocalExecutor:
             yield piece, projected, sample
             if bar is not None:
                 bar.update()
+
+    def fit_many(self, groups: list[list[Piece]], n_components: int, nonfinite: str, outliers: str,
+                 sample: int | None, bar=None, select=None) -> list[Basis]:
+        return [self.fit(g, n_components, nonfinite, outliers, sample, bar, select) for g in groups]
 
     def map(self, fn, items) -> list:
         return [fn(*item) for item in items]
