@@ -27,6 +27,7 @@ same path.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import functools
 import os
 import threading
@@ -166,18 +167,35 @@ class DaskExecutor:
     def project(self, group: list[Piece], basis: Basis, rate: float, nonfinite: str, bar=None,
                 select=None) -> Iterator[tuple[Piece, np.ndarray, np.ndarray]]:
         """Yield ``(piece, projected, range sample)`` for each piece of ``group``, in order."""
+        return next(self.project_many([group], [basis], [rate], nonfinite, bar, select))
+
+    def project_many(self, groups, bases, rates, nonfinite: str, bar=None, select=None):
+        """For each group in turn, an iterator of its ``(piece, projected, range sample)``.
+
+        Every group's tasks are submitted at once (slices project in parallel); results come
+        back in order, so consume each group's iterator before the next.
+        """
         dask = _import_dask()
-        numbered = list(enumerate(group))
-        batches = _split(numbered, self._backend.slots() * self.batches_per_slot)
-        token = uuid.uuid4().hex[:12]
-        job = _literal(dask, self._job, f"embedview-job-{token}")
-        shared = _literal(dask, (basis, select), f"embedview-basis-{token}")
-        tasks = [dask.delayed(_project, pure=False)(job, batch, shared, rate, nonfinite,
-                                                    dask_key_name=f"embedview-project-{token}-{j}")
-                 for j, batch in enumerate(batches)]
-        for batch, results in zip(batches, self._backend.stream(tasks, bar, [len(b) for b in batches])):
-            for (_, piece), (projected, sample) in zip(batch, results):
-                yield piece, projected, sample
+        tasks, batches = [], []
+        for group, basis, rate in zip(groups, bases, rates):
+            numbered = list(enumerate(group))
+            group_batches = _split(numbered, self._backend.slots() * self.batches_per_slot)
+            token = uuid.uuid4().hex[:12]
+            job = _literal(dask, self._job, f"embedview-job-{token}")
+            shared = _literal(dask, (basis, select), f"embedview-basis-{token}")
+            tasks += [dask.delayed(_project, pure=False)(job, batch, shared, rate, nonfinite,
+                                                         dask_key_name=f"embedview-project-{token}-{j}")
+                      for j, batch in enumerate(group_batches)]
+            batches += group_batches
+
+        def ordered():
+            for batch, results in zip(batches, self._backend.stream(tasks, bar, [len(b) for b in batches])):
+                for (_, piece), (projected, sample) in zip(batch, results):
+                    yield piece, projected, sample
+
+        stream = ordered()
+        for group in groups:
+            yield itertools.islice(stream, len(group))
 
     def map(self, fn, items) -> list:
         """``[fn(*item) for item in items]``, one task per item; ``fn`` is shipped once."""

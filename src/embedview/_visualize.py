@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -308,15 +309,22 @@ def _run(src, groups, executor, sink, job: _Job, progress) -> tuple[tuple, tuple
         if job.basis is None:  # every group's fit at once: a cluster fits the slices in parallel
             fitted = executor.fit_many(groups, job.n_components, job.nonfinite, job.outliers, job.fit_sample,
                                        bar, select=job.mask)
-        for group, basis in zip(groups, fitted):
-            rate, select = range_sample_rate(group), job.mask
+        rates = [range_sample_rate(group) for group in groups]
+        # Without the foreground pass the bases are final: every group's projection can start at once.
+        projections = (executor.project_many(groups, fitted, rates, job.nonfinite, bar, select=job.mask)
+                       if job.foreground is None else None)
+        for group, basis, rate in zip(groups, fitted, rates):
+            select = job.mask
             if job.foreground is not None:
                 first = _project_all(executor, group, basis, rate, job, bar, select, lambda *a: None)
                 select = Foreground(basis, choose_threshold(first[:, 0], **job.foreground), job.mask)
                 basis = executor.fit(group, job.n_components, job.nonfinite, job.outliers, job.fit_sample,
                                      bar, select=select)
-            samples = _project_all(executor, group, basis, rate, job, bar, select,
-                                   lambda piece, projected: sink.place(index[id(piece)], piece, projected))
+            place = lambda piece, projected: sink.place(index[id(piece)], piece, projected)  # noqa: E731
+            if projections is not None:
+                samples = _collect(next(projections), basis, place)
+            else:
+                samples = _project_all(executor, group, basis, rate, job, bar, select, place)
             if job.basis is None:
                 basis = basis.with_ranges(*colour_ranges(samples, job.normalize, basis.scale_reference))
             bases.append(basis)
@@ -332,8 +340,13 @@ def _run(src, groups, executor, sink, job: _Job, progress) -> tuple[tuple, tuple
 
 def _project_all(executor, group, basis, rate, job, bar, select, place) -> np.ndarray:
     """Project every piece of ``group`` into ``place``; return the range sample ``(n, k)``."""
+    return _collect(executor.project(group, basis, rate, job.nonfinite, bar, select=select), basis, place)
+
+
+def _collect(projected_pieces, basis, place) -> np.ndarray:
+    """Place each ``(piece, projected, sample)``; return the samples stacked ``(n, k)``."""
     samples = []
-    for piece, projected, sample in executor.project(group, basis, rate, job.nonfinite, bar, select=select):
+    for piece, projected, sample in projected_pieces:
         place(piece, projected)
         samples.append(sample)
     return np.concatenate(samples) if samples else np.empty((0, basis.n_components), np.float32)
@@ -398,7 +411,34 @@ class LocalExecutor:
 
     def fit_many(self, groups: list[list[Piece]], n_components: int, nonfinite: str, outliers: str,
                  sample: int | None, bar=None, select=None) -> list[Basis]:
-        return [self.fit(g, n_components, nonfinite, outliers, sample, bar, select) for g in groups]
+        """One basis per group, from one stream of reads (read-ahead crosses the groups)."""
+        if len(groups) == 1:
+            return [self.fit(groups[0], n_components, nonfinite, outliers, sample, bar, select)]
+        plans = [FitPlan.for_pieces(g, sample, outliers) for g in groups]
+        accs = [plan.accumulator(self.src, self.engine) for plan in plans]
+        flat = [(g, i, p) for g, group in enumerate(groups) for i, p in enumerate(group)]
+        for (g, i, piece), (_, x) in zip(flat, self.src.read_each([p for _, _, p in flat])):
+            plans[g].add(accs[g], self.src, i, piece, x, nonfinite, select)
+            if bar is not None:
+                bar.update()
+        return [acc.basis(n_components) for acc in accs]
+
+    def project_many(self, groups, bases, rates, nonfinite: str, bar=None, select=None):
+        """For each group in turn, an iterator of its ``(piece, projected, range sample)``, from one
+        stream of reads (read-ahead crosses the groups); consume each before the next."""
+        flat = [(g, i, p) for g, group in enumerate(groups) for i, p in enumerate(group)]
+
+        def ordered():
+            for (g, i, piece), (_, x) in zip(flat, self.src.read_each([p for _, _, p in flat])):
+                projected, sample = project_piece(self.engine, bases[g], self.src, piece, x, rates[g], i,
+                                                  nonfinite, select)
+                if bar is not None:
+                    bar.update()
+                yield piece, projected, sample
+
+        stream = ordered()
+        for group in groups:
+            yield itertools.islice(stream, len(group))
 
     def map(self, fn, items) -> list:
         return [fn(*item) for item in items]
@@ -446,23 +486,31 @@ class FitPlan:
 
         ``select`` (see :mod:`embedview._selection`) keeps only the cells it selects.
         """
-        acc = engine.accumulator(src.n_channels, expected_cells=self.expected)
-        acc.shift, acc.bar = shift, outlier_bar
+        acc = self.accumulator(src, engine, shift, outlier_bar)
         for (i, piece), (_, x) in zip(indexed, src.read_each([p for _, p in indexed])):
-            block = x[(slice(None),) + piece.fit_cells].reshape(x.shape[0], -1)
-            if select is not None:
-                block = block[:, select.cells(piece, x)[piece.fit_cells].ravel()]
-            chosen = block
-            if self.rate < 1.0:
-                keep = np.random.default_rng((FIT_SAMPLE_SEED, i)).random(block.shape[1]) < self.rate
-                chosen = np.ascontiguousarray(block[:, keep])
-            if not acc.add(chosen):
-                if nonfinite == "raise":
-                    _raise_nonfinite(src, piece, block)
-                acc.add(np.ascontiguousarray(chosen[:, np.isfinite(chosen).all(axis=0)]))
+            self.add(acc, src, i, piece, x, nonfinite, select)
             if bar is not None:
                 bar.update()
         return acc
+
+    def accumulator(self, src: Source, engine, shift=None, outlier_bar=None):
+        acc = engine.accumulator(src.n_channels, expected_cells=self.expected)
+        acc.shift, acc.bar = shift, outlier_bar
+        return acc
+
+    def add(self, acc, src: Source, i: int, piece: Piece, x: np.ndarray, nonfinite: str, select=None) -> None:
+        """Add the drawn (selected, sampled) cells of piece number ``i`` of the group to ``acc``."""
+        block = x[(slice(None),) + piece.fit_cells].reshape(x.shape[0], -1)
+        if select is not None:
+            block = block[:, select.cells(piece, x)[piece.fit_cells].ravel()]
+        chosen = block
+        if self.rate < 1.0:
+            keep = np.random.default_rng((FIT_SAMPLE_SEED, i)).random(block.shape[1]) < self.rate
+            chosen = np.ascontiguousarray(block[:, keep])
+        if not acc.add(chosen):
+            if nonfinite == "raise":
+                _raise_nonfinite(src, piece, block)
+            acc.add(np.ascontiguousarray(chosen[:, np.isfinite(chosen).all(axis=0)]))
 
 
 def range_sample_rate(pieces: list[Piece]) -> float:
