@@ -27,7 +27,6 @@ same path.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import functools
 import os
 import threading
@@ -175,6 +174,8 @@ class DaskExecutor:
         Every group's tasks are submitted at once (slices project in parallel); results come
         back in order, so consume each group's iterator before the next.
         """
+        from ._visualize import per_group
+
         dask = _import_dask()
         tasks, batches = [], []
         for group, basis, rate in zip(groups, bases, rates):
@@ -193,9 +194,7 @@ class DaskExecutor:
                 for (_, piece), (projected, sample) in zip(batch, results):
                     yield piece, projected, sample
 
-        stream = ordered()
-        for group in groups:
-            yield itertools.islice(stream, len(group))
+        return per_group(ordered(), groups)
 
     def map(self, fn, items) -> list:
         """``[fn(*item) for item in items]``, one task per item; ``fn`` is shipped once."""

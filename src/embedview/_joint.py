@@ -18,8 +18,8 @@ from ._progress import progress_bar
 from ._sinks import MemorySink
 from ._sources import Source, open_source
 from ._threads import blas_threads
-from ._visualize import (RANGE_SAMPLE_CELLS, FitPlan, LocalExecutor, Visualization, _check_choice,
-                         _n_cells, _rgb_components)
+from ._visualize import (FitPlan, LocalExecutor, Visualization, _check_choice, _rgb_components,
+                         check_n_components, range_sample_rate)
 
 
 def fit_basis(sources, n_components: int = 3, normalize: str = "robust", *, nonfinite: str = "raise",
@@ -50,7 +50,7 @@ def fit_basis(sources, n_components: int = 3, normalize: str = "robust", *, nonf
     (8192, True)
     """
     sources = _open_all(sources)
-    return _joint(sources, n_components, normalize, nonfinite, outliers, device, progress, sinks=None)[0]
+    return _joint(sources, n_components, normalize, nonfinite, outliers, device, progress, sinks=None)
 
 
 def visualize_many(sources, n_components: int = 3, normalize: str = "robust", pixel_size=None, *,
@@ -80,7 +80,7 @@ def visualize_many(sources, n_components: int = 3, normalize: str = "robust", pi
     k = n_components if basis is None else basis.n_components
     shown = _rgb_components(rgb_components, k)
     sinks = [MemorySink(s.n_slices or 1, g, k) for s, g in zip(sources, grids)]
-    basis = _joint(sources, n_components, normalize, nonfinite, outliers, device, progress, sinks, basis)[0]
+    basis = _joint(sources, n_components, normalize, nonfinite, outliers, device, progress, sinks, basis)
     out = []
     for src, grid, sink in zip(sources, grids, sinks):
         sink.colour(range(src.n_slices or 1), basis, shown)
@@ -108,42 +108,36 @@ def _open_all(sources) -> list[Source]:
 
 
 def _joint(sources, n_components, normalize, nonfinite, outliers, device, progress, sinks, basis=None):
+    """Fit (unless ``basis`` is given) over all ``sources``, then project each into its sink
+    (``sinks`` None: only for the colour ranges); return the basis with its colour ranges."""
     _check_choice("normalize", normalize, NORMALIZE_MODES)
-    c = sources[0].n_channels
-    if basis is None and (not isinstance(n_components, (int, np.integer)) or not 1 <= n_components <= c):
-        raise EmbedviewError(f"n_components={n_components!r} is not possible for features with {c} channels; "
-                             f"choose 1 to {c}.")
+    fitting = basis is None
+    if fitting:
+        check_n_components(n_components, sources[0].n_channels)
     engine = engine_for(device)
-    executors = [LocalExecutor(s, engine) for s in sources]
-    n_pieces = sum(len(s.pieces()) for s in sources)
-    bar = progress_bar((1 if basis is None else 0) * n_pieces + (n_pieces if sinks or basis is None else 0),
-                       progress, desc="embedview")
-    total = sum(_n_cells(p.fit_cells) for s in sources for p in s.pieces())
-    rate = min(1.0, RANGE_SAMPLE_CELLS / max(1, total))
+    pieces = [p for s in sources for p in s.pieces()]
+    bar = progress_bar((1 + fitting) * len(pieces), progress, desc="embedview")
+    rate = range_sample_rate(pieces)
     with blas_threads(), contextlib.closing(bar):
-        if basis is None:
+        if fitting:
             basis = _fit_all(sources, n_components, nonfinite, outliers, engine, bar)
-            need_ranges = True
-        else:
-            need_ranges = False
         samples = []
-        if sinks is not None or need_ranges:
-            for i, (src, executor) in enumerate(zip(sources, executors)):
-                for piece, projected, sample in executor.project(src.pieces(), basis, rate, nonfinite, bar):
-                    if sinks is not None:
-                        sinks[i].place(0, piece, projected)
-                    samples.append(sample)
-        if need_ranges:
+        for i, src in enumerate(sources):
+            for piece, projected, sample in LocalExecutor(src, engine).project(src.pieces(), basis, rate,
+                                                                               nonfinite, bar):
+                if sinks is not None:
+                    sinks[i].place(0, piece, projected)
+                samples.append(sample)
+        if fitting:
             samples = np.concatenate(samples) if samples else np.empty((0, basis.n_components), np.float32)
             basis = basis.with_ranges(*colour_ranges(samples, normalize, basis.scale_reference))
-    return basis, samples
+    return basis
 
 
 def _fit_all(sources, n_components, nonfinite, outliers, engine, bar) -> Basis:
     """One accumulator state over every input: partial sums per input share the first's shift."""
     acc = None
-    all_pieces = [p for s in sources for p in s.pieces()]
-    plan = FitPlan.for_pieces(all_pieces, None, outliers)
+    plan = FitPlan.for_pieces([p for s in sources for p in s.pieces()], None, outliers)
     for src in sources:
         part = plan.accumulate(src, list(enumerate(src.pieces())), nonfinite, engine, bar,
                                shift=None if acc is None else acc.shift,

@@ -64,9 +64,6 @@ class MemorySink:
             self.labels[z] = assign(plane.reshape(-1, m), centres).reshape(plane.shape[:-1])
             self.rgb[z] = labels_to_rgb(self.labels[z], len(centres))
 
-    def close(self) -> None:
-        pass
-
 
 class ZarrSink:
     """Write the picture to an OME-Zarr folder ``path`` (a temporary name; the caller renames it).

@@ -220,10 +220,8 @@ def visualize(
         if foreground is not None:
             raise EmbedviewError("foreground='auto' fits a basis, but a basis was given; pass one of them.")
         n_components, fit = basis.n_components, "joint"
-    elif not isinstance(n_components, (int, np.integer)) or not 1 <= n_components <= src.n_channels:
-        raise EmbedviewError(
-            f"n_components={n_components!r} is not possible for features with {src.n_channels} "
-            f"channels; choose 1 to {src.n_channels}.")
+    else:
+        check_n_components(n_components, src.n_channels)
     job = _Job(n_components, normalize, nonfinite, outliers, fit_sample, _rgb_components(rgb_components, n_components),
                basis, None if mask is None else image_mask(mask, src.shape),
                _foreground_options(foreground, foreground_threshold, foreground_side),
@@ -397,23 +395,20 @@ class LocalExecutor:
 
     def fit(self, group: list[Piece], n_components: int, nonfinite: str, outliers: str,
             sample: int | None, bar=None, select=None) -> Basis:
-        return fit_pieces(self.src, group, n_components, nonfinite, outliers, sample, bar, self.engine,
-                          select)
+        """Stream ``group`` once and fit a :class:`Basis` on its drawn (and selected) cells."""
+        return self.fit_many([group], n_components, nonfinite, outliers, sample, bar, select)[0]
 
     def project(self, group: list[Piece], basis: Basis, rate: float, nonfinite: str, bar=None, select=None):
         """Yield ``(piece, projected, range sample)`` for each piece of ``group``."""
-        for i, (piece, x) in enumerate(self.src.read_each(group)):
-            projected, sample = project_piece(self.engine, basis, self.src, piece, x, rate, i, nonfinite,
-                                              select)
-            yield piece, projected, sample
-            if bar is not None:
-                bar.update()
+        return next(self.project_many([group], [basis], [rate], nonfinite, bar, select))
 
     def fit_many(self, groups: list[list[Piece]], n_components: int, nonfinite: str, outliers: str,
                  sample: int | None, bar=None, select=None) -> list[Basis]:
-        """One basis per group, from one stream of reads (read-ahead crosses the groups)."""
-        if len(groups) == 1:
-            return [self.fit(groups[0], n_components, nonfinite, outliers, sample, bar, select)]
+        """One basis per group, from one stream of reads (read-ahead crosses the groups).
+
+        With ``sample`` set and more drawn cells in a group than that, each cell enters the fit
+        with probability ``sample / cells`` (seeded per piece: the same input gives the same basis).
+        """
         plans = [FitPlan.for_pieces(g, sample, outliers) for g in groups]
         accs = [plan.accumulator(self.src, self.engine) for plan in plans]
         flat = [(g, i, p) for g, group in enumerate(groups) for i, p in enumerate(group)]
@@ -436,9 +431,7 @@ class LocalExecutor:
                     bar.update()
                 yield piece, projected, sample
 
-        stream = ordered()
-        for group in groups:
-            yield itertools.islice(stream, len(group))
+        return per_group(ordered(), groups)
 
     def map(self, fn, items) -> list:
         return [fn(*item) for item in items]
@@ -447,18 +440,13 @@ class LocalExecutor:
         pass
 
 
-def fit_pieces(src: Source, pieces: list[Piece], n_components: int, nonfinite: str = "raise",
-               outliers: str = "exclude", sample: int | None = None, bar=None, engine=None,
-               select=None) -> Basis:
-    """Stream ``pieces`` once and fit a :class:`Basis` on their drawn (and selected) cells.
+def per_group(stream, groups: list[list[Piece]]):
+    """Cut one ordered stream of per-piece results into one iterator per group, in turn.
 
-    With ``sample`` set and more drawn cells than that, each cell enters the fit with
-    probability ``sample / cells`` (seeded per piece: the same input gives the same basis).
+    Each group's iterator must be consumed before the next one is taken.
     """
-    plan = FitPlan.for_pieces(pieces, sample, outliers)
-    acc = plan.accumulate(src, list(enumerate(pieces)), nonfinite, engine or NumpyEngine(), bar,
-                          select=select)
-    return acc.basis(n_components)
+    for group in groups:
+        yield itertools.islice(stream, len(group))
 
 
 @dataclass(frozen=True)
@@ -624,6 +612,13 @@ def _rgb_components(rgb_components, n_components) -> tuple[int, ...]:
             f"rgb_components={list(rgb_components)} must name one to three of the {n_components} "
             f"computed components (0 to {n_components - 1}).")
     return shown
+
+
+def check_n_components(n_components, n_channels: int) -> None:
+    if not isinstance(n_components, (int, np.integer)) or not 1 <= n_components <= n_channels:
+        raise EmbedviewError(
+            f"n_components={n_components!r} is not possible for features with {n_channels} "
+            f"channels; choose 1 to {n_channels}.")
 
 
 def _check_choice(name, value, choices):
