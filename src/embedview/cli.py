@@ -325,8 +325,8 @@ class _Figure:
         return [self.path]
 
 
-def render_many(embeddings: list, out_dir, *, separate_bases: bool = False, fmt: str | None = None,
-                slice_: int | None = None, quiet: bool = False, **options) -> list[Path]:
+def render_many(embeddings: list, out_dir, *, separate_bases: bool = False, slice_: int | None = None,
+                quiet: bool = False, **options) -> list[Path]:
     """What ``embedview render A B ... -o DIR`` does: one basis over all inputs (or one each),
     one picture per input and a side-by-side figure ``DIR/side_by_side.png``.
 
@@ -346,11 +346,14 @@ def render_many(embeddings: list, out_dir, *, separate_bases: bool = False, fmt:
     stems = _names([Path(str(e).rstrip("/")) for e in embeddings])
     paths = []
     for src, stem in zip(sources, stems):
-        ext = fmt or (".tif" if src.is_stack else ".png")
+        ext = ".tif" if src.is_stack else ".png"
         paths.append(check_output(out / f"{stem}{ext}", stack=src.is_stack))
         for e in embeddings:
             _refuse_overwriting(paths[-1], e, "the embeddings")
     side = check_output(out / "side_by_side.png")
+    for src in sources:  # checked before any work: bad input must leave no output behind
+        if src.is_stack and slice_ is not None and not 0 <= slice_ < src.n_slices:
+            raise EmbedviewError(f"{src.name} has no slice {slice_}; it has {src.n_slices} slices.")
     progress = not quiet
     channels = sorted({src.n_channels for src in sources})
     if len(channels) > 1 and not separate_bases:
@@ -398,11 +401,7 @@ def _panel(src, vis, slice_, rgb_components, n_panels):
     """One input's picture for the side-by-side figure, at a whole pixel size that fits."""
     from ._figure import MAX_SIDE, figure_pixel_size, render_plane
 
-    z = None
-    if src.is_stack:
-        z = src.n_slices // 2 if slice_ is None else int(slice_)
-        if not 0 <= z < src.n_slices:
-            raise EmbedviewError(f"slice {z} does not exist; {src.name} has slices 0 to {src.n_slices - 1}.")
+    z = (src.n_slices // 2 if slice_ is None else int(slice_)) if src.is_stack else None
     p = figure_pixel_size(src.image_shape, max_side=max(64, 3 * MAX_SIDE // (2 * n_panels)))
     return render_plane(src, vis, p, z, rgb_components)[0]
 
