@@ -14,7 +14,6 @@ import numpy as np
 from ._errors import EmbedviewError
 from ._progress import progress_bar
 from ._selection import image_mask
-from ._sinks import MemorySink
 from ._sources import Piece, Source, open_source
 from ._threads import blas_threads
 
@@ -81,7 +80,7 @@ def similarity(source, point=None, *, mask=None, z: int | None = None, pixel_siz
     >>> float(sim.components[0, 0, 0]), sim.rgb.shape
     (1.0, (64, 64, 3))
     """
-    from ._visualize import LocalExecutor, Visualization
+    from ._visualize import Visualization, place_plane
 
     src = open_source(source, original_size)
     if (point is None) == (mask is None):
@@ -95,13 +94,9 @@ def similarity(source, point=None, *, mask=None, z: int | None = None, pixel_siz
         z = query_z if query_z is not None else ((src.n_slices // 2) if src.is_stack else None)
     pieces = _slice_pieces(src, z)
     grid = src.output_grid(pixel_size)
-    sink = MemorySink(1, grid, 1)
-    basis = CosineQuery(query)
     bar = progress_bar(len(pieces), progress, desc="similarity")
     with blas_threads(), contextlib.closing(bar):
-        for piece, projected, _ in LocalExecutor(src).project(pieces, basis, 0.0, "omit", bar):
-            sink.placer.place(sink.components[0], piece, projected)
-    values = sink.components[0]
+        values = place_plane(src, pieces, CosineQuery(query), grid, bar=bar)
     rgb = similarity_rgb(values[..., 0])
     return Visualization(rgb, values, grid.scale, grid.translate, (), src.layout, tuple(src.image_shape))
 

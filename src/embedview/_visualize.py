@@ -558,23 +558,30 @@ def render_plane(source, basis: Basis, pixel_size, z: int | None = None,
     """
     src = open_source(source)
     grid = OutputGrid.for_image(src.image_shape, pixel_size)
-    components = np.full((1,) + grid.shape + (basis.n_components,), np.nan, np.float32)
     pieces = [p for p in src.pieces() if p.z == z]
     if not pieces:
         raise EmbedviewError(f"{src.name} has no slice {z}; it has {src.n_slices or 0} slices.")
-    placer = Placer(grid)
-    for piece, projected, _ in LocalExecutor(src, engine_for(device)).project(pieces, basis, 0.0, "omit",
-                                                                              select=select):
-        placer.place(components[0], piece, projected)
+    components = place_plane(src, pieces, basis, grid, engine_for(device), select)
     if centres is not None:
         from ._clusters import assign, labels_to_rgb
 
         m = centres.shape[1]
-        labels = assign(components[0][..., :m].reshape(-1, m), centres).reshape(grid.shape)
-        return labels_to_rgb(labels, len(centres)), components[0]
+        labels = assign(components[..., :m].reshape(-1, m), centres).reshape(grid.shape)
+        return labels_to_rgb(labels, len(centres)), components
     rgb = np.zeros(grid.shape + (3,), np.uint8)
-    colour(components[0], basis, _rgb_components(rgb_components, basis.n_components), rgb)
-    return rgb, components[0]
+    colour(components, basis, _rgb_components(rgb_components, basis.n_components), rgb)
+    return rgb, components
+
+
+def place_plane(src: Source, pieces: list[Piece], basis, grid: OutputGrid, engine=None, select=None,
+                bar=None) -> np.ndarray:
+    """Project ``pieces`` (one slice) with ``basis`` and place them on ``grid``: ``(h, w, k)``
+    float32, NaN where nothing is drawn."""
+    components = np.full(grid.shape + (basis.n_components,), np.nan, np.float32)
+    placer = Placer(grid)
+    for piece, projected, _ in LocalExecutor(src, engine).project(pieces, basis, 0.0, "omit", bar, select=select):
+        placer.place(components, piece, projected)
+    return components
 
 
 def project_piece(engine, basis: Basis, src: Source, piece: Piece, x: np.ndarray, rate: float = 0.0,
