@@ -101,12 +101,22 @@ def similarity(source, point=None, *, mask=None, z: int | None = None, pixel_siz
     return Visualization(rgb, values, grid.scale, grid.translate, (), src.layout, tuple(src.image_shape))
 
 
-def similarity_rgb(values: np.ndarray, lo: float | None = None) -> np.ndarray:
-    """Colour similarities: ``lo`` (default the 1st percentile) … 1.0 along :data:`RAMP`; NaN black."""
+def display_range(values: np.ndarray) -> tuple[float, float]:
+    """The range a similarity map is shown in: its 1st percentile (finite values) to 1.0.
+
+    Examples
+    --------
+    >>> display_range(np.array([0.2, 0.5, 1.0, np.nan]))[1]
+    1.0
+    """
     finite = values[np.isfinite(values)]
-    if lo is None:
-        lo = float(np.percentile(finite, 1)) if finite.size else 0.0
-    lo = min(lo, 1.0 - 1e-6)
+    lo = float(np.percentile(finite, 1)) if finite.size else 0.0
+    return min(lo, 1.0 - 1e-6), 1.0
+
+
+def similarity_rgb(values: np.ndarray, lo: float | None = None) -> np.ndarray:
+    """Colour similarities: ``lo`` (default :func:`display_range`'s) … 1.0 along :data:`RAMP`; NaN black."""
+    lo = display_range(values)[0] if lo is None else min(lo, 1.0 - 1e-6)
     t = np.clip((np.nan_to_num(values, nan=lo) - lo) / (1.0 - lo), 0, 1) * (len(RAMP) - 1)
     i = np.minimum(t.astype(np.intp), len(RAMP) - 2)
     f = (t - i)[..., None]

@@ -246,7 +246,9 @@ class EmbeddingPCAWidget(Container):
         values = vis.components[..., 0]
         kwargs = layer_kwargs(vis, path, name=f"{layer_name(path)} similarity",
                               options={"point": list(point), "pixel_size": pixel_size})
-        kwargs.update(rgb=False, colormap="inferno", contrast_limits=_display_range(values))
+        from embedview._similarity import display_range  # the core's colour ramp's range
+
+        kwargs.update(rgb=False, colormap="inferno", contrast_limits=display_range(values))
         scale, translate = kwargs["scale"], kwargs["translate"]
         if len(point) == 3:  # a stack: the map covers the query's slice only, so it lies on that slice
             values, scale, translate = values[None], (1.0, *scale), (float(point[0]), *translate)
@@ -302,15 +304,6 @@ def _pixel_under(image, position, dims) -> tuple[int, ...]:
     data = world if image is None else np.asarray(image.world_to_data(world), float)
     # napari's pixel i covers [i - 0.5, i + 0.5) around its centre
     return tuple(int(v) for v in np.floor(data + 0.5))
-
-
-def _display_range(values) -> tuple[float, float]:
-    """Contrast limits of a similarity map: its 1st percentile to 1.0, as the core's colour ramp."""
-    import numpy as np
-
-    finite = values[np.isfinite(values)]
-    lo = float(np.percentile(finite, 1)) if finite.size else 0.0
-    return min(lo, 1.0 - 1e-6), 1.0
 
 
 def _check_shape(image, expected) -> None:
