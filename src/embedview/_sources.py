@@ -19,7 +19,11 @@ import numpy as np
 
 from ._chunks import direct_reader
 from ._errors import EmbedviewError
-from ._geometry import CellGrid, Tiling, sam_cell_size
+from ._geometry import CellGrid, OutputGrid, Tiling, sam_cell_size
+
+
+#: Files of bare ViT features (tokens or feature maps), read by :func:`embedview.open_features`.
+FEATURE_SUFFIXES = (".npy", ".npz", ".safetensors", ".pt", ".pth")
 
 
 @dataclass(frozen=True)
@@ -117,8 +121,6 @@ class Source:
         each ``n / ceil(n / cell)``: a viewer's layer then covers exactly the image; every cell lying
         wholly on the image is shown, a partial last cell may give way to its neighbour); else a
         size in image pixels, ``P`` or ``(PY, PX)``."""
-        from ._geometry import OutputGrid
-
         if pixel_size is None:
             pixel_size = self.default_pixel_size()
         elif isinstance(pixel_size, str):
@@ -201,7 +203,7 @@ def open_source(source, original_size=None) -> Source:
     if isinstance(source, Source):
         return source
     if isinstance(source, (str, os.PathLike)):
-        if os.fspath(source).lower().endswith((".npy", ".npz", ".safetensors", ".pt", ".pth")):
+        if os.fspath(source).lower().endswith(FEATURE_SUFFIXES):
             from ._vit import open_features  # bare ViT features: the geometry must be given there
 
             return open_features(source, image_size=original_size)

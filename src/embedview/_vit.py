@@ -42,12 +42,10 @@ import numpy as np
 
 from ._errors import EmbedviewError
 from ._geometry import CellGrid, _ceil_frac
-from ._sources import Piece, Source, _check_size
+from ._sources import FEATURE_SUFFIXES, Piece, Source, _check_size
 
 RESIZE_MODES = ("shortest", "longest")
 LAYOUTS = ("auto", "tokens", "map")
-#: File types :func:`open_features` reads.
-FEATURE_SUFFIXES = (".npy", ".npz", ".safetensors", ".pt", ".pth")
 _SAFETENSORS_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2"}
 
 

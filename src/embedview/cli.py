@@ -485,8 +485,10 @@ def _geometry(args) -> dict | None:
     given = {k: v for k, v in geometry.items() if v not in (None, 0)}
     if not given:
         return None
+    from ._sources import FEATURE_SUFFIXES
+
     inputs = [args.embeddings] if isinstance(args.embeddings, str) else args.embeddings
-    if not all(str(e).lower().endswith((".npy", ".npz", ".safetensors", ".pt", ".pth")) for e in inputs):
+    if not all(str(e).lower().endswith(FEATURE_SUFFIXES) for e in inputs):
         raise EmbedviewError("--image-size, --patch-size, --grid, --prefix-tokens, --resize, --crop and --key "
                              "describe ViT feature files (.npy, .npz, .safetensors, .pt); micro_sam files "
                              "carry their own geometry.")
