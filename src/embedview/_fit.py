@@ -144,13 +144,22 @@ class Accumulator:
     def _watch(self, centred: np.ndarray) -> None:
         norms = np.sqrt(np.einsum("ij,ij->j", centred, centred))
         self._norms.append(norms[:: self._stride])
-        if self.bar is None:  # a low bar from the first piece keeps the buffer small
-            self.bar = 0.5 * OUTLIER_FACTOR * float(np.median(norms))
+        if self.bar is None:
+            self._set_bar(norms)
         far = norms > self.bar
         if far.any():
-            self._far.append((norms[far], centred[:, far].copy()))
-            if sum(n.size for n, _ in self._far) > 2 * self._capacity:
-                self._shrink()
+            self._keep_far(norms[far], centred[:, far].copy())
+
+    def _set_bar(self, first_norms: np.ndarray) -> None:
+        """Cells farther than this are remembered: a low bar from the first piece keeps the buffer small."""
+        self.bar = 0.5 * OUTLIER_FACTOR * float(np.median(first_norms))
+
+    def _keep_far(self, norms: np.ndarray | None = None, cells: np.ndarray | None = None) -> None:
+        """Remember far cells (centred), shrinking the buffer to the farthest ones when it is full."""
+        if norms is not None:
+            self._far.append((norms, cells))
+        if sum(n.size for n, _ in self._far) > 2 * self._capacity:
+            self._shrink()
 
     def merge(self, other: "Accumulator") -> "Accumulator":
         """Add another accumulator's cells (a partial sum over other pieces) to this one.
@@ -170,8 +179,8 @@ class Accumulator:
         self._norms += other._norms
         self._far += other._far
         self._dropped_above = max(self._dropped_above, other._dropped_above)
-        if self.expected_cells and sum(n.size for n, _ in self._far) > 2 * self._capacity:
-            self._shrink()
+        if self.expected_cells:
+            self._keep_far()
         return self
 
     def _shrink(self) -> None:

@@ -19,7 +19,7 @@ import math
 import numpy as np
 
 from ._errors import EmbedviewError
-from ._fit import OUTLIER_FACTOR, Accumulator, Basis
+from ._fit import Accumulator, Basis
 
 #: Pinned staging buffers: one being filled on the host while the other may still be copying.
 _STAGING_SLOTS = 2
@@ -157,7 +157,7 @@ class TorchAccumulator(Accumulator):
             if self.bar is None:  # from the first finite piece, as numpy: np.median of its norms
                 if not math.isfinite(check.item()):
                     return False
-                self.bar = 0.5 * OUTLIER_FACTOR * float(np.median(norms.cpu().numpy()))
+                self._set_bar(norms.cpu().numpy())
             # the one wait for the device per piece: finite?, and how many cells are far
             check, n_far = torch.stack([check, (norms > self.bar).sum(dtype=check.dtype)]).tolist()
         else:
@@ -197,9 +197,7 @@ class TorchAccumulator(Accumulator):
             self._dropped_above = max(self._dropped_above, float(top.values[-1]))
             keep = top.indices[:-1]
             far_norms, far_cells = far_norms[keep], far_cells[:, keep]
-        self._far.append((far_norms.cpu().numpy(), far_cells.cpu().numpy()))
-        if sum(v.size for v, _ in self._far) > 2 * self._capacity:
-            self._shrink()
+        self._keep_far(far_norms.cpu().numpy(), far_cells.cpu().numpy())
 
     def _flush(self) -> None:
         """Move the device sums and norm sample into the host state of :class:`Accumulator`."""
