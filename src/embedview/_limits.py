@@ -1,0 +1,107 @@
+"""Sizes before memory: how much an in-memory result may take, checked before allocating.
+
+The limit defaults to half of the memory the machine has available now (``MemAvailable``), or
+of the address-space limit where one is set (``ulimit -v``), whichever is smaller. Set the
+environment variable ``EMBEDVIEW_MEMORY_LIMIT`` (bytes, or with a unit: ``512M``, ``8G``) to
+choose another.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ._errors import EmbedviewError
+
+ENV_VAR = "EMBEDVIEW_MEMORY_LIMIT"
+_UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def format_bytes(n: float) -> str:
+    """``n`` bytes in a readable unit.
+
+    Examples
+    --------
+    >>> format_bytes(3 * 2**30), format_bytes(1536), format_bytes(12)
+    ('3.0 GiB', '1.5 KiB', '12 bytes')
+    """
+    n = float(n)
+    for unit in ("PiB", "TiB", "GiB", "MiB", "KiB"):
+        size = 2 ** (10 * ("KMGTP".index(unit[0]) + 1))
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{int(n)} bytes"
+
+
+def parse_bytes(text: str) -> int:
+    """``"8G"`` → 8 GiB in bytes; plain numbers are bytes.
+
+    Examples
+    --------
+    >>> parse_bytes("512M"), parse_bytes("1000")
+    (536870912, 1000)
+    """
+    t = str(text).strip().upper().removesuffix("IB").removesuffix("B")
+    unit = t[-1:] if t[-1:] in _UNITS and not t[-1:].isdigit() else ""
+    try:
+        value = float(t[: len(t) - len(unit)]) * _UNITS[unit]
+    except ValueError:
+        raise EmbedviewError(f"{ENV_VAR}={text!r} is not a size; use bytes or a unit, e.g. 8G or 512M.") from None
+    if not value > 0 or value == float("inf"):
+        raise EmbedviewError(f"{ENV_VAR}={text!r} must be a positive size, e.g. 8G or 512M.")
+    return int(value)
+
+
+def available_memory() -> int:
+    """Bytes of memory available now (Linux ``MemAvailable``; physical memory elsewhere)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 8 * 2**30
+
+
+def memory_limit() -> tuple[int, str]:
+    """The most bytes one in-memory result may take, and where that number comes from."""
+    if os.environ.get(ENV_VAR):
+        return parse_bytes(os.environ[ENV_VAR]), f"set by {ENV_VAR}"
+    limit, why = available_memory() // 2, "half the available memory"
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft not in (resource.RLIM_INFINITY, -1) and soft // 2 < limit:
+            limit, why = soft // 2, "half the address-space limit (ulimit -v)"
+    except (ImportError, OSError, ValueError):
+        pass
+    return int(limit), why
+
+
+def check_fits(n_bytes: float, what: str, remedy: str) -> None:
+    """Refuse, before allocating, a result of ``n_bytes`` that exceeds :func:`memory_limit`.
+
+    Parameters
+    ----------
+    n_bytes : float
+        What the result and its working arrays would take.
+    what : str
+        What would be allocated, e.g. ``"the 20000×30000 picture"``.
+    remedy : str
+        What to do instead, e.g. ``"write a .zarr output or choose a larger --pixel-size"``.
+
+    Examples
+    --------
+    >>> check_fits(2**60, "the picture", "choose a larger pixel size")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    embedview._errors.EmbedviewError: the picture would take 1024.0 PiB, more than ...
+    """
+    limit, why = memory_limit()
+    if n_bytes > limit:
+        raise EmbedviewError(f"{what} would take {format_bytes(n_bytes)}, more than the {format_bytes(limit)} "
+                             f"allowed ({why}; set {ENV_VAR} to change it); {remedy}.")
