@@ -102,3 +102,16 @@ def test_palette():
     assert rgb[1, 1].tolist() == many[39].tolist()
     with pytest.raises(EmbedviewError, match="labels must lie in -1"):
         labels_to_rgb(np.array([3]), 3)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_inertia_matches_scikit_learn(seed):
+    """Seeded k-means++ and Lloyd reach scikit-learn's inertia (within 1 %) on the same points."""
+    from sklearn.cluster import KMeans
+
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 4, (6, 3))
+    points = np.concatenate([c + rng.normal(0, 1, (400, 3)) for c in centres])
+    _, inertia = kmeans(points, 6, seed=seed)
+    reference = KMeans(6, n_init=4, random_state=seed).fit(points).inertia_
+    assert inertia <= 1.01 * reference

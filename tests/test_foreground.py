@@ -104,3 +104,17 @@ def test_on_a_pca_the_rule_separates_the_dominant_material():
     rule = choose_threshold(first)
     foreground = rule.mask(first)
     assert (material[foreground] != 0).mean() > 0.99 and (material[~foreground] == 0).mean() > 0.99
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_otsu_matches_scikit_image(seed):
+    """On the clipped range it histograms, the threshold is scikit-image's within one bin."""
+    from skimage.filters import threshold_otsu
+
+    from embedview._foreground import _BINS, _RANGE_PERCENTILES, _otsu
+
+    rng = np.random.default_rng(seed)
+    values = np.concatenate([rng.normal(0, 1 + seed, 3000), rng.normal(6, 1, 1000 * (seed + 1))])
+    lo, hi = np.percentile(values, _RANGE_PERCENTILES)
+    reference = threshold_otsu(np.clip(values, lo, hi), nbins=_BINS)
+    assert abs(_otsu(values) - reference) <= (hi - lo) / _BINS

@@ -317,3 +317,11 @@ def test_fit_pixel_size_ends_exactly_at_the_image_edges(shape):
     np.testing.assert_array_equal(fit.components, grid.components[np.ix_(*cells)])
     with pytest.raises(embedview.EmbedviewError, match="fit"):
         embedview.visualize(features, original_size=shape, pixel_size="tight")
+
+
+def test_reprs_are_short_and_dump_no_arrays():
+    vis = embedview.visualize(np.random.default_rng(0).random((1, 8, 64, 64), np.float32), original_size=(600, 900))
+    text, basis = repr(vis), repr(vis.basis)
+    assert text.startswith("Visualization(single, image 600×900, rgb 43×64×3 uint8, scale=(14.0625, 14.0625)")
+    assert basis.startswith("Basis(3 components of 8 channels, explained_variance_ratio=[")
+    assert len(text) < 200 and len(basis) < 200 and "array" not in text + basis

@@ -65,6 +65,13 @@ class Basis:
     def n_channels(self) -> int:
         return self.components.shape[1]
 
+    def __repr__(self) -> str:
+        ratios = ", ".join(f"{r:.3f}" for r in self.explained_variance_ratio[:3])
+        more = ", ..." if self.n_components > 3 else ""
+        ranges = "" if self.lo is None else ", with colour ranges"
+        return (f"Basis({self.n_components} components of {self.n_channels} channels, "
+                f"explained_variance_ratio=[{ratios}{more}], n_samples={self.n_samples}{ranges})")
+
     def with_ranges(self, lo, hi) -> "Basis":
         return replace(self, lo=np.asarray(lo, np.float64), hi=np.asarray(hi, np.float64))
 

@@ -76,6 +76,15 @@ class Visualization:
     selections: tuple = ()
     centres: tuple = ()
 
+    def __repr__(self) -> str:
+        where = f"path={str(self.path)!r}" if self.path is not None else (
+            f"rgb {'×'.join(map(str, self.rgb.shape))} uint8")
+        scale = ", ".join(f"{v:.6g}" for v in self.scale)
+        translate = ", ".join(f"{v:.6g}" for v in self.translate)
+        extra = "" if self.labels is None else f", {len(self.centres[0])} clusters"
+        return (f"Visualization({self.layout}, image {'×'.join(map(str, self.image_shape))}, {where}, "
+                f"scale=({scale}), translate=({translate}), {len(self.bases)} {'basis' if len(self.bases) == 1 else 'bases'}{extra})")
+
     @property
     def foreground(self) -> tuple:
         """With ``foreground="auto"``: the rule chosen per basis (threshold, side, fraction)."""
