@@ -84,7 +84,7 @@ def test_fixture_copies_cover_the_shared_fixtures():
 def test_reader_opens_every_fixture(viewer, case):
     path = DATA / f"{case}.zarr"
     [layer] = viewer.open(str(path), plugin="embedview")
-    vis = embedview.visualize(path, pixel_size="fit")
+    vis = embedview.visualize(path)
     assert len(viewer.layers) == 1 and layer.name == case and layer.rgb
     np.testing.assert_array_equal(layer.data, vis.rgb)
     np.testing.assert_allclose(layer.scale, vis.scale)
@@ -103,9 +103,10 @@ def test_reader_opens_every_fixture(viewer, case):
     scale = np.asarray(layer.scale[-2:])
     first, last = world[0] - scale / 2, world[1] + scale / 2
     height_width = np.asarray(src.image_shape, float)
-    # the layer covers exactly the image: [-0.5, n - 0.5] in napari's pixel-centre coordinates
-    np.testing.assert_allclose(first, -0.5, atol=0.5)
-    np.testing.assert_allclose(last, height_width - 0.5, atol=0.5)
+    # the API's geometry: the layer starts at the image's edge (-0.5 in napari's pixel-centre
+    # coordinates) and a partial last cell overhangs the far edge by less than one cell
+    np.testing.assert_allclose(first, -0.5, atol=1e-9)
+    assert np.all(last >= height_width - 0.5 - 1e-9) and np.all(last < height_width - 0.5 + scale)
 
 
 def test_reader_leaves_other_paths_alone(tmp_path, monkeypatch):
@@ -183,7 +184,7 @@ def test_widget_draws_over_the_image_layer_and_updates_it(viewer, qtbot, notes):
 
     _run(widget, qtbot)
     layer = viewer.layers["2d PCA"]
-    vis = embedview.visualize(path, pixel_size="fit")
+    vis = embedview.visualize(path)
     np.testing.assert_array_equal(layer.data, vis.rgb)
     np.testing.assert_allclose(layer.scale, np.multiply(image.scale, vis.scale))
     np.testing.assert_allclose(layer.translate, image.translate + image.scale * np.asarray(vis.translate))
@@ -221,7 +222,7 @@ def test_widget_uses_a_reader_layer_for_a_stack(viewer, qtbot, notes):
     widget.fit.value = "per_slice"
     _run(widget, qtbot)
     layer = viewer.layers["3d PCA"]
-    vis = embedview.visualize(path, fit="per_slice", pixel_size="fit")
+    vis = embedview.visualize(path, fit="per_slice", pixel_size=None)
     np.testing.assert_array_equal(layer.data, vis.rgb)
     np.testing.assert_allclose(layer.scale, vis.scale)
     assert "mean of 5 slices" in widget.variance.value
@@ -251,10 +252,15 @@ def test_widget_reports_problems_as_notifications(viewer, qtbot, notes, tmp_path
 # ---- on screen ---------------------------------------------------------------------------------
 
 
-def test_overlay_lies_over_the_image_on_screen(qtbot, tmp_path):
-    """Screenshot: at known image positions the screen shows image and overlay blended half/half."""
-    image = np.load(DATA / "tiled2d_image.npy")
-    viewer, widget, overlay = show_overlay(image, DATA / "tiled2d.zarr")
+@pytest.mark.parametrize("case", ["tiled2d", "2d"])
+def test_overlay_lies_over_the_image_on_screen(qtbot, tmp_path, case):
+    """Screenshot: at known image positions the screen shows image and overlay blended half/half.
+
+    ``2d`` is 600×900 with 14.0625-pixel cells: its last row of cells overhangs the bottom edge,
+    so the bottom and right bands test that napari draws with the API's exact geometry.
+    """
+    image = np.load(DATA / f"{case}_image.npy")
+    viewer, widget, overlay = show_overlay(image, DATA / f"{case}.zarr")
     try:
         framing = frame(viewer, image.shape)
         shot = viewer.screenshot(canvas_only=True, flash=False)
@@ -263,14 +269,17 @@ def test_overlay_lies_over_the_image_on_screen(qtbot, tmp_path):
         viewer.close()
     from PIL import Image
 
-    png = tmp_path / "napari_overlay.png"
+    png = tmp_path / f"napari_overlay_{case}.png"
     Image.fromarray(shot).save(png)
-    Image.fromarray(window).save(tmp_path / "napari_window.png")
-    print(f"screenshot: {png} (whole window: {tmp_path / 'napari_window.png'})")
+    Image.fromarray(window).save(tmp_path / f"napari_window_{case}.png")
+    print(f"screenshot: {png} (whole window: {tmp_path / f'napari_window_{case}.png'})")
 
-    vis = embedview.visualize(DATA / "tiled2d.zarr", pixel_size="fit")
+    vis = embedview.visualize(DATA / f"{case}.zarr")
     scale, translate = np.asarray(vis.scale), np.asarray(vis.translate)
+    np.testing.assert_allclose(overlay.scale, scale)
+    np.testing.assert_allclose(overlay.translate, translate)
     rows, cols = vis.rgb.shape[:2]
+    h, w = image.shape
 
     def expected_at(pixels, shift=(0, 0)):
         # the image pixel and overlay pixel each screen pixel shows (nearest), blended 50/50
@@ -280,25 +289,44 @@ def test_overlay_lies_over_the_image_on_screen(qtbot, tmp_path):
         grey = image[ij[:, 0], ij[:, 1]].astype(float)[:, None]
         return 0.5 * vis.rgb[k[:, 0], k[:, 1]] + 0.5 * grey
 
-    # centres of overlay pixels on a grid over the whole picture, edges and corners included
+    def error_at(world, shift=(0, 0)):
+        pixels = framing.to_screen(shot, world)
+        seen = shot[pixels[:, 0], pixels[:, 1], :3].astype(float)
+        return np.abs(seen - expected_at(pixels, shift)).max(axis=1)
+
+    # centres of overlay pixels on a grid over the whole image, edges and corners included
     k = np.stack(np.meshgrid(np.linspace(0, rows - 1, 12).round(), np.linspace(0, cols - 1, 15).round(),
                              indexing="ij"), -1).reshape(-1, 2)
-    pixels = framing.to_screen(shot, translate + k * scale)
-    seen = shot[pixels[:, 0], pixels[:, 1], :3].astype(float)
-    error = np.abs(seen - expected_at(pixels)).max(axis=1)
+    centres = translate + k * scale
+    inside = np.all(centres <= np.asarray(image.shape) - 1, axis=1)
+    error = error_at(centres[inside])
     assert np.all(error <= 3), np.sort(error)[-10:]  # 8-bit rounding of the blend
     # one overlay pixel off would be visibly wrong: the check can tell where the overlay is
     for shift in [(0, 1), (1, 0), (0, -1), (-1, 0)]:
-        assert np.median(np.abs(seen - expected_at(pixels, shift)).max(axis=1)) > 10
+        assert np.median(error_at(centres[inside], shift)) > 10
 
-    # just outside the image (2 screen pixels past each edge): background
-    h, w = image.shape
+    # the bottom and right edge bands: image pixels in the part of the last overlay row (column)
+    # that lies on the image, half way between that cell's start and the image's edge
+    band_y = round(((rows - 1) * scale[0] - 0.5 + h - 0.5) / 2)
+    band_x = round(((cols - 1) * scale[1] - 0.5 + w - 0.5) / 2)
+    along_x = translate[1] + np.arange(0, cols, max(1, cols // 20)) * scale[1]
+    along_y = translate[0] + np.arange(0, rows, max(1, rows // 20)) * scale[0]
+    bands = np.concatenate([np.stack([np.full(along_x.size, band_y), along_x], 1),
+                            np.stack([along_y, np.full(along_y.size, band_x)], 1)])
+    bands = bands[np.all(bands <= np.asarray(image.shape) - 1, axis=1)]
+    error = error_at(bands)
+    assert np.all(error <= 3), np.sort(error)[-10:]
+
+    # just outside the top and left edges (2 screen pixels): background; the bottom and right
+    # edges show the overhang of a partial last cell where there is one, else background
     background = shot[1, 1, :3]
+    overhang = (rows * scale[0] - 0.5 > h - 0.5 + 1, cols * scale[1] - 0.5 > w - 0.5 + 1)
     edges = np.array([[-0.5, w / 2], [h - 0.5, w / 2], [h / 2, -0.5], [h / 2, w - 0.5]])
     outward = np.array([[-2, 0], [2, 0], [0, -2], [0, 2]])
-    for edge, out in zip(edges, outward):
+    drawn_outside = [False, overhang[0], False, overhang[1]]
+    for edge, out, drawn in zip(edges, outward, drawn_outside):
         row, col = framing.to_screen(shot, edge[None])[0] + out
-        np.testing.assert_array_equal(shot[row, col, :3], background)
+        assert np.any(shot[row, col, :3] != background) == drawn
         row, col = framing.to_screen(shot, edge[None])[0] - out  # just inside: drawn
         assert np.any(shot[row, col, :3] != background)
 
@@ -332,7 +360,7 @@ def test_similarity_click_draws_and_updates_the_map(viewer, qtbot, notes):
     world = lambda y, x: np.asarray(image.translate) + np.asarray(image.scale) * (y + 0.3, x - 0.4)  # noqa: E731
     _click(viewer, widget, qtbot, world(250, 400))
     layer = viewer.layers["2d similarity"]
-    sim = embedview.similarity(path, point=(250, 400), pixel_size="fit")
+    sim = embedview.similarity(path, point=(250, 400), pixel_size=None)
     np.testing.assert_array_equal(layer.data, sim.components[..., 0])
     assert not layer.rgb and layer.colormap.name == "inferno"
     np.testing.assert_allclose(layer.contrast_limits, [np.nanpercentile(layer.data, 1), 1.0])
@@ -347,7 +375,7 @@ def test_similarity_click_draws_and_updates_the_map(viewer, qtbot, notes):
     _click(viewer, widget, qtbot, world(20, 30))  # a second click updates the same layer
     assert [lyr.name for lyr in viewer.layers] == ["image", "2d similarity"]
     assert viewer.layers["2d similarity"] is layer
-    np.testing.assert_array_equal(layer.data, embedview.similarity(path, point=(20, 30), pixel_size="fit").components[..., 0])
+    np.testing.assert_array_equal(layer.data, embedview.similarity(path, point=(20, 30), pixel_size=None).components[..., 0])
     np.testing.assert_allclose(layer.contrast_limits, [np.nanpercentile(layer.data, 1), 1.0])
     assert not notes
 
@@ -365,7 +393,7 @@ def test_similarity_click_on_a_stack_and_on_a_missing_tile(viewer, qtbot, notes)
     viewer.dims.set_current_step(0, 3)
     _click(viewer, widget, qtbot, (0.0, 120.2, 80.6))  # the slice comes from the viewer's dims
     layer = viewer.layers["3d similarity"]
-    sim = embedview.similarity(path, point=(3, 120, 81), pixel_size="fit")
+    sim = embedview.similarity(path, point=(3, 120, 81), pixel_size=None)
     assert layer.data.shape == (1, *sim.components.shape[:2])
     np.testing.assert_array_equal(layer.data[0], sim.components[..., 0])
     np.testing.assert_allclose(layer.scale, (2.0, *sim.scale))

@@ -116,18 +116,13 @@ class Source:
         return sam_cell_size(full, grid)
 
     def output_grid(self, pixel_size=None):
-        """The output raster for ``pixel_size``: ``None`` the embedding grid (:meth:`default_pixel_size`);
-        ``"fit"`` that grid stretched per axis to end exactly at the image's edges (as many pixels,
-        each ``n / ceil(n / cell)``: a viewer's layer then covers exactly the image; every cell lying
-        wholly on the image is shown, a partial last cell may give way to its neighbour); else a
-        size in image pixels, ``P`` or ``(PY, PX)``."""
+        """The output raster for ``pixel_size``: ``None`` the embedding grid (:meth:`default_pixel_size`;
+        a partial last cell overhangs the image edge, where it truly lies), else a size in image
+        pixels, ``P`` or ``(PY, PX)``. Every front-end draws with this one geometry."""
         if pixel_size is None:
             pixel_size = self.default_pixel_size()
         elif isinstance(pixel_size, str):
-            if pixel_size != "fit":
-                raise EmbedviewError(f"pixel_size must be a number, a (y, x) pair, None or 'fit'; got {pixel_size!r}.")
-            cell = self.default_pixel_size()
-            pixel_size = tuple(Fraction(n, -(-Fraction(n) // cell)) for n in self.image_shape)
+            raise EmbedviewError(f"pixel_size must be a number, a (y, x) pair or None; got {pixel_size!r}.")
         return OutputGrid.for_image(self.image_shape, pixel_size)
 
     def read_each(self, pieces: Iterable[Piece], ahead: int = 2) -> Iterator[tuple[Piece, np.ndarray]]:

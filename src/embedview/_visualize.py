@@ -147,8 +147,7 @@ def visualize(
         over all channels.
     pixel_size : float or (float, float), optional
         Output pixel size in image pixels; default the embedding grid (for tiled inputs, the
-        cell size of a full interior tile). ``1`` draws at image resolution. ``"fit"``: the
-        embedding grid stretched per axis to end exactly at the image's edges (for viewers).
+        cell size of a full interior tile). ``1`` draws at image resolution.
     original_size : (int, int), optional
         Image size for plain arrays.
     rgb_components : tuple of int, optional

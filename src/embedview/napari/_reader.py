@@ -100,8 +100,7 @@ def read_embeddings(path: str | list[str]) -> list[tuple]:
     if isinstance(path, (list, tuple)):
         path = path[0]
     try:
-        # The embedding grid, stretched to end exactly at the image's edges: the layer covers the image.
-        vis = embedview.visualize(path, pixel_size="fit")
+        vis = embedview.visualize(path)  # the API's geometry: a partial last cell overhangs the edge
     except embedview.EmbedviewError as err:
         from napari.utils.notifications import show_error
 

@@ -125,7 +125,7 @@ class EmbeddingPCAWidget(Container):
                 "separated by commas, e.g. '0, 1, 2'.")
         return {"n_components": max(shown) + 1, "fit": self.fit.value,
                 "normalize": self.normalize.value, "rgb_components": shown,
-                "pixel_size": self.pixel_size.value or "fit"}
+                "pixel_size": self.pixel_size.value or None}
 
     def _path(self) -> str | None:
         path = os.fspath(self.path.value or "")
@@ -224,7 +224,7 @@ class EmbeddingPCAWidget(Container):
             return None
         image = self.image_layer.value
         pixel = _pixel_under(image, position, self._viewer.dims)
-        pixel_size = self.pixel_size.value or "fit"
+        pixel_size = self.pixel_size.value or None
         worker = create_worker(_similarity, path, pixel, pixel_size, _ignore_errors=True, _start_thread=False,
                                _progress={"total": 0, "desc": f"Similarity in {layer_name(path)}"})
         worker.returned.connect(lambda result: self._show_similarity(*result, path, image, pixel_size))
