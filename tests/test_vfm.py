@@ -123,11 +123,12 @@ def test_cell_size_is_the_longest_side_over_the_grid(vfm_files, model):
 
 @pytest.mark.parametrize("model", MODELS)
 def test_info_shows_model_and_patch_size(vfm_files, model, capsys):
-    patch, _ = MODELS[model]
+    patch, img_size = MODELS[model]
     path = str(vfm_files[model, "tiled-2d"])
     assert main(["info", path]) == 0
     out = capsys.readouterr().out
-    assert model in out and f"patch size {patch} pixels" in out and "tiled-2d" in out
+    assert f"model:             {model}, patch size {patch} (input resized to {img_size} pixels)" in out
+    assert "mode tiled-2d" in out
     assert main(["info", "--json", path]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["patch_size"] == patch and info["vfm_mode"] == "tiled-2d" and info["model_type"] == model

@@ -707,10 +707,11 @@ def format_info(info: dict) -> str:
     model = info["model_type"] or "unknown"
     if info["model_name"] and info["model_name"] != info["model_type"]:
         model += f" ({info['model_name']})"
-    if info.get("patch_size"):
-        model += f", patch size {info['patch_size']} pixels"
+    if info.get("patch_size"):  # patches of the resized input: grid side × patch = its longest side
+        model += (f", patch size {info['patch_size']} (input resized to "
+                  f"{info['patch_size'] * max(info['cell_grid'])} pixels)")
     if info.get("vfm_mode"):
-        model += f", vision foundation model ({info['vfm_mode']})"
+        model += f", vision foundation model, mode {info['vfm_mode']}"
     lines += [("features", f"{info['feature_bytes'] / 2**20:.1f} MiB (float32)"),
               ("model", model),
               ("micro_sam version", info["micro_sam_version"] or "unknown"),
