@@ -66,9 +66,10 @@ def tile_blocks(shape, tile_shape, halo):
         yield tile, inner, outer
 
 
-def write_vfm_embeddings(path, image: np.ndarray, encoder: StandInEncoder, *, tile_shape=None, halo=None):
+def write_vfm_embeddings(path, image: np.ndarray, encoder: StandInEncoder, *, tile_shape=None, halo=None,
+                         zarr_format: int = 3):
     """Write ``image`` ((H, W) or (Z, H, W)) encoded by ``encoder`` as micro_sam's VFM writer does."""
-    root = zarr.open_group(str(path), mode="w")
+    root = zarr.open_group(str(path), mode="w", zarr_format=zarr_format)
     is_3d = image.ndim == 3
     slices = image if is_3d else image[None]
     if tile_shape is None:

@@ -108,6 +108,16 @@ def test_placed_exactly(vfm_files, model, mode):
     assert misplaced == 0
 
 
+def test_zarr_v2_files(tmp_path):
+    shape, tile_shape, halo = MODES["tiled-2d"]
+    path = write_vfm_embeddings(tmp_path / "v2.zarr", _image(shape, 0), StandInEncoder("vit_b_dinov3"),
+                                tile_shape=tile_shape, halo=halo, zarr_format=2)
+    assert (path / ".zgroup").is_file()
+    vis = embedview.visualize(path, n_components=StandInEncoder("vit_b_dinov3").embed_dim, pixel_size=1)
+    want = reference_ids(shape, tile_shape, halo, *MODELS["vit_b_dinov3"])
+    assert int(np.any(drawn_ids(vis)[[0, 2, 3]] != want, axis=0).sum()) == 0
+
+
 @pytest.mark.parametrize("model", MODELS)
 def test_cell_size_is_the_longest_side_over_the_grid(vfm_files, model):
     patch, img_size = MODELS[model]
