@@ -161,6 +161,22 @@ def test_reader_reports_a_damaged_container(viewer, notes, tmp_path, damage):
     assert severity == "error" and message.startswith("embedview: ") and "2d.zarr" in message
 
 
+def test_reader_opens_vision_foundation_model_files(viewer, tmp_path):
+    from _vfm import StandInEncoder, write_vfm_embeddings
+
+    image = np.random.default_rng(0).integers(0, 255, (2, 90, 130)).astype(np.uint8)
+    path = write_vfm_embeddings(tmp_path / "cells.zarr", image, StandInEncoder("vit_b_dinov2"),
+                                tile_shape=(48, 64), halo=(8, 8))  # micro_sam's tiled-3d, no root sizes
+    [layer] = viewer.open(str(path), plugin="embedview")
+    vis = embedview.visualize(path)
+    assert layer.name == "cells (vit_b_dinov2, patch 14)" and layer.rgb
+    np.testing.assert_array_equal(layer.data, vis.rgb)
+    np.testing.assert_allclose(layer.scale, vis.scale)
+    np.testing.assert_allclose(layer.translate, vis.translate)
+    meta = layer.metadata["embedview"]
+    assert (meta["layout"], meta["patch_size"], meta["vfm_mode"]) == ("tiled stack", 14, "tiled-3d")
+
+
 # ---- widget ------------------------------------------------------------------------------------
 
 

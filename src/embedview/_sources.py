@@ -251,11 +251,80 @@ def _from_group(root, name: str) -> Source:
         raise EmbedviewError(
             f"{name} has no 'features' array or group; it is not a micro_sam embedding file.")
     attrs = dict(root.attrs)
-    for key in ("input_size", "original_size"):
-        _attr(attrs, key, name, "its root")
-    embeddings = {"features": root["features"], "input_size": attrs["input_size"],
-                  "original_size": attrs["original_size"]}
-    return _from_embeddings_dict(embeddings, name=name, metadata=attrs)
+    features = root["features"]
+    mode = _vfm_mode(attrs, features, name)
+    if mode in ("tiled-2d", "tiled-3d"):
+        # micro_sam's VFM writer keeps no sizes in a tiled file's root: each tile holds its own
+        embeddings = {"features": features, "input_size": None, "original_size": None}
+    else:
+        for key in ("input_size", "original_size"):
+            _attr(attrs, key, name, "its root")
+        embeddings = {"features": features, "input_size": attrs["input_size"],
+                      "original_size": attrs["original_size"]}
+    src = _from_embeddings_dict(embeddings, name=name, metadata=attrs)
+    if mode is not None and VFM_LAYOUTS[mode] != src.layout:  # e.g. 2d, but the features are a stack
+        raise EmbedviewError(
+            f"{name} has vfm_mode {mode!r} but its features are a {src.layout}; the file is "
+            "inconsistent, recompute the embeddings.")
+    if "patch_size" in attrs:
+        _check_patch_grid(src, attrs, name)
+    return src
+
+
+#: ``vfm_mode`` of micro_sam's vision-foundation-model containers (micro_sam/models/vfm.py:
+#: DINOv2, DINOv3, UNI, SAM3), and the layout each one is.
+VFM_LAYOUTS = {"2d": "single", "3d": "stack", "tiled-2d": "tiled", "tiled-3d": "tiled stack"}
+
+
+def _vfm_mode(attrs, features, name) -> str | None:
+    """The ``vfm_mode`` root attribute, checked against the features node; None for SAM files."""
+    mode = attrs.get("vfm_mode")
+    if mode is None:
+        return None
+    if mode not in VFM_LAYOUTS:
+        raise EmbedviewError(
+            f"{name} has vfm_mode {mode!r}, not one of {', '.join(map(repr, VFM_LAYOUTS))}; "
+            "it is not a micro_sam embedding file embedview knows, recompute it with micro_sam.")
+    if mode.startswith("tiled") != _is_group(features):
+        kind, node = ("tiled", "an array") if mode.startswith("tiled") else ("untiled", "a group")
+        raise EmbedviewError(
+            f"{name} has vfm_mode {mode!r} ({kind}) but its 'features' is {node}; the file is "
+            "inconsistent, recompute the embeddings.")
+    return mode
+
+
+def _check_patch_grid(src: Source, attrs: dict, name: str) -> None:
+    """Check a VFM file's ``input_size`` (per file or per tile) against its grid and patch size.
+
+    micro_sam's VFM encoders resize each block so its longest side is ``img_size`` (grid side
+    times patch size), the other side rounded, and pad bottom/right to a square; the cells lie as
+    for SAM (:func:`~embedview._geometry.sam_cell_size`). A file that says otherwise is refused.
+    """
+    patch = attrs["patch_size"]
+    if isinstance(patch, bool) or not isinstance(patch, int) or patch < 1:
+        raise EmbedviewError(f"{name} has patch_size {patch!r}, not a positive integer; the file is inconsistent.")
+    grid = src.pieces()[0].grid.shape
+    if grid[0] != grid[1]:
+        raise EmbedviewError(
+            f"{name} has a grid of {grid[0]} × {grid[1]} cells, but an encoder with patch_size {patch} "
+            "encodes a square; the file is inconsistent, recompute the embeddings.")
+    if src.tiling is None:
+        blocks = [(name, attrs.get("input_size"), src.image_shape)]
+    else:
+        blocks = [(f"tile {t} of {name}", dict(src.tile_arrays[t].attrs).get("input_size"),
+                   tuple(b - a for a, b in src.tiling.outer(t))) for t in src.present_tiles]
+    side = grid[0] * patch
+    for where, input_size, block in blocks:
+        if input_size is None:
+            continue
+        size, longest = _check_size(input_size, "input_size", where), max(block)
+        # within half a pixel of n·side/L: micro_sam rounds (round() or int(x + 0.5))
+        if any(abs(2 * s * longest - 2 * n * side) > longest for s, n in zip(size, block)):
+            expected = [int(Fraction(n * side, longest) + Fraction(1, 2)) for n in block]
+            raise EmbedviewError(
+                f"{where} has input_size {list(size)}, but its {list(block)} pixels resized so the "
+                f"longest side spans the grid ({grid[0]} cells of patch_size {patch} = {side} pixels) "
+                f"give {expected}; the file's metadata is inconsistent, recompute the embeddings.")
 
 
 def _from_embeddings_dict(embeddings: Mapping, name: str, metadata: dict | None = None) -> Source:

@@ -650,6 +650,9 @@ def describe(embeddings) -> dict:
         "tiles": None,
         "model_type": meta.get("model_type"),
         "model_name": meta.get("model_name"),
+        # micro_sam's vision-foundation-model files (DINOv2/v3, UNI, SAM3) say how they were encoded
+        "patch_size": meta.get("patch_size"),
+        "vfm_mode": meta.get("vfm_mode"),
         "micro_sam_version": meta.get("micro_sam_version"),
         "data_signature": meta.get("data_signature"),
         "zarr_format": _zarr_format(embeddings),
@@ -702,8 +705,13 @@ def format_info(info: dict) -> str:
             why = " (masked)" if tiles["tiles_in_mask"] is not None else ""
             lines.append(("missing tiles", ", ".join(map(str, missing)) + why))
     model = info["model_type"] or "unknown"
-    if info["model_name"]:
+    if info["model_name"] and info["model_name"] != info["model_type"]:
         model += f" ({info['model_name']})"
+    if info.get("patch_size"):  # patches of the resized input: grid side × patch = its longest side
+        model += (f", patch size {info['patch_size']} (input resized to "
+                  f"{info['patch_size'] * max(info['cell_grid'])} pixels)")
+    if info.get("vfm_mode"):
+        model += f", vision foundation model, mode {info['vfm_mode']}"
     lines += [("features", f"{info['feature_bytes'] / 2**20:.1f} MiB (float32)"),
               ("model", model),
               ("micro_sam version", info["micro_sam_version"] or "unknown"),

@@ -112,7 +112,8 @@ def project_embeddings_for_visualization(
     Returns
     -------
     picture : ndarray, shape (h, w, n_components) or (Z, h, w, n_components)
-        One PCA per slice. Single images: the 64×64 grid with micro_sam's crop of the padding.
+        One PCA per slice. Single images: the cell grid (64×64 for SAM; 73, 64 or 72 cells a
+        side for micro_sam's DINOv2, DINOv3 and SAM3 files) with micro_sam's crop of the padding.
         Tiled: the tiles' inner blocks stitched as micro_sam stitches them; missing tiles
         (masked files) are black in rgb and NaN in components.
     scale : tuple of float

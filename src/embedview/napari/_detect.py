@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import os
 
-#: Root attributes every micro_sam container has (None for tiled files, but present).
+#: Root attributes of micro_sam's SAM containers (None for tiled files, but present); its tiled
+#: vision-foundation-model files leave them out and are known by ``micro_sam_version``.
 _SIZE_KEYS = ("original_size", "input_size")
 #: Metadata files that make ``features`` a zarr member (v3, then v2 array or group).
 _MEMBER_FILES = ("zarr.json", ".zarray", ".zgroup")

@@ -100,13 +100,23 @@ def read_embeddings(path: str | list[str]) -> list[tuple]:
     if isinstance(path, (list, tuple)):
         path = path[0]
     try:
-        vis = embedview.visualize(path)  # the API's geometry: a partial last cell overhangs the edge
+        src = embedview.open_source(path)
+        vis = embedview.visualize(src)  # the API's geometry: a partial last cell overhangs the edge
     except embedview.EmbedviewError as err:
         from napari.utils.notifications import show_error
 
         show_error(f"embedview: {err}")
         return [(None,)]  # napari's sentinel: handled, no layer (no further readers, no traceback)
-    return [(vis.rgb, layer_kwargs(vis, path, name=layer_name(path)), "image")]
+    kwargs = layer_kwargs(vis, path, name=layer_name(path))
+    model = {key: src.metadata.get(key) for key in _MODEL_KEYS if src.metadata.get(key) is not None}
+    kwargs["metadata"]["embedview"].update(model)
+    if "patch_size" in model:  # a vision foundation model: say which in the layer list
+        kwargs["name"] += f" ({model.get('model_type', 'unknown model')}, patch {model['patch_size']})"
+    return [(vis.rgb, kwargs, "image")]
+
+
+#: What the file says about its encoder, kept in the layer's metadata.
+_MODEL_KEYS = ("model_type", "model_name", "patch_size", "vfm_mode")
 
 
 def layer_name(path: str | os.PathLike) -> str:
