@@ -16,7 +16,7 @@ from ._errors import EmbedviewError
 
 EPILOG = """\
 examples:
-  embedview demo -o demo/                      make and render a built-in example
+  embedview demo -o demo                       make and render a built-in example
   embedview info embeddings.zarr               what a micro_sam embedding file holds
   embedview render embeddings.zarr -o pca.png --image image.tif
                                                PCA picture plus image | PCA | overlay figure
@@ -124,8 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser(
         "demo", help="make a built-in example and render it (no download)",
-        description="Write a generated image (demo_image.png), synthetic micro_sam-layout embeddings of "
-                    "it (demo_embeddings.zarr) and their rendering (demo_pca.png, demo_pca_figure.png).")
+        description="Write generated images of cells (image.png, stack.tif, tiled_image.tif, tiled_stack.tif), "
+                    "synthetic micro_sam-layout embeddings of each (embeddings.zarr, stack_embeddings.zarr, "
+                    "tiled_embeddings.zarr, tiled_stack_embeddings.zarr), the cell kinds (labels.png), ViT "
+                    "tokens of the 2D image (vit_tokens.npy) and the 2D rendering (pca.png, pca_figure.png).")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder to write into (created if needed)")
     p.add_argument("--seed", type=int, default=0, help="another seed draws another scene (same encoder)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
@@ -725,18 +727,20 @@ def _info_command(args) -> int:
 
 
 def demo(out_dir, *, seed: int = 0, quiet: bool = False) -> list[Path]:
-    """What ``embedview demo`` does: a generated image, its synthetic embeddings, their rendering.
+    """What ``embedview demo`` does: generated cell images, their embeddings, one rendering.
 
-    Writes ``demo_image.png``, ``demo_embeddings.zarr`` (micro_sam's layout), ``demo_pca.png``
-    and ``demo_pca_figure.png`` into ``out_dir`` (created if needed), through :func:`render`.
+    Writes into ``out_dir`` (created if needed) what :func:`embedview._demo.write_demo` writes
+    (``image.png`` with ``embeddings.zarr``, ``stack.tif`` with ``stack_embeddings.zarr``,
+    ``tiled_image.tif`` with ``tiled_embeddings.zarr``, ``tiled_stack.tif`` with
+    ``tiled_stack_embeddings.zarr``, ``labels.png``, ``vit_tokens.npy``), then renders the 2D
+    one through :func:`render` as ``pca.png`` and ``pca_figure.png``.
 
     Examples
     --------
-    >>> [p.name for p in demo("demo", quiet=True)]  # doctest: +SKIP
-    ['demo_image.png', 'demo_embeddings.zarr', 'demo_pca.png', 'demo_pca_figure.png']
+    >>> [p.name for p in demo("demo", quiet=True)][:2]  # doctest: +SKIP
+    ['image.png', 'embeddings.zarr']
     """
-    from ._demo import make_demo_scene, write_demo_embeddings
-    from ._io import atomic_path, write_png
+    from ._demo import write_demo
 
     out = Path(out_dir)
     try:
@@ -745,19 +749,19 @@ def demo(out_dir, *, seed: int = 0, quiet: bool = False) -> list[Path]:
         raise EmbedviewError(f"cannot create the folder {out}: {(err.strerror or str(err)).lower()}.") from None
     if not out.is_dir():
         raise EmbedviewError(f"cannot write into {out}: it is a file, not a folder.")
-    image, labels = make_demo_scene(seed=seed)
-    image_path = out / "demo_image.png"
-    with atomic_path(image_path) as tmp:
-        write_png(tmp, image)
-    embeddings = Path(write_demo_embeddings(out / "demo_embeddings.zarr", image, labels, progress=not quiet))
+    files = write_demo(out, seed=seed, progress=not quiet)
     if not quiet:
-        print(f"embedview: wrote {image_path} (a generated {image.shape[0]}×{image.shape[1]} image) and "
-              f"{embeddings} (synthetic embeddings in micro_sam's layout)", file=sys.stderr)
-    rendered = render(embeddings, out / "demo_pca.png", image=image_path, quiet=quiet)
+        pairs = [(files[k], files[e]) for k, e in (("image", "embeddings"), ("stack", "stack_embeddings"),
+                                                    ("tiled_image", "tiled_embeddings"),
+                                                    ("tiled_stack", "tiled_stack_embeddings"))]
+        print("embedview: wrote generated cell images and their synthetic embeddings in micro_sam's layout: "
+              + ", ".join(f"{image} ({embeddings})" for image, embeddings in pairs)
+              + f"; also {files['labels']} (cell kinds) and {files['vit_tokens']} (ViT tokens)", file=sys.stderr)
+    rendered = render(files["embeddings"], out / "pca.png", image=files["image"], quiet=quiet)
     if not quiet:
-        print(f"embedview: next, try `embedview info {embeddings}` or "
-              f"`embedview render {embeddings} -o pca.tif --pixel-size 1`", file=sys.stderr)
-    return [image_path, embeddings] + rendered
+        print(f"embedview: next, try `embedview info {files['tiled_embeddings']}` or "
+              f"`embedview render {files['stack_embeddings']} -o stack_pca.tif --pixel-size 1`", file=sys.stderr)
+    return list(files.values()) + rendered
 
 
 def _demo_command(args) -> int:

@@ -1,0 +1,68 @@
+"""Every ``embedview`` command in the README runs as written, in order, in a fresh folder.
+
+The README's commands name the files ``embedview demo -o demo`` writes (its second set-up
+command), so a new user can paste them one after the other; this test does just that and checks
+that each exits with status 0.
+"""
+
+import importlib.util
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import embedview
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+#: Commands that need an optional extra: skipped (with the reason) where it is not installed.
+EXTRAS = {"--scheduler": ("distributed", "dask"), "--device torch": ("torch", "torch")}
+
+
+def readme_commands(text: str) -> list[str]:
+    """The lines of the README's code blocks that start with ``embedview `` (continuations joined)."""
+    commands, in_block, pending = [], False, ""
+    for line in text.splitlines():
+        if line.lstrip().startswith("```"):
+            in_block, pending = not in_block, ""
+            continue
+        if not in_block:
+            continue
+        line = pending + line.strip() if pending else line.strip()
+        if line.endswith("\\"):
+            pending = line[:-1] + " "
+            continue
+        pending = ""
+        if line.startswith("embedview "):
+            commands.append(line)
+    return commands
+
+
+def test_readme_commands_are_found():
+    commands = readme_commands(README.read_text(encoding="utf-8"))
+    assert commands[0] == "embedview demo -o demo"
+    assert len(commands) >= 15
+    assert readme_commands("```bash\nembedview render a.zarr \\\n  -o b.png  # c\nother\n```\nembedview x\n") == \
+        ["embedview render a.zarr  -o b.png  # c"]
+
+
+def test_every_readme_command_runs(tmp_path):
+    """The README's ``embedview`` lines, in order, after its ``embedview demo -o demo``."""
+    src = str(Path(embedview.__file__).resolve().parents[1])  # the embedview under test, not another install
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
+    skipped = []
+    for command in readme_commands(README.read_text(encoding="utf-8")):
+        needs = [extra for flag, (module, extra) in EXTRAS.items()
+                 if flag in command and importlib.util.find_spec(module) is None]
+        if needs:
+            skipped.append(f"{command!r} needs the {needs[0]} extra")
+            continue
+        argv = shlex.split(command, comments=True)
+        done = subprocess.run([sys.executable, "-m", *argv], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, f"{command}\nexited {done.returncode}:\n{done.stderr[-2000:]}"
+    assert (tmp_path / "demo" / "embeddings.zarr").is_dir() and (tmp_path / "compare").is_dir()
+    if skipped:
+        pytest.skip("; ".join(skipped))
