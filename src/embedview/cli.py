@@ -180,13 +180,61 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except EmbedviewError as err:
-        return _fail(str(err))
+        return _fail(in_cli_terms(str(err)))
     except OSError as err:  # e.g. a disk filling up while writing
         where = f" ({err.filename})" if err.filename else ""
         return _fail(f"{(err.strerror or str(err)).rstrip('.')}{where}.")
     except KeyboardInterrupt:
         print("embedview: interrupted", file=sys.stderr)
         return 130
+
+
+#: The API's parameter names (as its messages spell them, ``name=value``) and the command's flags.
+_FLAGS = {"image_size": "--image-size", "patch_size": "--patch-size", "prefix_tokens": "--prefix-tokens",
+          "grid": "--grid", "preprocess": "--resize/--crop", "resize": "--resize", "crop": "--crop",
+          "key": "--key", "rgb_components": "--rgb-components", "n_components": "--components",
+          "cluster_components": "--cluster-components", "clusters": "--clusters", "fit_sample": "--fit-sample",
+          "foreground_threshold": "--foreground-threshold", "foreground_side": "--foreground-side",
+          "foreground": "--foreground", "scheduler": "--scheduler", "device": "--device",
+          "pixel_size": "--pixel-size", "normalize": "--normalize", "fit": "--fit", "mask": "--mask",
+          "point": "--point", "z": "--slice"}
+#: Names translated without ``=`` too: no sentence uses them as ordinary words.
+_BARE = ("image_size", "patch_size", "prefix_tokens", "preprocess", "rgb_components", "n_components",
+         "cluster_components", "fit_sample", "foreground_threshold", "foreground_side", "pixel_size")
+#: Whole phrases, translated first.
+_PHRASES = {"nonfinite='omit' (command line: --omit-nonfinite)": "--omit-nonfinite",
+            "nonfinite='omit'": "--omit-nonfinite", "outliers='keep'": "--keep-outliers",
+            "leave scheduler unset": "leave out --scheduler", " to embedview.open_features": ""}
+
+
+def in_cli_terms(message: str) -> str:
+    """An API error message with its parameter names replaced by the command's flags.
+
+    The library's messages name Python parameters (``image_size=(H, W)``); printed by the
+    command, they name the flags a user types (``--image-size H,W``).
+
+    Examples
+    --------
+    >>> in_cli_terms("pass image_size=(H, W) and patch_size= (and preprocess= if resized).")
+    'pass --image-size H,W and --patch-size (and --resize/--crop if resized).'
+    >>> in_cli_terms("rgb_components=[0, 1, 7] must name one to three; use device='cpu'.")
+    '--rgb-components 0,1,7 must name one to three; use --device cpu.'
+    """
+    import re
+
+    for phrase, flag in _PHRASES.items():
+        message = message.replace(phrase, flag)
+    value = r"""('[^']*'|"[^"]*"|\[[^\]]*\]|\([^)]*\)|[^\s,;()\[\]]*[^\s,;.()\[\]])?"""
+
+    def flag_value(match):
+        text = (match.group(2) or "").strip("'\"")
+        if text[:1] in "[(":
+            text = ",".join(v.strip().strip("'\"") for v in text[1:-1].split(","))
+        return _FLAGS[match.group(1)] + (f" {text}" if text else "")
+
+    names = "|".join(sorted(_FLAGS, key=len, reverse=True))
+    message = re.sub(rf"(?<![\w./-])({names})={value}", flag_value, message)
+    return re.sub(rf"(?<![\w./-])({'|'.join(_BARE)})\b(?!=)", lambda m: _FLAGS[m.group(1)], message)
 
 
 def _fail(message: str) -> int:
@@ -602,9 +650,12 @@ def similarity_map(embeddings, output, *, point=None, mask=None, image=None, sli
 
     written += figure.write(sim, draw=draw)
     if not quiet:
-        print(f"embedview: wrote {written[0]} (cosine similarity to the cell under "
-              f"{'pixel ' + str(tuple(point)) if point else 'the mask (mean)'}, scale {sim.scale[-1]:.4g} image px)"
-              + "".join(f" and {path}" for path in written[1:]), file=sys.stderr)
+        query = f"pixel {tuple(point)}" if point else "the mask (mean)"
+        if src.is_stack and z is not None and (point is None or len(point) == 2):
+            chosen = "given by --slice" if slice_ is not None else "the middle one; --point Z,Y,X or --slice Z picks another"
+            query += f" of slice {z} ({chosen})"
+        print(f"embedview: wrote {written[0]} (cosine similarity to the cell under {query}, scale "
+              f"{sim.scale[-1]:.4g} image px)" + "".join(f" and {path}" for path in written[1:]), file=sys.stderr)
     return written
 
 
