@@ -1,12 +1,14 @@
 """The built-in example: a generated image and synthetic embeddings in micro_sam's container layout.
 
-No download, no network, no model. :func:`make_demo_scene` draws an image of a few materials
-(background, round cells, a textured region, a bright band) with its label map;
+No download, no network, no model. :func:`make_demo_scene` draws a simple test image of a few
+materials (background, round cells, a textured region, a bright band) with its label map;
+:func:`make_cells_scene` a fluorescence-microscopy-like image (or z-stack) of cells of several
+kinds, which ``embedview demo`` shows (:func:`write_demo` writes it in every micro_sam layout);
 :class:`DemoEncoder` stands in for SAM's image encoder — it resizes each block the way SAM does
 (longest side to ``16 * grid`` pixels, bottom/right zero padding), then turns each 16×16 cell's
 statistics and material content into a feature vector through a fixed, seeded random
 projection; :func:`write_micro_sam_embeddings` writes any features as micro_sam does (single,
-stack, tiled, tiled stack, masked; zarr v2 or v3). Tests and benchmarks reuse all three.
+stack, tiled, tiled stack, masked; zarr v2 or v3). Tests and benchmarks reuse them.
 """
 
 from __future__ import annotations

@@ -15,12 +15,12 @@ from . import __version__
 from ._errors import EmbedviewError
 
 EPILOG = """\
-examples:
-  embedview demo -o demo                       make and render a built-in example
-  embedview info embeddings.zarr               what a micro_sam embedding file holds
-  embedview render embeddings.zarr -o pca.png --image image.tif
+examples (after the first, each runs as written):
+  embedview demo -o demo                       write the built-in example (cells, every layout)
+  embedview info demo/tiled_embeddings.zarr    what a micro_sam embedding file holds
+  embedview render demo/embeddings.zarr -o pca.png --image demo/image.png
                                                PCA picture plus image | PCA | overlay figure
-  embedview render stack.zarr -o pca.tif --pixel-size 1
+  embedview render demo/stack_embeddings.zarr -o stack_pca.tif --pixel-size 1
                                                a stack at image resolution, one page per slice
 """
 
