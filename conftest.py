@@ -43,7 +43,11 @@ def qt_unavailable() -> str | None:
                                                  or os.environ.get("QT_QPA_PLATFORM")):
         return ("no X display: install Xvfb (apt-get install xvfb; pytest-xvfb then starts it) "
                 "or run the tests under xvfb-run")
-    detail = next((line.strip() for line in reversed(done.stderr.splitlines()) if line.strip()), "no message")
+    lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+    if any("could not connect to display" in line for line in lines):
+        return (f"the X display {os.environ.get('DISPLAY')!r} cannot be reached: start it, or install Xvfb "
+                "(apt-get install xvfb) so that pytest-xvfb starts one")
+    detail = next((line for line in lines if "needed" in line), lines[-1] if lines else "no message")
     return (f"Qt cannot start ({detail[:200]}): install Qt's system libraries "
             "(the Debian packages .ci/run installs: libgl1, libegl1, libxkbcommon-x11-0, libxcb-cursor0, ...)")
 
