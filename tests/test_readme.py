@@ -69,3 +69,13 @@ def test_readme_command_runs(folder, command):
     done = subprocess.run([sys.executable, "-m", *argv], cwd=folder, env=env, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, f"{command}\nexited {done.returncode}:\n{done.stderr[-2000:]}"
+
+
+def test_ci_runs_the_readme_test_command():
+    """.ci/run runs the README's test command as written (the two are kept in step)."""
+    text = README.read_text(encoding="utf-8")
+    test_section = text[text.index("## Test"):]
+    command = next(line for line in test_section.splitlines() if line.startswith("pip install"))
+    assert "torch" not in command  # a new user's test environment does not pull PyTorch's CUDA build
+    ci = (README.parent / ".ci" / "run").read_text(encoding="utf-8")
+    assert command in ci.splitlines()
