@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 import embedview
-from embedview._demo import (MATERIALS, ROOT_ATTRIBUTES, DemoEncoder, LazyFeatures, demo_features,
-                             make_demo_image, make_demo_scene, sam_input_size, write_demo_embeddings,
-                             write_micro_sam_embeddings)
+from embedview._demo import (CELL_KINDS, CELLS_SHAPE, DEMO_LAYOUTS, MATERIALS, ROOT_ATTRIBUTES, DemoEncoder,
+                             LazyFeatures, demo_features, demo_vit_tokens, make_cells_scene, make_demo_image,
+                             make_demo_scene, sam_input_size, write_demo_embeddings, write_micro_sam_embeddings)
 from embedview._geometry import Tiling
+from embedview.cli import demo as main_demo
 from embedview.cli import main
 
 SMALL = DemoEncoder(n_channels=16, grid=16)
@@ -146,29 +147,90 @@ def test_demo_materials_get_distinct_colours(tmp_path):
     assert distances[np.triu_indices(len(MATERIALS), 1)].min() > 60
 
 
-def test_demo_command_writes_everything(tmp_path, capsys):
+DEMO_FILES = ["embeddings.zarr", "image.png", "labels.png", "pca.png", "pca_figure.png", "stack.tif",
+              "stack_embeddings.zarr", "tiled_embeddings.zarr", "tiled_image.tif", "tiled_stack.tif",
+              "tiled_stack_embeddings.zarr", "vit_tokens.npy"]
+
+
+def test_cell_scene_has_every_kind_and_is_reproducible():
+    image, labels = make_cells_scene(seed=2)
+    assert image.shape == labels.shape == CELLS_SHAPE and image.dtype == np.uint8
+    assert sorted(np.unique(labels)) == list(range(len(CELL_KINDS)))
+    np.testing.assert_array_equal(image, make_cells_scene(seed=2)[0])
+    # fluorescence-like: a dark background, bright cells
+    assert np.median(image[labels == 0]) < 40 < np.median(image[labels == 1])
+
+
+def test_cell_stack_is_a_z_series_through_the_same_cells():
+    image, labels = make_cells_scene((6, 128, 160))
+    cells = [(labels[z] > 0).mean() for z in range(6)]
+    assert image.shape == (6, 128, 160) and min(cells) > 0
+    overlap = ((labels[2] > 0) & (labels[3] > 0)).sum() / max(1, ((labels[2] > 0) | (labels[3] > 0)).sum())
+    assert overlap > 0.5  # neighbouring slices cut mostly through the same cells
+    with pytest.raises(embedview.EmbedviewError, match="at least 64"):
+        make_cells_scene((40, 40))
+
+
+def test_vit_tokens_follow_the_preprocessing(tmp_path):
+    image, labels = make_cells_scene((300, 400))
+    tokens = demo_vit_tokens(image, labels)
+    assert tokens.shape == (5 + 14 * 14, 96) and tokens.dtype == np.float32
+    src = embedview.from_tokens(tokens, image_size=(300, 400), patch_size=16, prefix_tokens=5,
+                                preprocess=embedview.Preprocess(resize=256, crop=(224, 224)))
+    vis = embedview.visualize(src, pixel_size=1)
+    drawn = np.isfinite(vis.components[..., 0])
+    # resized to 256 × 341, cropped at (16, 58): image rows 18.75 to 281.25, columns 68.0 to 330.8
+    assert drawn[19:281, 68:331].all() and not drawn[:18].any() and not drawn[:, :67].any()
+    assert not drawn[282:].any() and not drawn[:, 331:].any()
+
+
+def test_demo_command_writes_every_layout(tmp_path, capsys):
     out = tmp_path / "new" / "demo"
-    assert main(["demo", "-o", str(out), "-q"]) == 0
+    written = main_demo(out, quiet=True)
     assert capsys.readouterr() == ("", "")
-    names = sorted(p.name for p in out.iterdir())
-    assert names == ["demo_embeddings.zarr", "demo_image.png", "demo_pca.png", "demo_pca_figure.png"]
-    image = embedview.read_image(out / "demo_image.png")
-    assert image.shape == (600, 900) and image.dtype == np.uint8
-    attrs = _root_attrs(out / "demo_embeddings.zarr")
-    assert attrs["input_size"] == [683, 1024] and attrs["original_size"] == [600, 900]
+    assert sorted(p.name for p in out.iterdir()) == DEMO_FILES
+    assert sorted(p.name for p in written) == DEMO_FILES
+    for name, (shape, tile_shape, halo) in DEMO_LAYOUTS.items():
+        image_file = out / ("image.png" if name == "image" else f"{name}.tif")
+        embeddings = out / ("embeddings.zarr" if name == "image" else f"{name.replace('_image', '')}_embeddings.zarr")
+        assert embedview.read_image(image_file).shape == shape
+        src = embedview.open_source(embeddings)
+        assert src.layout == {"image": "single", "stack": "stack"}.get(name, name.replace("_", " ").replace(" image", ""))
+        assert src.image_shape == shape[-2:] and src.n_slices == (shape[0] if len(shape) == 3 else None)
+        if tile_shape:
+            assert src.tiling.tile_shape == tile_shape and src.tiling.halo == halo
+    attrs = _root_attrs(out / "embeddings.zarr")
+    assert attrs["input_size"] == [768, 1024] and attrs["original_size"] == [768, 1024]
     assert attrs["model_type"] == "demo"
-    assert embedview.read_image(out / "demo_pca.png").shape == (43, 64, 3)
-    figure = embedview.read_image(out / "demo_pca_figure.png")
-    assert figure.shape == (300, 3 * 450 + 16, 3)
+    assert embedview.read_image(out / "labels.png").shape == (768, 1024)
+    assert embedview.read_image(out / "pca.png").shape == (48, 64, 3)
+    assert embedview.read_image(out / "pca_figure.png").shape[-1] == 3
+
+
+def test_demo_cell_kinds_get_distinct_colours(tmp_path):
+    """The PCA picture shows the cells: every kind's mean colour differs from every other's."""
+    main_demo(tmp_path, quiet=True)
+    labels = embedview.read_image(tmp_path / "labels.png")
+    vis = embedview.visualize(tmp_path / "embeddings.zarr", pixel_size=1)
+    means = np.array([vis.rgb[labels == kind].mean(axis=0) for kind in range(len(CELL_KINDS))])
+    distances = np.linalg.norm(means[:, None] - means[None], axis=-1)
+    assert distances[np.triu_indices(len(CELL_KINDS), 1)].min() > 15
+
+
+def test_readme_points_lie_on_granular_cells(tmp_path):
+    """The README's similarity queries start on a granular cell (2D, and the stack's middle slice)."""
+    labels = make_cells_scene(DEMO_LAYOUTS["image"][0], seed=0)[1]
+    assert CELL_KINDS[labels[441, 747]] == "granular cell"
+    stack_labels = make_cells_scene(DEMO_LAYOUTS["stack"][0], seed=1)[1]
+    assert CELL_KINDS[stack_labels[3, 303, 462]] == "granular cell"
 
 
 def test_demo_command_reports_and_reruns(tmp_path, capsys):
     assert main(["demo", "-o", str(tmp_path)]) == 0
     err = capsys.readouterr().err
-    assert "demo_pca.png" in err and "demo_embeddings.zarr" in err
+    assert "pca.png" in err and "tiled_stack_embeddings.zarr" in err
     assert main(["demo", "-o", str(tmp_path), "-q"]) == 0  # replaces its own files
-    assert sorted(p.name for p in tmp_path.iterdir())[0] == "demo_embeddings.zarr"
-    assert len(list(tmp_path.iterdir())) == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == DEMO_FILES
 
 
 def test_demo_into_a_file_fails(tmp_path, capsys):

@@ -1,12 +1,14 @@
 """The built-in example: a generated image and synthetic embeddings in micro_sam's container layout.
 
-No download, no network, no model. :func:`make_demo_scene` draws an image of a few materials
-(background, round cells, a textured region, a bright band) with its label map;
+No download, no network, no model. :func:`make_demo_scene` draws a simple test image of a few
+materials (background, round cells, a textured region, a bright band) with its label map;
+:func:`make_cells_scene` a fluorescence-microscopy-like image (or z-stack) of cells of several
+kinds, which ``embedview demo`` shows (:func:`write_demo` writes it in every micro_sam layout);
 :class:`DemoEncoder` stands in for SAM's image encoder — it resizes each block the way SAM does
 (longest side to ``16 * grid`` pixels, bottom/right zero padding), then turns each 16×16 cell's
 statistics and material content into a feature vector through a fixed, seeded random
 projection; :func:`write_micro_sam_embeddings` writes any features as micro_sam does (single,
-stack, tiled, tiled stack, masked; zarr v2 or v3). Tests and benchmarks reuse all three.
+stack, tiled, tiled stack, masked; zarr v2 or v3). Tests and benchmarks reuse them.
 """
 
 from __future__ import annotations
@@ -118,6 +120,151 @@ def _draw_cells(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator)
         labels[y0:y1, x0:x1][disc] = 1
         image[y0:y1, x0:x1][disc] = (150 + 40 * (1 - d2 / (r * r)))[disc]
         placed += 1
+
+
+# ---------------------------------------------------------------------------------------------
+# the demo's microscopy scene
+
+#: Label values in :func:`make_cells_scene`'s label map.
+CELL_KINDS = ("background", "nucleus", "cytoplasm", "granular cell", "mitotic cell")
+#: Size of the demo's 2D image.
+CELLS_SHAPE = (768, 1024)
+
+
+def make_cells_scene(shape: tuple[int, ...] = CELLS_SHAPE, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A fluorescence-microscopy-like image of cells of several kinds, and its label map.
+
+    Dark, unevenly lit background with noise; round nuclei with chromatin texture; large
+    elongated cells (dim cytoplasm around a nucleus); granular cells full of bright spots; small,
+    very bright mitotic cells. A stack is a z-series through the same ellipsoidal cells, so cells
+    grow and shrink from slice to slice.
+
+    Parameters
+    ----------
+    shape : (H, W) or (Z, H, W)
+    seed : int
+
+    Returns
+    -------
+    image : ndarray of uint8
+    labels : ndarray of uint8
+        Indices into :data:`CELL_KINDS`.
+
+    Examples
+    --------
+    >>> image, labels = make_cells_scene((256, 320))
+    >>> image.shape, image.dtype, sorted(np.unique(labels).tolist())
+    ((256, 320), dtype('uint8'), [0, 1, 2, 3, 4])
+    >>> make_cells_scene((3, 128, 160))[0].shape
+    (3, 128, 160)
+    """
+    shape = tuple(int(v) for v in shape)
+    if len(shape) not in (2, 3) or min(shape[-2:]) < 64:
+        raise EmbedviewError(f"the cell scene's shape must be (H, W) or (Z, H, W) with sides of at least 64, got {list(shape)}.")
+    rng = np.random.default_rng((seed, 4242))
+    h, w = shape[-2:]
+    n_slices = shape[0] if len(shape) == 3 else 1
+    cells = _place_cells(h, w, n_slices, rng)
+    planes = [_draw_cells_plane(h, w, cells, z if len(shape) == 3 else None, np.random.default_rng((seed, 77, z)))
+              for z in range(n_slices)]
+    image, labels = np.stack([p[0] for p in planes]), np.stack([p[1] for p in planes])
+    return (image, labels) if len(shape) == 3 else (image[0], labels[0])
+
+
+# kind: (count per 768×1024 image, radius range in pixels, aspect range)
+_CELL_RECIPES = {2: (7, (34, 46), (1.3, 1.8)), 3: (8, (22, 28), (1.0, 1.2)),
+                 4: (7, (11, 14), (1.0, 1.15)), 1: (55, (13, 17), (1.0, 1.3))}
+
+
+def _place_cells(h: int, w: int, n_slices: int, rng: np.random.Generator) -> list[dict]:
+    """Non-overlapping (in projection) ellipsoidal cells: kind, centre, radii, angle, z extent."""
+    taken = np.zeros((h, w), bool)
+    area = h * w / (CELLS_SHAPE[0] * CELLS_SHAPE[1])
+    cells = []
+    for kind, (count, (r0, r1), (a0, a1)) in _CELL_RECIPES.items():
+        wanted, placed = max(1, round(count * area)), 0
+        for _ in range(40 * wanted):
+            if placed == wanted:
+                break
+            r, aspect, angle = rng.uniform(r0, r1), rng.uniform(a0, a1), rng.uniform(0, np.pi)
+            ry, rx = r, r * aspect
+            reach = rx + 3
+            if 2 * reach + 2 >= min(h, w):
+                break
+            cy, cx = rng.uniform(reach, h - reach), rng.uniform(reach, w - reach)
+            box, inside = _ellipse(cy, cx, ry + 3, rx + 3, angle, h, w)
+            if taken[box][inside].any():
+                continue
+            taken[box] |= inside
+            depth = rng.uniform(1.5, 3.5) * (1.6 if kind == 2 else 1.0)
+            cells.append({"kind": kind, "cy": cy, "cx": cx, "ry": ry, "rx": rx, "angle": angle,
+                          "cz": rng.uniform(-0.5, n_slices - 0.5), "rz": depth,
+                          "nucleus": (rng.uniform(-0.3, 0.3) * rx, rng.uniform(0.3, 0.4))})
+            placed += 1
+    return cells
+
+
+def _ellipse(cy, cx, ry, rx, angle, h, w):
+    """The bounding box (slices) of an ellipse and the boolean ellipse inside it."""
+    reach = max(ry, rx) + 1
+    y0, y1 = max(0, int(cy - reach)), min(h, int(cy + reach) + 2)
+    x0, x1 = max(0, int(cx - reach)), min(w, int(cx + reach) + 2)
+    dy, dx = np.arange(y0, y1)[:, None] - cy, np.arange(x0, x1)[None, :] - cx
+    c, s = np.cos(angle), np.sin(angle)
+    u, v = (dx * c + dy * s) / rx, (-dx * s + dy * c) / ry
+    return (slice(y0, y1), slice(x0, x1)), u * u + v * v <= 1
+
+
+def _draw_cells_plane(h, w, cells, z, rng):
+    """One plane of the scene: each cell's cross-section at slice ``z`` (2D: the middle one)."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    # uneven illumination (brighter centre) on a dark background
+    light = 1.0 - 0.35 * (((yy / h - 0.5) ** 2 + (xx / w - 0.5) ** 2) / 0.5)
+    image = np.full((h, w), 22.0, np.float32)
+    labels = np.zeros((h, w), np.uint8)
+    for cell in cells:
+        f = 1.0 if z is None else 1 - ((z - cell["cz"]) / cell["rz"]) ** 2
+        if f <= 0.05:
+            continue
+        f = float(np.sqrt(f))
+        ry, rx, angle, kind = cell["ry"] * f, cell["rx"] * f, cell["angle"], cell["kind"]
+        box, inside = _ellipse(cell["cy"], cell["cx"], ry, rx, angle, h, w)
+        if not inside.any():
+            continue
+        n = int(inside.sum())
+        if kind == 2:  # dim cytoplasm with fine texture, and an off-centre nucleus
+            image[box][inside] = 60 + 12 * rng.standard_normal(n)
+            labels[box][inside] = 2
+            shift, size = cell["nucleus"]
+            c, s = np.cos(angle), np.sin(angle)
+            nbox, nucleus = _ellipse(cell["cy"] + shift * s, cell["cx"] + shift * c, ry * size * 1.3,
+                                     rx * size, angle, h, w)
+            _paint_nucleus(image, labels, nbox, nucleus, rng)
+        elif kind == 1:
+            _paint_nucleus(image, labels, box, inside, rng)
+        elif kind == 3:  # granular: a mid-grey body full of small bright granules
+            image[box][inside] = 85 + 8 * rng.standard_normal(n)
+            granules = rng.random(inside.shape) < 0.06
+            image[box][inside & granules] = 215
+            labels[box][inside] = 3
+        else:  # mitotic: small, condensed, very bright
+            image[box][inside] = 235 + 6 * rng.standard_normal(n)
+            labels[box][inside] = 4
+    image = image * light + rng.normal(0, 5, (h, w)).astype(np.float32)
+    return np.clip(image + 0.5, 0, 255).astype(np.uint8), labels
+
+
+def _paint_nucleus(image, labels, box, inside, rng):
+    """A bright nucleus, brighter at its centre, with blotchy chromatin."""
+    region = image[box]
+    ys, xs = np.nonzero(inside)
+    if ys.size == 0:
+        return
+    cy, cx = ys.mean(), xs.mean()
+    r2 = max(1.0, float(((ys - cy) ** 2 + (xs - cx) ** 2).max()))
+    d2 = ((ys - cy) ** 2 + (xs - cx) ** 2) / r2
+    region[ys, xs] = 130 + 45 * (1 - d2) + 18 * rng.standard_normal(ys.size)
+    labels[box][inside] = 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -473,3 +620,101 @@ def write_demo_embeddings(path, image: np.ndarray, labels: np.ndarray | None = N
     return write_micro_sam_embeddings(
         path, features, original_size=image.shape[-2:], tile_shape=tile_shape, halo=halo,
         tiles_in_mask=tiles, zarr_format=zarr_format, data_signature=signature, progress=progress)
+
+
+# ---------------------------------------------------------------------------------------------
+# the built-in example (`embedview demo`)
+
+#: What :func:`write_demo` writes: name → (shape, tile_shape, halo) of each embedded image.
+DEMO_LAYOUTS = {
+    "image": ((768, 1024), None, None),
+    "stack": ((6, 384, 512), None, None),
+    "tiled_image": ((1024, 1536), (384, 512), (32, 32)),
+    "tiled_stack": ((3, 768, 1024), (384, 512), (32, 32)),
+}
+#: The ViT stand-in of :func:`demo_vit_tokens`: DINOv3 ViT-S/16's preprocessing (resize the
+#: shortest side to 256, centre crop 224) and tokens (CLS + 4 registers, then 14 × 14 patches).
+VIT_RESIZE, VIT_CROP, VIT_PATCH, VIT_PREFIX = 256, (224, 224), 16, 5
+
+
+def demo_vit_tokens(image: np.ndarray, labels: np.ndarray | None = None, *, n_channels: int = 96,
+                    seed: int = 1) -> np.ndarray:
+    """Tokens ``(N, C)`` of a 2D image from a stand-in ViT with DINOv3 ViT-S/16's preprocessing.
+
+    The image is resized (nearest pixel centre) so that its shortest side is 256, centre
+    cropped to 224 × 224 and encoded in 16-pixel patches by a :class:`DemoEncoder` of another
+    seed (another model); five prefix tokens (a CLS token and four registers) come first.
+
+    Examples
+    --------
+    >>> image, labels = make_cells_scene((300, 400))
+    >>> demo_vit_tokens(image, labels).shape
+    (201, 96)
+    """
+    from ._vit import Preprocess
+
+    image = np.asarray(image)
+    prep = Preprocess(resize=VIT_RESIZE, crop=VIT_CROP)
+    (rh, rw), (top, left) = prep.resized_size(image.shape), prep.crop_start(image.shape)
+    ys = np.clip(((np.arange(VIT_CROP[0]) + top + 0.5) * image.shape[0] / rh).astype(np.intp), 0, image.shape[0] - 1)
+    xs = np.clip(((np.arange(VIT_CROP[1]) + left + 0.5) * image.shape[1] / rw).astype(np.intp), 0, image.shape[1] - 1)
+    encoder = DemoEncoder(n_channels=n_channels, grid=VIT_CROP[0] // VIT_PATCH, seed=seed)
+    feats = encoder.encode(image[np.ix_(ys, xs)], None if labels is None else np.asarray(labels)[np.ix_(ys, xs)])
+    patches = feats.reshape(n_channels, -1).T
+    rng = np.random.default_rng((seed, 5))
+    prefix = np.concatenate([patches.mean(axis=0, keepdims=True),
+                             rng.normal(0, 3 * float(patches.std()), (VIT_PREFIX - 1, n_channels))])
+    return np.concatenate([prefix, patches]).astype(np.float32)
+
+
+def write_demo(out_dir, *, seed: int = 0, progress: bool = False) -> dict:
+    """Write the built-in example's images, label map, embeddings and ViT tokens into ``out_dir``.
+
+    For each entry of :data:`DEMO_LAYOUTS` an image of :func:`make_cells_scene` (``image.png``,
+    ``stack.tif``, ``tiled_image.tif``, ``tiled_stack.tif``) and its :class:`DemoEncoder`
+    embeddings in micro_sam's layout (``embeddings.zarr``, ``stack_embeddings.zarr``,
+    ``tiled_embeddings.zarr``, ``tiled_stack_embeddings.zarr``); also ``labels.png`` (the 2D
+    image's cell kinds, :data:`CELL_KINDS`; usable as a mask) and ``vit_tokens.npy``
+    (:func:`demo_vit_tokens` of the 2D image). Every file is written atomically.
+
+    Parameters
+    ----------
+    out_dir : str or os.PathLike
+        An existing folder.
+    seed : int
+        Another seed draws other scenes (the encoders stay the same).
+    progress : bool
+
+    Returns
+    -------
+    dict of str to Path
+        ``"image"``, ``"embeddings"``, ``"stack"``, ``"stack_embeddings"``, ... as above.
+    """
+    from pathlib import Path
+
+    import tifffile
+
+    from ._io import write_png
+
+    out = Path(out_dir)
+    written = {}
+    for offset, (name, (shape, tile_shape, halo)) in enumerate(DEMO_LAYOUTS.items()):
+        image, labels = make_cells_scene(shape, seed=seed * 10 + offset)
+        image_path = out / ("image.png" if name == "image" else f"{name}.tif")
+        with atomic_path(image_path) as tmp:
+            if image_path.suffix == ".png":
+                write_png(tmp, image)
+            else:
+                tifffile.imwrite(tmp, image, photometric="minisblack")
+        embeddings = "embeddings" if name == "image" else f"{name.replace('_image', '')}_embeddings"
+        written[name] = image_path
+        written[embeddings] = Path(write_demo_embeddings(out / f"{embeddings}.zarr", image, labels,
+                                                         tile_shape=tile_shape, halo=halo, progress=progress))
+        if name == "image":
+            written["labels"] = out / "labels.png"
+            with atomic_path(written["labels"]) as tmp:
+                write_png(tmp, labels)
+            written["vit_tokens"] = out / "vit_tokens.npy"
+            with atomic_path(written["vit_tokens"]) as tmp:
+                np.save(tmp, demo_vit_tokens(image, labels))
+    return written

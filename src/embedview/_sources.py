@@ -224,6 +224,11 @@ def _is_group(obj) -> bool:
 def _from_path(path: str) -> Source:
     if not os.path.exists(path):
         raise EmbedviewError(f"{path} does not exist; pass the path of a micro_sam embedding file (.zarr).")
+    container = _container_holding(path)
+    if container is not None:
+        raise EmbedviewError(
+            f"{path} lies inside the micro_sam embedding file {container} (its features); pass the "
+            f"container folder ({container}) instead.")
     if not os.path.isdir(path) or not any(
             os.path.exists(os.path.join(path, meta)) for meta in ("zarr.json", ".zgroup")):
         raise EmbedviewError(
@@ -236,6 +241,16 @@ def _from_path(path: str) -> Source:
     except Exception as err:
         raise EmbedviewError(f"{path} could not be opened as zarr ({err}); the file looks damaged.") from None
     return _from_group(root, name=path)
+
+
+def _container_holding(path: str) -> str | None:
+    """The micro_sam container whose ``features`` (array, group of tiles, or one tile) ``path`` is."""
+    here = os.path.abspath(path)
+    for parent in (os.path.dirname(here), os.path.dirname(os.path.dirname(here))):
+        inner = os.path.relpath(here, parent).split(os.sep)[0]
+        if inner == "features" and any(os.path.exists(os.path.join(parent, meta)) for meta in ("zarr.json", ".zgroup")):
+            return parent if os.path.isabs(path) else os.path.relpath(parent)
+    return None
 
 
 def _attr(attrs, key, name, where):

@@ -15,12 +15,12 @@ from . import __version__
 from ._errors import EmbedviewError
 
 EPILOG = """\
-examples:
-  embedview demo -o demo/                      make and render a built-in example
-  embedview info embeddings.zarr               what a micro_sam embedding file holds
-  embedview render embeddings.zarr -o pca.png --image image.tif
+examples (after the first, each runs as written):
+  embedview demo -o demo                       write the built-in example (cells, every layout)
+  embedview info demo/tiled_embeddings.zarr    what a micro_sam embedding file holds
+  embedview render demo/embeddings.zarr -o pca.png --image demo/image.png
                                                PCA picture plus image | PCA | overlay figure
-  embedview render stack.zarr -o pca.tif --pixel-size 1
+  embedview render demo/stack_embeddings.zarr -o stack_pca.tif --pixel-size 1
                                                a stack at image resolution, one page per slice
 """
 
@@ -124,8 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser(
         "demo", help="make a built-in example and render it (no download)",
-        description="Write a generated image (demo_image.png), synthetic micro_sam-layout embeddings of "
-                    "it (demo_embeddings.zarr) and their rendering (demo_pca.png, demo_pca_figure.png).")
+        description="Write generated images of cells (image.png, stack.tif, tiled_image.tif, tiled_stack.tif), "
+                    "synthetic micro_sam-layout embeddings of each (embeddings.zarr, stack_embeddings.zarr, "
+                    "tiled_embeddings.zarr, tiled_stack_embeddings.zarr), the cell kinds (labels.png), ViT "
+                    "tokens of the 2D image (vit_tokens.npy) and the 2D rendering (pca.png, pca_figure.png).")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder to write into (created if needed)")
     p.add_argument("--seed", type=int, default=0, help="another seed draws another scene (same encoder)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
@@ -178,13 +180,61 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except EmbedviewError as err:
-        return _fail(str(err))
+        return _fail(in_cli_terms(str(err)))
     except OSError as err:  # e.g. a disk filling up while writing
         where = f" ({err.filename})" if err.filename else ""
         return _fail(f"{(err.strerror or str(err)).rstrip('.')}{where}.")
     except KeyboardInterrupt:
         print("embedview: interrupted", file=sys.stderr)
         return 130
+
+
+#: The API's parameter names (as its messages spell them, ``name=value``) and the command's flags.
+_FLAGS = {"image_size": "--image-size", "patch_size": "--patch-size", "prefix_tokens": "--prefix-tokens",
+          "grid": "--grid", "preprocess": "--resize/--crop", "resize": "--resize", "crop": "--crop",
+          "key": "--key", "rgb_components": "--rgb-components", "n_components": "--components",
+          "cluster_components": "--cluster-components", "clusters": "--clusters", "fit_sample": "--fit-sample",
+          "foreground_threshold": "--foreground-threshold", "foreground_side": "--foreground-side",
+          "foreground": "--foreground", "scheduler": "--scheduler", "device": "--device",
+          "pixel_size": "--pixel-size", "normalize": "--normalize", "fit": "--fit", "mask": "--mask",
+          "point": "--point", "z": "--slice"}
+#: Names translated without ``=`` too: no sentence uses them as ordinary words.
+_BARE = ("image_size", "patch_size", "prefix_tokens", "preprocess", "rgb_components", "n_components",
+         "cluster_components", "fit_sample", "foreground_threshold", "foreground_side", "pixel_size")
+#: Whole phrases, translated first.
+_PHRASES = {"nonfinite='omit' (command line: --omit-nonfinite)": "--omit-nonfinite",
+            "nonfinite='omit'": "--omit-nonfinite", "outliers='keep'": "--keep-outliers",
+            "leave scheduler unset": "leave out --scheduler", " to embedview.open_features": ""}
+
+
+def in_cli_terms(message: str) -> str:
+    """An API error message with its parameter names replaced by the command's flags.
+
+    The library's messages name Python parameters (``image_size=(H, W)``); printed by the
+    command, they name the flags a user types (``--image-size H,W``).
+
+    Examples
+    --------
+    >>> in_cli_terms("pass image_size=(H, W) and patch_size= (and preprocess= if resized).")
+    'pass --image-size H,W and --patch-size (and --resize/--crop if resized).'
+    >>> in_cli_terms("rgb_components=[0, 1, 7] must name one to three; use device='cpu'.")
+    '--rgb-components 0,1,7 must name one to three; use --device cpu.'
+    """
+    import re
+
+    for phrase, flag in _PHRASES.items():
+        message = message.replace(phrase, flag)
+    value = r"""('[^']*'|"[^"]*"|\[[^\]]*\]|\([^)]*\)|[^\s,;()\[\]]*[^\s,;.()\[\]])?"""
+
+    def flag_value(match):
+        text = (match.group(2) or "").strip("'\"")
+        if text[:1] in "[(":
+            text = ",".join(v.strip().strip("'\"") for v in text[1:-1].split(","))
+        return _FLAGS[match.group(1)] + (f" {text}" if text else "")
+
+    names = "|".join(sorted(_FLAGS, key=len, reverse=True))
+    message = re.sub(rf"(?<![\w./-])({names})={value}", flag_value, message)
+    return re.sub(rf"(?<![\w./-])({'|'.join(_BARE)})\b(?!=)", lambda m: _FLAGS[m.group(1)], message)
 
 
 def _fail(message: str) -> int:
@@ -600,9 +650,12 @@ def similarity_map(embeddings, output, *, point=None, mask=None, image=None, sli
 
     written += figure.write(sim, draw=draw)
     if not quiet:
-        print(f"embedview: wrote {written[0]} (cosine similarity to the cell under "
-              f"{'pixel ' + str(tuple(point)) if point else 'the mask (mean)'}, scale {sim.scale[-1]:.4g} image px)"
-              + "".join(f" and {path}" for path in written[1:]), file=sys.stderr)
+        query = f"pixel {tuple(point)}" if point else "the mask (mean)"
+        if src.is_stack and z is not None and (point is None or len(point) == 2):
+            chosen = "given by --slice" if slice_ is not None else "the middle one; --point Z,Y,X or --slice Z picks another"
+            query += f" of slice {z} ({chosen})"
+        print(f"embedview: wrote {written[0]} (cosine similarity to the cell under {query}, scale "
+              f"{sim.scale[-1]:.4g} image px)" + "".join(f" and {path}" for path in written[1:]), file=sys.stderr)
     return written
 
 
@@ -733,18 +786,20 @@ def _info_command(args) -> int:
 
 
 def demo(out_dir, *, seed: int = 0, quiet: bool = False) -> list[Path]:
-    """What ``embedview demo`` does: a generated image, its synthetic embeddings, their rendering.
+    """What ``embedview demo`` does: generated cell images, their embeddings, one rendering.
 
-    Writes ``demo_image.png``, ``demo_embeddings.zarr`` (micro_sam's layout), ``demo_pca.png``
-    and ``demo_pca_figure.png`` into ``out_dir`` (created if needed), through :func:`render`.
+    Writes into ``out_dir`` (created if needed) what :func:`embedview._demo.write_demo` writes
+    (``image.png`` with ``embeddings.zarr``, ``stack.tif`` with ``stack_embeddings.zarr``,
+    ``tiled_image.tif`` with ``tiled_embeddings.zarr``, ``tiled_stack.tif`` with
+    ``tiled_stack_embeddings.zarr``, ``labels.png``, ``vit_tokens.npy``), then renders the 2D
+    one through :func:`render` as ``pca.png`` and ``pca_figure.png``.
 
     Examples
     --------
-    >>> [p.name for p in demo("demo", quiet=True)]  # doctest: +SKIP
-    ['demo_image.png', 'demo_embeddings.zarr', 'demo_pca.png', 'demo_pca_figure.png']
+    >>> [p.name for p in demo("demo", quiet=True)][:2]  # doctest: +SKIP
+    ['image.png', 'embeddings.zarr']
     """
-    from ._demo import make_demo_scene, write_demo_embeddings
-    from ._io import atomic_path, write_png
+    from ._demo import write_demo
 
     out = Path(out_dir)
     try:
@@ -753,19 +808,19 @@ def demo(out_dir, *, seed: int = 0, quiet: bool = False) -> list[Path]:
         raise EmbedviewError(f"cannot create the folder {out}: {(err.strerror or str(err)).lower()}.") from None
     if not out.is_dir():
         raise EmbedviewError(f"cannot write into {out}: it is a file, not a folder.")
-    image, labels = make_demo_scene(seed=seed)
-    image_path = out / "demo_image.png"
-    with atomic_path(image_path) as tmp:
-        write_png(tmp, image)
-    embeddings = Path(write_demo_embeddings(out / "demo_embeddings.zarr", image, labels, progress=not quiet))
+    files = write_demo(out, seed=seed, progress=not quiet)
     if not quiet:
-        print(f"embedview: wrote {image_path} (a generated {image.shape[0]}×{image.shape[1]} image) and "
-              f"{embeddings} (synthetic embeddings in micro_sam's layout)", file=sys.stderr)
-    rendered = render(embeddings, out / "demo_pca.png", image=image_path, quiet=quiet)
+        pairs = [(files[k], files[e]) for k, e in (("image", "embeddings"), ("stack", "stack_embeddings"),
+                                                    ("tiled_image", "tiled_embeddings"),
+                                                    ("tiled_stack", "tiled_stack_embeddings"))]
+        print("embedview: wrote generated cell images and their synthetic embeddings in micro_sam's layout: "
+              + ", ".join(f"{image} ({embeddings})" for image, embeddings in pairs)
+              + f"; also {files['labels']} (cell kinds) and {files['vit_tokens']} (ViT tokens)", file=sys.stderr)
+    rendered = render(files["embeddings"], out / "pca.png", image=files["image"], quiet=quiet)
     if not quiet:
-        print(f"embedview: next, try `embedview info {embeddings}` or "
-              f"`embedview render {embeddings} -o pca.tif --pixel-size 1`", file=sys.stderr)
-    return [image_path, embeddings] + rendered
+        print(f"embedview: next, try `embedview info {files['tiled_embeddings']}` or "
+              f"`embedview render {files['stack_embeddings']} -o stack_pca.tif --pixel-size 1`", file=sys.stderr)
+    return list(files.values()) + rendered
 
 
 def _demo_command(args) -> int:

@@ -1,0 +1,105 @@
+"""The command's messages speak the user's terms: flags, not Python parameters; the folder to pass."""
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+import embedview
+from embedview._demo import DemoEncoder, make_cells_scene, write_demo_embeddings
+from embedview.cli import in_cli_terms, main
+
+SMALL = DemoEncoder(n_channels=8, grid=16)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("messages")
+    paths = {}
+    for name, shape, tile_shape, zarr_format in [("image", (128, 160), None, 3), ("v2", (128, 160), None, 2),
+                                                 ("stack", (3, 128, 160), None, 3),
+                                                 ("tiled", (200, 260), (96, 128), 3)]:
+        image, labels = make_cells_scene(shape)
+        paths[name] = write_demo_embeddings(root / f"{name}.zarr", image, labels, tile_shape=tile_shape,
+                                            halo=(16, 16) if tile_shape else None, encoder=SMALL,
+                                            zarr_format=zarr_format)
+    paths["tokens"] = root / "tokens.npy"
+    np.save(paths["tokens"], np.random.default_rng(0).normal(size=(1 + 14 * 14, 8)).astype(np.float32))
+    return paths
+
+
+def _error(capsys, *argv):
+    assert main([str(a) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("embedview: error: ") and err.count("\n") == 1
+    return err
+
+
+def test_vit_geometry_messages_name_flags(files, tmp_path, capsys):
+    err = _error(capsys, "render", files["tokens"], "-o", tmp_path / "x.png", "--patch-size", "16")
+    assert "--image-size H,W" in err and "image_size" not in err and "open_features" not in err
+    err = _error(capsys, "render", files["tokens"], "-o", tmp_path / "x.png", "--image-size", "300,400",
+                 "--resize", "256", "--crop", "224,224", "--patch-size", "16")
+    assert "--prefix-tokens 1" in err and "prefix_tokens" not in err
+
+
+def test_component_messages_name_flags(files, tmp_path, capsys):
+    err = _error(capsys, "render", files["image"], "-o", tmp_path / "x.png", "--rgb-components", "0,1,7")
+    assert "--rgb-components 0,1,7 must name" in err and "rgb_components" not in err
+    err = _error(capsys, "render", files["image"], "-o", tmp_path / "x.png", "--components", "99")
+    assert "--components 99 is not possible" in err and "n_components" not in err
+
+
+def test_device_message_names_the_flag(files, tmp_path, capsys):
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("this machine has CUDA")
+    err = _error(capsys, "render", files["image"], "-o", tmp_path / "x.png", "--device", "cuda")
+    assert "--device cuda needs" in err and "device=" not in err
+
+
+def test_scheduler_message_names_the_flag(files, tmp_path, capsys):
+    argv = ["render", files["tokens"], "-o", tmp_path / "x.png", "--image-size", "224,224", "--patch-size", "16",
+            "--prefix-tokens", "1", "--scheduler", "processes"]
+    err = _error(capsys, *argv)
+    assert "--scheduler" in err and "scheduler=" not in err
+
+
+@pytest.mark.parametrize("name, inner", [("image", "features"), ("v2", "features"), ("tiled", "features"),
+                                         ("tiled", "features/2")])
+def test_inner_features_ask_for_the_container(files, tmp_path, capsys, name, inner):
+    container = files[name]
+    for command in (["render", container / inner, "-o", tmp_path / "x.png"], ["info", container / inner]):
+        err = _error(capsys, *command)
+        assert f"pass the container folder ({container})" in err and "damaged" not in err
+    with pytest.raises(embedview.EmbedviewError, match="container folder"):
+        embedview.open_source(str(container / inner))
+
+
+def test_similarity_on_a_stack_names_the_slice(files, tmp_path, capsys):
+    assert main(["similarity", str(files["stack"]), "--point", "60,80", "-o", str(tmp_path / "s.png")]) == 0
+    assert "of slice 1 (the middle one" in capsys.readouterr().err
+    assert main(["similarity", str(files["stack"]), "--point", "60,80", "--slice", "2",
+                 "-o", str(tmp_path / "s2.png")]) == 0
+    assert "of slice 2 (given by --slice)" in capsys.readouterr().err
+    assert main(["similarity", str(files["stack"]), "--point", "0,60,80", "-o", str(tmp_path / "s3.png")]) == 0
+    assert "pixel (0, 60, 80)," in capsys.readouterr().err  # the slice is in the point already
+
+
+def test_the_api_keeps_parameter_names(files):
+    with pytest.raises(embedview.EmbedviewError, match=r"rgb_components=\[0, 1, 7\]"):
+        embedview.visualize(str(files["image"]), rgb_components=[0, 1, 7])
+
+
+@pytest.mark.parametrize("api, cli", [
+    ("pass image_size=(H, W) of the image", "pass --image-size H,W of the image"),
+    ("use device='cpu' (the numpy engine)", "use --device cpu (the numpy engine)"),
+    ("pass nonfinite='omit' (command line: --omit-nonfinite) to", "pass --omit-nonfinite to"),
+    ("run pip install 'embedview[dask]' or leave scheduler unset.", "run pip install 'embedview[dask]' or leave out --scheduler."),
+    ("give the slice as point=(z, y, x) or z=.", "give the slice as --point z,y,x or --slice."),
+    ("/data/fit=3/image_size.zarr has 3 channels", "/data/fit=3/image_size.zarr has 3 channels"),
+])
+def test_in_cli_terms(api, cli):
+    assert in_cli_terms(api) == cli
