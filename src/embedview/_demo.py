@@ -18,7 +18,7 @@ import numpy as np
 
 from ._errors import EmbedviewError
 from ._geometry import Tiling
-from ._io import atomic_path
+from ._io import MARKER, atomic_path, folder_marker
 from ._progress import progress_bar
 
 DEMO_SHAPE = (600, 900)
@@ -386,6 +386,7 @@ def write_micro_sam_embeddings(path, features, *, original_size, tile_shape=None
         "model_hash": model_hash,
         "input_size": None if tiled else list(sam_input_size(size, max(features.shape[-2:]))),
         "original_size": None if tiled else list(size),
+        MARKER: folder_marker(),  # embedview wrote it: a later write may replace it
     }
     import zarr
 
