@@ -139,16 +139,14 @@ def check_output(path, stack: bool = False, inputs=()) -> Path:
     ...
     embedview._errors.EmbedviewError: cannot write /nonexistent-folder/out.png: the folder /nonexistent-folder does not exist.
     """
-    path = Path(path)
-    if path.is_dir() and path.suffix.lower() != ".zarr":
-        raise _existing_folder(path)
+    path = guard_output(path, inputs)
     ext = _extension(path, OUTPUT_FORMATS, f"cannot write {path}: unknown output extension")
     if stack and ext not in STACK_FORMATS:
         raise EmbedviewError(
             f"cannot write {path}: a {OUTPUT_FORMATS[ext]} holds one 2D picture but these embeddings "
             "are a stack of slices; write a .tif (one page per slice) or a .zarr instead.")
     _check_folder(path)
-    return guard_output(path, inputs)
+    return path
 
 
 def guard_output(path, inputs=(), *, into: bool = False) -> Path:
