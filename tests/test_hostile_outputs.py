@@ -150,6 +150,9 @@ def test_similarity_onto_an_input(work, capsys):
 def test_several_inputs_into_an_input(work, capsys):
     refused(capsys, work, "render", "emb.zarr", "other.zarr", "-o", "emb.zarr/pics")
     refused(capsys, work, "render", "emb.zarr", "other.zarr", "-o", "emb.zarr")
+    (work / "kept").mkdir()
+    (work / "kept" / "emb.png").write_text("my own notes")  # where the first picture would go
+    assert "not a PNG" in refused(capsys, work, "render", "emb.zarr", "other.zarr", "-o", "kept")
 
 
 def test_demo_into_a_foreign_demo_embeddings(work, capsys):
