@@ -558,7 +558,8 @@ def _render_command(args) -> int:
             raise EmbedviewError("--image makes a figure for one input; with several inputs the side-by-side "
                                  "figure is written instead.")
         render_many(args.embeddings, args.output, separate_bases=args.separate_bases, slice_=args.slice,
-                    quiet=args.quiet, inputs=_option_inputs(args), **{k: v for k, v in options.items() if k != "fit" or v != "joint"})
+                    quiet=args.quiet, inputs=_option_inputs(args),
+                    **{k: v for k, v in options.items() if k != "fit" or v != "joint"})
         return 0
     if args.separate_bases:
         raise EmbedviewError("--separate-bases is for several inputs.")
@@ -585,9 +586,8 @@ def fit(embeddings: list, output, *, quiet: bool = False, **options) -> Path:
     PosixPath('basis.npz')
     """
     from ._basis_file import save_basis
-    from ._joint import fit_basis
-
     from ._io import check_output
+    from ._joint import fit_basis
 
     geometry = options.pop("geometry", None)
     out = Path(output)
