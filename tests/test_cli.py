@@ -158,7 +158,7 @@ def test_render_figure_slice_and_rgb_image(tmp_path, capsys, data):
 def test_render_replaces_an_existing_output(tmp_path, capsys, data):
     _, paths = data
     out = tmp_path / "pca.png"
-    out.write_bytes(b"old")
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(out)  # an earlier picture: it may be replaced
     run_ok(capsys, "render", paths["single"], "-o", out, "-q")
     assert embedview.read_image(out).shape[-1] == 3
     assert sorted(os.listdir(tmp_path)) == ["pca.png"]
@@ -239,9 +239,10 @@ def test_nan_features_name_the_slice_and_count(tmp_path, capsys, data):
 def test_failure_keeps_the_previous_output(tmp_path, capsys, data):
     root, _ = data
     out = tmp_path / "out.tif"
-    out.write_bytes(b"previous")
-    run_fails(capsys, tmp_path, "render", root / "nan.zarr", "-o", out)
-    assert out.read_bytes() == b"previous"
+    tifffile.imwrite(out, np.zeros((4, 4, 3), np.uint8))
+    previous = out.read_bytes()
+    err = run_fails(capsys, tmp_path, "render", root / "nan.zarr", "-o", out)
+    assert "slice 1" in err and out.read_bytes() == previous
 
 
 def test_truncated_chunk(tmp_path, capsys, data):

@@ -20,7 +20,7 @@ import numpy as np
 
 from ._errors import EmbedviewError
 from ._geometry import Tiling
-from ._io import atomic_path
+from ._io import MARKER, atomic_path, folder_marker
 from ._progress import progress_bar
 
 DEMO_SHAPE = (600, 900)
@@ -533,6 +533,7 @@ def write_micro_sam_embeddings(path, features, *, original_size, tile_shape=None
         "model_hash": model_hash,
         "input_size": None if tiled else list(sam_input_size(size, max(features.shape[-2:]))),
         "original_size": None if tiled else list(size),
+        MARKER: folder_marker(),  # embedview wrote it: a later write may replace it
     }
     import zarr
 
@@ -697,24 +698,45 @@ def write_demo(out_dir, *, seed: int = 0, progress: bool = False) -> dict:
     from ._io import write_png
 
     out = Path(out_dir)
+    names = demo_files()
     written = {}
     for offset, (name, (shape, tile_shape, halo)) in enumerate(DEMO_LAYOUTS.items()):
         image, labels = make_cells_scene(shape, seed=seed * 10 + offset)
-        image_path = out / ("image.png" if name == "image" else f"{name}.tif")
+        image_path = written[name] = out / names[name]
         with atomic_path(image_path) as tmp:
             if image_path.suffix == ".png":
                 write_png(tmp, image)
             else:
                 tifffile.imwrite(tmp, image, photometric="minisblack")
-        embeddings = "embeddings" if name == "image" else f"{name.replace('_image', '')}_embeddings"
-        written[name] = image_path
-        written[embeddings] = Path(write_demo_embeddings(out / f"{embeddings}.zarr", image, labels,
+        embeddings = _embeddings_key(name)
+        written[embeddings] = Path(write_demo_embeddings(out / names[embeddings], image, labels,
                                                          tile_shape=tile_shape, halo=halo, progress=progress))
         if name == "image":
-            written["labels"] = out / "labels.png"
+            written["labels"] = out / names["labels"]
             with atomic_path(written["labels"]) as tmp:
                 write_png(tmp, labels)
-            written["vit_tokens"] = out / "vit_tokens.npy"
+            written["vit_tokens"] = out / names["vit_tokens"]
             with atomic_path(written["vit_tokens"]) as tmp:
                 np.save(tmp, demo_vit_tokens(image, labels))
     return written
+
+
+def _embeddings_key(name: str) -> str:
+    return "embeddings" if name == "image" else f"{name.replace('_image', '')}_embeddings"
+
+
+def demo_files() -> dict:
+    """The file name of each entry :func:`write_demo` writes (checked before anything is written).
+
+    Examples
+    --------
+    >>> demo_files()["tiled_embeddings"], demo_files()["stack"]
+    ('tiled_embeddings.zarr', 'stack.tif')
+    """
+    names = {}
+    for name in DEMO_LAYOUTS:
+        names[name] = "image.png" if name == "image" else f"{name}.tif"
+        names[_embeddings_key(name)] = f"{_embeddings_key(name)}.zarr"
+        if name == "image":
+            names.update(labels="labels.png", vit_tokens="vit_tokens.npy")
+    return names

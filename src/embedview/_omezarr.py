@@ -142,6 +142,8 @@ class OmeZarrWriter:
 
 def ome_attributes(is_stack: bool, n_levels: int, scale, translate, metadata: dict) -> dict:
     """The root attributes: NGFF 0.4 ``multiscales`` and ``omero``, and embedview's own."""
+    from ._io import MARKER, folder_marker
+
     axes = [{"name": "c", "type": "channel"}]
     if is_stack:
         axes.append({"name": "z", "type": "space"})
@@ -159,7 +161,7 @@ def ome_attributes(is_stack: bool, n_levels: int, scale, translate, metadata: di
                          "type": "mean", "metadata": {"method": "2x2 mean of the level above"}}],
         "omero": {"name": "embedview PCA", "version": "0.4", "channels": channels,
                   "rdefs": {"model": "color", "defaultZ": 0}},
-        "embedview": metadata,
+        MARKER: {**folder_marker(), **metadata},  # marks the folder as embedview's: a later write may replace it
     }
 
 

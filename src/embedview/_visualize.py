@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -193,7 +194,8 @@ def visualize(
     output : str or Path, optional
         Write the picture to this ``.zarr`` folder (OME-Zarr, see :mod:`embedview._omezarr`)
         chunk by chunk instead of returning it in memory: memory stays bounded whatever the
-        output's size. The folder appears only when complete.
+        output's size. The folder appears only when complete; it may replace only an earlier
+        embedview output, never the embeddings or a folder holding them.
     metadata : dict, optional
         Extra JSON-able entries recorded in the ``output`` (e.g. the source and options).
     progress : bool
@@ -239,7 +241,10 @@ def visualize(
     if output is not None:
         from ._io import check_output
 
-        out = check_output(output, stack=src.is_stack)
+        # The output may not replace the embeddings (or hold them) nor anything embedview did not write.
+        read = source if isinstance(source, (str, os.PathLike)) else src.name  # a Source's name is its path
+        read = read if os.path.exists(read) else None
+        out = check_output(output, stack=src.is_stack, inputs=[("the embeddings", read)])
         if out.suffix.lower() != ".zarr":
             raise EmbedviewError(f"output= writes OME-Zarr: give a path ending in .zarr, not {out.name}.")
 

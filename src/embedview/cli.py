@@ -2,7 +2,9 @@
 
 Only argparse is imported here; numpy, zarr and the rest load inside the commands, so
 ``embedview --help`` answers at once. Bad input exits with status 2 and one sentence on
-stderr (``embedview: error: ...``), never a traceback or a half-written file.
+stderr (``embedview: error: ...``), never a traceback or a half-written file; a failed run
+leaves nothing behind. A bug in embedview itself exits with status 1 and one line
+(``embedview: internal error: ...``; ``--debug`` shows the traceback).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="See what an image encoder sees: PCA pictures of SAM / micro_sam embeddings, "
                     "placed exactly over the image.")
     parser.add_argument("--version", action="version", version=f"embedview {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an internal error")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = commands.add_parser(
@@ -132,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="another seed draws another scene (same encoder)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=_demo_command)
+    for sub in commands.choices.values():  # --debug after the command works too
+        sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
 
@@ -169,16 +174,25 @@ def _add_geometry(p) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the ``embedview`` command; returns the exit status (0 success, 2 bad input).
+    """Run the ``embedview`` command; returns the exit status.
+
+    0 success; 2 bad input (one ``embedview: error:`` sentence); 1 an internal error (one
+    ``embedview: internal error:`` line, the traceback with ``--debug``); 130 Ctrl-C and 143
+    SIGTERM (handled alike). A run that fails removes what it created
+    (:func:`embedview._io.undo_on_failure`).
 
     Examples
     --------
     >>> main(["info", "/nonexistent.zarr"])  # doctest: +SKIP
     2
     """
+    from ._io import undo_on_failure
+
     args = build_parser().parse_args(argv)
+    interrupted = _on_sigterm()
     try:
-        return args.func(args)
+        with undo_on_failure():
+            return args.func(args)
     except EmbedviewError as err:
         return _fail(in_cli_terms(str(err)))
     except OSError as err:  # e.g. a disk filling up while writing
@@ -186,7 +200,37 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"{(err.strerror or str(err)).rstrip('.')}{where}.")
     except KeyboardInterrupt:
         print("embedview: interrupted", file=sys.stderr)
-        return 130
+        return 143 if interrupted.get("signal") else 130
+    except Exception as err:  # a bug of embedview's, not the input's
+        if getattr(args, "debug", False):
+            import traceback
+
+            traceback.print_exc()
+        else:
+            detail = " ".join(str(err).split())[:500]
+            print(f"embedview: internal error: {type(err).__name__}: {detail or 'no detail'} "
+                  "(run again with --debug to see the traceback)", file=sys.stderr)
+        return 1
+    finally:
+        interrupted["restore"]()
+
+
+def _on_sigterm() -> dict:
+    """Handle SIGTERM like Ctrl-C (a KeyboardInterrupt, so temporaries are removed) until restored."""
+    import signal
+
+    state = {"restore": lambda: None}
+
+    def interrupt(signum, frame):
+        state["signal"] = signum
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except (ValueError, OSError):  # not the main thread: leave signals alone
+        return state
+    state["restore"] = lambda: signal.signal(signal.SIGTERM, previous)
+    return state
 
 
 #: The API's parameter names (as its messages spell them, ``name=value``) and the command's flags.
@@ -278,7 +322,7 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 
 def render(embeddings, output, *, image=None, slice_: int | None = None, quiet: bool = False,
-           **options) -> list[Path]:
+           inputs=(), **options) -> list[Path]:
     """What ``embedview render`` does: visualize, write ``output`` and, with ``image``, a figure.
 
     Everything that can be checked cheaply (the embeddings' metadata, the output folder and
@@ -296,6 +340,9 @@ def render(embeddings, output, *, image=None, slice_: int | None = None, quiet: 
         Slice of a stack drawn in the figure (default: the middle one).
     quiet : bool
         No progress bar, no summary.
+    inputs : iterable of (str, path)
+        Other files the options were read from (``("the mask", path)``, ...): no output may
+        replace them (:func:`embedview._io.guard_output`).
     **options
         Passed to :func:`embedview.visualize` (``fit``, ``normalize``, ``pixel_size``,
         ``basis``, ``mask``, ``foreground``, ``clusters``, ``device``, ``scheduler``, ...).
@@ -314,9 +361,9 @@ def render(embeddings, output, *, image=None, slice_: int | None = None, quiet: 
     from ._visualize import visualize
 
     src = _open(embeddings, options)
-    out = check_output(output, stack=src.is_stack)
-    _refuse_overwriting(out, embeddings, "the embeddings")
-    figure = _Figure(src, out, image, slice_, embeddings)
+    inputs = [("the embeddings", embeddings), ("the image", image), *inputs]
+    out = check_output(output, stack=src.is_stack, inputs=inputs)
+    figure = _Figure(src, out, image, slice_, inputs)
     meta = {"source": str(embeddings), "fit": options.get("fit", "joint"),
             "normalize": options.get("normalize", "robust"),
             "rgb_components": list(options["rgb_components"]) if options.get("rgb_components") else None}
@@ -347,7 +394,7 @@ def _open(embeddings, options):
 class _Figure:
     """The optional image | picture | overlay figure: checked before the work, written after it."""
 
-    def __init__(self, src, out: Path, image, slice_, embeddings):
+    def __init__(self, src, out: Path, image, slice_, inputs):
         from ._figure import image_plane
         from ._io import check_output, read_image
 
@@ -356,9 +403,7 @@ class _Figure:
         if image is not None:
             self.plane = read_image(image)
             image_plane(self.plane, src.shape, slice_, name=f"the image {image}")
-            self.path = check_output(out.with_name(f"{out.stem}_figure.png"))
-            _refuse_overwriting(self.path, embeddings, "the embeddings")
-            _refuse_overwriting(self.path, image, "the image")
+            self.path = check_output(out.with_name(f"{out.stem}_figure.png"), inputs=inputs)
         elif slice_ is not None:
             raise EmbedviewError("--slice chooses the slice of the figure; pass --image IMAGE too.")
 
@@ -376,31 +421,40 @@ class _Figure:
 
 
 def render_many(embeddings: list, out_dir, *, separate_bases: bool = False, slice_: int | None = None,
-                quiet: bool = False, **options) -> list[Path]:
+                quiet: bool = False, inputs=(), **options) -> list[Path]:
     """What ``embedview render A B ... -o DIR`` does: one basis over all inputs (or one each),
     one picture per input and a side-by-side figure ``DIR/side_by_side.png``.
+
+    ``DIR`` is created if needed; if the run fails, what it created is removed (a folder that
+    existed before stays). ``inputs`` as for :func:`render`.
 
     Examples
     --------
     >>> render_many(["a.zarr", "b.zarr"], "compare")  # doctest: +SKIP
     [PosixPath('compare/a.png'), PosixPath('compare/b.png'), PosixPath('compare/side_by_side.png')]
     """
+    from ._io import undo_on_failure
+
+    with undo_on_failure():
+        return _render_many(embeddings, out_dir, separate_bases, slice_, quiet, inputs, options)
+
+
+def _render_many(embeddings, out_dir, separate_bases, slice_, quiet, inputs, options) -> list[Path]:
     from ._figure import side_by_side
     from ._io import atomic_path, check_output, write_output, write_png
     from ._joint import visualize_many
     from ._visualize import visualize
 
-    out = _make_folder(out_dir)
+    inputs = [("the embeddings", e) for e in embeddings] + list(inputs)
+    out = _make_folder(out_dir, inputs)
     geometry = options.pop("geometry", None)
     sources = [_open(e, {"geometry": geometry}) for e in embeddings]
     stems = _names([Path(str(e).rstrip("/")) for e in embeddings])
     paths = []
     for src, stem in zip(sources, stems):
         ext = ".tif" if src.is_stack else ".png"
-        paths.append(check_output(out / f"{stem}{ext}", stack=src.is_stack))
-        for e in embeddings:
-            _refuse_overwriting(paths[-1], e, "the embeddings")
-    side = check_output(out / "side_by_side.png")
+        paths.append(check_output(out / f"{stem}{ext}", stack=src.is_stack, inputs=inputs))
+    side = check_output(out / "side_by_side.png", inputs=inputs)
     for src in sources:  # checked before any work: bad input must leave no output behind
         if src.is_stack and slice_ is not None and not 0 <= slice_ < src.n_slices:
             raise EmbedviewError(f"{src.name} has no slice {slice_}; it has {src.n_slices} slices.")
@@ -456,24 +510,15 @@ def _panel(src, vis, slice_, rgb_components, n_panels):
     return render_plane(src, vis, p, z, rgb_components)[0]
 
 
-def _make_folder(path) -> Path:
+def _make_folder(path, inputs=()) -> Path:
+    """The output folder of several pictures, made if needed (and removed if the run fails)."""
+    from ._io import OUTPUT_FORMATS, guard_output, make_folder
+
     out = Path(path)
-    if out.suffix.lower() in (".png", ".tif", ".tiff", ".zarr", ".npy", ".npz") and not out.is_dir():
+    if out.suffix.lower() in OUTPUT_FORMATS and not out.is_dir():
         raise EmbedviewError(f"several inputs give several pictures: -o must be a folder, not {out}.")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise EmbedviewError(f"cannot create the folder {out}: {(err.strerror or str(err)).lower()}.") from None
-    if not out.is_dir():
-        raise EmbedviewError(f"cannot write into {out}: it is a file, not a folder.")
-    return out
-
-
-def _refuse_overwriting(output: Path, source, what: str) -> None:
-    """An output must not replace (or land inside) an input: the input would be lost."""
-    out, src = output.resolve(), Path(source).resolve()
-    if out == src or src in out.parents:
-        raise EmbedviewError(f"the output {output} would overwrite {what} {source}; choose another output name.")
+    guard_output(out, inputs, into=True)
+    return make_folder(out)
 
 
 def _summary(vis, src, written, fit) -> str:
@@ -563,12 +608,19 @@ def _render_command(args) -> int:
             raise EmbedviewError("--image makes a figure for one input; with several inputs the side-by-side "
                                  "figure is written instead.")
         render_many(args.embeddings, args.output, separate_bases=args.separate_bases, slice_=args.slice,
-                    quiet=args.quiet, **{k: v for k, v in options.items() if k != "fit" or v != "joint"})
+                    quiet=args.quiet, inputs=_option_inputs(args),
+                    **{k: v for k, v in options.items() if k != "fit" or v != "joint"})
         return 0
     if args.separate_bases:
         raise EmbedviewError("--separate-bases is for several inputs.")
-    render(args.embeddings[0], args.output, image=args.image, slice_=args.slice, quiet=args.quiet, **options)
+    render(args.embeddings[0], args.output, image=args.image, slice_=args.slice, quiet=args.quiet,
+           inputs=_option_inputs(args), **options)
     return 0
+
+
+def _option_inputs(args) -> list:
+    """The files options were read from: outputs must leave them alone."""
+    return [("the mask", args.mask), ("the basis", args.basis)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -584,15 +636,14 @@ def fit(embeddings: list, output, *, quiet: bool = False, **options) -> Path:
     PosixPath('basis.npz')
     """
     from ._basis_file import save_basis
+    from ._io import check_output
     from ._joint import fit_basis
 
     geometry = options.pop("geometry", None)
     out = Path(output)
     if out.suffix.lower() != ".npz":
         raise EmbedviewError(f"a basis is saved as .npz; got {out.name}.")
-    from ._io import check_output as _check  # the folder must exist and be writable
-
-    _check(out.with_suffix(".npy"))
+    check_output(out, inputs=[("the embeddings", e) for e in embeddings])
     sources = [_open(e, {"geometry": geometry}) for e in embeddings]
     basis = fit_basis(sources, progress=not quiet, **options)
     path = save_basis(out, basis, normalize=options.get("normalize", "robust"),
@@ -629,8 +680,8 @@ def similarity_map(embeddings, output, *, point=None, mask=None, image=None, sli
     from ._similarity import similarity
 
     src = _open(embeddings, {"geometry": geometry})
-    out = check_output(output)
-    _refuse_overwriting(out, embeddings, "the embeddings")
+    inputs = [("the embeddings", embeddings), ("the mask", mask), ("the image", image)]
+    out = check_output(output, inputs=inputs)
     if point is not None and len(point) == 3:
         if slice_ is not None and slice_ != point[0]:
             raise EmbedviewError(f"--point gives slice {point[0]} but --slice gives {slice_}; give one.")
@@ -638,7 +689,7 @@ def similarity_map(embeddings, output, *, point=None, mask=None, image=None, sli
     mask_array = None if mask is None else read_image(mask)
     z = slice_ if slice_ is not None else (src.n_slices // 2 if src.is_stack and point is not None and len(point) == 2 else None)
     query_point = point if point is None or len(point) == 3 or not src.is_stack else (z,) + tuple(point)
-    figure = _Figure(src, out, image, z if image is not None else None, embeddings)
+    figure = _Figure(src, out, image, z if image is not None else None, inputs)
     sim = similarity(src, query_point, mask=mask_array, z=z, pixel_size=pixel_size, progress=not quiet)
     meta = {"source": str(embeddings), "query": {"point": list(point) if point else None, "mask": str(mask) if mask else None,
                                                    "slice": z}, "values": "cosine similarity"}
@@ -792,22 +843,28 @@ def demo(out_dir, *, seed: int = 0, quiet: bool = False) -> list[Path]:
     (``image.png`` with ``embeddings.zarr``, ``stack.tif`` with ``stack_embeddings.zarr``,
     ``tiled_image.tif`` with ``tiled_embeddings.zarr``, ``tiled_stack.tif`` with
     ``tiled_stack_embeddings.zarr``, ``labels.png``, ``vit_tokens.npy``), then renders the 2D
-    one through :func:`render` as ``pca.png`` and ``pca_figure.png``.
+    one through :func:`render` as ``pca.png`` and ``pca_figure.png``. Each may replace only an
+    earlier demo's file (:func:`embedview._io.guard_output`); all are checked before anything is
+    written, and a failed run removes what it created.
 
     Examples
     --------
     >>> [p.name for p in demo("demo", quiet=True)][:2]  # doctest: +SKIP
     ['image.png', 'embeddings.zarr']
     """
-    from ._demo import write_demo
+    from ._io import undo_on_failure
 
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise EmbedviewError(f"cannot create the folder {out}: {(err.strerror or str(err)).lower()}.") from None
-    if not out.is_dir():
-        raise EmbedviewError(f"cannot write into {out}: it is a file, not a folder.")
+    with undo_on_failure():
+        return _demo(Path(out_dir), seed, quiet)
+
+
+def _demo(out: Path, seed: int, quiet: bool) -> list[Path]:
+    from ._demo import demo_files, write_demo
+    from ._io import check_output, make_folder
+
+    make_folder(out)
+    for name in list(demo_files().values()) + ["pca.png", "pca_figure.png"]:
+        check_output(out / name)  # all before anything is written
     files = write_demo(out, seed=seed, progress=not quiet)
     if not quiet:
         pairs = [(files[k], files[e]) for k, e in (("image", "embeddings"), ("stack", "stack_embeddings"),
