@@ -804,7 +804,7 @@ def _safetensor(path: str, name: str, spec, start: int, size: int):
     dtype = _SAFETENSORS_DTYPES.get(spec["dtype"]) if isinstance(spec["dtype"], str) else None
     if dtype is None:
         raise EmbedviewError(
-            f"{what} in {path} has dtype {_short(spec['dtype'])}; embedview reads "
+            f"{what} in {path} has dtype {_short(spec['dtype']).strip(chr(39))}; embedview reads "
             f"{', '.join(_SAFETENSORS_DTYPES)} safetensors, so save the features as float32.")
     checked = _check_shape(spec["shape"], what)
     if isinstance(checked, str):
