@@ -131,10 +131,13 @@ class Accumulator:
         if cells.shape[1] == 0:
             return True
         # The first *finite* piece's mean: a piece with NaN must not fix a NaN shift for good.
-        shift = self.shift if self.shift is not None else cells.mean(axis=1, dtype=np.float64).astype(np.float32)
-        centred = cells - shift[:, None]
-        total = centred.sum(axis=1).astype(np.float64)  # centred: float32 sums lose nothing
-        with np.errstate(over="ignore", invalid="ignore"):  # overflow is mended below
+        with np.errstate(over="ignore", invalid="ignore"):  # Inf input, or overflow (mended below)
+            if self.shift is None:
+                shift = cells.mean(axis=1, dtype=np.float64).astype(np.float32)
+            else:
+                shift = self.shift
+            centred = cells - shift[:, None]
+            total = centred.sum(axis=1).astype(np.float64)  # centred: float32 sums lose nothing
             scatter = centred @ centred.T
         # NaN and Inf propagate into the sums, so checking them is free compared to a scan.
         diagonal = np.diagonal(scatter)
@@ -157,15 +160,15 @@ class Accumulator:
 
     def _watch(self, centred: np.ndarray, scale: float = 1.0) -> None:
         norms = np.sqrt(np.einsum("ij,ij->j", centred, centred))
-        if scale != 1.0:  # norms and far cells are kept in the features' own units
-            norms /= np.float32(scale)
-            centred = centred / np.float32(scale)
+        if scale != 1.0:  # norms and far cells in the features' own units, in float64 where they fit
+            norms = norms.astype(np.float64) / scale
         self._norms.append(norms[:: self._stride])
         if self.bar is None:
             self._set_bar(norms)
         far = norms > self.bar
         if far.any():
-            self._keep_far(norms[far], centred[:, far].copy())
+            cells = centred[:, far].copy() if scale == 1.0 else centred[:, far].astype(np.float64) / scale
+            self._keep_far(norms[far], cells)
 
     def _set_bar(self, first_norms: np.ndarray) -> None:
         """Cells farther than this are remembered: a low bar from the first piece keeps the buffer small."""

@@ -169,7 +169,7 @@ class TorchAccumulator(Accumulator):
             with _ieee_float32(torch):
                 scatter = centred @ centred.T
             if norms is not None:
-                norms = torch.linalg.vector_norm(centred, dim=0) / scale
+                norms = torch.linalg.vector_norm(centred, dim=0).to(self._sum_dtype) / scale
         n_far = 0
         if norms is not None:
             if self.bar is None:  # from the first finite piece, as numpy: np.median of its norms
@@ -210,7 +210,8 @@ class TorchAccumulator(Accumulator):
             self._dropped_above = max(self._dropped_above, float(top.values[-1]))
             keep = top.indices[:-1]
             far_norms, far_cells = far_norms[keep], far_cells[:, keep]
-        far_cells = far_cells if scale == 1.0 else far_cells / scale  # in the features' own units
+        if scale != 1.0:  # in the features' own units, in float64 where the device has it
+            far_cells = far_cells.to(self._sum_dtype) / scale
         self._keep_far(far_norms.cpu().numpy(), far_cells.cpu().numpy())
 
     def _flush(self) -> None:
@@ -221,7 +222,7 @@ class TorchAccumulator(Accumulator):
             self._total_d.zero_()
             self._scatter_d.zero_()
         if self._norms_d:
-            self._norms.append(self._torch.cat(self._norms_d).cpu().numpy())
+            self._norms.append(self._torch.cat(self._norms_d).cpu().numpy())  # promotes to float64 if a piece was rescaled
             self._norms_d = []
 
     def basis(self, n_components: int) -> Basis:

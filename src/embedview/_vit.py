@@ -43,6 +43,7 @@ import numpy as np
 
 from ._errors import EmbedviewError
 from ._geometry import CellGrid, _ceil_frac
+from ._limits import check_fits
 from ._sources import FEATURE_SUFFIXES, Piece, Source, _check_size
 
 RESIZE_MODES = ("shortest", "longest")
@@ -332,10 +333,18 @@ def _grid_candidates(input_size, patch) -> list[tuple[int, int]]:
     return [g for g in dict.fromkeys([floor, ceil]) if min(g) >= 1]
 
 
+#: Float32 copies of one frame held at once while it is fitted (read-ahead, centring, projection).
+_FRAME_COPIES = 5
+
+
 def _make_source(data, *, tokens, batched, image, patch, grid, pre, prefix, channels_last, name,
                  metadata) -> Source:
     n_slices = int(data.shape[0]) if batched and int(data.shape[0]) > 1 else None  # B = 1: one image
     n_channels = int(data.shape[-1] if tokens or channels_last else data.shape[-3])
+    # a frame is read whole, as float32, with a few working copies (read-ahead, centring)
+    check_fits(_FRAME_COPIES * 4 * n_channels * grid[0] * grid[1],
+               f"one frame of {name} ({n_channels} channels × {grid[0]}×{grid[1]} cells)",
+               "check the array's layout (layout=, channels_last=) or split the features into smaller frames")
     cells = pre.cell_grid(image, patch, grid)
     inner = _inner(cells, image)
     if any(a >= b for a, b in inner):
@@ -604,6 +613,8 @@ def _check_shape(shape, what: str) -> tuple[tuple[int, ...], int] | str:
         return f"{what} has shape {_short(shape)}, not a list of at most {_MAX_NDIM} sizes"
     if not all(type(v) is int and 0 <= v < 2**63 for v in shape):
         return f"{what} has shape {_short(shape)}, not a list of non-negative integers"
+    if math.prod(max(v, 1) for v in shape) >= 2**48:  # numpy refuses such shapes even when empty
+        return f"{what} has shape {_short(shape)}, larger than any array embedview can hold"
     return tuple(shape), math.prod(shape)
 
 
@@ -709,8 +720,6 @@ def _npz_members(path: str) -> dict:
 def _npz_member(path: str, info, shape, fortran: bool, dtype: np.dtype, offset: int) -> np.ndarray:
     """Read one checked ``.npz`` member, no more bytes than its header implies."""
     import zipfile
-
-    from ._limits import check_fits
 
     n_bytes = math.prod(shape) * dtype.itemsize
     check_fits(n_bytes, f"the array {info.filename[:-4]!r} of {path} ({list(shape)} {dtype})",
