@@ -131,6 +131,8 @@ CASES = {
     "st-header-not-utf8": ("f.safetensors", lambda: _safetensors_bytes(b'{"\xff": 1}', DATA), "not valid JSON"),
     "st-header-not-json": ("f.safetensors", lambda: _safetensors_bytes(b"{nope", DATA), "not valid JSON"),
     "st-header-too-long": ("f.safetensors", lambda: struct.pack("<Q", 2**63) + b"{}", "header length"),
+    "st-header-huge-list": ("f.safetensors", lambda: _safetensors_bytes(b"[" + b"0," * (8 * 2**20 - 2) + b"0]"),
+                            "not a JSON object"),
     "st-short": ("f.safetensors", lambda: b"\x01\x02", "shorter than"),
     "st-empty": ("f.safetensors", lambda: b"", "shorter than"),
     # .npy
@@ -275,7 +277,7 @@ def _wide_tokens(path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("case", ["npz-member-claims-huge-C", "npy-claims-large", "st-shape-huge",
+@pytest.mark.parametrize("case", ["npz-member-claims-huge-C", "npy-claims-large", "st-shape-huge", "st-header-huge-list",
                                   "wide-tokens"])
 def test_memory_bombs_are_refused_under_a_limit(case, tmp_path):
     if case == "wide-tokens":

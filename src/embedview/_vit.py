@@ -773,6 +773,8 @@ def read_safetensors(path: str | os.PathLike) -> dict:
     memmap([3., 4., 5.], dtype=float32)
     """
     path = os.fspath(path)
+    if not os.path.isfile(path):  # a FIFO would block, a device never end
+        raise EmbedviewError(f"{path} does not exist or is not a regular file; pass a .safetensors file.")
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         head = f.read(8)
@@ -800,8 +802,9 @@ def read_safetensors(path: str | os.PathLike) -> dict:
     return tensors
 
 
-#: The safetensors package refuses longer headers too.
-_SAFETENSORS_MAX_HEADER = 100_000_000
+#: Longest JSON header read (the safetensors package allows 100 MB, which parses into gigabytes of
+#: Python objects; a file of features has a few entries, a large model's a few hundred KB).
+_SAFETENSORS_MAX_HEADER = 16 * 2**20
 
 
 def _safetensor(path: str, name: str, spec, start: int, size: int):
