@@ -146,6 +146,7 @@ def load_basis(path) -> tuple[Basis, dict]:
                              "written by `embedview fit`.")
     with data:
         try:
+            _check_member_sizes(path)
             meta = _read_metadata(data, path)
             _check_version(meta, path)
             missing = [name for name in _ARRAYS if name not in data.files]
@@ -205,6 +206,21 @@ def check_basis_channels(basis: Basis, n_channels: int, source_name: str) -> Non
             f"the basis was fitted on embeddings with {basis.n_channels} channels but {source_name} "
             f"has {n_channels}; use a basis fitted on embeddings of the same model, or fit one on "
             "these with `embedview fit`.")
+
+
+def _check_member_sizes(path: Path) -> None:
+    """Read no array whose header disagrees with the bytes the file holds, or that would not fit
+    in memory (numpy allocates what a member's header claims before reading it)."""
+    from ._limits import check_fits
+    from ._vit import _npz_members
+
+    try:
+        members = _npz_members(str(path), kinds="fiuU")
+    except EmbedviewError:
+        raise EmbedviewError(f"the basis file {path} is damaged: the headers of its arrays do not match what "
+                             f"it holds; {_REFIT}.") from None
+    claimed = sum(math.prod(m.shape) * m.dtype.itemsize for m in members.values())
+    check_fits(2 * claimed, f"the arrays of the basis file {path}", _REFIT)
 
 
 def _read_metadata(data, path: Path) -> dict:

@@ -623,16 +623,16 @@ def _short(value, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-def _check_dtype(dtype: np.dtype, what: str) -> str | None:
+def _check_dtype(dtype: np.dtype, what: str, kinds: str = "fiu") -> str | None:
     """What is wrong with an array dtype read from a header (objects, records, text), or None."""
     if dtype.hasobject:
         return f"{what} holds Python objects ({dtype}), which embedview never unpickles"
-    if dtype.kind not in "fiu" or dtype.names is not None or dtype.subdtype is not None:
+    if dtype.kind not in kinds or dtype.names is not None or dtype.subdtype is not None:
         return f"{what} has dtype {dtype}, not numbers"
     return None
 
 
-def _read_npy_header(f, n_bytes: int, what: str):
+def _read_npy_header(f, n_bytes: int, what: str, kinds: str = "fiu"):
     """``(shape, fortran_order, dtype, data offset)`` from the ``.npy`` stream ``f`` of ``n_bytes``,
     or a str saying what is wrong. Only the header is read; the data must be as long as it says."""
     readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
@@ -643,7 +643,7 @@ def _read_npy_header(f, n_bytes: int, what: str):
         shape, fortran, dtype = readers[version](f)  # numpy caps the header at 10 000 bytes
     except Exception as err:  # hostile bytes: any failure of the parser means a damaged header
         return f"{what} has a damaged .npy header ({type(err).__name__})"
-    problem = _check_dtype(dtype, what)
+    problem = _check_dtype(dtype, what, kinds)
     if problem:
         return problem
     checked = _check_shape(shape, what)
@@ -685,7 +685,7 @@ def _load_array(path: str, key):
         f"{path} is not a feature file embedview reads; pass a {', '.join(FEATURE_SUFFIXES)} file.")
 
 
-def _npz_members(path: str) -> dict:
+def _npz_members(path: str, kinds: str = "fiu") -> dict:
     """``name -> _Deferred`` for the arrays in an .npz, shapes read from their headers only.
 
     Each member's header must agree with the member's size in the zip directory, so no
@@ -702,7 +702,7 @@ def _npz_members(path: str) -> dict:
                     continue
                 what = f"member {_short(info.filename)}"
                 with zf.open(info) as f:
-                    header = _read_npy_header(f, info.file_size, what)
+                    header = _read_npy_header(f, info.file_size, what, kinds)
                 if isinstance(header, str):
                     raise _damaged(path, header, ".npz")
                 shape, fortran, dtype, offset = header
