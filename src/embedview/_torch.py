@@ -222,7 +222,8 @@ class TorchAccumulator(Accumulator):
             self._total_d.zero_()
             self._scatter_d.zero_()
         if self._norms_d:
-            self._norms.append(self._torch.cat(self._norms_d).cpu().numpy())  # promotes to float64 if a piece was rescaled
+            # (cat promotes to float64 where a rescaled piece kept its norms in float64)
+            self._norms.append(self._torch.cat(self._norms_d).cpu().numpy())
             self._norms_d = []
 
     def basis(self, n_components: int) -> Basis:

@@ -619,7 +619,13 @@ def _check_shape(shape, what: str) -> tuple[tuple[int, ...], int] | str:
 
 
 def _short(value, limit: int = 60) -> str:
-    text = repr(value)
+    """A bounded ``repr`` of what a hostile header holds (which may be megabytes of nested lists)."""
+    import reprlib
+
+    bounded = reprlib.Repr()  # (keyword arguments only from Python 3.12)
+    bounded.maxlevel, bounded.maxlist, bounded.maxtuple, bounded.maxdict = 3, 6, 6, 4
+    bounded.maxstring = bounded.maxother = limit
+    text = bounded.repr(value)
     return text if len(text) <= limit else text[:limit] + "…"
 
 
@@ -695,25 +701,22 @@ def _npz_members(path: str, kinds: str = "fiu") -> dict:
     import zipfile
 
     members = {}
-    try:
-        with zipfile.ZipFile(path) as zf:
-            for info in zf.infolist():
-                if not info.filename.endswith(".npy"):
-                    continue
-                what = f"member {_short(info.filename)}"
-                with zf.open(info) as f:
-                    header = _read_npy_header(f, info.file_size, what, kinds)
-                if isinstance(header, str):
-                    raise _damaged(path, header, ".npz")
-                shape, fortran, dtype, offset = header
-                members[info.filename[:-4]] = _Deferred(
-                    shape, dtype, lambda info=info, header=header: _npz_member(path, info, *header))
-    except EmbedviewError:
-        raise
-    except OSError:
-        raise
-    except Exception as err:  # BadZipFile, zlib.error, EOFError, NotImplementedError, ... on hostile bytes
-        raise _damaged(path, f"it is not a readable zip archive ({type(err).__name__})", ".npz") from None
+    with open(path, "rb") as file:  # failing to open it is an OSError; what follows is the file's fault
+        try:
+            with zipfile.ZipFile(file) as zf:
+                for info in zf.infolist():
+                    if not info.filename.endswith(".npy"):
+                        continue
+                    with zf.open(info) as f:
+                        header = _read_npy_header(f, info.file_size, f"member {_short(info.filename)}", kinds)
+                    if isinstance(header, str):
+                        raise _damaged(path, header, ".npz")
+                    members[info.filename[:-4]] = _Deferred(
+                        header[0], header[2], lambda info=info, header=header: _npz_member(path, info, *header))
+        except EmbedviewError:
+            raise
+        except Exception as err:  # BadZipFile, zlib.error, EOFError, NotImplementedError, ... on hostile bytes
+            raise _damaged(path, f"it is not a readable zip archive ({type(err).__name__})", ".npz") from None
     return members
 
 
@@ -724,21 +727,20 @@ def _npz_member(path: str, info, shape, fortran: bool, dtype: np.dtype, offset: 
     n_bytes = math.prod(shape) * dtype.itemsize
     check_fits(n_bytes, f"the array {info.filename[:-4]!r} of {path} ({list(shape)} {dtype})",
                "save the features as .npy or .safetensors, which are read from disk piece by piece")
-    out = np.empty(n_bytes, np.uint8)
-    try:
-        with zipfile.ZipFile(path) as zf, zf.open(info) as f:
-            f.read(offset)
-            done = 0
-            while done < n_bytes:
-                chunk = f.read(min(n_bytes - done, 1 << 24))
-                if not chunk:
-                    break
-                out[done:done + len(chunk)] = np.frombuffer(chunk, np.uint8)
-                done += len(chunk)
-    except OSError:
-        raise
-    except Exception as err:  # a corrupted or truncated deflate stream, a bad CRC
-        raise _damaged(path, f"member {_short(info.filename)} is damaged ({type(err).__name__})", ".npz") from None
+    out, done = np.empty(n_bytes, np.uint8), 0
+    with open(path, "rb") as file:
+        try:
+            with zipfile.ZipFile(file) as zf, zf.open(info) as f:
+                f.read(offset)
+                while done < n_bytes:
+                    chunk = f.read(min(n_bytes - done, 1 << 24))
+                    if not chunk:
+                        break
+                    out[done:done + len(chunk)] = np.frombuffer(chunk, np.uint8)
+                    done += len(chunk)
+        except Exception as err:  # a corrupted or truncated deflate stream, a bad CRC
+            raise _damaged(path, f"member {_short(info.filename)} is damaged ({type(err).__name__})",
+                           ".npz") from None
     if done < n_bytes:
         raise _damaged(path, f"member {_short(info.filename)} is truncated", ".npz")
     return out.view(dtype).reshape(shape, order="F" if fortran else "C")
