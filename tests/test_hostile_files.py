@@ -201,7 +201,7 @@ def _one_error_line(err: str) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("command", ["render", "fit"])
+@pytest.mark.parametrize("command", ["render", "fit", "similarity"])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_hostile_feature_file_cli(case, command, tmp_path, capsys):
     name, make, expected = CASES[case]
@@ -210,7 +210,8 @@ def test_hostile_feature_file_cli(case, command, tmp_path, capsys):
     path.write_bytes(make())
     before, out = _snapshot(tmp_path), tmp_path / ("out.png" if command == "render" else "basis.npz")
     capsys.readouterr()  # what making the file printed
-    assert main([command, str(path), "-o", str(out), *CLI_GEOMETRY]) == 2
+    point = ["--point", "10,10"] if command == "similarity" else []
+    assert main([command, str(path), "-o", str(out), *point, *CLI_GEOMETRY]) == 2
     line = _one_error_line(capsys.readouterr().err)
     assert str(path) in line and expected in line, line
     assert _snapshot(tmp_path) == before  # the input unchanged, nothing written, nothing left
