@@ -272,10 +272,21 @@ def _run_limited(args, tmp_path):
                           capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path)
 
 
+def _legacy_pt_claiming_8_gb() -> bytes:
+    """A pre-zip ``torch.save`` file whose storage claims 2**31 - 1 floats (torch allocates them first)."""
+    torch = _torch()
+    buffer = io.BytesIO()
+    torch.save(torch.zeros(123457), buffer, _use_new_zipfile_serialization=False)
+    needle = b"J" + struct.pack("<i", 123457)  # the pickled element count (BININT)
+    assert needle in buffer.getvalue()
+    return buffer.getvalue().replace(needle, b"J" + struct.pack("<i", 2**31 - 1))
+
+
 #: Only under the limit (one of them is slow to write).
 BOMBS = {
     "st-header-huge-list": ("f.safetensors", lambda: _safetensors_bytes(b"[" + b"0," * (8 * 2**20 - 2) + b"0]"),
                             "not a JSON object"),
+    "pt-legacy-huge-storage": ("f.pt", _legacy_pt_claiming_8_gb, "could not be loaded with torch.load"),
 }
 
 
@@ -285,7 +296,7 @@ def _wide_tokens(path: Path) -> Path:
 
 
 @pytest.mark.parametrize("case", ["npz-member-claims-huge-C", "npy-claims-large", "st-shape-huge", "st-header-huge-list",
-                                  "wide-tokens"])
+                                  "pt-legacy-huge-storage", "wide-tokens"])
 def test_memory_bombs_are_refused_under_a_limit(case, tmp_path):
     if case == "wide-tokens":
         path, expected = _wide_tokens(tmp_path / "wide.npy"), "scatter matrix"
