@@ -512,8 +512,10 @@ def open_features(path: str | os.PathLike, *, key: str | None = None, layout: st
 
     ``.npy`` and ``.safetensors`` are memory-mapped and ``.pt`` is loaded with ``mmap`` where
     its format allows, so only the pieces being drawn are read; an ``.npz`` member is loaded
-    on the first read. Nothing is unpickled: ``.npy``/``.npz`` load with ``allow_pickle=False``,
-    ``.pt`` with ``torch.load(..., weights_only=True)`` (tensors only).
+    on the first read. Nothing is unpickled: ``.npy``/``.npz`` headers are parsed without
+    ``np.load`` and object arrays refused, ``.pt`` loads with ``torch.load(..., weights_only=True)``
+    (tensors only). Every header is checked against the bytes the file holds before anything is
+    read, so a damaged or hostile file is refused with an :class:`EmbedviewError` naming it.
 
     Parameters
     ----------
