@@ -457,8 +457,16 @@ def test_large_features_with_nan_cells_count_only_those(tmp_path, capsys):
         embedview.visualize(x, original_size=(256, 256), pixel_size=PATCH)
     vis = embedview.visualize(x, original_size=(256, 256), pixel_size=PATCH, nonfinite="omit")
     assert vis.rgb.any()
-    np.save(tmp_path / "big.npy", (_tokens() * np.float32(1e20)))
+    big = _tokens() * np.float32(1e20)
+    np.save(tmp_path / "big.npy", big)
     assert main(["render", str(tmp_path / "big.npy"), "-o", str(tmp_path / "o.png"), *CLI_GEOMETRY]) == 0
+    big[3] = np.nan
+    np.save(tmp_path / "big_nan.npy", big)
+    capsys.readouterr()
+    assert main(["render", str(tmp_path / "big_nan.npy"), "-o", str(tmp_path / "n.png"), *CLI_GEOMETRY]) == 2
+    assert _one_error_line(capsys.readouterr().err).startswith("embedview: error: 1 cells of")
+    assert main(["render", str(tmp_path / "big_nan.npy"), "-o", str(tmp_path / "n.png"), "--omit-nonfinite",
+                 *CLI_GEOMETRY]) == 0
 
 
 def test_partial_accumulators_of_large_features_merge_exactly():
