@@ -10,6 +10,7 @@ shapes, scalars, how and where the basis was fitted). Scalars go through JSON, w
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -145,6 +146,7 @@ def load_basis(path) -> tuple[Basis, dict]:
                              "written by `embedview fit`.")
     with data:
         try:
+            _check_member_sizes(path)
             meta = _read_metadata(data, path)
             _check_version(meta, path)
             missing = [name for name in _ARRAYS if name not in data.files]
@@ -174,7 +176,11 @@ def load_basis(path) -> tuple[Basis, dict]:
         if type(value) not in (int, float) or (kind is int and type(value) is not int):
             raise EmbedviewError(f"the basis file {path} is damaged: its metadata has no valid "
                                  f"{key} ({value!r}); {_REFIT}.")
+        if not (math.isfinite(value) and value >= 0):
+            raise EmbedviewError(f"the basis file {path} is damaged: its metadata has {key} {value!r}, not a "
+                                 f"non-negative number; {_REFIT}.")
         scalars[key] = kind(value)
+    _check_values(arrays, f"the basis file {path}", _REFIT)
     basis = Basis(arrays["mean"], arrays["components"], arrays["explained_variance"],
                   arrays["explained_variance_ratio"], lo=arrays["lo"], hi=arrays["hi"], **scalars)
     return basis, meta
@@ -200,6 +206,21 @@ def check_basis_channels(basis: Basis, n_channels: int, source_name: str) -> Non
             f"the basis was fitted on embeddings with {basis.n_channels} channels but {source_name} "
             f"has {n_channels}; use a basis fitted on embeddings of the same model, or fit one on "
             "these with `embedview fit`.")
+
+
+def _check_member_sizes(path: Path) -> None:
+    """Read no array whose header disagrees with the bytes the file holds, or that would not fit
+    in memory (numpy allocates what a member's header claims before reading it)."""
+    from ._limits import check_fits
+    from ._vit import _npz_members
+
+    try:
+        members = _npz_members(str(path), kinds="fiuU")
+    except EmbedviewError:
+        raise EmbedviewError(f"the basis file {path} is damaged: the headers of its arrays do not match what "
+                             f"it holds; {_REFIT}.") from None
+    claimed = sum(math.prod(m.shape) * m.dtype.itemsize for m in members.values())
+    check_fits(2 * claimed, f"the arrays of the basis file {path}", _REFIT)
 
 
 def _read_metadata(data, path: Path) -> dict:
@@ -231,6 +252,37 @@ def _check_version(meta: dict, path: Path) -> None:
         raise EmbedviewError(
             f"the basis file {path} has format version {version}, newer than this embedview reads "
             f"(up to {VERSION}); upgrade embedview or fit the basis again with this one.")
+
+
+#: Largest deviation of ``components @ components.T`` from the identity a basis file may have.
+ORTHONORMAL_TOLERANCE = 1e-4
+
+
+def _check_values(arrays: dict, what: str, remedy: str) -> None:
+    """Refuse a basis that would draw a wrong picture: colour ranges that are empty or reversed,
+    components that are not orthonormal, negative variances.
+
+    ``lo == hi == 0`` marks a flat channel (drawn mid-grey), as :func:`~embedview._colors.colour_ranges`
+    writes it; any other ``lo >= hi`` is damage.
+    """
+    lo, hi = arrays["lo"], arrays["hi"]
+    reversed_ = np.flatnonzero(~((lo < hi) | ((lo == 0) & (hi == 0))))
+    if reversed_.size:
+        i = int(reversed_[0])
+        raise EmbedviewError(f"{what} is damaged: the colour range of component {i} runs from {lo[i]:g} to "
+                             f"{hi[i]:g}, not upwards; {remedy}.")
+    components = arrays["components"]
+    norms = np.linalg.norm(components, axis=1)
+    if not norms.all():
+        raise EmbedviewError(f"{what} is damaged: component {int(np.flatnonzero(norms == 0)[0])} is all zeros; "
+                             f"{remedy}.")
+    deviation = float(np.abs(components @ components.T - np.eye(len(components))).max())
+    if deviation > ORTHONORMAL_TOLERANCE:
+        raise EmbedviewError(f"{what} is damaged: its components are not orthonormal (off by {deviation:.2g}); "
+                             f"{remedy}.")
+    negative = [name for name in ("explained_variance", "explained_variance_ratio") if (arrays[name] < 0).any()]
+    if negative:
+        raise EmbedviewError(f"{what} is damaged: {' and '.join(negative)} hold negative values; {remedy}.")
 
 
 def _check_shapes(arrays: dict, what: str, remedy: str) -> None:

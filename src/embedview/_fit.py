@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ._errors import EmbedviewError
+from ._limits import check_fits
 from ._threads import blas_threads
 
 
@@ -118,6 +119,10 @@ class Accumulator:
     scatter: np.ndarray = field(init=False)
 
     def __post_init__(self):
+        c = int(self.n_channels)
+        # the scatter, its float32 piece, and the covariance and eigh copies in basis()
+        check_fits(_SCATTER_COPIES * 8 * c * c, f"the {c}×{c} scatter matrix of the fit ({c} channels)",
+                   "check that the channel axis is the right one (layout=, channels_last=)")
         self.total = np.zeros(self.n_channels, np.float64)
         self.scatter = np.zeros((self.n_channels, self.n_channels), np.float64)
         self._norms: list[np.ndarray] = []
@@ -133,29 +138,44 @@ class Accumulator:
         if cells.shape[1] == 0:
             return True
         # The first *finite* piece's mean: a piece with NaN must not fix a NaN shift for good.
-        shift = self.shift if self.shift is not None else cells.mean(axis=1, dtype=np.float64).astype(np.float32)
-        centred = cells - shift[:, None]
-        total = centred.sum(axis=1).astype(np.float64)  # centred: float32 sums lose nothing
-        scatter = centred @ centred.T
+        with np.errstate(over="ignore", invalid="ignore"):  # Inf input, or overflow (mended below)
+            if self.shift is None:
+                shift = cells.mean(axis=1, dtype=np.float64).astype(np.float32)
+            else:
+                shift = self.shift
+            centred = cells - shift[:, None]
+            total = centred.sum(axis=1).astype(np.float64)  # centred: float32 sums lose nothing
+            scatter = centred @ centred.T
         # NaN and Inf propagate into the sums, so checking them is free compared to a scan.
-        if not (np.isfinite(total).all() and np.isfinite(np.diagonal(scatter)).all()):
+        diagonal = np.diagonal(scatter)
+        scale = rescale(bool(np.isfinite(total).all() and np.isfinite(diagonal).all()), float(diagonal.max()),
+                        lambda: max(np.abs(cells).max(), np.abs(shift).max()))
+        if scale is None:
             return False
+        if scale != 1.0:  # the piece again, scaled by a power of two: exact, and in float32's range
+            centred = cells * np.float32(scale)
+            centred -= (shift * np.float32(scale))[:, None]
+            total = centred.sum(axis=1).astype(np.float64) / scale
+            scatter = (centred @ centred.T).astype(np.float64) / (scale * scale)
         self.shift = shift
         self.count += cells.shape[1]
         self.total += total
         self.scatter += scatter
         if self.expected_cells:
-            self._watch(centred)
+            self._watch(centred, scale)
         return True
 
-    def _watch(self, centred: np.ndarray) -> None:
+    def _watch(self, centred: np.ndarray, scale: float = 1.0) -> None:
         norms = np.sqrt(np.einsum("ij,ij->j", centred, centred))
+        if scale != 1.0:  # norms and far cells in the features' own units, in float64 where they fit
+            norms = norms.astype(np.float64) / scale
         self._norms.append(norms[:: self._stride])
         if self.bar is None:
             self._set_bar(norms)
         far = norms > self.bar
         if far.any():
-            self._keep_far(norms[far], centred[:, far].copy())
+            cells = centred[:, far].copy() if scale == 1.0 else centred[:, far].astype(np.float64) / scale
+            self._keep_far(norms[far], cells)
 
     def _set_bar(self, first_norms: np.ndarray) -> None:
         """Cells farther than this are remembered: a low bar from the first piece keeps the buffer small."""
@@ -241,6 +261,42 @@ class Accumulator:
         reference = float(np.linalg.norm(mean) + np.sqrt(total_var))
         return Basis(mean, vectors, values, ratio, n, scale_reference=reference,
                      n_outliers=self.n_outliers)
+
+
+#: Float32 scatter entries below this (sums of squares of cells ≲ 1e-6) lose bits to underflow.
+_TINY_SQUARES = 2.0 ** -40
+#: Copies of the C×C float64 scatter a fit holds at once (see Accumulator.__post_init__).
+_SCATTER_COPIES = 6
+
+
+def rescale(finite: bool, largest_square: float, magnitude) -> float | None:
+    """The power of two to scale a piece by before taking its float32 scatter, or None if the
+    piece holds NaN or infinite cells.
+
+    ``finite``: whether the piece's float32 sums came out finite; ``largest_square``: the
+    largest diagonal entry of its scatter; ``magnitude()``: the largest ``|x|`` of the cells
+    and the shift, computed only when needed (off the hot path). Finite sums of ordinary
+    squares keep 1. Sums that overflowed although the cells are finite (``|x| ≳ 1e18``), or
+    squares that underflow (``|x| ≲ 1e-6``), get ``2**-e`` bringing ``magnitude()`` into
+    ``[0.5, 1)``: multiplying float32 by it is exact, so the fit of ``x·2**k`` is the fit of ``x``
+    scaled, without rounding.
+
+    Examples
+    --------
+    >>> rescale(True, 1.0, None), rescale(False, float("inf"), lambda: 3e20)
+    (1.0, 1.6940658945086007e-21)
+    >>> rescale(False, float("nan"), lambda: float("nan")), rescale(True, 1e-40, lambda: 1e-20)
+    (None, 7.378697629483821e+19)
+    """
+    if finite and not 0 < largest_square < _TINY_SQUARES:
+        return 1.0
+    m = float(magnitude())
+    if not np.isfinite(m):
+        return None
+    scale = float(2.0 ** -np.frexp(m)[1]) if m > 0 else 1.0
+    if not finite:  # overflow can be mended only by scaling down
+        return scale if scale < 1.0 else None
+    return scale if scale > 1.0 else 1.0  # underflow only by scaling up
 
 
 def _eigh(matrix: np.ndarray):

@@ -19,7 +19,7 @@ import math
 import numpy as np
 
 from ._errors import EmbedviewError
-from ._fit import Accumulator, Basis
+from ._fit import Accumulator, Basis, rescale
 
 #: Pinned staging buffers: one being filled on the host while the other may still be copying.
 _STAGING_SLOTS = 2
@@ -149,40 +149,53 @@ class TorchAccumulator(Accumulator):
         with _ieee_float32(torch):
             scatter = centred @ centred.T
         # NaN and Inf propagate into the scatter's diagonal (every cell's squares enter it), so
-        # one scalar tells, as the sums do in the numpy path
-        check = torch.diagonal(scatter).sum(dtype=self._sum_dtype)
-        norms, n_far = None, 0
+        # its sum tells, as the sums do in the numpy path; its largest entry tells whether the
+        # float32 squares underflow
+        diagonal = torch.diagonal(scatter)
+        checks = [diagonal.sum(dtype=self._sum_dtype), diagonal.max().to(self._sum_dtype)]
+        norms = None
         if self.expected_cells:
             norms = torch.linalg.vector_norm(centred, dim=0)
-            if self.bar is None:  # from the first finite piece, as numpy: np.median of its norms
-                if not math.isfinite(check.item()):
-                    return False
-                self._set_bar(norms.cpu().numpy())
-            # the one wait for the device per piece: finite?, and how many cells are far
-            check, n_far = torch.stack([check, (norms > self.bar).sum(dtype=check.dtype)]).tolist()
-        else:
-            check = check.item()  # the one wait for the device per piece
-        if not math.isfinite(check):
+            if self.bar is not None:
+                checks.append((norms > self.bar).sum(dtype=self._sum_dtype))
+        values = torch.stack(checks).tolist()  # the one wait for the device per piece
+        scale = rescale(math.isfinite(values[0]), values[1],
+                        lambda: max(x.abs().max().item(), shift.abs().max().item()))
+        if scale is None:
             return False
+        if scale != 1.0:  # as Accumulator.add: the piece again, scaled by a power of two (exact)
+            centred = x * scale - shift * scale
+            total = centred.sum(dim=1, dtype=self._sum_dtype)
+            with _ieee_float32(torch):
+                scatter = centred @ centred.T
+            if norms is not None:
+                norms = torch.linalg.vector_norm(centred, dim=0).to(self._sum_dtype) / scale
+        n_far = 0
+        if norms is not None:
+            if self.bar is None:  # from the first finite piece, as numpy: np.median of its norms
+                self._set_bar(norms.cpu().numpy())
+            n_far = int(values[2]) if scale == 1.0 and len(values) == 3 else int((norms > self.bar).sum())
         if self._shift_d is None:
             self._shift_d = shift
             self.shift = shift[:, 0].cpu().numpy()  # once: Accumulator.basis needs it on the host
         self.count += n
         if self._on_device:
+            if scale != 1.0:  # unscaled in float64, where the squares of |x| ≳ 1e18 fit
+                total, scatter = total / scale, scatter.to(torch.float64) / (scale * scale)
             self._total_d += total
             self._scatter_d += scatter
         else:
-            self.total += total.cpu().numpy().astype(np.float64)
-            self.scatter += scatter.cpu().numpy().astype(np.float64)
+            self.total += total.cpu().numpy().astype(np.float64) / scale
+            self.scatter += scatter.cpu().numpy().astype(np.float64) / (scale * scale)
         if norms is not None:
-            self._watch_device(centred, norms, int(n_far))
+            self._watch_device(centred, norms, n_far, scale)
         return True
 
     @property
     def _sum_dtype(self):
         return self._torch.float64 if self._on_device else self._torch.float32
 
-    def _watch_device(self, centred, norms, n_far: int) -> None:
+    def _watch_device(self, centred, norms, n_far: int, scale: float = 1.0) -> None:
         """:meth:`Accumulator._watch` with the norms on the device: only the strided norm
         sample (kept on the device until :meth:`basis`) and the far cells are copied back."""
         self._norms_d.append(norms[:: self._stride].clone() if self._stride > 1 else norms)
@@ -197,6 +210,8 @@ class TorchAccumulator(Accumulator):
             self._dropped_above = max(self._dropped_above, float(top.values[-1]))
             keep = top.indices[:-1]
             far_norms, far_cells = far_norms[keep], far_cells[:, keep]
+        if scale != 1.0:  # in the features' own units, in float64 where the device has it
+            far_cells = far_cells.to(self._sum_dtype) / scale
         self._keep_far(far_norms.cpu().numpy(), far_cells.cpu().numpy())
 
     def _flush(self) -> None:
@@ -207,6 +222,7 @@ class TorchAccumulator(Accumulator):
             self._total_d.zero_()
             self._scatter_d.zero_()
         if self._norms_d:
+            # (cat promotes to float64 where a rescaled piece kept its norms in float64)
             self._norms.append(self._torch.cat(self._norms_d).cpu().numpy())
             self._norms_d = []
 

@@ -32,6 +32,7 @@ Geometry conventions (all exact, in fractions):
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 from dataclasses import asdict, dataclass
@@ -42,6 +43,7 @@ import numpy as np
 
 from ._errors import EmbedviewError
 from ._geometry import CellGrid, _ceil_frac
+from ._limits import check_fits
 from ._sources import FEATURE_SUFFIXES, Piece, Source, _check_size
 
 RESIZE_MODES = ("shortest", "longest")
@@ -300,7 +302,7 @@ def _as_array(data, what: str):
     if type(data).__module__.partition(".")[0] == "torch":
         import torch
 
-        tensor = data.detach().cpu()
+        tensor = _check_tensor(data, what).detach().cpu()
         if tensor.dtype == torch.bfloat16:  # numpy has no bfloat16: keep the bits
             return _BF16(tensor.view(torch.int16).numpy().view(np.uint16))
         return tensor.numpy()
@@ -331,10 +333,18 @@ def _grid_candidates(input_size, patch) -> list[tuple[int, int]]:
     return [g for g in dict.fromkeys([floor, ceil]) if min(g) >= 1]
 
 
+#: Float32 copies of one frame held at once while it is fitted (read-ahead, centring, projection).
+_FRAME_COPIES = 5
+
+
 def _make_source(data, *, tokens, batched, image, patch, grid, pre, prefix, channels_last, name,
                  metadata) -> Source:
     n_slices = int(data.shape[0]) if batched and int(data.shape[0]) > 1 else None  # B = 1: one image
     n_channels = int(data.shape[-1] if tokens or channels_last else data.shape[-3])
+    # a frame is read whole, as float32, with a few working copies (read-ahead, centring)
+    check_fits(_FRAME_COPIES * 4 * n_channels * grid[0] * grid[1],
+               f"one frame of {name} ({n_channels} channels × {grid[0]}×{grid[1]} cells)",
+               "check the array's layout (layout=, channels_last=) or split the features into smaller frames")
     cells = pre.cell_grid(image, patch, grid)
     inner = _inner(cells, image)
     if any(a >= b for a, b in inner):
@@ -502,8 +512,10 @@ def open_features(path: str | os.PathLike, *, key: str | None = None, layout: st
 
     ``.npy`` and ``.safetensors`` are memory-mapped and ``.pt`` is loaded with ``mmap`` where
     its format allows, so only the pieces being drawn are read; an ``.npz`` member is loaded
-    on the first read. Nothing is unpickled: ``.npy``/``.npz`` load with ``allow_pickle=False``,
-    ``.pt`` with ``torch.load(..., weights_only=True)`` (tensors only).
+    on the first read. Nothing is unpickled: ``.npy``/``.npz`` headers are parsed without
+    ``np.load`` and object arrays refused, ``.pt`` loads with ``torch.load(..., weights_only=True)``
+    (tensors only). Every header is checked against the bytes the file holds before anything is
+    read, so a damaged or hostile file is refused with an :class:`EmbedviewError` naming it.
 
     Parameters
     ----------
@@ -584,51 +596,156 @@ def _pick(arrays: dict, key, path: str):
     return next(iter(arrays.values()))
 
 
+#: Most dimensions an array in a feature file may claim (numpy's own limit is 64).
+_MAX_NDIM = 32
+_RESAVE = {".npy": "save the features again with numpy.save (numbers, not objects)",
+           ".npz": "save the features again with numpy.savez (numbers, not objects)",
+           ".safetensors": "save the features again with safetensors' save_file, or as .npy"}
+
+
+def _damaged(path: str, problem: str, suffix: str | None = None) -> EmbedviewError:
+    """The one error for a feature file that does not hold what its format says."""
+    suffix = suffix or os.path.splitext(path)[1].lower()
+    return EmbedviewError(f"{path} is not a valid {suffix} file: {problem}; {_RESAVE[suffix]}.")
+
+
+def _check_shape(shape, what: str) -> tuple[tuple[int, ...], int] | str:
+    """``(shape, number of elements)``, or what is wrong with a shape claimed by a file header."""
+    if not isinstance(shape, (list, tuple)) or len(shape) > _MAX_NDIM:
+        return f"{what} has shape {_short(shape)}, not a list of at most {_MAX_NDIM} sizes"
+    if not all(type(v) is int and 0 <= v < 2**63 for v in shape):
+        return f"{what} has shape {_short(shape)}, not a list of non-negative integers"
+    if math.prod(max(v, 1) for v in shape) >= 2**48:  # numpy refuses such shapes even when empty
+        return f"{what} has shape {_short(shape)}, larger than any array embedview can hold"
+    return tuple(shape), math.prod(shape)
+
+
+def _short(value, limit: int = 60) -> str:
+    """A bounded ``repr`` of what a hostile header holds (which may be megabytes of nested lists)."""
+    import reprlib
+
+    bounded = reprlib.Repr()  # (keyword arguments only from Python 3.12)
+    bounded.maxlevel, bounded.maxlist, bounded.maxtuple, bounded.maxdict = 3, 6, 6, 4
+    bounded.maxstring = bounded.maxother = limit
+    text = bounded.repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _check_dtype(dtype: np.dtype, what: str, kinds: str = "fiu") -> str | None:
+    """What is wrong with an array dtype read from a header (objects, records, text), or None."""
+    if dtype.hasobject:
+        return f"{what} holds Python objects ({dtype}), which embedview never unpickles"
+    if dtype.kind not in kinds or dtype.names is not None or dtype.subdtype is not None:
+        return f"{what} has dtype {dtype}, not numbers"
+    return None
+
+
+def _read_npy_header(f, n_bytes: int, what: str, kinds: str = "fiu"):
+    """``(shape, fortran_order, dtype, data offset)`` from the ``.npy`` stream ``f`` of ``n_bytes``,
+    or a str saying what is wrong. Only the header is read; the data must be as long as it says."""
+    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    try:
+        version = np.lib.format.read_magic(f)
+        if version not in readers:
+            return f"{what} has .npy format version {version}, which embedview does not read"
+        shape, fortran, dtype = readers[version](f)  # numpy caps the header at 10 000 bytes
+    except Exception as err:  # hostile bytes: any failure of the parser means a damaged header
+        return f"{what} has a damaged .npy header ({type(err).__name__})"
+    problem = _check_dtype(dtype, what, kinds)
+    if problem:
+        return problem
+    checked = _check_shape(shape, what)
+    if isinstance(checked, str):
+        return checked
+    shape, count = checked
+    offset = f.tell()
+    if offset + count * dtype.itemsize > n_bytes:
+        return (f"{what} claims shape {list(shape)} of {dtype} ({count * dtype.itemsize} bytes) but holds "
+                f"{max(0, n_bytes - offset)} bytes of data (truncated or damaged)")
+    return shape, bool(fortran), dtype, offset
+
+
+def _load_npy(path: str) -> np.ndarray:
+    """Memory-map an ``.npy`` file after checking its header against its size (never unpickles)."""
+    with open(path, "rb") as f:
+        header = _read_npy_header(f, os.fstat(f.fileno()).st_size, "its array")
+    if isinstance(header, str):
+        raise _damaged(path, header)
+    shape, fortran, dtype, offset = header
+    if math.prod(shape) == 0:
+        return np.zeros(shape, dtype)
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
+
+
 def _load_array(path: str, key):
     suffix = os.path.splitext(path)[1].lower()
-    try:
-        if suffix == ".npy":
-            return np.load(path, mmap_mode="r", allow_pickle=False)
-        if suffix == ".npz":
-            return _pick(_npz_members(path), key, path)
-        if suffix == ".safetensors":
-            return _pick(read_safetensors(path), key, path)
-    except EmbedviewError:
-        raise
-    except (OSError, ValueError) as err:
-        raise EmbedviewError(
-            f"{path} could not be read as {suffix} ({type(err).__name__}: {err}); "
-            "the file is damaged or holds objects rather than numbers.") from None
+    readers = {".npy": _load_npy, ".npz": lambda p: _pick(_npz_members(p), key, p),
+               ".safetensors": lambda p: _pick(read_safetensors(p), key, p)}
+    if suffix in readers:
+        try:
+            return readers[suffix](path)
+        except OSError as err:
+            raise EmbedviewError(f"{path} could not be read ({err.strerror or err}); check that it exists "
+                                 "and is readable.") from None
     if suffix in (".pt", ".pth"):
         return _load_torch(path, key)
     raise EmbedviewError(
         f"{path} is not a feature file embedview reads; pass a {', '.join(FEATURE_SUFFIXES)} file.")
 
 
-def _npz_members(path: str) -> dict:
-    """``name -> _Deferred`` for the arrays in an .npz, shapes read from their headers only."""
+def _npz_members(path: str, kinds: str = "fiu") -> dict:
+    """``name -> _Deferred`` for the arrays in an .npz, shapes read from their headers only.
+
+    Each member's header must agree with the member's size in the zip directory, so no
+    header can make embedview allocate more than the member holds; the data is read on the
+    first access, after checking that it fits in memory.
+    """
     import zipfile
 
     members = {}
-    with zipfile.ZipFile(path) as zf:
-        for info in zf.infolist():
-            if not info.filename.endswith(".npy"):
-                continue
-            with zf.open(info) as f:
-                version = np.lib.format.read_magic(f)
-                read = {(1, 0): np.lib.format.read_array_header_1_0,
-                        (2, 0): np.lib.format.read_array_header_2_0}.get(version)
-                if read is None:
-                    raise ValueError(f"member {info.filename} has .npy version {version}")
-                shape, _, dtype = read(f)
-            name = info.filename[:-4]
-            members[name] = _Deferred(shape, dtype, lambda name=name: _npz_member(path, name))
+    with open(path, "rb") as file:  # failing to open it is an OSError; what follows is the file's fault
+        try:
+            with zipfile.ZipFile(file) as zf:
+                for info in zf.infolist():
+                    if not info.filename.endswith(".npy"):
+                        continue
+                    with zf.open(info) as f:
+                        header = _read_npy_header(f, info.file_size, f"member {_short(info.filename)}", kinds)
+                    if isinstance(header, str):
+                        raise _damaged(path, header, ".npz")
+                    members[info.filename[:-4]] = _Deferred(
+                        header[0], header[2], lambda info=info, header=header: _npz_member(path, info, *header))
+        except EmbedviewError:
+            raise
+        except Exception as err:  # BadZipFile, zlib.error, EOFError, NotImplementedError, ... on hostile bytes
+            raise _damaged(path, f"it is not a readable zip archive ({type(err).__name__})", ".npz") from None
     return members
 
 
-def _npz_member(path: str, name: str) -> np.ndarray:
-    with np.load(path, allow_pickle=False) as npz:
-        return npz[name]
+def _npz_member(path: str, info, shape, fortran: bool, dtype: np.dtype, offset: int) -> np.ndarray:
+    """Read one checked ``.npz`` member, no more bytes than its header implies."""
+    import zipfile
+
+    n_bytes = math.prod(shape) * dtype.itemsize
+    check_fits(n_bytes, f"the array {info.filename[:-4]!r} of {path} ({list(shape)} {dtype})",
+               "save the features as .npy or .safetensors, which are read from disk piece by piece")
+    out, done = np.empty(n_bytes, np.uint8), 0
+    with open(path, "rb") as file:
+        try:
+            with zipfile.ZipFile(file) as zf, zf.open(info) as f:
+                f.read(offset)
+                while done < n_bytes:
+                    chunk = f.read(min(n_bytes - done, 1 << 24))
+                    if not chunk:
+                        break
+                    out[done:done + len(chunk)] = np.frombuffer(chunk, np.uint8)
+                    done += len(chunk)
+        except Exception as err:  # a corrupted or truncated deflate stream, a bad CRC
+            raise _damaged(path, f"member {_short(info.filename)} is damaged ({type(err).__name__})",
+                           ".npz") from None
+    if done < n_bytes:
+        raise _damaged(path, f"member {_short(info.filename)} is truncated", ".npz")
+    return out.view(dtype).reshape(shape, order="F" if fortran else "C")
 
 
 def read_safetensors(path: str | os.PathLike) -> dict:
@@ -636,12 +753,17 @@ def read_safetensors(path: str | os.PathLike) -> dict:
 
     The format: an 8-byte little-endian header length, a JSON header mapping each name to its
     ``dtype``, ``shape`` and ``data_offsets`` (from the end of the header), then the data,
-    little-endian, C order.
+    little-endian, C order. Every entry is checked against the file before anything is mapped.
 
     Returns
     -------
     dict
         Name → array (a read-only memmap; BF16 as an array-like that reads float32).
+
+    Raises
+    ------
+    EmbedviewError
+        If the file is not a valid safetensors file (naming what is wrong).
 
     Examples
     --------
@@ -655,35 +777,65 @@ def read_safetensors(path: str | os.PathLike) -> dict:
     memmap([3., 4., 5.], dtype=float32)
     """
     path = os.fspath(path)
-    size = os.path.getsize(path)
+    if not os.path.isfile(path):  # a FIFO would block, a device never end
+        raise EmbedviewError(f"{path} does not exist or is not a regular file; pass a .safetensors file.")
     with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
         head = f.read(8)
         if len(head) < 8:
-            raise ValueError("shorter than its 8-byte header length")
+            raise _damaged(path, "it is shorter than its 8-byte header length", ".safetensors")
         n = int.from_bytes(head, "little")
-        if n > min(size - 8, 100_000_000):
-            raise ValueError(f"header length {n} exceeds the file")
-        header = json.loads(f.read(n))
+        if n > min(size - 8, _SAFETENSORS_MAX_HEADER):
+            raise _damaged(path, f"its header length {n} exceeds the file or {_SAFETENSORS_MAX_HEADER} bytes",
+                           ".safetensors")
+        raw = f.read(n)
+    try:
+        header = json.loads(raw)
+    except RecursionError:  # nesting deep enough to exhaust the parser's stack
+        raise _damaged(path, "its JSON header is nested too deeply", ".safetensors") from None
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
+        raise _damaged(path, f"its header is not valid JSON ({type(err).__name__})", ".safetensors") from None
     if not isinstance(header, dict):
-        raise ValueError("the header is not a JSON object")
+        raise _damaged(path, "its header is not a JSON object", ".safetensors")
     start = 8 + n
     tensors = {}
     for name, spec in header.items():
         if name == "__metadata__":
             continue
-        dtype = _SAFETENSORS_DTYPES.get(spec.get("dtype"))
-        if dtype is None:
-            raise EmbedviewError(
-                f"tensor {name!r} in {path} has dtype {spec.get('dtype')}; embedview reads "
-                f"{', '.join(_SAFETENSORS_DTYPES)} safetensors, so save the features as float32.")
-        shape = tuple(int(v) for v in spec["shape"])
-        begin, end = (int(v) for v in spec["data_offsets"])
-        if end - begin != int(np.prod(shape)) * np.dtype(dtype).itemsize or start + end > size or begin < 0:
-            raise ValueError(f"tensor {name!r} has data_offsets {[begin, end]} that do not fit its shape {list(shape)}")
-        array = (np.memmap(path, dtype=dtype, mode="r", offset=start + begin, shape=shape)
-                 if end > begin else np.zeros(shape, dtype))
-        tensors[name] = _BF16(array) if spec["dtype"] == "BF16" else array
+        tensors[name] = _safetensor(path, name, spec, start, size)
     return tensors
+
+
+#: Longest JSON header read (the safetensors package allows 100 MB, which parses into gigabytes of
+#: Python objects; a file of features has a few entries, a large model's a few hundred KB).
+_SAFETENSORS_MAX_HEADER = 16 * 2**20
+
+
+def _safetensor(path: str, name: str, spec, start: int, size: int):
+    """One checked entry of a safetensors header, memory-mapped."""
+    what = f"tensor {_short(name)}"
+    if not isinstance(spec, dict) or not {"dtype", "shape", "data_offsets"} <= spec.keys():
+        raise _damaged(path, f"{what} is {_short(spec)}, not an object with dtype, shape and data_offsets",
+                       ".safetensors")
+    dtype = _SAFETENSORS_DTYPES.get(spec["dtype"]) if isinstance(spec["dtype"], str) else None
+    if dtype is None:
+        raise EmbedviewError(
+            f"{what} in {path} has dtype {_short(spec['dtype']).strip(chr(39))}; embedview reads "
+            f"{', '.join(_SAFETENSORS_DTYPES)} safetensors, so save the features as float32.")
+    checked = _check_shape(spec["shape"], what)
+    if isinstance(checked, str):
+        raise _damaged(path, checked, ".safetensors")
+    shape, count = checked
+    offsets = spec["data_offsets"]
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(v) is int for v in offsets)
+            and 0 <= offsets[0] <= offsets[1] and start + offsets[1] <= size
+            and offsets[1] - offsets[0] == count * np.dtype(dtype).itemsize):
+        raise _damaged(path, f"{what} has data_offsets {_short(offsets)} that do not fit its shape "
+                             f"{list(shape)} of {spec['dtype']} within the file", ".safetensors")
+    begin = offsets[0]
+    array = (np.memmap(path, dtype=dtype, mode="r", offset=start + begin, shape=shape)
+             if count else np.zeros(shape, dtype))
+    return _BF16(array) if spec["dtype"] == "BF16" else array
 
 
 def _load_torch(path: str, key):
@@ -701,12 +853,31 @@ def _load_torch(path: str, key):
     except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
         raise EmbedviewError(
             f"{path} could not be loaded with torch.load(weights_only=True) ({type(err).__name__}: "
-            f"{str(err).strip().splitlines()[0] if str(err).strip() else 'no detail'}); save a tensor or a dict of "
-            "tensors (torch.save(tensor, path)).") from None
+            f"{_short(str(err).strip().splitlines()[0], 200) if str(err).strip() else 'no detail'}); save a "
+            "tensor or a dict of tensors (torch.save(tensor, path)).") from None
     if isinstance(loaded, torch.Tensor):
         return loaded
     if isinstance(loaded, Mapping):
-        return _pick({str(k): v for k, v in loaded.items() if isinstance(v, torch.Tensor)}, key, path)
+        tensors = {str(k): v for k, v in loaded.items() if isinstance(v, torch.Tensor)}
+        if not tensors:
+            raise EmbedviewError(f"{path} holds a dict without tensors; save the features with "
+                                 "torch.save(tensor, path) or a dict of tensors.")
+        return _pick(tensors, key, path)
     raise EmbedviewError(
         f"{path} holds a {type(loaded).__name__}, not a tensor or a dict of tensors; save the features "
         "with torch.save(tensor, path).")
+
+
+def _check_tensor(tensor, what: str):
+    """Refuse tensors without ordinary numeric data on the host: meta, sparse, quantized, complex, bool."""
+    import torch
+
+    if tensor.device.type == "meta":
+        raise EmbedviewError(f"{what} is a meta tensor, which holds no data; save the features themselves "
+                             "(torch.save(tensor.cpu(), path)).")
+    if tensor.layout != torch.strided:
+        raise EmbedviewError(f"{what} is a sparse tensor ({tensor.layout}); save it dense "
+                             "(torch.save(tensor.to_dense(), path)).")
+    if tensor.is_quantized or tensor.is_complex() or tensor.dtype == torch.bool:
+        raise EmbedviewError(f"{what} has dtype {tensor.dtype}; save the features as float32.")
+    return tensor
