@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 
 import embedview
-from embedview import _io
+from embedview import _output_paths as _io
 from embedview._demo import DemoEncoder, make_demo_scene, write_demo_embeddings
 from embedview._errors import EmbedviewError
 from embedview._omezarr import read_ome_zarr
@@ -316,7 +316,7 @@ def test_replacing_a_zarr_output_never_leaves_the_path_empty(work, capsys, monke
 
 CRASH = """
     import os, sys
-    from embedview import _io
+    from embedview import _output_paths as _io
     real_rename2, real_rename = _io._rename2, os.rename
     mode = sys.argv[1]
     def rename2(src, dst, flags):

@@ -13,7 +13,8 @@ from PIL import Image
 import embedview
 from embedview import EmbedviewError
 from embedview._demo import DemoEncoder, make_demo_scene, write_demo_embeddings
-from embedview._io import atomic_path, check_output, read_image, write_output
+from embedview._io import read_image, write_output
+from embedview._output_paths import atomic_path, check_output
 
 SMALL = DemoEncoder(n_channels=16, grid=16)
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from ._errors import EmbedviewError
 from ._fit import Basis
-from ._io import atomic_path
+from ._output_paths import atomic_path
 
 FORMAT = "embedview-basis"
 #: Newest file version this module reads and the one it writes.

@@ -20,7 +20,7 @@ import numpy as np
 
 from ._errors import EmbedviewError
 from ._geometry import Tiling
-from ._io import MARKER, atomic_path, folder_marker
+from ._output_paths import MARKER, atomic_path, folder_marker
 from ._progress import progress_bar
 
 DEMO_SHAPE = (600, 900)

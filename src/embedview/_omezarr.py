@@ -67,7 +67,7 @@ class OmeZarrWriter:
     Parameters
     ----------
     path : Path
-        Folder to create (usually the temporary name of :func:`embedview._io.atomic_path`).
+        Folder to create (usually the temporary name of :func:`embedview._output_paths.atomic_path`).
     plane : (int, int)
         Output pixels per slice ``(y, x)``.
     n_slices : int or None
@@ -142,7 +142,7 @@ class OmeZarrWriter:
 
 def ome_attributes(is_stack: bool, n_levels: int, scale, translate, metadata: dict) -> dict:
     """The root attributes: NGFF 0.4 ``multiscales`` and ``omero``, and embedview's own."""
-    from ._io import MARKER, folder_marker
+    from ._output_paths import MARKER, folder_marker
 
     axes = [{"name": "c", "type": "channel"}]
     if is_stack:

@@ -239,7 +239,7 @@ def visualize(
     grid = src.output_grid(pixel_size)
     out = None
     if output is not None:
-        from ._io import check_output
+        from ._output_paths import check_output
 
         # The output may not replace the embeddings (or hold them) nor anything embedview did not write.
         read = source if isinstance(source, (str, os.PathLike)) else src.name  # a Source's name is its path
@@ -274,7 +274,8 @@ def visualize(
             return Visualization(rgb, components, scale, translate, bases, src.layout, src.shape,
                                  labels=labels, selections=selections, centres=centres)
 
-        from ._io import atomic_path, output_metadata
+        from ._io import output_metadata
+        from ._output_paths import atomic_path
         from ._sinks import ZarrSink
 
         with atomic_path(out, directory=True) as tmp:

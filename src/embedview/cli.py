@@ -179,14 +179,14 @@ def main(argv: list[str] | None = None) -> int:
     0 success; 2 bad input (one ``embedview: error:`` sentence); 1 an internal error (one
     ``embedview: internal error:`` line, the traceback with ``--debug``); 130 Ctrl-C and 143
     SIGTERM (handled alike). A run that fails removes what it created
-    (:func:`embedview._io.undo_on_failure`).
+    (:func:`embedview._output_paths.undo_on_failure`).
 
     Examples
     --------
     >>> main(["info", "/nonexistent.zarr"])  # doctest: +SKIP
     2
     """
-    from ._io import undo_on_failure
+    from ._output_paths import undo_on_failure
 
     args = build_parser().parse_args(argv)
     interrupted = _on_sigterm()
@@ -342,7 +342,7 @@ def render(embeddings, output, *, image=None, slice_: int | None = None, quiet: 
         No progress bar, no summary.
     inputs : iterable of (str, path)
         Other files the options were read from (``("the mask", path)``, ...): no output may
-        replace them (:func:`embedview._io.guard_output`).
+        replace them (:func:`embedview._output_paths.guard_output`).
     **options
         Passed to :func:`embedview.visualize` (``fit``, ``normalize``, ``pixel_size``,
         ``basis``, ``mask``, ``foreground``, ``clusters``, ``device``, ``scheduler``, ...).
@@ -357,7 +357,8 @@ def render(embeddings, output, *, image=None, slice_: int | None = None, quiet: 
     >>> render("embeddings.zarr", "pca.png", image="image.tif")  # doctest: +SKIP
     [PosixPath('pca.png'), PosixPath('pca_figure.png')]
     """
-    from ._io import check_output, write_output
+    from ._io import write_output
+    from ._output_paths import check_output
     from ._visualize import visualize
 
     src = _open(embeddings, options)
@@ -396,7 +397,8 @@ class _Figure:
 
     def __init__(self, src, out: Path, image, slice_, inputs):
         from ._figure import image_plane
-        from ._io import check_output, read_image
+        from ._io import read_image
+        from ._output_paths import check_output
 
         self.src, self.image, self.slice = src, image, slice_
         self.plane = self.path = None
@@ -409,7 +411,8 @@ class _Figure:
 
     def write(self, vis, rgb_components=None, draw=None) -> list[Path]:
         from ._figure import make_figure
-        from ._io import atomic_path, write_png
+        from ._io import write_png
+        from ._output_paths import atomic_path
 
         if self.plane is None:
             return []
@@ -433,7 +436,7 @@ def render_many(embeddings: list, out_dir, *, separate_bases: bool = False, slic
     >>> render_many(["a.zarr", "b.zarr"], "compare")  # doctest: +SKIP
     [PosixPath('compare/a.png'), PosixPath('compare/b.png'), PosixPath('compare/side_by_side.png')]
     """
-    from ._io import undo_on_failure
+    from ._output_paths import undo_on_failure
 
     with undo_on_failure():
         return _render_many(embeddings, out_dir, separate_bases, slice_, quiet, inputs, options)
@@ -441,7 +444,8 @@ def render_many(embeddings: list, out_dir, *, separate_bases: bool = False, slic
 
 def _render_many(embeddings, out_dir, separate_bases, slice_, quiet, inputs, options) -> list[Path]:
     from ._figure import side_by_side
-    from ._io import atomic_path, check_output, write_output, write_png
+    from ._io import write_output, write_png
+    from ._output_paths import atomic_path, check_output
     from ._joint import visualize_many
     from ._visualize import visualize
 
@@ -512,7 +516,7 @@ def _panel(src, vis, slice_, rgb_components, n_panels):
 
 def _make_folder(path, inputs=()) -> Path:
     """The output folder of several pictures, made if needed (and removed if the run fails)."""
-    from ._io import OUTPUT_FORMATS, guard_output, make_folder
+    from ._output_paths import OUTPUT_FORMATS, guard_output, make_folder
 
     out = Path(path)
     if out.suffix.lower() in OUTPUT_FORMATS and not out.is_dir():
@@ -636,7 +640,7 @@ def fit(embeddings: list, output, *, quiet: bool = False, **options) -> Path:
     PosixPath('basis.npz')
     """
     from ._basis_file import save_basis
-    from ._io import check_output
+    from ._output_paths import check_output
     from ._joint import fit_basis
 
     geometry = options.pop("geometry", None)
@@ -676,7 +680,8 @@ def similarity_map(embeddings, output, *, point=None, mask=None, image=None, sli
     >>> similarity_map("embeddings.zarr", "sim.png", point=(300, 450))  # doctest: +SKIP
     [PosixPath('sim.png')]
     """
-    from ._io import check_output, read_image, write_output
+    from ._io import read_image, write_output
+    from ._output_paths import check_output
     from ._similarity import similarity
 
     src = _open(embeddings, {"geometry": geometry})
@@ -844,7 +849,7 @@ def demo(out_dir, *, seed: int = 0, quiet: bool = False) -> list[Path]:
     ``tiled_image.tif`` with ``tiled_embeddings.zarr``, ``tiled_stack.tif`` with
     ``tiled_stack_embeddings.zarr``, ``labels.png``, ``vit_tokens.npy``), then renders the 2D
     one through :func:`render` as ``pca.png`` and ``pca_figure.png``. Each may replace only an
-    earlier demo's file (:func:`embedview._io.guard_output`); all are checked before anything is
+    earlier demo's file (:func:`embedview._output_paths.guard_output`); all are checked before anything is
     written, and a failed run removes what it created.
 
     Examples
@@ -852,7 +857,7 @@ def demo(out_dir, *, seed: int = 0, quiet: bool = False) -> list[Path]:
     >>> [p.name for p in demo("demo", quiet=True)][:2]  # doctest: +SKIP
     ['image.png', 'embeddings.zarr']
     """
-    from ._io import undo_on_failure
+    from ._output_paths import undo_on_failure
 
     with undo_on_failure():
         return _demo(Path(out_dir), seed, quiet)
@@ -860,7 +865,7 @@ def demo(out_dir, *, seed: int = 0, quiet: bool = False) -> list[Path]:
 
 def _demo(out: Path, seed: int, quiet: bool) -> list[Path]:
     from ._demo import demo_files, write_demo
-    from ._io import check_output, make_folder
+    from ._output_paths import check_output, make_folder
 
     make_folder(out)
     for name in list(demo_files().values()) + ["pca.png", "pca_figure.png"]:
