@@ -108,7 +108,7 @@ class ZarrSink:
         run(self._write_window, [(z, window, todo, basis, shown) for z, window, todo in jobs])
 
     def _meets(self, piece: Piece, window) -> bool:
-        rows, cols = self.placer.indices(piece)[:2]
+        rows, cols = self.placer.spans(piece)
         return all(a.start < w.stop and w.start < a.stop for a, w in zip((rows, cols), window))
 
     def _write_window(self, z, window, todo, basis, shown) -> None:
@@ -126,7 +126,7 @@ class ZarrSink:
 
     def __getstate__(self) -> dict:
         # Shipped to workers that write windows: the arrays travel as paths; the placer's
-        # output-sized centre arrays and cache are rebuilt there.
+        # cache is rebuilt there.
         state = dict(self.__dict__)
         state["placer"] = None
         state["writer"] = _WindowWriter(self.path)
