@@ -620,6 +620,10 @@ def _similarity_command(args) -> int:
 # info
 
 
+#: ``info`` lists at most this many missing tile ids (and counts the rest).
+MAX_LISTED_TILES = 1000
+
+
 def describe(embeddings) -> dict:
     """What ``embedview info`` reports, as a JSON-able dict; reads metadata only, never features.
 
@@ -658,7 +662,9 @@ def describe(embeddings) -> dict:
         t = src.tiling
         info["tiles"] = {
             "grid": list(t.grid), "tile_shape": list(t.tile_shape), "halo": list(t.halo), "count": t.n_tiles,
-            "present": len(src.present_tiles), "missing": list(src.missing_tiles),
+            "present": len(src.present_tiles), "missing_count": t.n_tiles - len(src.present_tiles),
+            # the first ones only: a damaged file may claim millions of tiles
+            "missing": list(src.first_missing_tiles(MAX_LISTED_TILES)),
             "tiles_in_mask": meta.get("tiles_in_mask"),
         }
     return info
@@ -700,7 +706,8 @@ def format_info(info: dict) -> str:
         missing = tiles["missing"]
         if missing:
             why = " (masked)" if tiles["tiles_in_mask"] is not None else ""
-            lines.append(("missing tiles", ", ".join(map(str, missing)) + why))
+            more = tiles.get("missing_count", len(missing)) - len(missing)
+            lines.append(("missing tiles", ", ".join(map(str, missing)) + (f" and {more} more" if more > 0 else "") + why))
     model = info["model_type"] or "unknown"
     if info["model_name"]:
         model += f" ({info['model_name']})"
