@@ -74,12 +74,42 @@ def scan(path: str) -> Inventory:
 
     try:
         walk(path, "")
+        for name in inventory.sizes:
+            if name.rsplit("/", 1)[-1] in METADATA_FILES:
+                _check_json(os.path.join(path, name))
     except RecursionError:
         raise EmbedviewError(f"{path} is nested too deep to be an embedding file.") from None
     except OSError as err:
         raise EmbedviewError(f"cannot read the folder {err.filename or path}: "
                              f"{(err.strerror or str(err)).lower()}.") from None
     return inventory
+
+
+def _check_json(path: str) -> None:
+    """Refuse a metadata file that is not JSON (zarr's own error would not name it)."""
+    import json
+
+    try:
+        with open(path, "rb") as f:  # a regular file: checked by the walk
+            json.loads(f.read(MAX_METADATA_BYTES + 1))
+    except (ValueError, RecursionError) as err:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        why = "nested too deep" if isinstance(err, RecursionError) else str(err).split(":")[0]
+        raise EmbedviewError(f"{path} is not valid JSON ({why}); the embedding file is damaged, recompute "
+                             "or re-copy it.") from None
+
+
+def bad_node(path: str, inventory: Inventory) -> str | None:
+    """The first node of the container whose metadata zarr cannot open (to name it in an error)."""
+    import zarr
+
+    nodes = sorted({name.rpartition("/")[0] for name in inventory.sizes
+                    if name.rsplit("/", 1)[-1] in ("zarr.json", ".zarray", ".zgroup")})
+    for node in nodes:
+        try:
+            zarr.open(os.path.join(path, node) if node else path, mode="r")
+        except Exception:
+            return node or "."
+    return None
 
 
 def _kind(mode: int) -> str:
@@ -122,8 +152,8 @@ def check_chunks(array, inventory: Inventory, name: str) -> None:
         size = sizes.get(key)
         if size is None:
             raise EmbedviewError(
-                f"chunk {key} of {inventory.root} is missing, so part of {name} would be drawn from "
-                "zarr's fill value, not from data; the file is incomplete, recompute or re-copy it.")
+                f"chunk {key} of {inventory.root} is missing: its features would be drawn from zarr's "
+                "fill value, not from data; the file is incomplete, recompute or re-copy it.")
         if size > bound:
             raise EmbedviewError(
                 f"chunk {key} of {inventory.root} is {size} bytes, more than any encoding of the "

@@ -264,7 +264,11 @@ def _from_path(path: str) -> Source:
     except EmbedviewError:
         raise
     except Exception as err:  # zarr parses each node's metadata lazily, with errors of many types
-        raise EmbedviewError(f"the metadata of {path} could not be read ({_why(err)}); the file is damaged, "
+        from ._container import bad_node
+
+        node = bad_node(path, inventory)
+        where = path if node in (None, ".") else os.path.join(path, node)
+        raise EmbedviewError(f"the metadata of {where} could not be read ({_why(err)}); the file is damaged, "
                              "recompute or re-copy it.") from None
     arrays = [src.features] if src.tiling is None else list(src.tile_arrays.values())
     for array in arrays:
@@ -379,7 +383,8 @@ def _from_features(features, original_size, name, metadata) -> Source:
 def _check_array(array, what: str) -> None:
     """Refuse what is not a numeric array: a group, or a dtype features cannot have (strings, objects)."""
     if not _is_array(array):
-        raise EmbedviewError(f"{what} are a {type(array).__name__}, not an array; pass the features array.")
+        raise EmbedviewError(f"{what} are a {type(array).__name__}, not an array of numbers as micro_sam writes; "
+                             "recompute the file (or pass the features array).")
     try:
         kind = np.dtype(array.dtype).kind
     except TypeError:
