@@ -48,8 +48,7 @@ def scan(path: str) -> Inventory:
     inventory = Inventory(path)
     seen = set()
 
-    def walk(folder: str, rel: str) -> None:
-        st = os.stat(folder)
+    def walk(folder: str, rel: str, st) -> None:
         if (st.st_dev, st.st_ino) in seen:
             raise EmbedviewError(f"{folder} links back into itself; {path} is not a plain embedding file.")
         seen.add((st.st_dev, st.st_ino))
@@ -62,7 +61,7 @@ def scan(path: str) -> Inventory:
                     raise EmbedviewError(f"{full} is a broken link; the embedding file {path} is damaged, "
                                          "re-copy it.") from None
                 if stat.S_ISDIR(st.st_mode):
-                    walk(full, name + "/")
+                    walk(full, name + "/", st)
                 elif not stat.S_ISREG(st.st_mode):
                     raise EmbedviewError(f"{full} is not a regular file ({_kind(st.st_mode)}); embedview "
                                          f"does not read it: replace {path} with a plain copy of the embeddings.")
@@ -73,7 +72,7 @@ def scan(path: str) -> Inventory:
                     inventory.sizes[name] = st.st_size
 
     try:
-        walk(path, "")
+        walk(path, "", os.stat(path))
         for name in inventory.sizes:
             if name.rsplit("/", 1)[-1] in METADATA_FILES:
                 _check_json(os.path.join(path, name))

@@ -547,7 +547,8 @@ def check_working_memory(src: Source, n_components: int = 3) -> None:
     (read-ahead) and the float64 C × C scatter with its eigendecomposition."""
     from ._limits import check_fits
 
-    grid = src.pieces()[0].grid.shape if src.pieces() else (1, 1)
+    pieces = src.pieces()
+    grid = pieces[0].grid.shape if pieces else (1, 1)
     c = src.n_channels
     check_fits(4 * c * grid[0] * grid[1] * 4 + 4 * c * c * 8,
                f"reading and fitting features of {c} channels × {grid[0]} × {grid[1]} cells from {src.name}",
