@@ -199,6 +199,18 @@ def test_missing_chunk_names_the_chunk(case, tmp_path):
         embedview.visualize(path)
 
 
+def test_missing_chunk_of_arrays_handed_over_open(tmp_path):
+    """An ImageEmbeddings dict or a zarr group (micro_sam hands these over) is checked like a path."""
+    import zarr
+
+    path = _damaged("missing chunk read by zarr", tmp_path)
+    group = zarr.open_group(str(path), mode="r")
+    embeddings = {"features": group["features"], "input_size": [1024, 1024], "original_size": [512, 512]}
+    for source in (group, embeddings):
+        with pytest.raises(EmbedviewError, match=r"chunk features/c/0/0/1/0 .* is missing"):
+            embedview.open_source(source)
+
+
 def test_missing_tile_of_a_masked_file_is_still_drawn_black(tmp_path):
     vis = embedview.visualize(copy_fixture("tiled2d_masked", tmp_path))
     assert (~vis.valid).any() and vis.valid.any()

@@ -40,12 +40,14 @@ class Inventory:
     sizes: dict = field(default_factory=dict)
 
 
-def scan(path: str) -> Inventory:
-    """Walk the container at ``path`` once, refusing anything that is not a folder or a regular file.
+def scan(path: str, under: str = "") -> Inventory:
+    """Walk the container at ``path`` (only its folder ``under``, if given) once, refusing anything
+    that is not a folder or a regular file.
 
     Links are followed (to a regular file or a folder); a folder reached twice is a loop.
     """
     inventory = Inventory(path)
+    under = under.strip("/")
     seen = set()
 
     def walk(folder: str, rel: str, st) -> None:
@@ -72,12 +74,15 @@ def scan(path: str) -> Inventory:
                     inventory.sizes[name] = st.st_size
 
     try:
-        walk(path, "", os.stat(path))
+        start = os.path.join(path, under) if under else path
+        walk(start, f"{under}/" if under else "", os.stat(start))
         for name in inventory.sizes:
             if name.rsplit("/", 1)[-1] in METADATA_FILES:
                 _check_json(os.path.join(path, name))
     except RecursionError:
         raise EmbedviewError(f"{path} is nested too deep to be an embedding file.") from None
+    except FileNotFoundError:  # an array nothing was written to has no folder: every chunk is missing
+        pass
     except OSError as err:
         raise EmbedviewError(f"cannot read the folder {err.filename or path}: "
                              f"{(err.strerror or str(err)).lower()}.") from None

@@ -224,14 +224,14 @@ def open_source(source, original_size=None) -> Source:
             return open_features(source, image_size=original_size)
         return _from_path(os.fspath(source))
     if isinstance(source, Mapping) and "features" in source:
-        return _from_embeddings_dict(source, name="the ImageEmbeddings dict")
+        return _chunks_checked(_from_embeddings_dict(source, name="the ImageEmbeddings dict"))
     if _is_group(source):
-        return _from_group(source, name=str(getattr(source, "store", "the zarr group")))
+        return _chunks_checked(_from_group(source, name=str(getattr(source, "store", "the zarr group"))))
     if hasattr(source, "shape") and hasattr(source, "ndim"):
         if original_size is None:
             raise EmbedviewError(
                 "a plain feature array needs the image size: pass original_size=(H, W).")
-        return _from_features(source, original_size, name="the feature array", metadata={})
+        return _chunks_checked(_from_features(source, original_size, name="the feature array", metadata={}))
     raise EmbedviewError(
         f"cannot visualize a {type(source).__name__}; pass a micro_sam embedding path, an "
         "ImageEmbeddings dict or a feature array with original_size=(H, W).")
@@ -273,6 +273,18 @@ def _from_path(path: str) -> Source:
     arrays = [src.features] if src.tiling is None else list(src.tile_arrays.values())
     for array in arrays:
         check_chunks(array, inventory, f"the features of {path}")
+    return src
+
+
+def _chunks_checked(src: Source) -> Source:
+    """Check the chunks of zarr arrays handed over already open (an ``ImageEmbeddings`` dict, a
+    group) where they lie on a local disk, as :func:`_from_path` does for a path."""
+    from ._container import check_chunks, scan
+
+    for array in [src.features] if src.tiling is None else list(src.tile_arrays.values()):
+        root = getattr(getattr(getattr(array, "store_path", None), "store", None), "root", None)
+        if root is not None and hasattr(array, "metadata"):
+            check_chunks(array, scan(str(root), array.path), f"the features of {src.name}")
     return src
 
 
