@@ -21,6 +21,9 @@ from ._errors import EmbedviewError
 #: zarr.json, .zarray, .zattrs, .zgroup larger than this are refused (micro_sam writes ~2 KiB).
 MAX_METADATA_BYTES = 16 * 2**20
 METADATA_FILES = ("zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata")
+#: A container with more entries (files and folders) than this is refused: the walk stays bounded
+#: even where a link leads into a large tree.
+MAX_ENTRIES = 2**23
 #: Arrays with more chunks than this are refused (a 2**20-slice stack of one chunk per slice is inside).
 MAX_CHUNKS = 2**22
 
@@ -49,6 +52,7 @@ def scan(path: str, under: str = "") -> Inventory:
     inventory = Inventory(path)
     under = under.strip("/")
     seen = set()
+    count = [0]
 
     def walk(folder: str, rel: str, st) -> None:
         if (st.st_dev, st.st_ino) in seen:
@@ -57,6 +61,10 @@ def scan(path: str, under: str = "") -> Inventory:
         with os.scandir(folder) as entries:
             for entry in entries:
                 full, name = entry.path, f"{rel}{entry.name}"
+                count[0] += 1
+                if count[0] > MAX_ENTRIES:
+                    raise EmbedviewError(f"{path} holds more than {MAX_ENTRIES} files and folders, more than any "
+                                         "embedding file; check that it is the right path (and where its links lead).")
                 try:
                     st = entry.stat(follow_symlinks=True)
                 except OSError:
