@@ -70,9 +70,12 @@ def direct_reader(array, n_index: int) -> Callable[[tuple], np.ndarray] | None:
 def read_regular(path: str, limit: int) -> bytes:
     """The bytes of the regular file ``path``, at most ``limit`` of them, else ``ValueError``.
 
-    Opened without blocking and checked on the open descriptor: a FIFO, a device or a link to
-    ``/dev/zero`` is refused, never read.
+    A FIFO, a device or a link to ``/dev/zero`` is refused, never opened (and should one replace
+    the file between that check and the open, it is opened without blocking and refused on the
+    open descriptor, never read).
     """
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise ValueError(f"{os.path.basename(path)} is not a regular file")
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     with open(fd, "rb") as f:
         st = os.fstat(fd)
