@@ -223,6 +223,13 @@ def test_info_of_a_file_claiming_a_million_tiles_is_bounded(tmp_path, capsys):
     assert info["tiles"]["count"] == 2048 * 2048
     assert info["tiles"]["missing_count"] == info["tiles"]["count"] - info["tiles"]["present"]
     assert len(info["tiles"]["missing"]) == 1000
+    # a trillion one-pixel tiles: counted, not listed; the default output is too large to draw
+    set_attrs(path / "features", tile_shape=[1, 1], halo=[0, 0])
+    for tile in ("0", "1"):
+        edit_json(path / "features" / tile / "zarr.json", lambda m: m["attributes"].pop("original_size"))
+    assert main(["info", str(path)]) == 0
+    assert "larger than embedview draws" in capsys.readouterr().out
+    assert describe(path)["tiles"]["missing_count"] == 2**40 - 2
 
 
 # ---------------------------------------------------------------------------------------------

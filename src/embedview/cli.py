@@ -632,7 +632,6 @@ def describe(embeddings) -> dict:
     >>> describe("embeddings.zarr")["layout"]  # doctest: +SKIP
     'tiled'
     """
-    from ._geometry import OutputGrid
     from ._sources import open_source
 
     src = open_source(embeddings)
@@ -649,7 +648,7 @@ def describe(embeddings) -> dict:
         "cell_grid": list(grid),
         "cell_size": float(src.default_pixel_size()),
         "cell_size_range": [cell_sizes[0], cell_sizes[-1]],
-        "default_output_shape": list(OutputGrid.for_image(src.image_shape, src.default_pixel_size()).shape),
+        "default_output_shape": _default_output_shape(src),
         "feature_bytes": len(pieces) * src.n_channels * grid[0] * grid[1] * 4,
         "tiles": None,
         "model_type": meta.get("model_type"),
@@ -670,6 +669,16 @@ def describe(embeddings) -> dict:
     return info
 
 
+def _default_output_shape(src) -> list[int] | None:
+    """The output's shape at the default pixel size; ``None`` where it would exceed the largest side."""
+    from ._geometry import OutputGrid
+
+    try:
+        return list(OutputGrid.for_image(src.image_shape, src.default_pixel_size()).shape)
+    except EmbedviewError:
+        return None
+
+
 def _zarr_format(path) -> int | None:
     root = Path(path)
     if (root / "zarr.json").is_file():
@@ -681,6 +690,8 @@ def _zarr_format(path) -> int | None:
 
 def format_info(info: dict) -> str:
     """Human-readable lines for :func:`describe`'s dict."""
+    from ._geometry import MAX_SIDE
+
     def size(values):
         return " × ".join(str(v) for v in values)
 
@@ -698,7 +709,8 @@ def format_info(info: dict) -> str:
         tiles_range = f"{lo:.6g}" if lo == hi else f"{lo:.6g} to {hi:.6g}"
         cell += f" in a full interior tile (the default output pixel); this file's tiles: {tiles_range}"
     lines += [("cell size", cell),
-              ("default output", f"{size(info['default_output_shape'])} pixels")]
+              ("default output", f"{size(info['default_output_shape'])} pixels" if info["default_output_shape"]
+               else f"larger than embedview draws (sides up to {MAX_SIDE} pixels): choose a --pixel-size")]
     tiles = info["tiles"]
     if tiles:
         lines.append(("tiles", f"{size(tiles['grid'])} grid of {size(tiles['tile_shape'])} pixels, halo "
