@@ -76,3 +76,15 @@ def test_damaged_chunk_raises(tmp_path):
     chunk.write_bytes(chunk.read_bytes()[:20])
     with pytest.raises(Exception):
         direct_reader(array, 1)((0,))
+
+
+def test_zstd_frame_that_states_no_size_cannot_grow_past_the_chunk(tmp_path):
+    """RLE blocks of 128 KiB, 4 bytes each, in a frame without a content size: 160 bytes → 5 MiB."""
+    array = zarr.create_array(str(tmp_path / "a.zarr"), shape=(2, 1, 4, 5, 5), chunks=(1, 1, 4, 5, 5), dtype="f4")
+    array[:] = 1.0
+    read = direct_reader(array, 2)
+    blocks = b"".join(((131072 << 3) | (1 << 1) | (i == 39)).to_bytes(3, "little") + b"\x07" for i in range(40))
+    (tmp_path / "a.zarr" / "c" / "1" / "0" / "0" / "0" / "0").write_bytes(b"\x28\xb5\x2f\xfd\x00\x38" + blocks)
+    with pytest.raises(Exception, match="too small"):
+        read((1, 0))
+    assert (read((0, 0)) == 1).all()

@@ -122,7 +122,8 @@ _CODEC_IDS = ("blosc", "zstd", "gzip", "zlib")
 
 def _bounded(codec, codec_id: str, n_bytes: int) -> Callable[[bytes], bytes]:
     """``codec.decode`` that refuses, before decompressing, a chunk that claims another size
-    (blosc and zstd headers state it), and inflates gzip/zlib at most to ``n_bytes`` + 1."""
+    (blosc and zstd headers state it) and decodes into a buffer of ``n_bytes`` (a zstd frame that
+    states no size cannot grow past it); gzip/zlib inflate at most to ``n_bytes`` + 1."""
     import zlib
 
     if codec_id in ("gzip", "zlib"):
@@ -140,7 +141,9 @@ def _bounded(codec, codec_id: str, n_bytes: int) -> Callable[[bytes], bytes]:
         stated = _stated_size(codec_id, raw)
         if stated is not None and stated != n_bytes:
             raise ValueError(f"a chunk's header says it holds {stated} bytes, not {n_bytes}")
-        return memoryview(codec.decode(raw)).cast("B")
+        out = np.empty(n_bytes, np.uint8)  # the decoder fails rather than write past it
+        codec.decode(raw, out=out)
+        return memoryview(out)
 
     return decode
 
