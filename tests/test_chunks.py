@@ -24,12 +24,39 @@ def test_matches_zarr(case, tile, index):
 
 
 @pytest.mark.parametrize("zarr_format", [2, 3])
-def test_missing_chunk_is_the_fill_value(tmp_path, zarr_format):
+def test_missing_chunk_is_an_error_not_the_fill_value(tmp_path, zarr_format):
     array = zarr.create_array(str(tmp_path / "a.zarr"), shape=(3, 1, 4, 5, 5), chunks=(1, 1, 4, 5, 5),
                               dtype="f4", fill_value=2.5, zarr_format=zarr_format)
     array[0] = 1.0
     read = direct_reader(array, 2)
-    assert (read((0, 0)) == 1).all() and (read((2, 0)) == 2.5).all()
+    assert (read((0, 0)) == 1).all()
+    with pytest.raises(ValueError, match="missing"):
+        read((2, 0))
+
+
+@pytest.mark.parametrize("compressor", [None, "zstd", "gzip", "blosc"])
+def test_refuses_what_is_not_a_plausible_chunk(tmp_path, compressor):
+    import os
+    import numcodecs
+
+    codec = {None: None, "zstd": numcodecs.Zstd(), "gzip": numcodecs.GZip(), "blosc": numcodecs.Blosc()}[compressor]
+    array = zarr.create_array(str(tmp_path / "a.zarr"), shape=(2, 1, 4, 5, 5), chunks=(1, 1, 4, 5, 5),
+                              dtype="f4", zarr_format=2, compressors=codec)
+    array[:] = 1.0
+    read = direct_reader(array, 2)
+    chunk = tmp_path / "a.zarr" / "1.0.0.0.0"
+    chunk.unlink()
+    os.mkfifo(chunk)  # opened without blocking, refused
+    with pytest.raises(ValueError, match="not a regular file"):
+        read((1, 0))
+    chunk.unlink()
+    chunk.write_bytes(b"\0" * 200_000)  # far more than 400 bytes could ever encode to
+    with pytest.raises(ValueError, match="more than any encoding"):
+        read((1, 0))
+    if compressor is not None:  # a small chunk that decodes to far more than it should hold
+        chunk.write_bytes(codec.encode(np.zeros(10**7, np.uint8)))
+        with pytest.raises(ValueError):
+            read((1, 0))
 
 
 def test_falls_back_where_chunks_are_not_pieces(tmp_path):
@@ -49,3 +76,15 @@ def test_damaged_chunk_raises(tmp_path):
     chunk.write_bytes(chunk.read_bytes()[:20])
     with pytest.raises(Exception):
         direct_reader(array, 1)((0,))
+
+
+def test_zstd_frame_that_states_no_size_cannot_grow_past_the_chunk(tmp_path):
+    """RLE blocks of 128 KiB, 4 bytes each, in a frame without a content size: 160 bytes → 5 MiB."""
+    array = zarr.create_array(str(tmp_path / "a.zarr"), shape=(2, 1, 4, 5, 5), chunks=(1, 1, 4, 5, 5), dtype="f4")
+    array[:] = 1.0
+    read = direct_reader(array, 2)
+    blocks = b"".join(((131072 << 3) | (1 << 1) | (i == 39)).to_bytes(3, "little") + b"\x07" for i in range(40))
+    (tmp_path / "a.zarr" / "c" / "1" / "0" / "0" / "0" / "0").write_bytes(b"\x28\xb5\x2f\xfd\x00\x38" + blocks)
+    with pytest.raises(Exception, match="too small"):
+        read((1, 0))
+    assert (read((0, 0)) == 1).all()

@@ -97,3 +97,31 @@ def test_bad_tiling_is_refused():
 def test_sam_cell_size_is_sixteen_resized_pixels():
     assert sam_cell_size((600, 900), (64, 64)) == Fraction(16 * 900, 1024)
     assert sam_cell_size((1300, 700), (64, 64)) == Fraction(1300, 64)
+
+
+def test_placer_spans_are_the_pixels_whose_centre_lies_in_the_block():
+    """The arithmetic spans equal the brute-force answer over output-long centre arrays."""
+    from embedview._render import Placer
+    from embedview._sources import Piece
+
+    rng = np.random.default_rng(0)
+    for trial in range(300):
+        shape = tuple(int(n) for n in rng.integers(1, 2000, 2))
+        p = [1, 0.3, 14.0625, float(rng.uniform(0.05, 50)), Fraction(7, 3)][trial % 5]
+        grid = OutputGrid.for_image(shape, (p, float(rng.uniform(0.1, 40))) if trial % 3 == 0 else p)
+        placer = Placer(grid)
+        inside = [np.minimum(grid.centres(axis), n - 0.5) for axis, n in enumerate(shape)]
+        inner = tuple((a, int(rng.integers(a + 1, n + 1))) for a, n in ((int(rng.integers(0, n)), n) for n in shape))
+        piece = Piece(None, None, CellGrid.sam(shape, (64, 64)), inner)
+        for axis, (a, b) in enumerate(inner):
+            hit = np.nonzero((inside[axis] >= a) & (inside[axis] < b))[0]
+            expected = slice(int(hit[0]), int(hit[-1]) + 1) if hit.size else slice(0, 0)
+            assert placer.spans(piece)[axis] == expected
+
+
+def test_output_sides_beyond_the_limit_are_refused():
+    from embedview._geometry import MAX_SIDE
+
+    with pytest.raises(EmbedviewError, match="larger pixel size"):
+        OutputGrid.for_image((600, 900), 1e-12)
+    assert max(OutputGrid.for_image((MAX_SIDE, 10), 1).shape) == MAX_SIDE

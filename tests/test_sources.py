@@ -87,8 +87,9 @@ def test_truncated_chunk(tmp_path, case, chunk):
 
 def test_opening_reads_no_features(tmp_path):
     path = copy_fixture("tiled2d", tmp_path)
-    for tile in range(6):
-        shutil.rmtree(path / "features" / str(tile) / "c")
+    for chunk in (path / "features").glob("*/c/**/*"):
+        if chunk.is_file():  # unreadable chunks of the same size (a missing chunk is refused at open)
+            chunk.write_bytes(b"\xff" * chunk.stat().st_size)
     src = open_source(path)  # metadata is intact: opening succeeds
     assert src.layout == "tiled" and len(src.pieces()) == 6
 

@@ -571,7 +571,9 @@ def _write_array(group, name, array, attrs, bar) -> None:
     shape = tuple(int(v) for v in array.shape)
     # micro_sam's chunks: one whole feature grid (of one slice).
     chunks = (1,) * (len(shape) - 3) + shape[-3:]
-    out = group.create_array(name, shape=shape, chunks=chunks, dtype="float32", fill_value=0.0)
+    # every chunk written, even one equal to the fill value: a missing chunk means a damaged file
+    out = group.create_array(name, shape=shape, chunks=chunks, dtype="float32", fill_value=0.0,
+                             config={"write_empty_chunks": True})
     if attrs:
         out.attrs.update(attrs)
     for i in range(shape[0]):

@@ -16,6 +16,47 @@ import numpy as np
 
 from ._errors import EmbedviewError
 
+#: The largest image side, output side or cell-grid side accepted (pixels or cells): sizes from
+#: metadata beyond it are refused before anything is allocated. A side this long already makes a
+#: 3 TiB RGB picture; the output's index arrays stay bounded by it.
+MAX_SIDE = 2**20
+
+
+def check_ints(values, what: str, where: str, n: int | None = 2, low: int = 1, high: int = MAX_SIDE) -> tuple[int, ...]:
+    """``values`` as a tuple of ``n`` integers in ``[low, high]``, or an error naming ``what`` of ``where``.
+
+    Accepts what JSON metadata may hold for an integer (``3``, ``3.0``) and nothing else: no
+    strings, booleans, fractions, NaN or infinities.
+
+    Examples
+    --------
+    >>> check_ints([600, 900.0], "original_size", "x.zarr")
+    (600, 900)
+    >>> check_ints([600, float("inf")], "original_size", "x.zarr")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    embedview._errors.EmbedviewError: original_size of x.zarr must be 2 integers from 1 to 1048576, got [600, inf]; ...
+    """
+    try:
+        items = list(values) if not isinstance(values, (str, bytes, dict)) else None
+    except TypeError:
+        items = None
+    ok = items is not None and (n is None or len(items) == n)
+    result = []
+    for v in items if ok else ():
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+            ok = False
+        elif not (math.isfinite(v) and v == int(v) and low <= v <= high):
+            ok = False
+        else:
+            result.append(int(v))
+    if not ok:
+        count = "" if n is None else f"{n} "
+        shown = repr(values) if len(repr(values)) <= 80 else repr(values)[:77] + "..."
+        raise EmbedviewError(f"{what} of {where} must be {count}integers from {low} to {high}, got {shown}; "
+                             "the file's metadata is damaged, recompute or re-copy it.")
+    return tuple(result)
+
 
 def _frac(value) -> Fraction:
     return value if isinstance(value, Fraction) else Fraction(value).limit_denominator(10**9)
@@ -137,6 +178,10 @@ class Tiling:
             raise EmbedviewError(
                 f"invalid tiling: shape {list(self.shape)}, tile_shape {list(self.tile_shape)}, "
                 f"halo {list(self.halo)}; sizes must be positive and the halo non-negative.")
+        if max(self.shape) > MAX_SIDE or max(self.tile_shape) > MAX_SIDE or max(self.halo) > MAX_SIDE:
+            raise EmbedviewError(
+                f"invalid tiling: shape {list(self.shape)}, tile_shape {list(self.tile_shape)}, "
+                f"halo {list(self.halo)}; sides beyond {MAX_SIDE} pixels are not supported.")
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -189,7 +234,14 @@ class OutputGrid:
         if len(sizes) != 2 or not all(np.isfinite(float(p)) and float(p) > 0 for p in sizes):
             raise EmbedviewError(
                 f"pixel_size must be a positive number or a (y, x) pair, got {pixel_size!r}.")
-        shape = tuple(max(1, _ceil_frac(Fraction(int(n)) / _frac(p))) for n, p in zip(image_shape, sizes))
+        fracs = [_frac(p) for p in sizes]
+        shape = tuple(max(1, _ceil_frac(Fraction(int(n)) / f)) if f > 0 else MAX_SIDE + 1
+                      for n, f in zip(image_shape, fracs))
+        if max(shape) > MAX_SIDE:
+            raise EmbedviewError(
+                f"pixel size {' × '.join(f'{float(p):.6g}' for p in sizes)} makes a picture of "
+                f"{shape[0]} × {shape[1]} pixels or more, beyond the largest side embedview draws "
+                f"({MAX_SIDE} pixels); choose a larger pixel size (--pixel-size).")
         return cls(shape, tuple(float(p) for p in sizes), tuple(int(n) for n in image_shape))
 
     @property
@@ -200,6 +252,11 @@ class OutputGrid:
     def translate(self) -> tuple[float, float]:
         return tuple(p / 2 - 0.5 for p in self.pixel_size)
 
-    def centres(self, axis: int) -> np.ndarray:
-        """Image coordinates (index space) sampled by each output pixel along ``axis``."""
-        return (np.arange(self.shape[axis], dtype=np.float64) + 0.5) * self.pixel_size[axis]
+    def centres(self, axis: int, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Image coordinates (index space) sampled by output pixels ``start:stop`` along ``axis``."""
+        stop = self.shape[axis] if stop is None else stop
+        return (np.arange(start, stop, dtype=np.float64) + 0.5) * self.pixel_size[axis]
+
+    def centre(self, k: int, axis: int) -> float:
+        """The image coordinate sampled by output pixel ``k`` (the same float as :meth:`centres`)."""
+        return (float(k) + 0.5) * self.pixel_size[axis]

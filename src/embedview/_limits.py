@@ -82,6 +82,22 @@ def memory_limit() -> tuple[int, str]:
     return int(limit), why
 
 
+#: Float32 copies of one piece held at once while it is read and fitted (read-ahead, centring,
+#: projection).
+PIECE_COPIES = 5
+
+
+def check_piece_fits(n_channels: int, grid: tuple[int, int], name: str, remedy: str) -> None:
+    """Refuse pieces of ``n_channels × grid`` cells whose reading and fitting would not fit.
+
+    Examples
+    --------
+    >>> check_piece_fits(256, (64, 64), "a.zarr", "check the file")  # 4 MiB a piece: fine
+    """
+    check_fits(PIECE_COPIES * 4 * n_channels * grid[0] * grid[1],
+               f"one piece of {name} ({n_channels} channels × {grid[0]}×{grid[1]} cells)", remedy)
+
+
 def check_fits(n_bytes: float, what: str, remedy: str) -> None:
     """Refuse, before allocating, a result of ``n_bytes`` that exceeds :func:`memory_limit`.
 

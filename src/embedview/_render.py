@@ -6,6 +6,8 @@ block holds that centre, from the cell of that piece that covers it. No resampli
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ._geometry import OutputGrid
@@ -27,37 +29,53 @@ class Placer:
 
     def __init__(self, grid: OutputGrid):
         self.grid = grid
-        self.centres = [grid.centres(axis) for axis in (0, 1)]
+        self._cache: dict = {}
+
+    def _inside(self, k: int, axis: int) -> float:
         # Pixels past the image edge (the last output pixel may overhang it) belong to the
         # piece holding the last image pixel.
-        self.inside = [np.minimum(c, n - 0.5) for c, n in zip(self.centres, grid.image_shape)]
-        self._cache: dict = {}
+        return min(self.grid.centre(k, axis), self.grid.image_shape[axis] - 0.5)
+
+    def _first_at_least(self, t: float, axis: int) -> int:
+        """The first output pixel along ``axis`` whose (clamped) centre is ``>= t``: arithmetic,
+        then corrected with the exact float comparison, so no output-long array is ever made."""
+        n, p = self.grid.shape[axis], self.grid.pixel_size[axis]
+        k = min(n, max(0, math.ceil(t / p - 0.5)))
+        while k > 0 and self._inside(k - 1, axis) >= t:
+            k -= 1
+        while k < n and self._inside(k, axis) < t:
+            k += 1
+        return k
+
+    def spans(self, piece: Piece) -> tuple[slice, slice]:
+        """``(out_rows, out_cols)``: the output pixels whose centre lies in the piece's inner block."""
+        key = (piece.grid, piece.inner)
+        if key not in self._cache:
+            spans = []
+            for axis, (a, b) in enumerate(piece.inner):
+                lo, hi = self._first_at_least(a, axis), self._first_at_least(b, axis)
+                spans.append(slice(lo, hi) if lo < hi else slice(0, 0))
+            self._cache[key] = tuple(spans)
+        return self._cache[key]
 
     def indices(self, piece: Piece):
         """``(out_rows, out_cols, cell_rows, cell_cols)``: output slices and the cells they show."""
-        key = (piece.grid, piece.inner)
-        if key not in self._cache:
-            result = []
-            for axis, (a, b) in enumerate(piece.inner):
-                hit = np.nonzero((self.inside[axis] >= a) & (self.inside[axis] < b))[0]
-                out = slice(int(hit[0]), int(hit[-1]) + 1) if hit.size else slice(0, 0)
-                result.append((out, piece.grid.cell_of(self.centres[axis][out], axis)))
-            (rows, cell_rows), (cols, cell_cols) = result
-            self._cache[key] = (rows, cols, cell_rows, cell_cols)
-        return self._cache[key]
+        rows, cols = self.spans(piece)
+        return (rows, cols) + tuple(piece.grid.cell_of(self.grid.centres(axis, sl.start, sl.stop), axis)
+                                    for axis, sl in enumerate((rows, cols)))
 
     def place(self, canvas: np.ndarray, piece: Piece, projected: np.ndarray, origin=(0, 0)) -> None:
         """Write ``(k, h, w)`` projected cells of ``piece`` into ``canvas`` ``(ny, nx, k)``.
 
         ``canvas`` may be a window of the output whose first pixel is output pixel ``origin``;
-        only the part of the piece inside it is written.
+        only the part of the piece inside it is written (its cells are looked up for that part
+        only: memory and work follow the window, not the output).
         """
-        rows, cols, cell_rows, cell_cols = self.indices(piece)
         out, cells = [], []
-        for sl, cell, start, n in zip((rows, cols), (cell_rows, cell_cols), origin, canvas.shape[:2]):
+        for axis, (sl, start, n) in enumerate(zip(self.spans(piece), origin, canvas.shape[:2])):
             a, b = max(sl.start, start), min(sl.stop, start + n)
             if a >= b:
                 return
             out.append(slice(a - start, b - start))
-            cells.append(cell[a - sl.start:b - sl.start])
+            cells.append(piece.grid.cell_of(self.grid.centres(axis, a, b), axis))
         canvas[out[0], out[1]] = np.moveaxis(projected[:, cells[0]][:, :, cells[1]], 0, -1)

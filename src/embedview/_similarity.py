@@ -22,6 +22,9 @@ RAMP = np.array([(20, 11, 52), (66, 10, 104), (106, 23, 110), (147, 38, 103), (1
                  (221, 81, 58), (243, 120, 25), (252, 165, 10), (246, 215, 70), (252, 255, 164)], np.float64)
 
 
+#: Bytes a similarity map takes per output pixel, its PNG or TIFF output included (measured: 95).
+SIMILARITY_BYTES_PER_PIXEL = 100
+
 class CosineQuery:
     """Projects features onto one query direction: ``cos(q, x)`` per cell, as a 1-component "basis"."""
 
@@ -80,11 +83,15 @@ def similarity(source, point=None, *, mask=None, z: int | None = None, pixel_siz
     >>> float(sim.components[0, 0, 0]), sim.rgb.shape
     (1.0, (64, 64, 3))
     """
-    from ._visualize import Visualization, place_plane
+    from ._visualize import Visualization, check_picture_fits, place_plane
 
     src = open_source(source, original_size)
     if (point is None) == (mask is None):
         raise EmbedviewError("give the query as point=(y, x) or as mask=, not both or neither.")
+    grid = src.output_grid(pixel_size)
+    # before the query's features are read; measured: about 95 bytes per output pixel with the output written
+    check_picture_fits(1, grid, 1, per_pixel=SIMILARITY_BYTES_PER_PIXEL,
+                       remedy="choose a larger pixel size (pixel_size=, or --pixel-size on the command line)")
     with blas_threads():
         if point is not None:
             query_z, query = _point_query(src, point, z)
@@ -93,7 +100,6 @@ def similarity(source, point=None, *, mask=None, z: int | None = None, pixel_siz
     if z is None:
         z = query_z if query_z is not None else ((src.n_slices // 2) if src.is_stack else None)
     pieces = _slice_pieces(src, z)
-    grid = src.output_grid(pixel_size)
     bar = progress_bar(len(pieces), progress, desc="similarity")
     with blas_threads(), contextlib.closing(bar):
         values = place_plane(src, pieces, CosineQuery(query), grid, bar=bar)

@@ -98,17 +98,18 @@ class ZarrSink:
 
     def colour(self, zs, basis: Basis, shown, executor=None) -> None:
         """Compose, colour and write every window of the slices ``zs`` (in parallel via ``executor``)."""
-        jobs = []
-        for z in zs:
-            here = [(i, p) for i, p in enumerate(self.pieces) if (p.z or 0) == z]
-            for window in windows(self.grid.shape, self.chunk):
-                jobs.append((None if self.n_slices is None else z, window,
-                             [(i, p) for i, p in here if self._meets(p, window)]))
+        def jobs():  # made as they are run: a huge output's windows are never all listed at once here
+            for z in zs:
+                here = [(i, p) for i, p in enumerate(self.pieces) if (p.z or 0) == z]
+                for window in windows(self.grid.shape, self.chunk):
+                    yield (None if self.n_slices is None else z, window,
+                           [(i, p) for i, p in here if self._meets(p, window)], basis, shown)
+
         run = (lambda f, items: [f(*item) for item in items]) if executor is None else executor.map
-        run(self._write_window, [(z, window, todo, basis, shown) for z, window, todo in jobs])
+        run(self._write_window, jobs())
 
     def _meets(self, piece: Piece, window) -> bool:
-        rows, cols = self.placer.indices(piece)[:2]
+        rows, cols = self.placer.spans(piece)
         return all(a.start < w.stop and w.start < a.stop for a, w in zip((rows, cols), window))
 
     def _write_window(self, z, window, todo, basis, shown) -> None:
@@ -126,7 +127,7 @@ class ZarrSink:
 
     def __getstate__(self) -> dict:
         # Shipped to workers that write windows: the arrays travel as paths; the placer's
-        # output-sized centre arrays and cache are rebuilt there.
+        # cache is rebuilt there.
         state = dict(self.__dict__)
         state["placer"] = None
         state["writer"] = _WindowWriter(self.path)

@@ -19,11 +19,18 @@ import numpy as np
 
 from ._chunks import direct_reader
 from ._errors import EmbedviewError
-from ._geometry import CellGrid, OutputGrid, Tiling, sam_cell_size
+from ._geometry import MAX_SIDE, CellGrid, OutputGrid, Tiling, check_ints, sam_cell_size
+from ._limits import check_piece_fits
 
 
 #: Files of bare ViT features (tokens or feature maps), read by :func:`embedview.open_features`.
 FEATURE_SUFFIXES = (".npy", ".npz", ".safetensors", ".pt", ".pth")
+#: Limits on what metadata may claim, checked at open before anything is allocated: slices of
+#: a stack, pieces (slices × tiles), channels, and bytes of one piece's features.
+MAX_SLICES = 2**17
+MAX_PIECES = 2**20
+MAX_CHANNELS = 2**16
+MAX_PIECE_BYTES = 2**30
 
 
 @dataclass(frozen=True)
@@ -98,10 +105,19 @@ class Source:
 
     @property
     def missing_tiles(self) -> tuple[int, ...]:
+        return self.first_missing_tiles(None)
+
+    def first_missing_tiles(self, limit: int | None = 1000) -> tuple[int, ...]:
+        """Ids of tiles the file lacks, in order, at most ``limit`` of them (work ∝ tiles present + limit)."""
         if self.tiling is None:
             return ()
-        present = set(self.present_tiles)
-        return tuple(t for t in range(self.tiling.n_tiles) if t not in present)
+        found, t = [], 0
+        for present in self.present_tiles + (self.tiling.n_tiles,):
+            while t < present and (limit is None or len(found) < limit):
+                found.append(t)
+                t += 1
+            t = present + 1
+        return tuple(found)
 
     def pieces(self) -> list[Piece]:
         """All pieces, slice by slice, tiles in C order."""
@@ -204,14 +220,14 @@ def open_source(source, original_size=None) -> Source:
             return open_features(source, image_size=original_size)
         return _from_path(os.fspath(source))
     if isinstance(source, Mapping) and "features" in source:
-        return _from_embeddings_dict(source, name="the ImageEmbeddings dict")
+        return _chunks_checked(_from_embeddings_dict(source, name="the ImageEmbeddings dict"))
     if _is_group(source):
-        return _from_group(source, name=str(getattr(source, "store", "the zarr group")))
+        return _chunks_checked(_from_group(source, name=str(getattr(source, "store", "the zarr group"))))
     if hasattr(source, "shape") and hasattr(source, "ndim"):
         if original_size is None:
             raise EmbedviewError(
                 "a plain feature array needs the image size: pass original_size=(H, W).")
-        return _from_features(source, original_size, name="the feature array", metadata={})
+        return _chunks_checked(_from_features(source, original_size, name="the feature array", metadata={}))
     raise EmbedviewError(
         f"cannot visualize a {type(source).__name__}; pass a micro_sam embedding path, an "
         "ImageEmbeddings dict or a feature array with original_size=(H, W).")
@@ -236,11 +252,66 @@ def _from_path(path: str) -> Source:
             "written by micro_sam.util.precompute_image_embeddings.")
     import zarr
 
+    from ._container import check_chunks, scan
+
+    inventory = scan(path)  # before zarr opens anything: no FIFO, device or endless file is read
     try:
         root = zarr.open_group(path, mode="r")
     except Exception as err:
-        raise EmbedviewError(f"{path} could not be opened as zarr ({err}); the file looks damaged.") from None
-    return _from_group(root, name=path)
+        raise EmbedviewError(f"{path} could not be opened as zarr ({_why(err)}); the file looks damaged, "
+                             "recompute or re-copy it.") from None
+    try:
+        src = _from_group(root, name=path)
+    except EmbedviewError:
+        raise
+    except Exception as err:  # zarr parses each node's metadata lazily, with errors of many types
+        from ._container import bad_node
+
+        node = bad_node(path, inventory)
+        where = path if node in (None, ".") else os.path.join(path, node)
+        raise EmbedviewError(f"the metadata of {where} could not be read ({_why(err)}); the file is damaged, "
+                             "recompute or re-copy it.") from None
+    arrays = [src.features] if src.tiling is None else list(src.tile_arrays.values())
+    for array in arrays:
+        check_chunks(array, inventory, f"the features of {path}")
+    return src
+
+
+def _chunks_checked(src: Source) -> Source:
+    """Check the chunks of zarr arrays handed over already open (an ``ImageEmbeddings`` dict, a
+    group) where they lie on a local disk, as :func:`_from_path` does for a path."""
+    from ._container import check_chunks, scan
+
+    for array in [src.features] if src.tiling is None else list(src.tile_arrays.values()):
+        root = getattr(getattr(getattr(array, "store_path", None), "store", None), "root", None)
+        if root is not None and hasattr(array, "metadata"):
+            check_chunks(array, scan(str(root), array.path), f"the features of {src.name}")
+    return src
+
+
+def _why(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or "no detail"
+    return f"{type(err).__name__}: {text if len(text) <= 200 else text[:197] + '...'}"
+
+
+def _node(group, key: str, name: str, array: bool):
+    """``group[key]``, which must be an array (``array``) or a group; zarr's parse errors named."""
+    where = f"{name}/{key}"
+    try:
+        node = group[key]
+    except EmbedviewError:
+        raise
+    except Exception as err:
+        raise EmbedviewError(f"the metadata of {where} could not be read ({_why(err)}); the file is damaged, "
+                             "recompute or re-copy it.") from None
+    if array and not _is_array(node):
+        raise EmbedviewError(f"{where} is a group, but micro_sam stores features there as an array; "
+                             "the file is damaged, recompute it.")
+    return node
+
+
+def _is_array(obj) -> bool:
+    return hasattr(obj, "shape") and hasattr(obj, "ndim") and not _is_group(obj)
 
 
 def _container_holding(path: str) -> str | None:
@@ -266,7 +337,7 @@ def _from_group(root, name: str) -> Source:
         raise EmbedviewError(
             f"{name} has no 'features' array or group; it is not a micro_sam embedding file.")
     attrs = dict(root.attrs)
-    features = root["features"]
+    features = _node(root, "features", name, array=False)
     mode = _vfm_mode(attrs, features, name)
     if mode in ("tiled-2d", "tiled-3d"):
         # micro_sam's VFM writer keeps no sizes in a tiled file's root: each tile holds its own
@@ -358,18 +429,16 @@ def _from_embeddings_dict(embeddings: Mapping, name: str, metadata: dict | None 
 
 
 def _check_size(size, what, name) -> tuple[int, int]:
-    try:
-        size = tuple(int(v) for v in size)
-    except (TypeError, ValueError):
-        raise EmbedviewError(f"{what} of {name} must be two integers (H, W), got {size!r}.") from None
-    if len(size) != 2 or min(size) < 1:
-        raise EmbedviewError(f"{what} of {name} must be two positive integers (H, W), got {list(size)}.")
-    return size
+    return check_ints(size, f"{what} (H, W)", name)
 
 
 def check_feature_shape(shape, name) -> tuple[int | None, int, tuple[int, int]]:
-    """``(n_slices or None, C, (h, w))`` of a ``(1, C, h, w)``/``(Z, 1, C, h, w)`` shape; clear error otherwise."""
-    shape = tuple(int(s) for s in shape)
+    """``(n_slices or None, C, (h, w))`` of a ``(1, C, h, w)``/``(Z, 1, C, h, w)`` shape; clear error otherwise.
+
+    Sizes beyond :data:`MAX_SLICES`, :data:`MAX_CHANNELS`, ``MAX_SIDE`` cells or
+    :data:`MAX_PIECE_BYTES` per piece are refused: no micro_sam file comes near them.
+    """
+    shape = check_ints(shape, "the shape of the features", name, n=None, low=0, high=2**62)
     if len(shape) == 4 and shape[0] == 1:
         n_slices = None
     elif len(shape) == 5 and shape[1] == 1:
@@ -380,11 +449,20 @@ def check_feature_shape(shape, name) -> tuple[int | None, int, tuple[int, int]]:
             "or (Z, 1, C, h, w) for a stack.")
     if min(shape) < 1:
         raise EmbedviewError(f"features of {name} are empty (shape {list(shape)}).")
-    return n_slices, shape[-3], shape[-2:]
+    n_channels, grid = shape[-3], shape[-2:]
+    if ((n_slices or 1) > MAX_SLICES or n_channels > MAX_CHANNELS or max(grid) > MAX_SIDE
+            or n_channels * grid[0] * grid[1] * 4 > MAX_PIECE_BYTES):
+        raise EmbedviewError(
+            f"features of {name} have shape {list(shape)}, beyond what embedview reads (at most {MAX_SLICES} "
+            f"slices, {MAX_CHANNELS} channels, {MAX_SIDE} cells a side, {MAX_PIECE_BYTES // 2**20} MiB a "
+            "piece); the file's metadata is damaged, recompute it.")
+    check_piece_fits(n_channels, grid, name, "the file's metadata claims more than any encoder writes; check the file")
+    return n_slices, n_channels, grid
 
 
 def _from_features(features, original_size, name, metadata) -> Source:
     image_shape = _check_size(original_size, "original_size", name)
+    _check_array(features, f"the features of {name}")
     n_slices, n_channels, grid_shape = check_feature_shape(features.shape, name)
     grid = CellGrid.sam(image_shape, grid_shape)
     whole = tuple((0, n) for n in image_shape)
@@ -395,19 +473,39 @@ def _from_features(features, original_size, name, metadata) -> Source:
                   metadata=metadata, _pieces=pieces)
 
 
+def _check_array(array, what: str) -> None:
+    """Refuse what is not a numeric array: a group, or a dtype features cannot have (strings, objects)."""
+    if not _is_array(array):
+        raise EmbedviewError(f"{what} are a {type(array).__name__}, not an array of numbers as micro_sam writes; "
+                             "recompute the file (or pass the features array).")
+    try:
+        kind = np.dtype(array.dtype).kind
+    except TypeError:
+        kind = "?"
+    if kind not in "fiu":
+        raise EmbedviewError(f"{what} have the data type {array.dtype}, not numbers; the file is damaged, "
+                             "recompute it.")
+
+
 def _from_tiles(group, name, metadata) -> Source:
     gattrs = dict(group.attrs)
     where = "its features group"
     shape = _check_size(_attr(gattrs, "shape", name, where), "the tiled shape", name)
-    tiling = Tiling(shape, tuple(int(v) for v in _attr(gattrs, "tile_shape", name, where)),
-                    tuple(int(v) for v in _attr(gattrs, "halo", name, where)))
-    present = sorted(int(k) for k in group.array_keys() if k.isdigit() and int(k) < tiling.n_tiles)
+    tiling = Tiling(shape, check_ints(_attr(gattrs, "tile_shape", name, where), "tile_shape", name),
+                    check_ints(_attr(gattrs, "halo", name, where), "halo", name, low=0))
+    try:
+        keys = list(group.keys())
+    except Exception as err:
+        raise EmbedviewError(f"the tiles of {name} could not be listed ({_why(err)}); the file is damaged, "
+                             "recompute or re-copy it.") from None
+    present = sorted(int(k) for k in keys if k.isdigit() and str(int(k)) == k and int(k) < tiling.n_tiles)
     if not present:
         raise EmbedviewError(f"{name} holds no tiles; it is not a usable micro_sam embedding file.")
     n_slices = n_channels = grid_shape = None
     pieces_by_tile, arrays = {}, {}
     for tile in present:
-        array = arrays[tile] = group[str(tile)]
+        array = arrays[tile] = _node(group, str(tile), f"{name}/features", array=True)
+        _check_array(array, f"tile {tile} of {name}")
         tile_slices, tile_channels, tile_grid = check_feature_shape(array.shape, f"tile {tile} of {name}")
         if n_channels is None:
             n_slices, n_channels, grid_shape = tile_slices, tile_channels, tile_grid
@@ -418,11 +516,14 @@ def _from_tiles(group, name, metadata) -> Source:
         (oy0, oy1), (ox0, ox1) = tiling.outer(tile)
         extent = (oy1 - oy0, ox1 - ox0)
         stated = dict(array.attrs).get("original_size")
-        if stated is not None and tuple(int(v) for v in stated) != extent:
+        if stated is not None and check_ints(stated, "original_size", f"tile {tile} of {name}") != extent:
             raise EmbedviewError(
                 f"tile {tile} of {name} says its block is {list(stated)} pixels but shape, tile_shape "
                 f"and halo give {list(extent)}; the file's metadata is inconsistent.")
         pieces_by_tile[tile] = (CellGrid.sam(extent, grid_shape, origin=(oy0, ox0)), tiling.inner(tile))
+    if (n_slices or 1) * len(present) > MAX_PIECES:
+        raise EmbedviewError(f"{name} has {n_slices} slices of {len(present)} tiles, more than the {MAX_PIECES} "
+                             "pieces embedview reads; split the stack.")
     zs = [None] if n_slices is None else range(n_slices)
     pieces = [Piece(z, t, *pieces_by_tile[t]) for z in zs for t in present]
     metadata = {**metadata, "tiles_in_mask": gattrs.get("tiles_in_mask")}

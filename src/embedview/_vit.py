@@ -43,7 +43,7 @@ import numpy as np
 
 from ._errors import EmbedviewError
 from ._geometry import CellGrid, _ceil_frac
-from ._limits import check_fits
+from ._limits import check_fits, check_piece_fits
 from ._sources import FEATURE_SUFFIXES, Piece, Source, _check_size
 
 RESIZE_MODES = ("shortest", "longest")
@@ -333,18 +333,12 @@ def _grid_candidates(input_size, patch) -> list[tuple[int, int]]:
     return [g for g in dict.fromkeys([floor, ceil]) if min(g) >= 1]
 
 
-#: Float32 copies of one frame held at once while it is fitted (read-ahead, centring, projection).
-_FRAME_COPIES = 5
-
-
 def _make_source(data, *, tokens, batched, image, patch, grid, pre, prefix, channels_last, name,
                  metadata) -> Source:
     n_slices = int(data.shape[0]) if batched and int(data.shape[0]) > 1 else None  # B = 1: one image
     n_channels = int(data.shape[-1] if tokens or channels_last else data.shape[-3])
-    # a frame is read whole, as float32, with a few working copies (read-ahead, centring)
-    check_fits(_FRAME_COPIES * 4 * n_channels * grid[0] * grid[1],
-               f"one frame of {name} ({n_channels} channels × {grid[0]}×{grid[1]} cells)",
-               "check the array's layout (layout=, channels_last=) or split the features into smaller frames")
+    check_piece_fits(n_channels, grid, name, "check the array's layout (layout=, channels_last=) or split "
+                                             "the features into smaller frames")
     cells = pre.cell_grid(image, patch, grid)
     inner = _inner(cells, image)
     if any(a >= b for a, b in inner):

@@ -729,6 +729,10 @@ def _similarity_command(args) -> int:
 # info
 
 
+#: ``info`` lists at most this many missing tile ids (and counts the rest).
+MAX_LISTED_TILES = 1000
+
+
 def describe(embeddings) -> dict:
     """What ``embedview info`` reports, as a JSON-able dict; reads metadata only, never features.
 
@@ -737,7 +741,6 @@ def describe(embeddings) -> dict:
     >>> describe("embeddings.zarr")["layout"]  # doctest: +SKIP
     'tiled'
     """
-    from ._geometry import OutputGrid
     from ._sources import open_source
 
     src = open_source(embeddings)
@@ -754,7 +757,7 @@ def describe(embeddings) -> dict:
         "cell_grid": list(grid),
         "cell_size": float(src.default_pixel_size()),
         "cell_size_range": [cell_sizes[0], cell_sizes[-1]],
-        "default_output_shape": list(OutputGrid.for_image(src.image_shape, src.default_pixel_size()).shape),
+        "default_output_shape": _default_output_shape(src),
         "feature_bytes": len(pieces) * src.n_channels * grid[0] * grid[1] * 4,
         "tiles": None,
         "model_type": meta.get("model_type"),
@@ -770,10 +773,22 @@ def describe(embeddings) -> dict:
         t = src.tiling
         info["tiles"] = {
             "grid": list(t.grid), "tile_shape": list(t.tile_shape), "halo": list(t.halo), "count": t.n_tiles,
-            "present": len(src.present_tiles), "missing": list(src.missing_tiles),
+            "present": len(src.present_tiles), "missing_count": t.n_tiles - len(src.present_tiles),
+            # the first ones only: a damaged file may claim millions of tiles
+            "missing": list(src.first_missing_tiles(MAX_LISTED_TILES)),
             "tiles_in_mask": meta.get("tiles_in_mask"),
         }
     return info
+
+
+def _default_output_shape(src) -> list[int] | None:
+    """The output's shape at the default pixel size; ``None`` where it would exceed the largest side."""
+    from ._geometry import OutputGrid
+
+    try:
+        return list(OutputGrid.for_image(src.image_shape, src.default_pixel_size()).shape)
+    except EmbedviewError:
+        return None
 
 
 def _zarr_format(path) -> int | None:
@@ -787,6 +802,8 @@ def _zarr_format(path) -> int | None:
 
 def format_info(info: dict) -> str:
     """Human-readable lines for :func:`describe`'s dict."""
+    from ._geometry import MAX_SIDE
+
     def size(values):
         return " × ".join(str(v) for v in values)
 
@@ -804,7 +821,8 @@ def format_info(info: dict) -> str:
         tiles_range = f"{lo:.6g}" if lo == hi else f"{lo:.6g} to {hi:.6g}"
         cell += f" in a full interior tile (the default output pixel); this file's tiles: {tiles_range}"
     lines += [("cell size", cell),
-              ("default output", f"{size(info['default_output_shape'])} pixels")]
+              ("default output", f"{size(info['default_output_shape'])} pixels" if info["default_output_shape"]
+               else f"larger than embedview draws (sides up to {MAX_SIDE} pixels): choose a --pixel-size")]
     tiles = info["tiles"]
     if tiles:
         lines.append(("tiles", f"{size(tiles['grid'])} grid of {size(tiles['tile_shape'])} pixels, halo "
@@ -812,7 +830,8 @@ def format_info(info: dict) -> str:
         missing = tiles["missing"]
         if missing:
             why = " (masked)" if tiles["tiles_in_mask"] is not None else ""
-            lines.append(("missing tiles", ", ".join(map(str, missing)) + why))
+            more = tiles.get("missing_count", len(missing)) - len(missing)
+            lines.append(("missing tiles", ", ".join(map(str, missing)) + (f" and {more} more" if more > 0 else "") + why))
     model = info["model_type"] or "unknown"
     if info["model_name"] and info["model_name"] != info["model_type"]:
         model += f" ({info['model_name']})"
