@@ -7,13 +7,13 @@ import pytest
 import tifffile
 import zarr
 
-from embedview._omezarr import read_ome_zarr
 from PIL import Image
 
 import embedview
 from embedview import EmbedviewError
 from embedview._demo import DemoEncoder, make_demo_scene, write_demo_embeddings
 from embedview._io import atomic_path, check_output, read_image, write_output
+from _readback import read_ome_zarr
 
 SMALL = DemoEncoder(n_channels=16, grid=16)
 

@@ -19,10 +19,10 @@ pytest.importorskip("pytestqt")
 
 import embedview  # noqa: E402
 from embedview.napari._reader import get_reader  # noqa: E402
-from embedview.napari._screenshot import frame, show_overlay  # noqa: E402
 from embedview.napari._widget import EmbeddingPCAWidget  # noqa: E402
 
 from _fixtures import DATA, copy_fixture  # noqa: E402
+from _napari_screenshot import frame, show_overlay  # noqa: E402
 
 SHARED = Path(__file__).parents[1].parent / "shared" / "fixtures" / "micro_sam"
 CASES = sorted(p.name[:-len(".zarr")] for p in DATA.glob("*.zarr"))

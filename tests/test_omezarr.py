@@ -9,7 +9,8 @@ import zarr
 
 import embedview
 from embedview import _sinks
-from embedview._omezarr import level_shapes, level_transforms, read_ome_zarr
+from embedview._omezarr import level_shapes, level_transforms
+from _readback import read_ome_zarr
 
 DATA = Path(__file__).parent / "data" / "micro_sam"
 
