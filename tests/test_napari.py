@@ -214,7 +214,7 @@ def test_widget_draws_over_the_image_layer_and_updates_it(viewer, qtbot, notes):
 
     # other options: the same layer is updated, not duplicated
     widget.normalize.value = "channel"
-    widget.components.value = "2, 0"
+    widget.rgb_components.value = "2, 0"
     widget.pixel_size.value = 4
     _run(widget, qtbot)
     assert [lyr.name for lyr in viewer.layers] == ["image", "2d PCA"]
@@ -250,9 +250,9 @@ def test_widget_reports_problems_as_notifications(viewer, qtbot, notes, tmp_path
     widget = EmbeddingPCAWidget(viewer)
     assert widget.run() is None  # no file chosen
     widget.path.value = DATA / "2d.zarr"
-    widget.components.value = "red"
+    widget.rgb_components.value = "red"
     assert widget.run() is None
-    widget.components.value = "0, 1, 2"
+    widget.rgb_components.value = "0, 1, 2"
     _run(widget, qtbot)  # shape mismatch: drawn, with a warning
     damaged = copy_fixture("2d", tmp_path)
     _truncate_a_chunk(damaged)
