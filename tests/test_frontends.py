@@ -39,6 +39,13 @@ def test_figure_refuses_a_wrong_image_or_output(tmp_path):
     with pytest.raises(embedview.EmbedviewError, match=r"as \.png; got path="):
         embedview.figure(DATA / "2d.zarr", image, path=tmp_path / "f.tif")
     assert not list(tmp_path.iterdir())
+    from PIL import Image
+
+    Image.fromarray(image.astype(np.uint8)).save(tmp_path / "image.png")
+    before = (tmp_path / "image.png").read_bytes()
+    with pytest.raises(embedview.EmbedviewError, match="image"):  # never over its own input
+        embedview.figure(DATA / "2d.zarr", tmp_path / "image.png", path=tmp_path / "image.png")
+    assert (tmp_path / "image.png").read_bytes() == before
 
 
 def test_describe_is_what_info_prints(capsys):

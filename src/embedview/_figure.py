@@ -10,6 +10,7 @@ figure of several inputs.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -291,12 +292,12 @@ def figure(source, image, vis=None, *, z: int | None = None, rgb_components: tup
     if path is not None:
         from ._io import check_output
 
-        out = check_output(path, inputs=[("the embeddings", source if isinstance(source, (str, Path)) else None),
-                                         ("the image", image if isinstance(image, (str, Path)) else None)])
+        files = [("the embeddings", source), ("the image", image)]
+        out = check_output(path, inputs=[(what, f) for what, f in files if isinstance(f, (str, os.PathLike))])
         if out.suffix.lower() != ".png":
             raise EmbedviewError(f"a figure is written as .png; got path={str(out)!r}.")
     name = "the image"
-    if isinstance(image, (str, Path)):
+    if isinstance(image, (str, os.PathLike)):
         from ._io import read_image
 
         name, image = f"the image {image}", read_image(image)

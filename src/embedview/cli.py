@@ -1,10 +1,14 @@
-"""The ``embedview`` command: ``render``, ``info`` and ``demo``.
+"""The ``embedview`` command: its parser, and dispatch to the library's workflows.
 
-Only argparse is imported here; numpy, zarr and the rest load inside the commands, so
-``embedview --help`` answers at once. Bad input exits with status 2 and one sentence on
-stderr (``embedview: error: ...``), never a traceback or a half-written file; a failed run
-leaves nothing behind. A bug in embedview itself exits with status 1 and one line
-(``embedview: internal error: ...``; ``--debug`` shows the traceback).
+``info`` is :func:`embedview.describe` (:mod:`embedview._info`), ``similarity`` is
+:func:`embedview._similarity_map.similarity_map`, ``demo`` is :func:`embedview._demo.demo`,
+the figure is :func:`embedview.figure` (:class:`embedview._figure.FigureFile`). What stays here is
+the command's own: its flags, turning them into keyword arguments, and the library's messages
+reworded in flag names (:func:`in_cli_terms`). Only argparse is imported here; numpy, zarr and
+the rest load inside the commands, so ``embedview --help`` answers at once. Bad input exits
+with status 2 and one sentence on stderr (``embedview: error: ...``), never a traceback or a
+half-written file; a failed run leaves nothing behind. A bug in embedview itself exits with
+status 1 and one line (``embedview: internal error: ...``; ``--debug`` shows the traceback).
 """
 
 from __future__ import annotations
