@@ -36,6 +36,11 @@ def test_figure_refuses_a_wrong_image_or_output(tmp_path):
     image = np.load(DATA / "2d_image.npy")
     with pytest.raises(embedview.EmbedviewError, match="has shape"):
         embedview.figure(DATA / "2d.zarr", image[:-1])
+    vis = embedview.visualize(DATA / "2d.zarr")
+    with pytest.raises(embedview.EmbedviewError, match=r"pass figure\(source, image, vis\)"):
+        embedview.figure(vis, image)
+    with pytest.raises(embedview.EmbedviewError, match="visualization of these embeddings"):
+        embedview.figure(DATA / "2d_tall.zarr", image, vis)
     with pytest.raises(embedview.EmbedviewError, match=r"as \.png; got path="):
         embedview.figure(DATA / "2d.zarr", image, path=tmp_path / "f.tif")
     assert not list(tmp_path.iterdir())

@@ -286,7 +286,11 @@ def figure(source, image, vis=None, *, z: int | None = None, rgb_components: tup
     (60, 286, 3)
     """
     from ._sources import open_source
+    from ._visualize import Visualization
 
+    if isinstance(source, Visualization):  # the panel is drawn again, from the embeddings
+        raise EmbedviewError("figure() draws the PCA again at the figure's pixel size and needs the "
+                             "embeddings: pass figure(source, image, vis).")
     src = open_source(source)
     out = None
     if path is not None:
@@ -306,6 +310,9 @@ def figure(source, image, vis=None, *, z: int | None = None, rgb_components: tup
         from ._visualize import visualize
 
         vis = visualize(src, rgb_components=rgb_components)
+    elif tuple(vis.image_shape) != tuple(src.image_shape):
+        raise EmbedviewError(f"vis describes an image of shape {list(vis.image_shape)} but the embeddings one of "
+                             f"{list(src.image_shape)}; pass the visualization of these embeddings.")
     picture = make_figure(src, vis, image, z=z, rgb_components=rgb_components, max_side=max_side,
                           image_name=name)
     if out is not None:
