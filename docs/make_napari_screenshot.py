@@ -3,7 +3,7 @@
     python docs/make_napari_screenshot.py            # starts a virtual display if there is none
 
 Needs the napari extra (``pip install -e ".[test,napari]"``) and Xvfb on a headless machine.
-The picture is made by ``embedview.napari._screenshot``, the same code as
+The picture is made by ``tests/_napari_screenshot.py``, the same code as
 ``tests/test_napari.py::test_overlay_lies_over_the_image_on_screen``.
 """
 
@@ -28,7 +28,8 @@ def main(out: Path = ROOT / "docs" / "napari_screenshot.png") -> Path:
     try:
         from PIL import Image
 
-        from embedview.napari._screenshot import frame, show_overlay
+        sys.path.insert(0, str(ROOT / "tests"))  # the screenshot helper is test code, beside the tests
+        from _napari_screenshot import frame, show_overlay
 
         image = np.load(DATA / "tiled2d_image.npy")
         viewer, _widget, _overlay = show_overlay(image, DATA / "tiled2d.zarr")

@@ -12,12 +12,12 @@ import pytest
 import tifffile
 import zarr
 
-from embedview._omezarr import read_ome_zarr
 from PIL import Image
 
 import embedview
 from embedview._demo import DemoEncoder, make_demo_scene, write_demo_embeddings, write_micro_sam_embeddings
 from embedview.cli import main
+from _readback import read_ome_zarr
 
 SMALL = DemoEncoder(n_channels=16, grid=16)
 LAYOUTS = {

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 import embedview
 from embedview._demo import DemoEncoder, make_demo_scene, write_demo_embeddings

@@ -8,10 +8,10 @@ import pytest
 
 import embedview
 from embedview._demo import (CELL_KINDS, CELLS_SHAPE, DEMO_LAYOUTS, MATERIALS, ROOT_ATTRIBUTES, DemoEncoder,
-                             LazyFeatures, demo_features, demo_vit_tokens, make_cells_scene, make_demo_image,
-                             make_demo_scene, sam_input_size, write_demo_embeddings, write_micro_sam_embeddings)
+                             LazyFeatures, demo_features, demo_vit_tokens, make_cells_scene, make_demo_scene,
+                             sam_input_size, write_demo_embeddings, write_micro_sam_embeddings)
+from embedview._demo import demo as main_demo
 from embedview._geometry import Tiling
-from embedview.cli import demo as main_demo
 from embedview.cli import main
 
 SMALL = DemoEncoder(n_channels=16, grid=16)
@@ -34,7 +34,7 @@ def test_scene_has_every_material_and_is_reproducible():
     assert sorted(np.unique(labels)) == list(range(len(MATERIALS)))
     again, _ = make_demo_scene((150, 240), seed=3)
     np.testing.assert_array_equal(image, again)
-    assert make_demo_image().shape == (600, 900)
+    assert make_demo_scene()[0].shape == (600, 900)
 
 
 def test_stack_scene_differs_between_slices():

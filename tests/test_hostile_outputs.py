@@ -24,8 +24,8 @@ import embedview
 from embedview import _output_paths as _io
 from embedview._demo import DemoEncoder, make_demo_scene, write_demo_embeddings
 from embedview._errors import EmbedviewError
-from embedview._omezarr import read_ome_zarr
 from embedview.cli import main
+from _readback import read_ome_zarr
 
 SMALL = DemoEncoder(n_channels=16, grid=16)
 SRC = str(Path(embedview.__file__).parents[1])

@@ -14,7 +14,8 @@ import pytest
 
 import embedview
 from embedview import EmbedviewError
-from embedview.cli import describe, main
+from embedview import describe
+from embedview.cli import main
 
 from _fixtures import copy_fixture
 

@@ -19,10 +19,10 @@ pytest.importorskip("pytestqt")
 
 import embedview  # noqa: E402
 from embedview.napari._reader import get_reader  # noqa: E402
-from embedview.napari._screenshot import frame, show_overlay  # noqa: E402
 from embedview.napari._widget import EmbeddingPCAWidget  # noqa: E402
 
 from _fixtures import DATA, copy_fixture  # noqa: E402
+from _napari_screenshot import frame, show_overlay  # noqa: E402
 
 SHARED = Path(__file__).parents[1].parent / "shared" / "fixtures" / "micro_sam"
 CASES = sorted(p.name[:-len(".zarr")] for p in DATA.glob("*.zarr"))
@@ -214,7 +214,7 @@ def test_widget_draws_over_the_image_layer_and_updates_it(viewer, qtbot, notes):
 
     # other options: the same layer is updated, not duplicated
     widget.normalize.value = "channel"
-    widget.components.value = "2, 0"
+    widget.rgb_components.value = "2, 0"
     widget.pixel_size.value = 4
     _run(widget, qtbot)
     assert [lyr.name for lyr in viewer.layers] == ["image", "2d PCA"]
@@ -250,9 +250,9 @@ def test_widget_reports_problems_as_notifications(viewer, qtbot, notes, tmp_path
     widget = EmbeddingPCAWidget(viewer)
     assert widget.run() is None  # no file chosen
     widget.path.value = DATA / "2d.zarr"
-    widget.components.value = "red"
+    widget.rgb_components.value = "red"
     assert widget.run() is None
-    widget.components.value = "0, 1, 2"
+    widget.rgb_components.value = "0, 1, 2"
     _run(widget, qtbot)  # shape mismatch: drawn, with a warning
     damaged = copy_fixture("2d", tmp_path)
     _truncate_a_chunk(damaged)
@@ -403,7 +403,7 @@ def test_similarity_click_draws_and_updates_the_map(viewer, qtbot, notes):
 
 def test_similarity_click_on_a_stack_and_on_a_missing_tile(viewer, qtbot, notes):
     path = DATA / "3d.zarr"
-    image = viewer.add_image(np.zeros((5, 300, 400), np.uint8), name="volume", scale=(2.0, 1.0, 1.0))
+    viewer.add_image(np.zeros((5, 300, 400), np.uint8), name="volume", scale=(2.0, 1.0, 1.0))
     widget = EmbeddingPCAWidget(viewer)
     widget.path.value = path
     viewer.dims.set_current_step(0, 3)

@@ -1,6 +1,5 @@
 """OME-Zarr output: levels, chunking, scale/translate metadata and values equal to the in-memory render."""
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +8,8 @@ import zarr
 
 import embedview
 from embedview import _sinks
-from embedview._omezarr import level_shapes, level_transforms, read_ome_zarr
+from embedview._omezarr import level_shapes, level_transforms
+from _readback import read_ome_zarr
 
 DATA = Path(__file__).parent / "data" / "micro_sam"
 

@@ -1,8 +1,6 @@
 """Opening sources: layouts, metadata only, and clear errors for bad input."""
 
 import json
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest

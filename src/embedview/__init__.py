@@ -39,6 +39,9 @@ _EXPORTS = {
     "from_feature_map": "_vit",
     "open_features": "_vit",
     "Preprocess": "_vit",
+    "describe": "_info",
+    "format_info": "_info",
+    "figure": "_figure",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

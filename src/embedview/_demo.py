@@ -14,6 +14,8 @@ stack, tiled, tiled stack, masked; zarr v2 or v3). Tests and benchmarks reuse th
 from __future__ import annotations
 
 import hashlib
+import sys
+from pathlib import Path
 from typing import Callable, Mapping
 
 import numpy as np
@@ -84,17 +86,6 @@ def make_demo_scene(shape: tuple[int, ...] = DEMO_SHAPE, seed: int = 0) -> tuple
     _draw_cells(image, labels, rng)
     image += rng.normal(0, 4, shape).astype(np.float32)
     return np.clip(image + 0.5, 0, 255).astype(np.uint8), labels
-
-
-def make_demo_image(shape: tuple[int, ...] = DEMO_SHAPE, seed: int = 0) -> np.ndarray:
-    """The image of :func:`make_demo_scene`, without labels.
-
-    Examples
-    --------
-    >>> make_demo_image().shape
-    (600, 900)
-    """
-    return make_demo_scene(shape, seed)[0]
 
 
 def _draw_cells(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> None:
@@ -693,8 +684,6 @@ def write_demo(out_dir, *, seed: int = 0, progress: bool = False) -> dict:
     dict of str to Path
         ``"image"``, ``"embeddings"``, ``"stack"``, ``"stack_embeddings"``, ... as above.
     """
-    from pathlib import Path
-
     import tifffile
 
     from ._io import write_png
@@ -742,3 +731,76 @@ def demo_files() -> dict:
         if name == "image":
             names.update(labels="labels.png", vit_tokens="vit_tokens.npy")
     return names
+
+
+# ---------------------------------------------------------------------------------------------
+# the whole demo (``embedview demo``)
+
+
+def demo(out_dir, *, seed: int = 0, quiet: bool = False) -> list[Path]:
+    """Write the built-in example into ``out_dir`` and render its 2D image: what ``embedview demo`` does.
+
+    Writes what :func:`write_demo` writes (``image.png`` with ``embeddings.zarr``,
+    ``stack.tif`` with ``stack_embeddings.zarr``, ``tiled_image.tif`` with
+    ``tiled_embeddings.zarr``, ``tiled_stack.tif`` with ``tiled_stack_embeddings.zarr``,
+    ``labels.png``, ``vit_tokens.npy``), then the PCA picture of the 2D one, ``pca.png``, and
+    its :func:`embedview.figure`, ``pca_figure.png``. Each file may replace only an earlier
+    demo's (:func:`embedview._output_paths.guard_output`); all are checked before anything is written,
+    and a failed run removes what it created.
+
+    Parameters
+    ----------
+    out_dir : str or os.PathLike
+        The folder to write into (created if needed).
+    seed : int
+        Another seed draws other scenes (the encoder stays the same).
+    quiet : bool
+        Print nothing; otherwise progress bars and what was written, on stderr.
+
+    Returns
+    -------
+    list of Path
+        The files written.
+
+    Examples
+    --------
+    >>> [p.name for p in demo("demo", quiet=True)][:2]  # doctest: +SKIP
+    ['image.png', 'embeddings.zarr']
+    """
+    from ._output_paths import undo_on_failure
+
+    with undo_on_failure():
+        return _demo(Path(out_dir), seed, quiet)
+
+
+def _demo(out: Path, seed: int, quiet: bool) -> list[Path]:
+    from ._figure import FigureFile
+    from ._info import result_summary
+    from ._io import write_output
+    from ._output_paths import check_output, make_folder
+    from ._sources import open_source
+    from ._visualize import visualize
+
+    make_folder(out)
+    for name in list(demo_files().values()) + ["pca.png", "pca_figure.png"]:
+        check_output(out / name)  # all before anything is written
+    files = write_demo(out, seed=seed, progress=not quiet)
+    if not quiet:
+        pairs = [(files[k], files[e]) for k, e in (("image", "embeddings"), ("stack", "stack_embeddings"),
+                                                    ("tiled_image", "tiled_embeddings"),
+                                                    ("tiled_stack", "tiled_stack_embeddings"))]
+        print("embedview: wrote generated cell images and their synthetic embeddings in micro_sam's layout: "
+              + ", ".join(f"{image} ({embeddings})" for image, embeddings in pairs)
+              + f"; also {files['labels']} (cell kinds) and {files['vit_tokens']} (ViT tokens)", file=sys.stderr)
+    src = open_source(files["embeddings"])
+    pca = out / "pca.png"
+    figure = FigureFile(src, pca, files["image"], None, [("the embeddings", files["embeddings"]),
+                                                         ("the image", files["image"])])
+    meta = {"source": str(files["embeddings"]), "fit": "joint", "normalize": "robust", "rgb_components": None}
+    vis = visualize(src, progress=not quiet)
+    rendered = [write_output(vis, pca, metadata=meta, progress=not quiet)] + figure.write(vis)
+    if not quiet:
+        print(result_summary(vis, src, rendered, "joint"), file=sys.stderr)
+        print(f"embedview: next, try `embedview info {files['tiled_embeddings']}` or "
+              f"`embedview render {files['stack_embeddings']} -o stack_pca.tif --pixel-size 1`", file=sys.stderr)
+    return list(files.values()) + rendered

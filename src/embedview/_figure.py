@@ -2,11 +2,16 @@
 
 The PCA panel is drawn at the figure's own pixel size from the fitted basis, with the same
 exact placement as :func:`embedview.visualize`, so the overlay shows where each cell lies.
+:func:`figure` is the public entry; :class:`FigureFile` is the command's figure file
+(checked before the work, written after it); :func:`side_by_side` and :func:`panel` make the
+figure of several inputs.
 """
 
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 
 import numpy as np
 
@@ -129,8 +134,8 @@ def display_rgb(image: np.ndarray, percentiles=DISPLAY_PERCENTILES) -> np.ndarra
     return np.repeat(scaled[..., None], 3, axis=2) if scaled.ndim == 2 else scaled
 
 
-def render_plane(source, vis, pixel_size: float, z: int | None = None,
-                 rgb_components: tuple[int, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def draw_plane(source, vis, pixel_size: float, z: int | None = None,
+               rgb_components: tuple[int, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Draw one slice of ``vis`` again at ``pixel_size``, reusing its fitted basis.
 
     Only the pieces of that slice are read, so this stays cheap for a long stack.
@@ -153,10 +158,10 @@ def render_plane(source, vis, pixel_size: float, z: int | None = None,
     valid : bool ``(h, w)``
         Where something was drawn.
     """
-    from ._visualize import render_plane as draw
+    from ._visualize import render_plane
 
     i = 0 if len(vis.bases) == 1 else z
-    rgb, components = draw(source, vis.bases[i], pixel_size, z, rgb_components,
+    rgb, components = render_plane(source, vis.bases[i], pixel_size, z, rgb_components,
                            select=vis.selections[i] if vis.selections else None,
                            centres=vis.centres[i] if vis.centres else None)
     return rgb, ~np.isnan(components[..., 0])
@@ -229,9 +234,161 @@ def make_figure(source, vis, image: np.ndarray, *, z: int | None = None,
     if len(vis.image_shape) == 3:
         z = vis.image_shape[0] // 2 if z is None else int(z)
     p = figure_pixel_size(vis.image_shape[-2:], max_side)
-    pca, valid = draw(p, z) if draw is not None else render_plane(source, vis, p, z, rgb_components)
+    pca, valid = draw(p, z) if draw is not None else draw_plane(source, vis, p, z, rgb_components)
     shown = display_rgb(downsample(plane, p))
     return compose(shown, pca, valid)
+
+
+def figure(source, image, vis=None, *, z: int | None = None, rgb_components: tuple[int, ...] | None = None,
+           path=None, max_side: int = MAX_SIDE) -> np.ndarray:
+    """The image | PCA | overlay figure of one plane, as a uint8 array (and a PNG file if asked).
+
+    The PCA panel is drawn again at the figure's pixel size (a whole number of image pixels,
+    so that the figure is at most ``max_side`` wide and high) with the fitted basis of
+    ``vis``, placed exactly as :func:`embedview.visualize` places it; the overlay is half
+    image, half PCA where something is drawn. The image panel stretches the image's 1st–99th
+    percentile to the full range.
+
+    Parameters
+    ----------
+    source : str, os.PathLike, dict, array or Source
+        The embeddings (anything :func:`embedview.open_source` takes).
+    image : ndarray, str or os.PathLike
+        The image (or stack) the embeddings were computed from, or its file; its shape must be
+        the embeddings' ``image_shape``, plus an optional colour axis of 3 or 4.
+    vis : Visualization, optional
+        A visualization of ``source`` whose fitted basis (colour ranges, mask, foreground,
+        clusters) the figure uses; default ``embedview.visualize(source)``.
+    z : int, optional
+        Slice of a stack to draw (default: the middle one).
+    rgb_components : tuple of int, optional
+        As given to :func:`embedview.visualize`.
+    path : str or os.PathLike, optional
+        Also write the figure there, as a ``.png``. An existing file is replaced only if
+        embedview wrote it.
+    max_side : int
+        Largest width and height of the figure in pixels.
+
+    Returns
+    -------
+    ndarray of uint8, shape (h, 3 * w + 16, 3)
+        Image, PCA and overlay panels separated by 8 white columns.
+
+    Examples
+    --------
+    >>> import numpy as np, embedview
+    >>> features = np.random.default_rng(0).normal(size=(1, 8, 64, 64)).astype(np.float32)
+    >>> src = embedview.open_source(features, original_size=(60, 90))
+    >>> embedview.figure(src, np.zeros((60, 90))).shape
+    (60, 286, 3)
+    >>> vis = embedview.visualize(src, normalize="global")
+    >>> embedview.figure(src, np.zeros((60, 90)), vis, path="pca_figure.png").shape  # doctest: +SKIP
+    (60, 286, 3)
+    """
+    from ._sources import open_source
+    from ._visualize import Visualization
+
+    if isinstance(source, Visualization):  # the panel is drawn again, from the embeddings
+        raise EmbedviewError("figure() draws the PCA again at the figure's pixel size and needs the "
+                             "embeddings: pass figure(source, image, vis).")
+    src = open_source(source)
+    out = None
+    if path is not None:
+        from ._output_paths import check_output
+
+        files = [("the embeddings", source), ("the image", image)]
+        out = check_output(path, inputs=[(what, f) for what, f in files if isinstance(f, (str, os.PathLike))])
+        if out.suffix.lower() != ".png":
+            raise EmbedviewError(f"a figure is written as .png; got path={str(out)!r}.")
+    name = "the image"
+    if isinstance(image, (str, os.PathLike)):
+        from ._io import read_image
+
+        name, image = f"the image {image}", read_image(image)
+    if vis is None:
+        image_plane(image, src.image_shape, z, name)  # a wrong image fails before the PCA runs
+        from ._visualize import visualize
+
+        vis = visualize(src, rgb_components=rgb_components)
+    elif tuple(vis.image_shape) != tuple(src.image_shape):
+        raise EmbedviewError(f"vis describes an image of shape {list(vis.image_shape)} but the embeddings one of "
+                             f"{list(src.image_shape)}; pass the visualization of these embeddings.")
+    picture = make_figure(src, vis, image, z=z, rgb_components=rgb_components, max_side=max_side,
+                          image_name=name)
+    if out is not None:
+        _write(out, picture, {"source": src.name, "image": name[len("the image "):] or None})
+    return picture
+
+
+def _write(path: Path, picture: np.ndarray, metadata: dict) -> None:
+    from ._io import write_png
+    from ._output_paths import atomic_path
+
+    with atomic_path(path) as tmp:
+        write_png(tmp, picture, metadata)
+
+
+class FigureFile:
+    """The command's optional figure file beside its output: checked before the work, written after it.
+
+    Parameters
+    ----------
+    src : Source
+        The embeddings.
+    out : Path
+        The main output; the figure is ``<out stem>_figure.png`` beside it.
+    image : str, os.PathLike or None
+        The image file; ``None`` writes no figure.
+    z : int or None
+        Slice of a stack to draw (default: the middle one); needs ``image``.
+    inputs : iterable of (str, path)
+        What the run reads, which the figure may not replace (:func:`embedview._output_paths.guard_output`).
+    """
+
+    def __init__(self, src, out: Path, image, z, inputs):
+        from ._io import read_image
+        from ._output_paths import check_output
+
+        self.src, self.image, self.slice = src, image, z
+        self.plane = self.path = None
+        if image is not None:
+            self.plane = read_image(image)
+            image_plane(self.plane, src.shape, z, name=f"the image {image}")
+            self.path = check_output(out.with_name(f"{out.stem}_figure.png"), inputs=inputs)
+        elif z is not None:
+            raise EmbedviewError("z= chooses the slice of the figure; pass image= too.")
+
+    def write(self, vis, rgb_components=None, draw=None) -> list[Path]:
+        """Write the figure of ``vis`` (or of ``draw``, as :func:`make_figure`); the paths written."""
+        if self.plane is None:
+            return []
+        picture = make_figure(self.src, vis, self.plane, z=self.slice, rgb_components=rgb_components,
+                              image_name=f"the image {self.image}", draw=draw)
+        _write(self.path, picture, {"source": self.src.name, "image": str(self.image)})
+        return [self.path]
+
+
+def input_names(paths: list[Path]) -> list[str]:
+    """Short distinct names for several inputs: the file stems, with their folder when stems repeat.
+
+    Examples
+    --------
+    >>> input_names([Path("a/x.zarr"), Path("b/x.zarr"), Path("y.zarr")])
+    ['a_x', 'b_x', 'y']
+    """
+    names = [p.stem for p in paths]
+    if len(set(names)) < len(names):
+        names = [f"{p.parent.name}_{p.stem}" if p.parent.name else p.stem for p in paths]
+    if len(set(names)) < len(names):
+        names = [f"{i}_{name}" for i, name in enumerate(names)]
+    return names
+
+
+def panel(src, vis, slice_, rgb_components, n_panels: int) -> np.ndarray:
+    """One input's picture for :func:`side_by_side` of ``n_panels``, at a whole pixel size that fits."""
+    z = (src.n_slices // 2 if slice_ is None else int(slice_)) if src.is_stack else None
+    p = figure_pixel_size(src.image_shape, max_side=max(64, 3 * MAX_SIDE // (2 * n_panels)))
+    return draw_plane(src, vis, p, z, rgb_components)[0]
 
 
 def side_by_side(panels: list[np.ndarray], captions: list[str] | None = None, gap: int = GAP) -> np.ndarray:

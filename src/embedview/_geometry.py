@@ -204,11 +204,6 @@ class Tiling:
         return tuple((max(a - h, 0), min(b + h, s))
                      for (a, b), h, s in zip(self.inner(tile_id), self.halo, self.shape))
 
-    def tile_index(self, coords: np.ndarray, axis: int) -> np.ndarray:
-        """Tile row (axis 0) or column (axis 1) whose inner block holds each coordinate."""
-        idx = np.floor(np.asarray(coords, dtype=np.float64) / self.tile_shape[axis])
-        return np.clip(idx, 0, self.grid[axis] - 1).astype(np.intp)
-
 
 @dataclass(frozen=True)
 class OutputGrid:

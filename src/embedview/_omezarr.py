@@ -163,22 +163,3 @@ def ome_attributes(is_stack: bool, n_levels: int, scale, translate, metadata: di
                   "rdefs": {"model": "color", "defaultZ": 0}},
         MARKER: {**folder_marker(), **metadata},  # marks the folder as embedview's: a later write may replace it
     }
-
-
-def read_ome_zarr(path, level: int = 0) -> tuple[np.ndarray, np.ndarray | None, dict]:
-    """Read back an embedview OME-Zarr picture: ``rgb`` ``(..., y, x, 3)``, ``components``
-    ``(..., y, x, k)`` (``None`` for levels above 0) and the root attributes.
-
-    Loads the whole level: for large outputs, open the arrays with zarr and read windows.
-
-    Examples
-    --------
-    >>> read_ome_zarr("pca.zarr")[0].shape  # doctest: +SKIP
-    (43, 64, 3)
-    """
-    import zarr
-
-    root = zarr.open_group(str(path), mode="r")
-    rgb = np.moveaxis(root[str(level)][...], 0, -1)
-    components = np.moveaxis(root["components"][...], 0, -1) if level == 0 else None
-    return rgb, components, dict(root.attrs)

@@ -237,6 +237,23 @@ def _is_group(obj) -> bool:
     return hasattr(obj, "attrs") and hasattr(obj, "array_keys") and not hasattr(obj, "shape")
 
 
+def open_embeddings(path, geometry: dict | None = None) -> Source:
+    """Open an embedding file: a micro_sam container, or ViT features placed by ``geometry``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    geometry : dict, optional
+        Keyword arguments of :func:`embedview.open_features` (``image_size``, ``patch_size``,
+        ...), for ``.npy``, ``.npz``, ``.safetensors`` and ``.pt`` feature files.
+    """
+    if geometry:
+        from ._vit import open_features
+
+        return open_features(path, **geometry)
+    return open_source(path)
+
+
 def _from_path(path: str) -> Source:
     if not os.path.exists(path):
         raise EmbedviewError(f"{path} does not exist; pass the path of a micro_sam embedding file (.zarr).")

@@ -1,10 +1,14 @@
-"""The ``embedview`` command: ``render``, ``info`` and ``demo``.
+"""The ``embedview`` command: its parser, and dispatch to the library's workflows.
 
-Only argparse is imported here; numpy, zarr and the rest load inside the commands, so
-``embedview --help`` answers at once. Bad input exits with status 2 and one sentence on
-stderr (``embedview: error: ...``), never a traceback or a half-written file; a failed run
-leaves nothing behind. A bug in embedview itself exits with status 1 and one line
-(``embedview: internal error: ...``; ``--debug`` shows the traceback).
+``info`` is :func:`embedview.describe` (:mod:`embedview._info`), ``similarity`` is
+:func:`embedview._similarity_map.similarity_map`, ``demo`` is :func:`embedview._demo.demo`,
+the figure is :func:`embedview.figure` (:class:`embedview._figure.FigureFile`). What stays here is
+the command's own: its flags, turning them into keyword arguments, and the library's messages
+reworded in flag names (:func:`in_cli_terms`). Only argparse is imported here; numpy, zarr and
+the rest load inside the commands, so ``embedview --help`` answers at once. Bad input exits
+with status 2 and one sentence on stderr (``embedview: error: ...``), never a traceback or a
+half-written file; a failed run leaves nothing behind. A bug in embedview itself exits with
+status 1 and one line (``embedview: internal error: ...``; ``--debug`` shows the traceback).
 """
 
 from __future__ import annotations
@@ -241,7 +245,7 @@ _FLAGS = {"image_size": "--image-size", "patch_size": "--patch-size", "prefix_to
           "foreground_threshold": "--foreground-threshold", "foreground_side": "--foreground-side",
           "foreground": "--foreground", "scheduler": "--scheduler", "device": "--device",
           "pixel_size": "--pixel-size", "normalize": "--normalize", "fit": "--fit", "mask": "--mask",
-          "point": "--point", "z": "--slice"}
+          "point": "--point", "z": "--slice", "image": "--image"}
 #: Names translated without ``=`` too: no sentence uses them as ordinary words.
 _BARE = ("image_size", "patch_size", "prefix_tokens", "preprocess", "rgb_components", "n_components",
          "cluster_components", "fit_sample", "foreground_threshold", "foreground_side", "pixel_size")
@@ -382,45 +386,36 @@ def render(embeddings, output, *, image=None, slice_: int | None = None, quiet: 
 
 def _open(embeddings, options):
     """Open the embeddings; ViT feature files take their geometry from the options."""
-    from ._sources import open_source
+    from ._sources import open_embeddings
 
-    geometry = options.pop("geometry", None)
-    if geometry:
-        from ._vit import open_features
-
-        return open_features(embeddings, **geometry)
-    return open_source(embeddings)
+    return open_embeddings(embeddings, options.pop("geometry", None))
 
 
-class _Figure:
-    """The optional image | picture | overlay figure: checked before the work, written after it."""
+# The render workflows above and below use these by their old names; they live in the library.
 
-    def __init__(self, src, out: Path, image, slice_, inputs):
-        from ._figure import image_plane
-        from ._io import read_image
-        from ._output_paths import check_output
 
-        self.src, self.image, self.slice = src, image, slice_
-        self.plane = self.path = None
-        if image is not None:
-            self.plane = read_image(image)
-            image_plane(self.plane, src.shape, slice_, name=f"the image {image}")
-            self.path = check_output(out.with_name(f"{out.stem}_figure.png"), inputs=inputs)
-        elif slice_ is not None:
-            raise EmbedviewError("--slice chooses the slice of the figure; pass --image IMAGE too.")
+def _Figure(src, out, image, slice_, inputs):
+    from ._figure import FigureFile
 
-    def write(self, vis, rgb_components=None, draw=None) -> list[Path]:
-        from ._figure import make_figure
-        from ._io import write_png
-        from ._output_paths import atomic_path
+    return FigureFile(src, out, image, slice_, inputs)
 
-        if self.plane is None:
-            return []
-        figure = make_figure(self.src, vis, self.plane, z=self.slice, rgb_components=rgb_components,
-                             image_name=f"the image {self.image}", draw=draw)
-        with atomic_path(self.path) as tmp:
-            write_png(tmp, figure, {"source": self.src.name, "image": str(self.image)})
-        return [self.path]
+
+def _names(paths):
+    from ._figure import input_names
+
+    return input_names(paths)
+
+
+def _panel(src, vis, slice_, rgb_components, n_panels):
+    from ._figure import panel
+
+    return panel(src, vis, slice_, rgb_components, n_panels)
+
+
+def _summary(vis, src, written, fit) -> str:
+    from ._info import result_summary
+
+    return result_summary(vis, src, written, fit)
 
 
 def render_many(embeddings: list, out_dir, *, separate_bases: bool = False, slice_: int | None = None,
@@ -495,25 +490,6 @@ def _render_many(embeddings, out_dir, separate_bases, slice_, quiet, inputs, opt
     return written
 
 
-def _names(paths: list[Path]) -> list[str]:
-    """Short distinct names for the inputs: the file stems, with their folder when stems repeat."""
-    names = [p.stem for p in paths]
-    if len(set(names)) < len(names):
-        names = [f"{p.parent.name}_{p.stem}" if p.parent.name else p.stem for p in paths]
-    if len(set(names)) < len(names):
-        names = [f"{i}_{name}" for i, name in enumerate(names)]
-    return names
-
-
-def _panel(src, vis, slice_, rgb_components, n_panels):
-    """One input's picture for the side-by-side figure, at a whole pixel size that fits."""
-    from ._figure import MAX_SIDE, figure_pixel_size, render_plane
-
-    z = (src.n_slices // 2 if slice_ is None else int(slice_)) if src.is_stack else None
-    p = figure_pixel_size(src.image_shape, max_side=max(64, 3 * MAX_SIDE // (2 * n_panels)))
-    return render_plane(src, vis, p, z, rgb_components)[0]
-
-
 def _make_folder(path, inputs=()) -> Path:
     """The output folder of several pictures, made if needed (and removed if the run fails)."""
     from ._output_paths import OUTPUT_FORMATS, guard_output, make_folder
@@ -523,22 +499,6 @@ def _make_folder(path, inputs=()) -> Path:
         raise EmbedviewError(f"several inputs give several pictures: -o must be a folder, not {out}.")
     guard_output(out, inputs, into=True)
     return make_folder(out)
-
-
-def _summary(vis, src, written, fit) -> str:
-    from ._geometry import OutputGrid
-
-    shape = OutputGrid.for_image(src.image_shape, vis.scale[-2:]).shape
-    pixels = "×".join(str(n) for n in src.shape[:-2] + shape)
-    size = "×".join(str(n) for n in vis.image_shape)
-    p = vis.scale[-1]
-    explained = ""
-    if len(vis.bases) == 1:
-        ratios = "/".join(f"{100 * r:.0f}" for r in vis.bases[0].explained_variance_ratio[:3])
-        explained = f"; the first components explain {ratios} % of the variance"
-    also = "".join(f" and {path}" for path in written[1:])
-    return (f"embedview: wrote {written[0]} ({pixels} px at {p:.4g} image px each; {vis.layout} layout, "
-            f"image {size}, {src.n_channels} channels, fit {fit}{explained}){also}")
 
 
 def _options(args) -> dict:
@@ -671,57 +631,15 @@ def _fit_command(args) -> int:
     return 0
 
 
-def similarity_map(embeddings, output, *, point=None, mask=None, image=None, slice_=None, pixel_size=None,
-                   quiet: bool = False, geometry=None) -> list[Path]:
-    """What ``embedview similarity`` does: the cosine similarity map to a point (or a mask's mean).
-
-    Examples
-    --------
-    >>> similarity_map("embeddings.zarr", "sim.png", point=(300, 450))  # doctest: +SKIP
-    [PosixPath('sim.png')]
-    """
-    from ._io import read_image, write_output
-    from ._output_paths import check_output
-    from ._similarity import similarity
-
-    src = _open(embeddings, {"geometry": geometry})
-    inputs = [("the embeddings", embeddings), ("the mask", mask), ("the image", image)]
-    out = check_output(output, inputs=inputs)
-    if point is not None and len(point) == 3:
-        if slice_ is not None and slice_ != point[0]:
-            raise EmbedviewError(f"--point gives slice {point[0]} but --slice gives {slice_}; give one.")
-        slice_ = point[0]
-    mask_array = None if mask is None else read_image(mask)
-    z = slice_ if slice_ is not None else (src.n_slices // 2 if src.is_stack and point is not None and len(point) == 2 else None)
-    query_point = point if point is None or len(point) == 3 or not src.is_stack else (z,) + tuple(point)
-    figure = _Figure(src, out, image, z if image is not None else None, inputs)
-    sim = similarity(src, query_point, mask=mask_array, z=z, pixel_size=pixel_size, progress=not quiet)
-    meta = {"source": str(embeddings), "query": {"point": list(point) if point else None, "mask": str(mask) if mask else None,
-                                                   "slice": z}, "values": "cosine similarity"}
-    written = [write_output(sim, out, metadata=meta)]
-
-    def draw(p, zz):
-        again = similarity(src, query_point, mask=mask_array, z=z, pixel_size=p)
-        return again.rgb, again.valid
-
-    written += figure.write(sim, draw=draw)
-    if not quiet:
-        query = f"pixel {tuple(point)}" if point else "the mask (mean)"
-        if src.is_stack and z is not None and (point is None or len(point) == 2):
-            chosen = "given by --slice" if slice_ is not None else "the middle one; --point Z,Y,X or --slice Z picks another"
-            query += f" of slice {z} ({chosen})"
-        print(f"embedview: wrote {written[0]} (cosine similarity to the cell under {query}, scale "
-              f"{sim.scale[-1]:.4g} image px)" + "".join(f" and {path}" for path in written[1:]), file=sys.stderr)
-    return written
-
-
 def _similarity_command(args) -> int:
     if (args.point is None) == (args.mask is None):
         raise EmbedviewError("give the query as --point Y,X or as --mask MASK.")
     if args.point is not None and len(args.point) not in (2, 3):
         raise EmbedviewError(f"--point takes Y,X or Z,Y,X (image pixel indices); got {','.join(map(str, args.point))}.")
+    from ._similarity_map import similarity_map
+
     similarity_map(args.embeddings, args.output, point=args.point, mask=args.mask, image=args.image,
-                   slice_=args.slice, pixel_size=args.pixel_size, quiet=args.quiet, geometry=_geometry(args))
+                   z=args.slice, pixel_size=args.pixel_size, quiet=args.quiet, geometry=_geometry(args))
     return 0
 
 
@@ -729,127 +647,10 @@ def _similarity_command(args) -> int:
 # info
 
 
-#: ``info`` lists at most this many missing tile ids (and counts the rest).
-MAX_LISTED_TILES = 1000
-
-
-def describe(embeddings) -> dict:
-    """What ``embedview info`` reports, as a JSON-able dict; reads metadata only, never features.
-
-    Examples
-    --------
-    >>> describe("embeddings.zarr")["layout"]  # doctest: +SKIP
-    'tiled'
-    """
-    from ._sources import open_source
-
-    src = open_source(embeddings)
-    pieces = src.pieces()
-    grid = pieces[0].grid.shape
-    cell_sizes = sorted({float(piece.grid.cell_size[0]) for piece in pieces})
-    meta = src.metadata
-    info = {
-        "path": str(embeddings),
-        "layout": src.layout,
-        "image_size": list(src.image_shape),
-        "slices": src.n_slices,
-        "channels": src.n_channels,
-        "cell_grid": list(grid),
-        "cell_size": float(src.default_pixel_size()),
-        "cell_size_range": [cell_sizes[0], cell_sizes[-1]],
-        "default_output_shape": _default_output_shape(src),
-        "feature_bytes": len(pieces) * src.n_channels * grid[0] * grid[1] * 4,
-        "tiles": None,
-        "model_type": meta.get("model_type"),
-        "model_name": meta.get("model_name"),
-        # micro_sam's vision-foundation-model files (DINOv2/v3, UNI, SAM3) say how they were encoded
-        "patch_size": meta.get("patch_size"),
-        "vfm_mode": meta.get("vfm_mode"),
-        "micro_sam_version": meta.get("micro_sam_version"),
-        "data_signature": meta.get("data_signature"),
-        "zarr_format": _zarr_format(embeddings),
-    }
-    if src.tiling is not None:
-        t = src.tiling
-        info["tiles"] = {
-            "grid": list(t.grid), "tile_shape": list(t.tile_shape), "halo": list(t.halo), "count": t.n_tiles,
-            "present": len(src.present_tiles), "missing_count": t.n_tiles - len(src.present_tiles),
-            # the first ones only: a damaged file may claim millions of tiles
-            "missing": list(src.first_missing_tiles(MAX_LISTED_TILES)),
-            "tiles_in_mask": meta.get("tiles_in_mask"),
-        }
-    return info
-
-
-def _default_output_shape(src) -> list[int] | None:
-    """The output's shape at the default pixel size; ``None`` where it would exceed the largest side."""
-    from ._geometry import OutputGrid
-
-    try:
-        return list(OutputGrid.for_image(src.image_shape, src.default_pixel_size()).shape)
-    except EmbedviewError:
-        return None
-
-
-def _zarr_format(path) -> int | None:
-    root = Path(path)
-    if (root / "zarr.json").is_file():
-        return 3
-    if (root / ".zgroup").is_file():
-        return 2
-    return None
-
-
-def format_info(info: dict) -> str:
-    """Human-readable lines for :func:`describe`'s dict."""
-    from ._geometry import MAX_SIDE
-
-    def size(values):
-        return " × ".join(str(v) for v in values)
-
-    lines = [
-        ("file", info["path"]),
-        ("layout", info["layout"]),
-        ("image size", f"{size(info['image_size'])} pixels (H × W)"),
-        ("slices", info["slices"] if info["slices"] is not None else "none (2D)"),
-        ("channels", info["channels"]),
-        ("cell grid", f"{size(info['cell_grid'])} cells" + (" per tile" if info["tiles"] else "")),
-    ]
-    lo, hi = info["cell_size_range"]
-    cell = f"{info['cell_size']:.6g} image pixels"
-    if info["tiles"]:
-        tiles_range = f"{lo:.6g}" if lo == hi else f"{lo:.6g} to {hi:.6g}"
-        cell += f" in a full interior tile (the default output pixel); this file's tiles: {tiles_range}"
-    lines += [("cell size", cell),
-              ("default output", f"{size(info['default_output_shape'])} pixels" if info["default_output_shape"]
-               else f"larger than embedview draws (sides up to {MAX_SIDE} pixels): choose a --pixel-size")]
-    tiles = info["tiles"]
-    if tiles:
-        lines.append(("tiles", f"{size(tiles['grid'])} grid of {size(tiles['tile_shape'])} pixels, halo "
-                               f"{size(tiles['halo'])}; {tiles['present']} of {tiles['count']} present"))
-        missing = tiles["missing"]
-        if missing:
-            why = " (masked)" if tiles["tiles_in_mask"] is not None else ""
-            more = tiles.get("missing_count", len(missing)) - len(missing)
-            lines.append(("missing tiles", ", ".join(map(str, missing)) + (f" and {more} more" if more > 0 else "") + why))
-    model = info["model_type"] or "unknown"
-    if info["model_name"] and info["model_name"] != info["model_type"]:
-        model += f" ({info['model_name']})"
-    if info.get("patch_size"):  # patches of the resized input: grid side × patch = its longest side
-        model += (f", patch size {info['patch_size']} (input resized to "
-                  f"{info['patch_size'] * max(info['cell_grid'])} pixels)")
-    if info.get("vfm_mode"):
-        model += f", vision foundation model, mode {info['vfm_mode']}"
-    lines += [("features", f"{info['feature_bytes'] / 2**20:.1f} MiB (float32)"),
-              ("model", model),
-              ("micro_sam version", info["micro_sam_version"] or "unknown"),
-              ("zarr format", info["zarr_format"] or "unknown")]
-    width = max(len(key) for key, _ in lines) + 1
-    return "\n".join(f"{key + ':':<{width}} {value}" for key, value in lines)
-
-
 def _info_command(args) -> int:
     import json
+
+    from ._info import describe, format_info
 
     info = describe(args.embeddings)
     print(json.dumps(info, indent=2) if args.json else format_info(info))
@@ -860,50 +661,8 @@ def _info_command(args) -> int:
 # demo
 
 
-def demo(out_dir, *, seed: int = 0, quiet: bool = False) -> list[Path]:
-    """What ``embedview demo`` does: generated cell images, their embeddings, one rendering.
-
-    Writes into ``out_dir`` (created if needed) what :func:`embedview._demo.write_demo` writes
-    (``image.png`` with ``embeddings.zarr``, ``stack.tif`` with ``stack_embeddings.zarr``,
-    ``tiled_image.tif`` with ``tiled_embeddings.zarr``, ``tiled_stack.tif`` with
-    ``tiled_stack_embeddings.zarr``, ``labels.png``, ``vit_tokens.npy``), then renders the 2D
-    one through :func:`render` as ``pca.png`` and ``pca_figure.png``. Each may replace only an
-    earlier demo's file (:func:`embedview._output_paths.guard_output`); all are checked before anything is
-    written, and a failed run removes what it created.
-
-    Examples
-    --------
-    >>> [p.name for p in demo("demo", quiet=True)][:2]  # doctest: +SKIP
-    ['image.png', 'embeddings.zarr']
-    """
-    from ._output_paths import undo_on_failure
-
-    with undo_on_failure():
-        return _demo(Path(out_dir), seed, quiet)
-
-
-def _demo(out: Path, seed: int, quiet: bool) -> list[Path]:
-    from ._demo import demo_files, write_demo
-    from ._output_paths import check_output, make_folder
-
-    make_folder(out)
-    for name in list(demo_files().values()) + ["pca.png", "pca_figure.png"]:
-        check_output(out / name)  # all before anything is written
-    files = write_demo(out, seed=seed, progress=not quiet)
-    if not quiet:
-        pairs = [(files[k], files[e]) for k, e in (("image", "embeddings"), ("stack", "stack_embeddings"),
-                                                    ("tiled_image", "tiled_embeddings"),
-                                                    ("tiled_stack", "tiled_stack_embeddings"))]
-        print("embedview: wrote generated cell images and their synthetic embeddings in micro_sam's layout: "
-              + ", ".join(f"{image} ({embeddings})" for image, embeddings in pairs)
-              + f"; also {files['labels']} (cell kinds) and {files['vit_tokens']} (ViT tokens)", file=sys.stderr)
-    rendered = render(files["embeddings"], out / "pca.png", image=files["image"], quiet=quiet)
-    if not quiet:
-        print(f"embedview: next, try `embedview info {files['tiled_embeddings']}` or "
-              f"`embedview render {files['stack_embeddings']} -o stack_pca.tif --pixel-size 1`", file=sys.stderr)
-    return list(files.values()) + rendered
-
-
 def _demo_command(args) -> int:
+    from ._demo import demo
+
     demo(args.output, seed=args.seed, quiet=args.quiet)
     return 0

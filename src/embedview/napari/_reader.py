@@ -153,11 +153,11 @@ def layer_kwargs(vis, path, name: str, options: dict | None = None) -> dict:
         "translate": tuple(float(v) for v in vis.translate),
         "opacity": OVERLAY_OPACITY,
         "blending": OVERLAY_BLENDING,
-        "metadata": {"embedview": describe(vis, path, options)},
+        "metadata": {"embedview": layer_metadata(vis, path, options)},
     }
 
 
-def describe(vis, path, options: dict | None = None) -> dict:
+def layer_metadata(vis, path, options: dict | None = None) -> dict:
     """What the layer shows, for its metadata: source, geometry, options, explained variance."""
     shown = list((options or {}).get("rgb_components") or range(min(3, vis.components.shape[-1])))
     return {

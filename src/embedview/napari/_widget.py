@@ -65,8 +65,9 @@ class EmbeddingPCAWidget(Container):
                             tooltip="joint: one PCA for everything; per_slice: one per slice")
         self.normalize = ComboBox(label="normalize", choices=["robust", "channel", "global"],
                                   value="robust", tooltip="colour ranges of the components")
-        self.components = LineEdit(label="components (R, G, B)", value="0, 1, 2",
-                                   tooltip="one to three principal components, counted from 0")
+        self.rgb_components = LineEdit(label="rgb components", value="0, 1, 2",
+                                       tooltip="the principal components shown as red, green, blue: "
+                                               "one to three, counted from 0")
         self.pixel_size = FloatSpinBox(label="pixel size", value=0.0, min=0.0, max=1e6, step=1.0,
                                        tooltip="output pixel size in image pixels; 0: the embedding grid, fitted to the image")
         self.run_button = PushButton(text="Run")
@@ -79,7 +80,7 @@ class EmbeddingPCAWidget(Container):
         label.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         self.hint = Label(value=f"{SIMILARITY_MODIFIER}+click on the image: similarity to that point")
         self.extend([self.embeddings_layer, self.path, self.image_layer, self.fit, self.normalize,
-                     self.components, self.pixel_size, self.run_button, self.variance, self.hint])
+                     self.rgb_components, self.pixel_size, self.run_button, self.variance, self.hint])
 
         self.embeddings_layer.changed.connect(self._on_embeddings_layer)
         self.run_button.changed.connect(self.run)
@@ -114,14 +115,14 @@ class EmbeddingPCAWidget(Container):
         """The core's keyword arguments from the current settings (raises EmbedviewError)."""
         from embedview import EmbedviewError
 
-        text = self.components.value.replace(",", " ").split()
+        text = self.rgb_components.value.replace(",", " ").split()
         try:
             shown = tuple(int(v) for v in text)
         except ValueError:
             shown = ()
         if not 1 <= len(shown) <= 3 or min(shown) < 0:
             raise EmbedviewError(
-                f"components {self.components.value!r} must be one to three numbers ≥ 0 "
+                f"rgb components {self.rgb_components.value!r} must be one to three numbers ≥ 0 "
                 "separated by commas, e.g. '0, 1, 2'.")
         return {"n_components": max(shown) + 1, "fit": self.fit.value,
                 "normalize": self.normalize.value, "rgb_components": shown,

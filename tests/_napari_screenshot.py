@@ -1,7 +1,8 @@
 """The plugin on screen: an image, its PCA overlay drawn by the widget, and a known camera.
 
 Used by the screenshot test and by ``docs/make_napari_screenshot.py`` (the README's picture),
-so both are made the same way. Needs a display (Xvfb on headless machines).
+so both are made the same way; test and docs code, so it lives beside the tests, not in the
+package. Needs a display (Xvfb on headless machines).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def show_overlay(image: np.ndarray, embeddings: str | os.PathLike, timeout_s: fl
     import napari
     from qtpy.QtCore import QEventLoop, QTimer
 
-    from ._widget import EmbeddingPCAWidget
+    from embedview.napari._widget import EmbeddingPCAWidget
 
     viewer = napari.Viewer(show=True, title="embedview: Embedding PCA")
     viewer.window.resize(*WINDOW_SIZE)
