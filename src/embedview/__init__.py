@@ -23,8 +23,8 @@ _EXPORTS = {
     "Basis": "_fit",
     "EmbedviewError": "_errors",
     "open_source": "_sources",
-    "Source": "_sources",
-    "Piece": "_sources",
+    "Source": "_source_base",
+    "Piece": "_source_base",
     "OutputGrid": "_geometry",
     "CellGrid": "_geometry",
     "Tiling": "_geometry",
@@ -35,10 +35,10 @@ _EXPORTS = {
     "save_basis": "_basis_file",
     "load_basis": "_basis_file",
     "similarity": "_similarity",
-    "from_tokens": "_vit",
-    "from_feature_map": "_vit",
-    "open_features": "_vit",
-    "Preprocess": "_vit",
+    "from_tokens": "_vit_arrays",
+    "from_feature_map": "_vit_arrays",
+    "open_features": "_vit_files",
+    "Preprocess": "_vit_geometry",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

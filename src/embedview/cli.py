@@ -386,7 +386,7 @@ def _open(embeddings, options):
 
     geometry = options.pop("geometry", None)
     if geometry:
-        from ._vit import open_features
+        from ._vit_files import open_features
 
         return open_features(embeddings, **geometry)
     return open_source(embeddings)
