@@ -103,8 +103,7 @@ def test_the_layout_is_read_and_written_in_one_module():
         defined = {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
         defined |= {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets
                     if isinstance(t, ast.Name)}
-        # cli.py's _zarr_format moves with `describe` (issue 10, thin front-ends): it calls layout.zarr_format then
-        assert defined & (layout_names | legacy) <= ({"_zarr_format"} if path.name in ("cli.py", "_info.py") else set()), path
+        assert not defined & (layout_names | legacy), path
 
 
 @pytest.mark.parametrize("case", ["2d", "2d_zarr2", "3d", "tiled2d", "tiled2d_zarr2", "tiled3d", "tiled2d_masked"])
