@@ -64,7 +64,8 @@ class Piece:
 class Source:
     """Embeddings of one image or stack, in micro_sam's layouts (single, stack, tiled, tiled stack).
 
-    Use :func:`open_source` to make one. ``read(piece)`` returns float32 ``(C, h, w)``.
+    Use :func:`embedview.open_source` (or a format's reader) to make one. ``read(piece)`` returns
+    float32 ``(C, h, w)``.
     """
 
     name: str
