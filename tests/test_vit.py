@@ -11,7 +11,9 @@ import pytest
 import embedview
 from embedview import EmbedviewError
 from embedview._geometry import CellGrid
-from embedview._vit import Preprocess, from_feature_map, from_tokens, open_features, read_safetensors
+from embedview._vit_arrays import from_feature_map, from_tokens
+from embedview._vit_files import open_features, read_safetensors
+from embedview._vit_geometry import Preprocess
 
 import _synthetic as syn
 

@@ -212,10 +212,10 @@ def _check_member_sizes(path: Path) -> None:
     """Read no array whose header disagrees with the bytes the file holds, or that would not fit
     in memory (numpy allocates what a member's header claims before reading it)."""
     from ._limits import check_fits
-    from ._vit import _npz_members
+    from ._vit_files import npz_members
 
     try:
-        members = _npz_members(str(path), kinds="fiuU")
+        members = npz_members(str(path), kinds="fiuU")
     except EmbedviewError:
         raise EmbedviewError(f"the basis file {path} is damaged: the headers of its arrays do not match what "
                              f"it holds; {_REFIT}.") from None

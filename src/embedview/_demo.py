@@ -7,8 +7,9 @@ kinds, which ``embedview demo`` shows (:func:`write_demo` writes it in every mic
 :class:`DemoEncoder` stands in for SAM's image encoder — it resizes each block the way SAM does
 (longest side to ``16 * grid`` pixels, bottom/right zero padding), then turns each 16×16 cell's
 statistics and material content into a feature vector through a fixed, seeded random
-projection; :func:`write_micro_sam_embeddings` writes any features as micro_sam does (single,
-stack, tiled, tiled stack, masked; zarr v2 or v3). Tests and benchmarks reuse them.
+projection; :func:`write_demo_embeddings` writes its features with
+:func:`~embedview._micro_sam_layout.write_micro_sam_embeddings` (which knows micro_sam's layout).
+Tests and benchmarks reuse them.
 """
 
 from __future__ import annotations
@@ -16,25 +17,23 @@ from __future__ import annotations
 import hashlib
 import sys
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable
 
 import numpy as np
 
 from ._errors import EmbedviewError
 from ._geometry import Tiling
-from ._output_paths import MARKER, atomic_path, folder_marker
-from ._progress import progress_bar
+from ._micro_sam_layout import ROOT_ATTRIBUTES  # noqa: F401 (tests import it from here)
+from ._micro_sam_layout import SAM_PATCH, sam_input_size, write_micro_sam_embeddings
+from ._output_paths import atomic_path
 
 DEMO_SHAPE = (600, 900)
 #: Label values in :func:`make_demo_scene`'s label map.
 MATERIALS = ("background", "cells", "texture", "band")
 #: Image pixels per cell in the resized image (SAM's ViT patch).
-PATCH = 16
+PATCH = SAM_PATCH
 #: Materials the encoder tells apart (labels are taken modulo this).
 MATERIAL_SLOTS = 8
-
-ROOT_ATTRIBUTES = ("data_signature", "tile_shape", "halo", "model_type", "model_name",
-                   "micro_sam_version", "model_hash", "input_size", "original_size")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -262,19 +261,6 @@ def _paint_nucleus(image, labels, box, inside, rng):
 # the encoder
 
 
-def sam_input_size(block_shape: tuple[int, int], grid: int = 64) -> tuple[int, int]:
-    """Size of a block after SAM's resize of the longest side to ``16 * grid`` pixels.
-
-    Examples
-    --------
-    >>> sam_input_size((600, 900))
-    (683, 1024)
-    """
-    side = PATCH * grid
-    longest = max(block_shape)
-    return tuple(int(n * side / longest + 0.5) for n in block_shape)
-
-
 class DemoEncoder:
     """A stand-in for SAM's image encoder with SAM's geometry and a fixed random projection.
 
@@ -453,125 +439,6 @@ def demo_features(image: np.ndarray, labels: np.ndarray | None = None, *, tile_s
     return {t: lazy(tiling.outer(t), t) for t in ids}
 
 
-# ---------------------------------------------------------------------------------------------
-# the micro_sam container
-
-
-def write_micro_sam_embeddings(path, features, *, original_size, tile_shape=None, halo=None,
-                               tiles_in_mask=None, zarr_format: int = 3, model_type: str = "demo",
-                               model_name: str = "embedview-demo",
-                               micro_sam_version: str | None = "embedview-demo",
-                               model_hash: str | None = None, data_signature: str | None = None,
-                               progress: bool = False):
-    """Write features as micro_sam's ``precompute_image_embeddings`` lays them out, atomically.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The ``.zarr`` folder to write (replaced if it exists).
-    features : array-like or mapping of int to array-like
-        ``(1, C, h, w)`` (single image) or ``(Z, 1, C, h, w)`` (stack); for tiled embeddings a
-        mapping of tile id to such arrays. Written one slice at a time (see
-        :class:`LazyFeatures`); NaN and anything else float32 holds is kept as given.
-    original_size : (int, int)
-        The image size ``(H, W)``.
-    tile_shape, halo : (int, int), optional
-        Required with tiled features; ``halo`` defaults to ``(0, 0)``.
-    tiles_in_mask : iterable of int, optional
-        Recorded as the features group's ``tiles_in_mask`` (micro_sam's masked tiling).
-    zarr_format : {2, 3}
-    model_type, model_name, micro_sam_version, model_hash, data_signature :
-        Root attributes, as micro_sam records them.
-    progress : bool
-        Progress bar on stderr.
-
-    Returns
-    -------
-    Path
-
-    Examples
-    --------
-    >>> import tempfile, os, embedview
-    >>> path = os.path.join(tempfile.mkdtemp(), "emb.zarr")
-    >>> _ = write_micro_sam_embeddings(path, np.zeros((1, 8, 64, 64), np.float32), original_size=(600, 900))
-    >>> embedview.open_source(path).layout
-    'single'
-    """
-    if zarr_format not in (2, 3):
-        raise EmbedviewError(f"zarr_format must be 2 or 3, got {zarr_format!r}.")
-    size = tuple(int(v) for v in original_size)
-    tiled = isinstance(features, Mapping)
-    if tiled:
-        if tile_shape is None:
-            raise EmbedviewError("tiled features (a mapping of tile id to array) need tile_shape=(th, tw).")
-        tiling = Tiling(size, tuple(int(v) for v in tile_shape), tuple(int(v) for v in (halo or (0, 0))))
-        pieces = {int(t): a for t, a in features.items()}
-        bad = [t for t in pieces if not 0 <= t < tiling.n_tiles]
-        if bad or not pieces:
-            raise EmbedviewError(
-                f"tile ids {bad or '(none)'} do not fit a {tiling.grid[0]}×{tiling.grid[1]} tiling of {list(size)}; "
-                f"use ids 0 to {tiling.n_tiles - 1}.")
-    else:
-        pieces = {None: features}
-    for t, array in pieces.items():
-        _check_shape(array.shape, "features" if t is None else f"tile {t}")
-
-    root_attrs = {
-        "data_signature": data_signature,
-        "tile_shape": [int(v) for v in tile_shape] if tiled else None,
-        "halo": list(tiling.halo) if tiled else None,
-        "model_type": model_type, "model_name": model_name, "micro_sam_version": micro_sam_version,
-        "model_hash": model_hash,
-        "input_size": None if tiled else list(sam_input_size(size, max(features.shape[-2:]))),
-        "original_size": None if tiled else list(size),
-        MARKER: folder_marker(),  # embedview wrote it: a later write may replace it
-    }
-    import zarr
-
-    total = sum(a.shape[0] for a in pieces.values())
-    bar = progress_bar(total, progress, desc="writing embeddings")
-    try:
-        with atomic_path(path, directory=True) as tmp:
-            root = zarr.open_group(str(tmp), mode="w", zarr_format=zarr_format)
-            root.attrs.update(root_attrs)
-            if not tiled:
-                _write_array(root, "features", features, {}, bar)
-            else:
-                group = root.create_group("features")
-                group_attrs = {"shape": list(size), "tile_shape": list(tiling.tile_shape), "halo": list(tiling.halo)}
-                if tiles_in_mask is not None:
-                    group_attrs["tiles_in_mask"] = [int(t) for t in tiles_in_mask]
-                group.attrs.update(group_attrs)
-                for t, array in sorted(pieces.items()):
-                    extent = tuple(b - a for a, b in tiling.outer(t))
-                    attrs = {"original_size": list(extent),
-                             "input_size": list(sam_input_size(extent, max(array.shape[-2:])))}
-                    _write_array(group, str(t), array, attrs, bar)
-    finally:
-        bar.close()
-    return path
-
-
-def _check_shape(shape, what) -> None:
-    shape = tuple(shape)
-    if not ((len(shape) == 4 and shape[0] == 1) or (len(shape) == 5 and shape[1] == 1)):
-        raise EmbedviewError(f"{what} have shape {list(shape)}; expected (1, C, h, w) or (Z, 1, C, h, w).")
-
-
-def _write_array(group, name, array, attrs, bar) -> None:
-    shape = tuple(int(v) for v in array.shape)
-    # micro_sam's chunks: one whole feature grid (of one slice).
-    chunks = (1,) * (len(shape) - 3) + shape[-3:]
-    # every chunk written, even one equal to the fill value: a missing chunk means a damaged file
-    out = group.create_array(name, shape=shape, chunks=chunks, dtype="float32", fill_value=0.0,
-                             config={"write_empty_chunks": True})
-    if attrs:
-        out.attrs.update(attrs)
-    for i in range(shape[0]):
-        out[i] = np.asarray(array[i], np.float32)
-        bar.update()
-
-
 def write_demo_embeddings(path, image: np.ndarray, labels: np.ndarray | None = None, *, tile_shape=None,
                           halo=None, tiles=None, encoder: DemoEncoder | None = None, zarr_format: int = 3,
                           progress: bool = False):
@@ -645,7 +512,7 @@ def demo_vit_tokens(image: np.ndarray, labels: np.ndarray | None = None, *, n_ch
     >>> demo_vit_tokens(image, labels).shape
     (201, 96)
     """
-    from ._vit import Preprocess
+    from ._vit_geometry import Preprocess
 
     image = np.asarray(image)
     prep = Preprocess(resize=VIT_RESIZE, crop=VIT_CROP)

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from ._errors import EmbedviewError
 
@@ -47,6 +46,7 @@ def describe(embeddings) -> dict:
     layout:            single
     ...
     """
+    from ._micro_sam_layout import zarr_format
     from ._sources import open_source
 
     src = open_source(embeddings)
@@ -73,7 +73,7 @@ def describe(embeddings) -> dict:
         "vfm_mode": meta.get("vfm_mode"),
         "micro_sam_version": meta.get("micro_sam_version"),
         "data_signature": meta.get("data_signature"),
-        "zarr_format": _zarr_format(embeddings),
+        "zarr_format": zarr_format(embeddings),
     }
     if src.tiling is not None:
         t = src.tiling
@@ -95,16 +95,6 @@ def _default_output_shape(src) -> list[int] | None:
         return list(OutputGrid.for_image(src.image_shape, src.default_pixel_size()).shape)
     except EmbedviewError:
         return None
-
-
-def _zarr_format(path) -> int | None:
-    """2 or 3 from the container's root metadata file; None for anything else."""
-    root = Path(path)
-    if (root / "zarr.json").is_file():
-        return 3
-    if (root / ".zgroup").is_file():
-        return 2
-    return None
 
 
 def format_info(info: dict) -> str:

@@ -47,7 +47,8 @@ import numpy as np
 from ._colors import to_uint8
 from ._errors import EmbedviewError
 from ._fit import Accumulator, Basis
-from ._sources import Piece, Source, check_feature_shape, open_source
+from ._micro_sam_layout import check_feature_shape
+from ._sources import Piece, Source, open_source
 from ._threads import blas_threads
 
 __all__ = ["compute_pca", "project_embeddings_for_visualization"]
