@@ -14,6 +14,7 @@ distributed = pytest.importorskip("distributed")
 import embedview  # noqa: E402
 from embedview import EmbedviewError  # noqa: E402
 from embedview._dask import DaskExecutor, _cluster_errors  # noqa: E402
+from embedview._executors import PassOptions  # noqa: E402
 from embedview._demo import DemoEncoder, make_demo_scene, write_demo_embeddings, write_micro_sam_embeddings  # noqa: E402
 from embedview._omezarr import read_ome_zarr  # noqa: E402
 from embedview._sources import open_source  # noqa: E402
@@ -96,9 +97,9 @@ def test_threads_scheduler_takes_any_source(stack):
                 embedview.visualize(stack, fit="per_slice"))
     src, bar = open_source(stack), Counter()
     executor = DaskExecutor(src, "threads")
-    basis = executor.fit(src.pieces(), 3, "raise", "exclude", None, bar)
+    basis = executor.fit(src.pieces(), PassOptions(3), bar)
     assert not executor.remote and bar.n == len(src.pieces())
-    assert [p for p, _, _ in executor.project(src.pieces(), basis, 1.0, "raise", bar)] == src.pieces()
+    assert [p for p, _, _ in executor.project(src.pieces(), basis, 1.0, PassOptions(3), bar)] == src.pieces()
     assert bar.n == 2 * len(src.pieces())
 
 
@@ -109,8 +110,8 @@ def test_processes_scheduler_starts_and_closes_its_cluster():
     with DaskExecutor(src, "processes") as executor:
         cluster = executor._backend.cluster
         assert executor.remote and len(executor._backend.client.nthreads()) == (os.cpu_count() or 1)
-        basis = executor.fit(src.pieces(), 3, "raise", "exclude", None, bar)
-        projected = list(executor.project(src.pieces(), ref.basis, 1.0, "raise", bar))
+        basis = executor.fit(src.pieces(), PassOptions(3), bar)
+        projected = list(executor.project(src.pieces(), ref.basis, 1.0, PassOptions(3), bar))
     assert cluster.status.name == "closed"
     assert bar.n == 2 * len(src.pieces())  # progress: every piece once per pass
     assert [p for p, _, _ in projected] == src.pieces()

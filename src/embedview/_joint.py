@@ -18,8 +18,8 @@ from ._progress import progress_bar
 from ._sinks import MemorySink
 from ._sources import Source, open_source
 from ._threads import blas_threads
-from ._visualize import (FitPlan, LocalExecutor, Visualization, _check_choice, _rgb_components,
-                         check_n_components, range_sample_rate)
+from ._executors import FitPlan, LocalExecutor, PassOptions, range_sample_rate
+from ._visualize import Visualization, _check_choice, _rgb_components, check_n_components
 
 
 def fit_basis(sources, n_components: int = 3, normalize: str = "robust", *, nonfinite: str = "raise",
@@ -124,7 +124,7 @@ def _joint(sources, n_components, normalize, nonfinite, outliers, device, progre
         samples = []
         for i, src in enumerate(sources):
             for piece, projected, sample in LocalExecutor(src, engine).project(src.pieces(), basis, rate,
-                                                                               nonfinite, bar):
+                                                                               PassOptions(nonfinite=nonfinite), bar):
                 if sinks is not None:
                     sinks[i].place(0, piece, projected)
                 samples.append(sample)
@@ -137,10 +137,9 @@ def _joint(sources, n_components, normalize, nonfinite, outliers, device, progre
 def _fit_all(sources, n_components, nonfinite, outliers, engine, bar) -> Basis:
     """One accumulator state over every input: partial sums per input share the first's shift."""
     acc = None
-    plan = FitPlan.for_pieces([p for s in sources for p in s.pieces()], None, outliers)
+    plan = FitPlan.for_pieces([p for s in sources for p in s.pieces()], PassOptions(nonfinite=nonfinite, outliers=outliers))
     for src in sources:
-        part = plan.accumulate(src, list(enumerate(src.pieces())), nonfinite, engine, bar,
-                               shift=None if acc is None else acc.shift,
-                               outlier_bar=None if acc is None else acc.bar)
+        part = plan.with_head(None if acc is None else acc.shift, None if acc is None else acc.bar).accumulate(
+            src, list(enumerate(src.pieces())), engine, bar)
         acc = part if acc is None else acc.merge(part)
     return acc.basis(n_components)

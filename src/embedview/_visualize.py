@@ -5,14 +5,15 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from ._colors import NORMALIZE_MODES, colour_ranges
 from ._errors import EmbedviewError
-from ._engines import NumpyEngine, engine_for
+from ._engines import engine_for
+from ._executors import LocalExecutor, PassOptions, range_sample_rate
 from ._fit import Basis
 from ._geometry import OutputGrid
 from ._progress import progress_bar
@@ -26,10 +27,6 @@ from ._threads import blas_threads
 FIT_MODES = ("joint", "per_slice")
 NONFINITE_MODES = ("raise", "omit")
 OUTLIER_MODES = ("exclude", "keep")
-FIT_SAMPLE_SEED = 1
-#: Colour ranges are taken from at most this many cells (a seeded uniform sample beyond it).
-RANGE_SAMPLE_CELLS = 2_000_000
-RANGE_SAMPLE_SEED = 0
 CLUSTER_SEED = 0
 
 
@@ -316,26 +313,25 @@ def _run(src, groups, executor, sink, job: _Job, progress) -> tuple[tuple, tuple
     bar = progress_bar(passes * len(pieces), progress, desc="embedview")
     bases, selections, centres = [], [], []
     with blas_threads(), contextlib.closing(bar):
+        options = PassOptions(job.n_components, job.nonfinite, job.outliers, job.fit_sample, job.mask)
         fitted = [job.basis] * len(groups)
         if job.basis is None:  # every group's fit at once: a cluster fits the slices in parallel
-            fitted = executor.fit_many(groups, job.n_components, job.nonfinite, job.outliers, job.fit_sample,
-                                       bar, select=job.mask)
+            fitted = executor.fit_many(groups, options, bar)
         rates = [range_sample_rate(group) for group in groups]
         # Without the foreground pass the bases are final: every group's projection can start at once.
-        projections = (executor.project_many(groups, fitted, rates, job.nonfinite, bar, select=job.mask)
+        projections = (executor.project_many(groups, fitted, rates, options, bar)
                        if job.foreground is None else None)
         for group, basis, rate in zip(groups, fitted, rates):
             select = job.mask
             if job.foreground is not None:
-                first = _project_all(executor, group, basis, rate, job, bar, select, lambda *a: None)
+                first = _project_all(executor, group, basis, rate, options, bar, lambda *a: None)
                 select = Foreground(basis, choose_threshold(first[:, 0], **job.foreground), job.mask)
-                basis = executor.fit(group, job.n_components, job.nonfinite, job.outliers, job.fit_sample,
-                                     bar, select=select)
+                basis = executor.fit(group, replace(options, select=select), bar)
             place = lambda piece, projected: sink.place(index[id(piece)], piece, projected)  # noqa: E731
             if projections is not None:
                 samples = _collect(next(projections), basis, place)
             else:
-                samples = _project_all(executor, group, basis, rate, job, bar, select, place)
+                samples = _project_all(executor, group, basis, rate, replace(options, select=select), bar, place)
             if job.basis is None:
                 basis = basis.with_ranges(*colour_ranges(samples, job.normalize, basis.scale_reference))
             bases.append(basis)
@@ -349,9 +345,9 @@ def _run(src, groups, executor, sink, job: _Job, progress) -> tuple[tuple, tuple
     return tuple(bases), tuple(selections), tuple(centres)
 
 
-def _project_all(executor, group, basis, rate, job, bar, select, place) -> np.ndarray:
+def _project_all(executor, group, basis, rate, options, bar, place) -> np.ndarray:
     """Project every piece of ``group`` into ``place``; return the range sample ``(n, k)``."""
-    return _collect(executor.project(group, basis, rate, job.nonfinite, bar, select=select), basis, place)
+    return _collect(executor.project(group, basis, rate, options, bar), basis, place)
 
 
 def _collect(projected_pieces, basis, place) -> np.ndarray:
@@ -395,139 +391,6 @@ def _cluster_options(clusters, components, n_components, output) -> tuple | None
     if output is not None:
         raise EmbedviewError("clusters are drawn in memory; write them to .png, .tif, .npy or .npz, not .zarr.")
     return int(clusters), int(m)
-
-
-class LocalExecutor:
-    """Runs the passes in this process: pieces are read ahead in threads while the engine computes.
-
-    Other executors (Dask) offer the same methods.
-    """
-
-    def __init__(self, src: Source, engine=None):
-        self.src, self.engine = src, engine or NumpyEngine()
-
-    def fit(self, group: list[Piece], n_components: int, nonfinite: str, outliers: str,
-            sample: int | None, bar=None, select=None) -> Basis:
-        """Stream ``group`` once and fit a :class:`Basis` on its drawn (and selected) cells."""
-        return self.fit_many([group], n_components, nonfinite, outliers, sample, bar, select)[0]
-
-    def project(self, group: list[Piece], basis: Basis, rate: float, nonfinite: str, bar=None, select=None):
-        """Yield ``(piece, projected, range sample)`` for each piece of ``group``."""
-        return next(self.project_many([group], [basis], [rate], nonfinite, bar, select))
-
-    def fit_many(self, groups: list[list[Piece]], n_components: int, nonfinite: str, outliers: str,
-                 sample: int | None, bar=None, select=None) -> list[Basis]:
-        """One basis per group, from one stream of reads (read-ahead crosses the groups).
-
-        With ``sample`` set and more drawn cells in a group than that, each cell enters the fit
-        with probability ``sample / cells`` (seeded per piece: the same input gives the same basis).
-        """
-        plans = [FitPlan.for_pieces(g, sample, outliers) for g in groups]
-        accs = [plan.accumulator(self.src, self.engine) for plan in plans]
-        flat = [(g, i, p) for g, group in enumerate(groups) for i, p in enumerate(group)]
-        for (g, i, piece), (_, x) in zip(flat, self.src.read_each([p for _, _, p in flat])):
-            plans[g].add(accs[g], self.src, i, piece, x, nonfinite, select)
-            if bar is not None:
-                bar.update()
-        return [acc.basis(n_components) for acc in accs]
-
-    def project_many(self, groups, bases, rates, nonfinite: str, bar=None, select=None):
-        """For each group in turn, an iterator of its ``(piece, projected, range sample)``, from one
-        stream of reads (read-ahead crosses the groups); consume each before the next."""
-        flat = [(g, i, p) for g, group in enumerate(groups) for i, p in enumerate(group)]
-
-        def ordered():
-            for (g, i, piece), (_, x) in zip(flat, self.src.read_each([p for _, _, p in flat])):
-                projected, sample = project_piece(self.engine, bases[g], self.src, piece, x, rates[g], i,
-                                                  nonfinite, select)
-                if bar is not None:
-                    bar.update()
-                yield piece, projected, sample
-
-        return per_group(ordered(), groups)
-
-    def map(self, fn, items) -> list:
-        return [fn(*item) for item in items]
-
-    def close(self) -> None:
-        pass
-
-
-def per_group(stream, groups: list[list[Piece]]):
-    """Cut one ordered stream of per-piece results into one iterator per group, in turn.
-
-    Each group's iterator must be consumed before the next one is taken.
-    """
-    for group in groups:
-        yield itertools.islice(stream, len(group))
-
-
-@dataclass(frozen=True)
-class FitPlan:
-    """What every partial fit over a group of pieces must agree on, so partial sums merge exactly.
-
-    ``rate`` is the sampling probability of a cell; ``expected`` the cells the outlier guard
-    expects (``None``: no guard). Pieces are numbered within their group: the sampling seed of
-    piece ``i`` is ``(FIT_SAMPLE_SEED, i)`` wherever it is read.
-    """
-
-    rate: float
-    expected: int | None
-
-    @classmethod
-    def for_pieces(cls, pieces: list[Piece], sample: int | None, outliers: str) -> "FitPlan":
-        n_cells = sum(_n_cells(p.fit_cells) for p in pieces)
-        rate = 1.0 if sample is None or n_cells <= sample else sample / n_cells
-        expected = int(np.ceil(rate * n_cells))
-        return cls(rate, expected if outliers == "exclude" else None)
-
-    def accumulate(self, src: Source, indexed: list[tuple[int, Piece]], nonfinite: str, engine,
-                   bar=None, shift=None, outlier_bar=None, select=None):
-        """Accumulate the pieces ``indexed`` (``(number in group, piece)``) into a new accumulator.
-
-        ``select`` (see :mod:`embedview._selection`) keeps only the cells it selects.
-        """
-        acc = self.accumulator(src, engine, shift, outlier_bar)
-        for (i, piece), (_, x) in zip(indexed, src.read_each([p for _, p in indexed])):
-            self.add(acc, src, i, piece, x, nonfinite, select)
-            if bar is not None:
-                bar.update()
-        return acc
-
-    def accumulator(self, src: Source, engine, shift=None, outlier_bar=None):
-        acc = engine.accumulator(src.n_channels, expected_cells=self.expected)
-        acc.shift, acc.bar = shift, outlier_bar
-        return acc
-
-    def add(self, acc, src: Source, i: int, piece: Piece, x: np.ndarray, nonfinite: str, select=None) -> None:
-        """Add the drawn (selected, sampled) cells of piece number ``i`` of the group to ``acc``."""
-        block = x[(slice(None),) + piece.fit_cells].reshape(x.shape[0], -1)
-        if select is not None:
-            block = block[:, select.cells(piece, x)[piece.fit_cells].ravel()]
-        chosen = block
-        if self.rate < 1.0:
-            keep = np.random.default_rng((FIT_SAMPLE_SEED, i)).random(block.shape[1]) < self.rate
-            chosen = np.ascontiguousarray(block[:, keep])
-        if not acc.add(chosen):
-            if nonfinite == "raise":
-                _raise_nonfinite(src, piece, block)
-            acc.add(np.ascontiguousarray(chosen[:, np.isfinite(chosen).all(axis=0)]))
-
-
-def range_sample_rate(pieces: list[Piece]) -> float:
-    """Probability that a fitted cell enters the colour-range sample (≤ RANGE_SAMPLE_CELLS cells)."""
-    return min(1.0, RANGE_SAMPLE_CELLS / max(1, sum(_n_cells(p.fit_cells) for p in pieces)))
-
-
-def _n_cells(cells: tuple[slice, slice]) -> int:
-    return int(np.prod([s.stop - s.start for s in cells]))
-
-
-def _raise_nonfinite(src: Source, piece: Piece, cells: np.ndarray):
-    count = int((~np.isfinite(cells.reshape(cells.shape[0], -1)).all(axis=0)).sum())
-    raise EmbedviewError(
-        f"{count} cells of {piece.label} in {src.name} are NaN or infinite; pass nonfinite='omit' "
-        "(command line: --omit-nonfinite) to leave them out of the fit and draw them black.")
 
 
 def render_plane(source, basis: Basis, pixel_size, z: int | None = None,
@@ -592,35 +455,10 @@ def place_plane(src: Source, pieces: list[Piece], basis, grid: OutputGrid, engin
     float32, NaN where nothing is drawn."""
     components = np.full(grid.shape + (basis.n_components,), np.nan, np.float32)
     placer = Placer(grid)
-    for piece, projected, _ in LocalExecutor(src, engine).project(pieces, basis, 0.0, "omit", bar, select=select):
+    options = PassOptions(basis.n_components, nonfinite="omit", select=select)
+    for piece, projected, _ in LocalExecutor(src, engine).project(pieces, basis, 0.0, options, bar):
         placer.place(components, piece, projected)
     return components
-
-
-def project_piece(engine, basis: Basis, src: Source, piece: Piece, x: np.ndarray, rate: float = 0.0,
-                  index: int = 0, nonfinite: str = "omit", select=None) -> tuple[np.ndarray, np.ndarray]:
-    """Project one piece's valid cells: ``(k, vh, vw)`` float32 (NaN where not finite or not
-    selected: drawn dark), and a seeded sample (probability ``rate``, seed
-    ``(RANGE_SAMPLE_SEED, index)``) of its fitted cells' components, ``(n, k)``, for the colour
-    ranges."""
-    vh, vw = piece.grid.valid_shape
-    projected = engine.project(basis, x[:, :vh, :vw])
-    if not np.isfinite(projected).all():  # NaN/Inf features: drawn black
-        projected[:, ~np.isfinite(projected).all(axis=0)] = np.nan
-        if nonfinite == "raise" and np.isnan(projected[(slice(None),) + piece.fit_cells]).any():
-            _raise_nonfinite(src, piece, x[(slice(None),) + piece.fit_cells])  # cells a sampled fit skipped
-    if select is not None:
-        projected[:, ~select.cells(piece, x)[:vh, :vw]] = np.nan
-    sample = _sample_fit_cells(projected, piece, rate, index) if rate else np.empty((0, basis.n_components), np.float32)
-    return projected, sample
-
-
-def _sample_fit_cells(projected: np.ndarray, piece: Piece, rate: float, index: int) -> np.ndarray:
-    values = projected[(slice(None),) + piece.fit_cells].reshape(projected.shape[0], -1).T
-    if rate < 1.0:
-        keep = np.random.default_rng((RANGE_SAMPLE_SEED, index)).random(values.shape[0]) < rate
-        values = values[keep]
-    return values
 
 
 def _rgb_components(rgb_components, n_components) -> tuple[int, ...]:
