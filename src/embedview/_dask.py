@@ -40,6 +40,7 @@ import numpy as np
 from ._errors import EmbedviewError
 from ._executors import Executor, FitPlan, PassOptions, per_group, project_piece
 from ._fit import Accumulator, Basis
+from ._inputs import Inputs
 from ._sources import Piece, Source, open_source
 from ._threads import blas_threads
 
@@ -71,9 +72,9 @@ class DaskExecutor(Executor):
 
     Parameters
     ----------
-    src : Source
-        The embeddings. For anything but ``"threads"`` it must have been opened from a file
-        (``src.name`` is its path), which every worker reads under that path.
+    src : Source or Inputs
+        The embeddings (one input or several). For anything but ``"threads"`` each must have
+        been opened from a file (``name`` is its path), which every worker reads under that path.
     scheduler : {"threads", "processes"}, str or distributed.Client
         ``"threads"``: Dask's threaded scheduler here; ``"processes"``: a
         ``distributed.LocalCluster`` with a single-threaded worker process per core, closed with
@@ -104,14 +105,15 @@ class DaskExecutor(Executor):
 
     def __init__(self, src: Source, scheduler, device: str = "cpu", *, batches_per_slot: int = BATCHES_PER_SLOT):
         _import_dask()
+        src = src if isinstance(src, Inputs) else Inputs([src])
         self.src, self.device, self.batches_per_slot = src, device, batches_per_slot
         if isinstance(scheduler, str) and scheduler == "threads":
             self._backend = _ThreadBackend(os.cpu_count() or 1)
             self._job = _Job(None, device, src)
         else:
-            path = _file_path(src, scheduler)
+            paths = tuple(_file_path(s, scheduler) for s in src.sources)
             self._backend = _ClientBackend.open(scheduler)
-            self._job = _Job(path, device, None)
+            self._job = _Job(paths, device, None)
         self.remote = self._backend.remote
 
     # -- the Executor contract -----------------------------------------------------------------
@@ -420,16 +422,18 @@ def _describe(scheduler) -> str:
 class _Job:
     """What every task needs besides its pieces: where the features are and the device.
 
-    ``src`` is the open source for the threaded scheduler (same process); ``None`` on clusters,
-    where each worker opens ``path`` itself.
+    ``src`` is the open inputs for the threaded scheduler (same process); ``None`` on clusters,
+    where each worker opens the files ``paths`` itself.
     """
 
-    path: str | None
+    paths: tuple[str, ...] | None
     device: str
-    src: Source | None = None
+    src: Inputs | None = None
 
-    def source(self) -> Source:
-        return self.src if self.src is not None else _open_on_worker(self.path, _stamp(self.path))
+    def source(self) -> Inputs:
+        if self.src is not None:
+            return self.src
+        return _open_on_worker(self.paths, tuple(_stamp(p) for p in self.paths))
 
     def engine(self):
         # One engine per thread: engines may keep staging buffers that are not thread-safe.
@@ -455,8 +459,8 @@ def _stamp(path: str) -> tuple:
 
 
 @functools.lru_cache(maxsize=8)
-def _open_on_worker(path: str, stamp: tuple) -> Source:
-    return open_source(path)
+def _open_on_worker(paths: tuple[str, ...], stamps: tuple) -> Inputs:
+    return Inputs([open_source(p) for p in paths])
 
 
 @dataclass(frozen=True)
