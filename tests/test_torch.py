@@ -1,6 +1,5 @@
 """The PyTorch engine (``device="cuda"``) against the numpy one, run on PyTorch's CPU build."""
 
-import inspect
 from pathlib import Path
 
 import numpy as np

@@ -93,6 +93,7 @@ def execute(inputs: Inputs, job: Job, *, fit: str = "joint", pixel_size=None, ou
 
     ``outputs``: one ``.zarr`` path (checked, see :func:`embedview._io.check_output`) or ``None``
     per input: the picture is written there chunk by chunk instead of kept in memory.
+    ``metadata``: the JSON-able extras recorded in each output (one dict, or a list: one per input).
     ``draw=False`` only fits (the colour ranges still need a projection pass): no pictures.
     """
     execution = execution or Execution()
@@ -119,9 +120,10 @@ def execute(inputs: Inputs, job: Job, *, fit: str = "joint", pixel_size=None, ou
         bases, selections, centres = run(inputs, groups, executor, _Sinks(inputs, sinks), job, execution.progress)
         if not draw:
             return bases, selections, centres, None
+        metadata = metadata if isinstance(metadata, list) else [metadata] * len(sources)
         visualizations = []
-        for src, grid, sink, out in zip(sources, grids, sinks, outputs):
-            visualizations.append(_visualization(src, grid, sink, out, bases, selections, centres, metadata))
+        for src, grid, sink, out, meta in zip(sources, grids, sinks, outputs, metadata):
+            visualizations.append(_visualization(src, grid, sink, out, bases, selections, centres, meta))
         return bases, selections, centres, visualizations
 
 
