@@ -80,11 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cluster-components", type=_positive_int, default=None, metavar="M",
                    help="cluster in the first M components (default: --components)")
     _add_common(p)
-    p.add_argument("--fit-sample", type=_positive_int, default=None, metavar="N",
-                   help="fit on a seeded uniform sample of about N cells (default: every cell)")
-    p.add_argument("--scheduler", default=None, metavar="ADDRESS|processes|threads",
-                   help="run with Dask: threads, processes, or a dask.distributed scheduler address "
-                        "(tcp://host:8786); needs the dask extra")
+    _add_run(p)
     _add_geometry(p)
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=_render_command)
@@ -97,7 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("embeddings", nargs="+", help="embedding files of one model")
     p.add_argument("-o", "--output", required=True, metavar="BASIS.npz", help="where to save the basis")
     _add_pca(p)
+    p.add_argument("--mask", metavar="MASK", help="image-sized label/bool mask (.npy, .tif, .png): fit only "
+                                                  "on cells under it (every input has the mask's size)")
     _add_common(p)
+    _add_run(p)
     _add_geometry(p)
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=_fit_command)
@@ -160,6 +159,14 @@ def _add_common(p) -> None:
     p.add_argument("--device", default="cpu", metavar="DEVICE",
                    help="cpu (numpy, default), or a PyTorch device: cuda, cuda:N, mps, torch:cpu "
                         "(needs the torch extra)")
+
+
+def _add_run(p) -> None:
+    p.add_argument("--fit-sample", type=_positive_int, default=None, metavar="N",
+                   help="fit on a seeded uniform sample of about N cells (default: every cell)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS|processes|threads",
+                   help="run with Dask: threads, processes, or a dask.distributed scheduler address "
+                        "(tcp://host:8786); needs the dask extra")
 
 
 def _add_geometry(p) -> None:
