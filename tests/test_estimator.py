@@ -100,14 +100,20 @@ def test_estimator_contract():
         model.transform(DATA / "2d.zarr")
     with pytest.raises(EmbedviewError, match="normalize"):
         embedview.PCA(normalize="nope").fit(DATA / "2d.zarr")
+    with pytest.raises(EmbedviewError, match="nonfinite must be one of"):
+        embedview.PCA(nonfinite="drop").fit(DATA / "2d.zarr")
     assert embedview.PCA().fit(_features(0), original_size=SIZE).n_channels_ == 8
 
 
 def test_visualize_has_at_most_ten_parameters_and_old_keywords_warn():
     assert len(inspect.signature(embedview.visualize).parameters) <= 10
     x = _features(2)
-    with pytest.warns(FutureWarning, match=r"visualize\(nonfinite=...\) is deprecated; use PCA\(nonfinite"):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         old = embedview.visualize(x, original_size=SIZE, nonfinite="omit", outliers="keep")
+    assert [str(w.message).split(";")[0] for w in caught if w.category is FutureWarning] == [
+        "visualize(nonfinite=...) is deprecated", "visualize(outliers=...) is deprecated"]
+    assert "use PCA(nonfinite=...).fit_transform(source) instead" in str(caught[0].message)
     _same(old, embedview.PCA(nonfinite="omit", outliers="keep").fit_transform(x, original_size=SIZE))
     with pytest.warns(FutureWarning, match="Execution"):
         embedview.visualize(x, original_size=SIZE, scheduler="threads")

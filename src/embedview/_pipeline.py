@@ -107,13 +107,14 @@ def execute(inputs: Inputs, job: Job, *, fit: str = "joint", pixel_size=None, ou
     with contextlib.ExitStack() as stack:
         executor = execution.executor(inputs)
         stack.enter_context(contextlib.closing(executor))
+        for src, grid, out in zip(sources, grids, outputs):
+            _check_memory(src, grid, k, picture=draw and out is None, clustered=job.clusters is not None)
         if not draw:
             sinks = [_Discard()] * len(sources)
         else:
             sinks = []
             for src, grid, out in zip(sources, grids, outputs):
                 if out is None:
-                    _check_memory(src, grid, k)
                     sinks.append(MemorySink(src.n_slices or 1, grid, k))
                 else:
                     sinks.append(stack.enter_context(_zarr_sink(out, src, grid, k, executor)))
@@ -127,11 +128,13 @@ def execute(inputs: Inputs, job: Job, *, fit: str = "joint", pixel_size=None, ou
         return bases, selections, centres, visualizations
 
 
-def _check_memory(src, grid, n_components: int) -> None:
-    """Room for the in-memory picture of ``src`` on ``grid`` (``n_components`` float32 + RGB)?
+def _check_memory(src, grid, n_components: int, picture: bool, clustered: bool = False) -> None:
+    """Refuse, before anything is allocated, work on ``src`` that would not fit in memory: reading
+    and fitting its pieces, and (``picture``) its in-memory picture on ``grid`` (``n_components``
+    float32 + RGB, + labels when ``clustered``).
 
-    The place where the output's size is checked before it is allocated (the memory limits of
-    :mod:`embedview._limits` plug in here).
+    The one place where sizes are checked before a run; the memory limits of
+    :mod:`embedview._limits` plug in here.
     """
 
 
