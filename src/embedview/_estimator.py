@@ -19,7 +19,6 @@ from ._fit import Basis
 from ._inputs import Inputs, open_inputs
 from ._pipeline import Execution, Job, execute, output_guard
 from ._selection import Foreground, image_mask
-from ._sources import open_source
 
 
 class PCA:
@@ -47,6 +46,9 @@ class PCA:
         this many cells (every piece is still read). Default: every cell.
     execution : Execution, optional
         Device, Dask scheduler and progress bar (:class:`embedview.Execution`).
+
+    The parameters are stored as given (``fit`` as ``fit_mode``: ``fit`` is the method);
+    :meth:`get_params` returns them by their constructor names.
 
     Attributes
     ----------

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._api import check_choice as _check_choice  # noqa: F401  (older imports)
-from ._api import check_n_components, deprecate_parameters, shown_components
+from ._api import deprecate_parameters, shown_components
 from ._engines import engine_for
 from ._errors import EmbedviewError
 from ._executors import LocalExecutor, PassOptions
@@ -17,9 +16,7 @@ from ._sinks import colour
 from ._sources import Piece, Source, open_source
 from ._visualization import Visualization
 
-__all__ = ["visualize", "render_plane", "place_plane", "Visualization", "check_n_components"]
-
-_rgb_components = shown_components  # older name
+__all__ = ["visualize", "render_plane", "place_plane", "Visualization"]
 
 #: The keywords visualize() took before the estimator, and what replaces each.
 _DEPRECATED = {
