@@ -92,3 +92,13 @@ def test_foreground_and_clusters(tmp_path, capsys, data):
         assert not vis.valid.all()  # the background is dark
     run_ok(capsys, "render", paths["a"], paths["b"], "-o", tmp_path / "k", "--clusters", "3", "-q")
     assert (tmp_path / "k" / "a.png").exists() and (tmp_path / "k" / "b.png").exists()
+
+
+def test_separate_bases_and_zarr(tmp_path, capsys, data):
+    _, paths = data
+    out = tmp_path / "sep"
+    run_ok(capsys, "render", paths["a"], paths["b"], "-o", out, "--ext", ".zarr", "--separate-bases", "-q")
+    for name in ("a", "b"):
+        alone = tmp_path / f"{name}.zarr"
+        run_ok(capsys, "render", paths[name], "-o", alone, "-q")
+        np.testing.assert_array_equal(_read(out / f"{name}.zarr")["rgb"], _read(alone)["rgb"])

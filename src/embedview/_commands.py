@@ -191,7 +191,9 @@ def _render_many(embeddings, out_dir, model, separate_bases, ext, slice_, quiet,
     visualizations = []
     for group, group_paths, group_metas in runs:
         this = model if fitted else PCA(**model.get_params())
-        result = this._run([Inputs(group)], output=group_paths if direct else None, metadata=group_metas,
+        one = len(group) == 1  # _run takes one output and metadata for one input, lists for several
+        output = (group_paths[0] if one else group_paths) if direct else None
+        result = this._run([Inputs(group)], output=output, metadata=group_metas[0] if one else group_metas,
                            fitted=fitted, extra_inputs=inputs, **draw)
         visualizations += result if isinstance(result, list) else [result]
     written = list(paths) if direct else [
