@@ -50,8 +50,9 @@ def _check_each_alone(tmp_path, capsys, paths, *options, ext=".npz"):
     run_ok(capsys, "render", paths["a"], paths["b"], "-o", out, "--ext", ext, "-q", *options)
     fit_options = [o for o in options if o not in ("--ext",)]
     run_ok(capsys, "fit", paths["a"], paths["b"], "-o", tmp_path / "basis.npz", "-q", *fit_options)
+    fitting_only = ("--fit-sample", "--foreground")  # what the basis file brings
     draw_options = [o for i, o in enumerate(options)
-                    if not (o == "--fit-sample" or (i and options[i - 1] == "--fit-sample"))]
+                    if not (o in fitting_only or (i and options[i - 1] in fitting_only))]
     for name in ("a", "b"):
         alone = tmp_path / f"{name}_alone{ext}"
         run_ok(capsys, "render", paths[name], "-o", alone, "--basis", tmp_path / "basis.npz", "-q", *draw_options)
@@ -80,16 +81,11 @@ def test_processes(tmp_path, capsys, data):
 
 
 def test_foreground_and_clusters(tmp_path, capsys, data):
-    """The foreground rule is part of the model: each input equals the fitted model's transform."""
+    """The foreground rule travels in the basis file: `render --basis` draws the same foreground."""
     _, paths = data
-    out = tmp_path / "fg"
-    err = run_ok(capsys, "render", paths["a"], paths["b"], "-o", out, "--ext", ".npz", "--foreground", "auto")
-    assert "one basis fitted over all of them" in err
-    model = embedview.PCA().fit(paths["a"], paths["b"], foreground="auto")
-    for name in ("a", "b"):
-        vis = model.transform(paths[name])
-        np.testing.assert_array_equal(_read(out / f"{name}.npz")["rgb"], vis.rgb)
-        assert not vis.valid.all()  # the background is dark
+    _check_each_alone(tmp_path, capsys, paths, "--foreground", "auto")
+    model = embedview.PCA.load(tmp_path / "basis.npz")
+    assert len(model.foreground_) == 1 and not model.transform(paths["a"]).valid.all()  # the background is dark
     run_ok(capsys, "render", paths["a"], paths["b"], "-o", tmp_path / "k", "--clusters", "3", "-q")
     assert (tmp_path / "k" / "a.png").exists() and (tmp_path / "k" / "b.png").exists()
 

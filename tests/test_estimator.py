@@ -156,3 +156,15 @@ def test_deprecate_parameters_routes_old_keywords():
     with pytest.warns(FutureWarning, match=r"f\(old=...\) is deprecated; use y instead"):
         assert f(2, old=5) == (2, 1, 5)
     assert list(inspect.signature(f).parameters) == ["x", "y"]
+
+
+@pytest.mark.filterwarnings("ignore:visualize\\(foreground:FutureWarning")
+def test_foreground_rule_is_saved_with_the_basis(tmp_path):
+    a, b = _features(4), _features(5)
+    model = embedview.PCA().fit(a, original_size=SIZE, foreground="auto")
+    path = model.save(tmp_path / "fg.npz")
+    loaded = embedview.PCA.load(path)
+    assert loaded.foreground_ == model.foreground_
+    _same(loaded.transform(b, original_size=SIZE), model.transform(b, original_size=SIZE))
+    with pytest.raises(EmbedviewError, match="a basis was given"):
+        embedview.visualize(b, original_size=SIZE, basis=loaded.basis_, foreground="auto")

@@ -32,12 +32,11 @@ def options_from_args(args) -> dict:
                   fit_sample=getattr(args, "fit_sample", None), execution=execution)
     options = {}
     if getattr(args, "basis", None):
-        from ._basis_file import load_basis
-
         if args.n_components != 3 or args.fit != "joint":
             raise EmbedviewError("--basis brings its own components; drop --components and --fit.")
         params.pop("fit_sample")
-        options["model"] = PCA.from_basis(load_basis(args.basis)[0], **params)
+        params.pop("normalize")  # the colour ranges are the basis's
+        options["model"] = PCA.load(args.basis, **params)
     else:
         options["model"] = PCA(args.n_components, fit=getattr(args, "fit", "joint"), **params)
     if getattr(args, "mask", None):

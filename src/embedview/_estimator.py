@@ -201,6 +201,8 @@ class PCA:
             open_inputs(sources, original_size))
         many = len(inputs.sources) > 1
         if fitted:
+            if foreground is not None:
+                raise EmbedviewError("foreground='auto' fits a basis, but a basis was given; pass one of them.")
             bases = self._fitted()
             for src in inputs.sources:
                 _check_basis(bases, src)
@@ -253,19 +255,30 @@ class PCA:
     # -- files ----------------------------------------------------------------------------------
 
     def save(self, path, *, fitted_on=()) -> "Path":  # noqa: F821
-        """Write the fitted basis and colour ranges to a ``.npz`` basis file (see :func:`embedview.save_basis`)."""
+        """Write the fitted basis and colour ranges to a ``.npz`` basis file (see :func:`embedview.save_basis`).
+
+        A foreground rule learned by :meth:`fit` is saved with it (in the file's metadata), so
+        :meth:`load` draws other inputs with the same foreground.
+        """
         from ._basis_file import save_basis
 
-        return save_basis(path, self.basis_, normalize=self.normalize, fitted_on=[str(f) for f in fitted_on])
+        basis, selection = self.basis_, self.selections_[0]
+        extra = {"foreground": _foreground_to_json(selection)} if isinstance(selection, Foreground) else None
+        return save_basis(path, basis, normalize=self.normalize, fitted_on=[str(f) for f in fitted_on], extra=extra)
 
     @classmethod
-    def load(cls, path, *, execution: Execution | None = None) -> "PCA":
+    def load(cls, path, **params) -> "PCA":
         """A fitted model from a basis file written by :meth:`save`, :func:`embedview.save_basis`
-        or ``embedview fit``."""
+        or ``embedview fit`` (older files too). ``params``: the constructor's other parameters
+        (``normalize`` defaults to the file's)."""
         from ._basis_file import load_basis
 
         basis, meta = load_basis(path)
-        return cls.from_basis(basis, normalize=meta.get("normalize", "robust"), execution=execution)
+        params.setdefault("normalize", meta.get("normalize", "robust"))
+        model = cls.from_basis(basis, **params)
+        if "foreground" in meta:
+            model.selections_ = (_foreground_from_json(meta["foreground"], basis.n_channels, path),)
+        return model
 
     @classmethod
     def from_basis(cls, basis: Basis, **params) -> "PCA":
@@ -288,6 +301,33 @@ def _check_basis(bases: tuple, src) -> None:
         raise EmbedviewError(
             f"this model has one basis per slice of a {len(bases)}-slice stack, but {src.name} has "
             f"{src.n_slices or 0} slices; draw it with a model fitted on it (or fit='joint').")
+
+
+def _foreground_to_json(selection: Foreground) -> dict:
+    """The foreground rule and the basis whose first component it thresholds, as JSON (exact:
+    JSON floats round-trip float64)."""
+    first, rule = selection.basis, selection.rule
+    return {"threshold": float(rule.threshold), "side": rule.side, "fraction": float(rule.fraction),
+            "mean": first.mean.tolist(), "components": first.components.tolist(),
+            "dtypes": [str(first.mean.dtype), str(first.components.dtype)]}
+
+
+def _foreground_from_json(entry, n_channels: int, path) -> Foreground:
+    from ._foreground import ForegroundRule
+
+    try:
+        mean = np.asarray(entry["mean"], dtype=entry["dtypes"][0])
+        components = np.asarray(entry["components"], dtype=entry["dtypes"][1])
+        rule = ForegroundRule(float(entry["threshold"]), entry["side"], float(entry["fraction"]))
+        ok = mean.shape == (n_channels,) and components.ndim == 2 and components.shape[1] == n_channels
+        ok = ok and rule.side in ("above", "below") and np.isfinite(mean).all() and np.isfinite(components).all()
+    except (KeyError, IndexError, TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise EmbedviewError(f"the foreground rule in {path} is damaged; fit the basis again (embedview fit --foreground auto).")
+    zeros = np.zeros(len(components))
+    first = Basis(mean, components, zeros, zeros, 0)
+    return Foreground(first, rule)
 
 
 def _transfer(selection, mask_select):

@@ -60,8 +60,6 @@ def _visualize_all(source, n_components=None, fit="joint", normalize="robust", p
     params = dict(normalize=normalize, outliers=outliers, nonfinite=nonfinite, fit_sample=fit_sample,
                   execution=execution)
     if basis is not None:
-        if foreground is not None:
-            raise EmbedviewError("foreground='auto' fits a basis, but a basis was given; pass one of them.")
         if isinstance(basis, Basis) and n_components is not None and n_components != basis.n_components:
             raise EmbedviewError(f"n_components={n_components!r} but the basis given has {basis.n_components} "
                                  "components; drop n_components (the basis brings its own).")

@@ -68,13 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "automatic when their channel counts differ)")
     p.add_argument("--mask", metavar="MASK", help="image-sized label/bool mask (.npy, .tif, .png): fit only "
                                                   "on cells under it, draw the rest dark")
-    p.add_argument("--foreground", choices=("auto",), default=None,
-                   help="DINOv2's recipe: threshold the first component, refit on the foreground, draw the "
-                        "background dark (threshold and side are printed)")
-    p.add_argument("--foreground-threshold", type=float, default=None, metavar="T",
-                   help="with --foreground auto: use this threshold instead of Otsu's")
-    p.add_argument("--foreground-side", choices=("above", "below"), default=None,
-                   help="with --foreground auto: the foreground side (default: the one with fewer cells)")
+    _add_foreground(p, "draw the background dark (threshold and side are printed)")
     p.add_argument("--clusters", type=_positive_int, default=None, metavar="K",
                    help="draw a seeded k-means label image of K clusters instead of RGB")
     p.add_argument("--cluster-components", type=_positive_int, default=None, metavar="M",
@@ -95,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pca(p)
     p.add_argument("--mask", metavar="MASK", help="image-sized label/bool mask (.npy, .tif, .png): fit only "
                                                   "on cells under it (every input has the mask's size)")
+    _add_foreground(p, "saved with the basis: `render --basis` draws the same foreground")
     _add_common(p)
     _add_run(p)
     _add_geometry(p)
@@ -159,6 +154,15 @@ def _add_common(p) -> None:
     p.add_argument("--device", default="cpu", metavar="DEVICE",
                    help="cpu (numpy, default), or a PyTorch device: cuda, cuda:N, mps, torch:cpu "
                         "(needs the torch extra)")
+
+
+def _add_foreground(p, what: str) -> None:
+    p.add_argument("--foreground", choices=("auto",), default=None,
+                   help=f"DINOv2's recipe: threshold the first component, refit on the foreground; {what}")
+    p.add_argument("--foreground-threshold", type=float, default=None, metavar="T",
+                   help="with --foreground auto: use this threshold instead of Otsu's")
+    p.add_argument("--foreground-side", choices=("above", "below"), default=None,
+                   help="with --foreground auto: the foreground side (default: the one with fewer cells)")
 
 
 def _add_run(p) -> None:
