@@ -8,6 +8,8 @@ one input or several. Learned state ends in an underscore.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from ._api import (FIT_MODES, NONFINITE_MODES, OUTLIER_MODES, check_choice, check_fit_sample,
@@ -254,7 +256,7 @@ class PCA:
 
     # -- files ----------------------------------------------------------------------------------
 
-    def save(self, path, *, fitted_on=()) -> "Path":  # noqa: F821
+    def save(self, path, *, fitted_on=()) -> Path:
         """Write the fitted basis and colour ranges to a ``.npz`` basis file (see :func:`embedview.save_basis`).
 
         A foreground rule learned by :meth:`fit` is saved with it (in the file's metadata), so
