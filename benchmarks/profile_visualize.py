@@ -59,13 +59,13 @@ class StageTimer:
 
 
 def instrument(timer: StageTimer):
-    from embedview import _colors, _fit, _render, _sinks, _sources, _visualize
+    from embedview import _colors, _executors, _fit, _render, _sinks, _sources, _visualize
 
     timer.wrap(_sources.Source, "read", "read (zarr get + decompress + asarray)")
     timer.wrap(_fit.Accumulator, "add", "fit: Accumulator.add (shift, sum, x@x.T)")
     timer.wrap(_fit.Accumulator, "basis", "fit: eigh")
-    timer.wrap(_visualize, "project_piece", "project: Basis.project + finite check")
-    timer.wrap(_visualize, "_sample_fit_cells", "colour: sample fitted cells")
+    timer.wrap(_executors, "project_piece", "project: Basis.project + finite check")
+    timer.wrap(_executors, "_sample_fit_cells", "colour: sample fitted cells")
     timer.wrap(_render.Placer, "place", "render: Placer.place")
     timer.wrap(_visualize, "colour_ranges", "colour: ranges (percentile)")
     timer.wrap(_sinks, "colour", "colour: to uint8")

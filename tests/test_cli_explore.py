@@ -84,13 +84,13 @@ def test_several_inputs_share_one_basis(tmp_path, capsys, data):
     run_fails(capsys, "render", paths["stack"], paths["stack"], "-o", tmp_path / "s", "--slice", "9")
     assert not (tmp_path / "s").exists()  # nothing written, not even the folder it made
     run_fails(capsys, "render", paths["a"], paths["b"], "-o", tmp_path / "c.png")
-    run_fails(capsys, "render", paths["a"], paths["b"], "-o", tmp_path / "d", "--clusters", "3")
+    run_fails(capsys, "render", paths["a"], paths["b"], "-o", tmp_path / "d", "--ext", ".zarr", "--clusters", "3")
 
 
 def test_mask_foreground_and_clusters(tmp_path, capsys, data):
     root, paths = data
     run_ok(capsys, "render", paths["a"], "-o", tmp_path / "m.npz", "--mask", paths["mask"], "-q")
-    vis = embedview.visualize(paths["a"], mask=np.load(paths["mask"]))
+    vis = embedview.PCA().fit_transform(paths["a"], mask=np.load(paths["mask"]))
     with np.load(tmp_path / "m.npz") as saved:
         np.testing.assert_array_equal(saved["rgb"], vis.rgb)
     assert not vis.valid[-1].any()

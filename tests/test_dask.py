@@ -1,4 +1,4 @@
-"""visualize(..., scheduler=...) on a 2-process LocalCluster equals the local path."""
+"""visualize(..., execution=Execution(scheduler=...)) on a 2-process LocalCluster equals the local path."""
 
 import os
 import pickle
@@ -14,6 +14,7 @@ distributed = pytest.importorskip("distributed")
 import embedview  # noqa: E402
 from embedview import EmbedviewError  # noqa: E402
 from embedview._dask import DaskExecutor, _cluster_errors  # noqa: E402
+from embedview._executors import PassOptions  # noqa: E402
 from embedview._demo import DemoEncoder, make_demo_scene, write_demo_embeddings, write_micro_sam_embeddings  # noqa: E402
 from embedview._sources import open_source  # noqa: E402
 from _readback import read_ome_zarr  # noqa: E402
@@ -68,37 +69,40 @@ def assert_same(vis, ref, rgb=None, components=None):
 @pytest.mark.parametrize("fit", ["joint", "per_slice"])
 def test_micro_sam_files_equal_the_local_result(client, case, fit):
     path = str(DATA / f"{case}.zarr")
-    assert_same(embedview.visualize(path, fit=fit, scheduler=client), embedview.visualize(path, fit=fit))
+    assert_same(embedview.visualize(path, fit=fit, execution=embedview.Execution(scheduler=client)), embedview.visualize(path, fit=fit))
 
 
 @pytest.mark.parametrize("fit", ["joint", "per_slice"])
 def test_tiled_stack_in_memory_and_as_ome_zarr(client, stack, tmp_path, fit):
     ref = embedview.visualize(stack, fit=fit)
     assert ref.bases[0].n_outliers > 0  # the outlier guard's partial buffers were merged
-    assert_same(embedview.visualize(stack, fit=fit, scheduler=client), ref)
+    assert_same(embedview.visualize(stack, fit=fit, execution=embedview.Execution(scheduler=client)), ref)
     out = tmp_path / "pca.zarr"
-    vis = embedview.visualize(stack, fit=fit, scheduler=client, output=out)
+    vis = embedview.visualize(stack, fit=fit, execution=embedview.Execution(scheduler=client), output=out)
     rgb, components, attrs = read_ome_zarr(out)
     assert vis.path == out and not (out / "_projected").exists()
     assert_same(vis, ref, rgb, components)
 
 
 def test_options_travel_to_the_workers(client, stack):
-    options = dict(fit_sample=20_000, foreground="auto", pixel_size=7, normalize="channel")
-    assert_same(embedview.visualize(stack, scheduler=client, **options), embedview.visualize(stack, **options))
+    def draw(execution=None):
+        model = embedview.PCA(normalize="channel", fit_sample=20_000, execution=execution)
+        return model.fit_transform(stack, foreground="auto", pixel_size=7)
+
+    assert_same(draw(embedview.Execution(scheduler=client)), draw())
 
 
 def test_threads_scheduler_takes_any_source(stack):
     features = np.random.default_rng(0).normal(size=(2, 1, 16, 64, 64)).astype(np.float32)
-    assert_same(embedview.visualize(features, original_size=(300, 500), scheduler="threads"),
+    assert_same(embedview.visualize(features, original_size=(300, 500), execution=embedview.Execution(scheduler="threads")),
                 embedview.visualize(features, original_size=(300, 500)))
-    assert_same(embedview.visualize(stack, fit="per_slice", scheduler="threads"),
+    assert_same(embedview.visualize(stack, fit="per_slice", execution=embedview.Execution(scheduler="threads")),
                 embedview.visualize(stack, fit="per_slice"))
     src, bar = open_source(stack), Counter()
     executor = DaskExecutor(src, "threads")
-    basis = executor.fit(src.pieces(), 3, "raise", "exclude", None, bar)
+    basis = executor.fit(src.pieces(), PassOptions(3), bar)
     assert not executor.remote and bar.n == len(src.pieces())
-    assert [p for p, _, _ in executor.project(src.pieces(), basis, 1.0, "raise", bar)] == src.pieces()
+    assert [p for p, _, _ in executor.project(src.pieces(), basis, 1.0, PassOptions(3), bar)] == src.pieces()
     assert bar.n == 2 * len(src.pieces())
 
 
@@ -109,8 +113,8 @@ def test_processes_scheduler_starts_and_closes_its_cluster():
     with DaskExecutor(src, "processes") as executor:
         cluster = executor._backend.cluster
         assert executor.remote and len(executor._backend.client.nthreads()) == (os.cpu_count() or 1)
-        basis = executor.fit(src.pieces(), 3, "raise", "exclude", None, bar)
-        projected = list(executor.project(src.pieces(), ref.basis, 1.0, "raise", bar))
+        basis = executor.fit(src.pieces(), PassOptions(3), bar)
+        projected = list(executor.project(src.pieces(), ref.basis, 1.0, PassOptions(3), bar))
     assert cluster.status.name == "closed"
     assert bar.n == 2 * len(src.pieces())  # progress: every piece once per pass
     assert [p for p, _, _ in projected] == src.pieces()
@@ -138,7 +142,7 @@ def test_a_worker_dying_mid_run_changes_nothing(client, stack, tmp_path, phase):
     marker = tmp_path / "killed"
     client.register_plugin(_killer(str(marker), phase), name="killer")
     try:
-        vis = embedview.visualize(stack, scheduler=client, output=tmp_path / "pca.zarr")
+        vis = embedview.visualize(stack, execution=embedview.Execution(scheduler=client), output=tmp_path / "pca.zarr")
     finally:
         client.unregister_worker_plugin("killer")
         client.wait_for_workers(2, timeout=60)
@@ -158,9 +162,9 @@ def test_feature_errors_on_workers_reach_the_caller(client, tmp_path):
     features[1, 0, :, 0, :3] = np.nan
     path = write_micro_sam_embeddings(tmp_path / "nan.zarr", features, original_size=(90, 120))
     with pytest.raises(EmbedviewError, match="3 cells of slice 1 .* are NaN"):
-        embedview.visualize(path, scheduler=client)
-    assert_same(embedview.visualize(path, scheduler=client, nonfinite="omit"),
-                embedview.visualize(path, nonfinite="omit"))
+        embedview.visualize(path, execution=embedview.Execution(scheduler=client))
+    assert_same(embedview.PCA(nonfinite="omit", execution=embedview.Execution(scheduler=client)).fit_transform(path),
+                embedview.PCA(nonfinite="omit").fit_transform(path))
 
 
 def test_zarr_sink_pickles_as_paths(tmp_path, stack):
@@ -185,15 +189,15 @@ def test_zarr_sink_pickles_as_paths(tmp_path, stack):
 def test_clear_errors(client, monkeypatch):
     features = np.zeros((1, 8, 64, 64), np.float32)
     with pytest.raises(EmbedviewError, match="open the features by path, but the feature array is not a micro_sam .zarr container"):
-        embedview.visualize(features, original_size=(64, 64), scheduler=client)
+        embedview.visualize(features, original_size=(64, 64), execution=embedview.Execution(scheduler=client))
     with pytest.raises(EmbedviewError, match="scheduler must be 'threads', 'processes'"):
-        embedview.visualize(str(DATA / "2d.zarr"), scheduler="sync")
+        embedview.visualize(str(DATA / "2d.zarr"), execution=embedview.Execution(scheduler="sync"))
     monkeypatch.setattr("embedview._dask.CONNECT_TIMEOUT", 0.5)
     with pytest.raises(EmbedviewError, match="could not reach the Dask scheduler at tcp://127.0.0.1:9"):
-        embedview.visualize(str(DATA / "2d.zarr"), scheduler="tcp://127.0.0.1:9")
+        embedview.visualize(str(DATA / "2d.zarr"), execution=embedview.Execution(scheduler="tcp://127.0.0.1:9"))
     monkeypatch.setitem(sys.modules, "distributed", None)
     with pytest.raises(EmbedviewError, match=r'pip install "embedview\[dask\]"'):
-        embedview.visualize(str(DATA / "2d.zarr"), scheduler="threads")
+        embedview.visualize(str(DATA / "2d.zarr"), execution=embedview.Execution(scheduler="threads"))
 
 
 def test_nothing_imports_dask_without_a_scheduler():

@@ -441,7 +441,7 @@ def test_large_and_tiny_features_draw_the_same_picture(device):
         _torch()
     x = _features()
     draw = lambda f: embedview.visualize(x * np.float32(f), original_size=(256, 256), pixel_size=PATCH,
-                                         device=device)
+                                         execution=embedview.Execution(device=device))
     ref = draw(1.0)
     for factor in [2.0**66, 2.0**-66, 2.0**120]:  # powers of two: x·f is exact, and so is the picture
         np.testing.assert_array_equal(draw(factor).rgb, ref.rgb, err_msg=str(factor))
@@ -455,7 +455,7 @@ def test_large_features_with_nan_cells_count_only_those(tmp_path, capsys):
     x[1, 0, :, 5, 5] = np.nan
     with pytest.raises(EmbedviewError, match=r"^1 cells of slice 1 .* NaN or infinite"):
         embedview.visualize(x, original_size=(256, 256), pixel_size=PATCH)
-    vis = embedview.visualize(x, original_size=(256, 256), pixel_size=PATCH, nonfinite="omit")
+    vis = embedview.PCA(nonfinite="omit").fit_transform(x, original_size=(256, 256), pixel_size=PATCH)
     assert vis.rgb.any()
     big = _tokens() * np.float32(1e20)
     np.save(tmp_path / "big.npy", big)

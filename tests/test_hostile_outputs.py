@@ -191,7 +191,7 @@ def test_internal_error_is_one_line_exit_1(work, capsys, monkeypatch):
     def broken(*args, **kwargs):
         raise ZeroDivisionError("a bug\nover two lines")
 
-    monkeypatch.setattr("embedview.cli._open", broken)
+    monkeypatch.setattr("embedview._commands.open_embeddings", broken)
     err = refused(capsys, work, "render", "emb.zarr", "-o", "p.png", code=1)
     assert err.startswith("embedview: internal error: ZeroDivisionError: a bug over two lines") and "--debug" in err
     for argv in (["--debug", "render", "emb.zarr", "-o", "p.png"], ["render", "emb.zarr", "-o", "p.png", "--debug"]):
@@ -205,11 +205,11 @@ def test_internal_error_is_one_line_exit_1(work, capsys, monkeypatch):
 
 
 def test_several_inputs_failing_leave_no_folder(work, capsys):
-    refused(capsys, work, "render", "emb.zarr", "other.zarr", "-o", "new/sub", "--clusters", "3")
+    refused(capsys, work, "render", "emb.zarr", "other.zarr", "-o", "new/sub", "--ext", ".zarr", "--clusters", "3")
     refused(capsys, work, "render", "stack.zarr", "stack.zarr", "-o", "s", "--slice", "9")
     (work / "kept").mkdir()
     (work / "kept" / "a.txt").write_text("mine")
-    refused(capsys, work, "render", "emb.zarr", "other.zarr", "-o", "kept", "--clusters", "3")
+    refused(capsys, work, "render", "emb.zarr", "other.zarr", "-o", "kept", "--ext", ".zarr", "--clusters", "3")
 
 
 def test_failure_after_a_first_file_removes_it(work, capsys, monkeypatch):

@@ -1,6 +1,5 @@
 """The PyTorch engine (``device="cuda"``) against the numpy one, run on PyTorch's CPU build."""
 
-import inspect
 from pathlib import Path
 
 import numpy as np
@@ -192,16 +191,10 @@ def test_import_embedview_does_not_import_torch():
 
 # -- end to end ---------------------------------------------------------------------------------
 
-needs_device_argument = pytest.mark.skipif(
-    "device" not in inspect.signature(embedview.visualize).parameters,
-    reason="visualize() does not take device= yet")
-
-
-@needs_device_argument
 @pytest.mark.parametrize("case", ["2d", "3d", "tiled2d"])
 def test_visualize_torch_cpu_matches_numpy(case):
-    want = embedview.visualize(DATA / f"{case}.zarr", device="cpu")
-    got = embedview.visualize(DATA / f"{case}.zarr", device="torch:cpu")
+    want = embedview.visualize(DATA / f"{case}.zarr", execution=embedview.Execution(device="cpu"))
+    got = embedview.visualize(DATA / f"{case}.zarr", execution=embedview.Execution(device="torch:cpu"))
     _assert_same_basis(want.basis, got.basis)
     np.testing.assert_allclose(got.basis.lo, want.basis.lo, rtol=1e-4, atol=1e-4 * np.abs(want.basis.lo).max())
     np.testing.assert_allclose(got.basis.hi, want.basis.hi, rtol=1e-4, atol=1e-4 * np.abs(want.basis.hi).max())

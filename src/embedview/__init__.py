@@ -18,8 +18,11 @@ __version__ = "0.1.0"
 # `import embedview` (and so `embedview --help`) stays instant.
 _EXPORTS = {
     "visualize": "_visualize",
+    "PCA": "_estimator",
+    "cluster": "_estimator",
+    "Execution": "_pipeline",
     "render_plane": "_visualize",
-    "Visualization": "_visualize",
+    "Visualization": "_visualization",
     "Basis": "_fit",
     "EmbedviewError": "_errors",
     "open_source": "_sources",

@@ -1,6 +1,6 @@
 """Run the passes of :func:`embedview.visualize` with Dask (``visualize(..., scheduler=...)``).
 
-:class:`DaskExecutor` offers the methods of :class:`embedview._visualize.LocalExecutor`:
+:class:`DaskExecutor` implements :class:`embedview._executors.Executor`:
 
 - **fit**: partial sums (count, sum, scatter: an :class:`~embedview._fit.Accumulator`) over
   contiguous batches of pieces, merged pairwise in a tree of tasks; the client only runs the
@@ -38,7 +38,9 @@ from typing import Any, Iterator
 import numpy as np
 
 from ._errors import EmbedviewError
+from ._executors import Executor, FitPlan, PassOptions, per_group, project_piece
 from ._fit import Accumulator, Basis
+from ._inputs import Inputs
 from ._sources import Piece, Source, open_source
 from ._threads import blas_threads
 
@@ -65,14 +67,14 @@ def _import_dask():
     return dask
 
 
-class DaskExecutor:
+class DaskExecutor(Executor):
     """Fit, project and write windows with Dask; results equal :class:`LocalExecutor`'s.
 
     Parameters
     ----------
-    src : Source
-        The embeddings. For anything but ``"threads"`` it must have been opened from a file
-        (``src.name`` is its path), which every worker reads under that path.
+    src : Source or Inputs
+        The embeddings (one input or several). For anything but ``"threads"`` each must have
+        been opened from a file (``name`` is its path), which every worker reads under that path.
     scheduler : {"threads", "processes"}, str or distributed.Client
         ``"threads"``: Dask's threaded scheduler here; ``"processes"``: a
         ``distributed.LocalCluster`` with a single-threaded worker process per core, closed with
@@ -93,8 +95,9 @@ class DaskExecutor:
     >>> from embedview._sources import open_source
     >>> features = np.random.default_rng(0).normal(size=(1, 8, 64, 64)).astype(np.float32)
     >>> src = open_source(features, (600, 900))
+    >>> from embedview._executors import PassOptions
     >>> with DaskExecutor(src, "threads") as executor:
-    ...     basis = executor.fit(src.pieces(), 3, "raise", "exclude", None)
+    ...     basis = executor.fit(src.pieces(), PassOptions(n_components=3))
     >>> executor.remote, basis.components.shape
     (False, (3, 8))
     >>> DaskExecutor(open_source("embeddings.zarr"), "tcp://10.0.0.5:8786")  # doctest: +SKIP
@@ -102,56 +105,45 @@ class DaskExecutor:
 
     def __init__(self, src: Source, scheduler, device: str = "cpu", *, batches_per_slot: int = BATCHES_PER_SLOT):
         _import_dask()
+        src = src if isinstance(src, Inputs) else Inputs([src])
         self.src, self.device, self.batches_per_slot = src, device, batches_per_slot
         if isinstance(scheduler, str) and scheduler == "threads":
             self._backend = _ThreadBackend(os.cpu_count() or 1)
             self._job = _Job(None, device, src)
         else:
-            path = _file_path(src, scheduler)
+            paths = tuple(_file_path(s, scheduler) for s in src.sources)
             self._backend = _ClientBackend.open(scheduler)
-            self._job = _Job(path, device, None)
+            self._job = _Job(paths, device, None)
         self.remote = self._backend.remote
 
-    # -- the LocalExecutor interface ------------------------------------------------------------
+    # -- the Executor contract -----------------------------------------------------------------
 
-    def fit(self, group: list[Piece], n_components: int, nonfinite: str, outliers: str,
-            sample: int | None, bar=None, select=None) -> Basis:
-        """Fit a :class:`Basis` on ``group``: partial sums per batch, merged in a tree of tasks.
-
-        ``select`` (a cell selection, see :mod:`embedview._selection`) travels to the workers.
-        """
-        return self.fit_many([group], n_components, nonfinite, outliers, sample, bar, select)[0]
-
-    def fit_many(self, groups: list[list[Piece]], n_components: int, nonfinite: str, outliers: str,
-                 sample: int | None, bar=None, select=None) -> list[Basis]:
-        """One basis per group (``fit="per_slice"``), all groups' trees computed together."""
+    def fit_many(self, groups: list[list[Piece]], options: PassOptions, bar=None) -> list[Basis]:
+        """One basis per group: partial sums per batch, merged in a tree of tasks; all groups'
+        trees computed together. The options (with the cell selection) travel to the workers."""
         roots, sizes, leaves = [], {}, []
         for group in groups:
-            root, group_sizes, group_leaves = self._fit_graph(group, nonfinite, outliers, sample, select)
+            root, group_sizes, group_leaves = self._fit_graph(group, options)
             roots.append(root)
             sizes.update(group_sizes)
             leaves += group_leaves
-        return [acc.basis(n_components) for acc in self._backend.compute(roots, bar, sizes, leaves)]
+        return [acc.basis(options.n_components) for acc in self._backend.compute(roots, bar, sizes, leaves)]
 
-    def _fit_graph(self, group, nonfinite, outliers, sample, select):
+    def _fit_graph(self, group, options):
         """The tree of tasks fitting ``group``: its root, and its leaves with their piece counts."""
-        from ._visualize import FitPlan
-
         dask = _import_dask()
-        plan = FitPlan.for_pieces(group, sample, outliers)
         numbered = list(enumerate(group))
         batches = _split(numbered, self._backend.slots() * self.batches_per_slot)
         token = uuid.uuid4().hex[:12]
         job = _literal(dask, self._job, f"embedview-job-{token}")
-        select = _literal(dask, select, f"embedview-select-{token}")
+        plan = _literal(dask, FitPlan.for_pieces(group, options), f"embedview-plan-{token}")
         # The shift and outlier bar of the first batch are the ones it finds itself: those of
         # the group's first fitted piece, as locally. The other batches get them from a task
         # that reads pieces from the start until one has cells to fit (usually the first).
         head = None
         if len(batches) > 1:
-            head = dask.delayed(_head, pure=False)(job, numbered, plan, nonfinite, select,
-                                                   dask_key_name=f"embedview-head-{token}")
-        leaves = [dask.delayed(_partial, pure=False)(job, batch, plan, nonfinite, select, head if j else None,
+            head = dask.delayed(_head, pure=False)(job, numbered, plan, dask_key_name=f"embedview-head-{token}")
+        leaves = [dask.delayed(_partial, pure=False)(job, batch, plan, head if j else None,
                                                      dask_key_name=f"embedview-partial-{token}-{j}")
                   for j, batch in enumerate(batches)]
         level, depth = leaves, 0
@@ -163,19 +155,12 @@ class DaskExecutor:
         sizes = {leaf.key: len(batch) for leaf, batch in zip(leaves, batches)}
         return level[0], sizes, leaves
 
-    def project(self, group: list[Piece], basis: Basis, rate: float, nonfinite: str, bar=None,
-                select=None) -> Iterator[tuple[Piece, np.ndarray, np.ndarray]]:
-        """Yield ``(piece, projected, range sample)`` for each piece of ``group``, in order."""
-        return next(self.project_many([group], [basis], [rate], nonfinite, bar, select))
-
-    def project_many(self, groups, bases, rates, nonfinite: str, bar=None, select=None):
+    def project_many(self, groups, bases, rates, options: PassOptions, bar=None):
         """For each group in turn, an iterator of its ``(piece, projected, range sample)``.
 
         Every group's tasks are submitted at once (slices project in parallel); results come
         back in order, so consume each group's iterator before the next.
         """
-        from ._visualize import per_group
-
         dask = _import_dask()
         tasks, batches = [], []
         for group, basis, rate in zip(groups, bases, rates):
@@ -183,8 +168,8 @@ class DaskExecutor:
             group_batches = _split(numbered, self._backend.slots() * self.batches_per_slot)
             token = uuid.uuid4().hex[:12]
             job = _literal(dask, self._job, f"embedview-job-{token}")
-            shared = _literal(dask, (basis, select), f"embedview-basis-{token}")
-            tasks += [dask.delayed(_project, pure=False)(job, batch, shared, rate, nonfinite,
+            shared = _literal(dask, (basis, options), f"embedview-basis-{token}")
+            tasks += [dask.delayed(_project, pure=False)(job, batch, shared, rate,
                                                          dask_key_name=f"embedview-project-{token}-{j}")
                       for j, batch in enumerate(group_batches)]
             batches += group_batches
@@ -213,12 +198,6 @@ class DaskExecutor:
     def close(self) -> None:
         """Close the cluster this executor started (a given ``Client`` is left open)."""
         self._backend.close()
-
-    def __enter__(self) -> "DaskExecutor":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -443,16 +422,18 @@ def _describe(scheduler) -> str:
 class _Job:
     """What every task needs besides its pieces: where the features are and the device.
 
-    ``src`` is the open source for the threaded scheduler (same process); ``None`` on clusters,
-    where each worker opens ``path`` itself.
+    ``src`` is the open inputs for the threaded scheduler (same process); ``None`` on clusters,
+    where each worker opens the files ``paths`` itself.
     """
 
-    path: str | None
+    paths: tuple[str, ...] | None
     device: str
-    src: Source | None = None
+    src: Inputs | None = None
 
-    def source(self) -> Source:
-        return self.src if self.src is not None else _open_on_worker(self.path, _stamp(self.path))
+    def source(self) -> Inputs:
+        if self.src is not None:
+            return self.src
+        return _open_on_worker(self.paths, tuple(_stamp(p) for p in self.paths))
 
     def engine(self):
         # One engine per thread: engines may keep staging buffers that are not thread-safe.
@@ -478,8 +459,8 @@ def _stamp(path: str) -> tuple:
 
 
 @functools.lru_cache(maxsize=8)
-def _open_on_worker(path: str, stamp: tuple) -> Source:
-    return open_source(path)
+def _open_on_worker(paths: tuple[str, ...], stamps: tuple) -> Inputs:
+    return Inputs([open_source(p) for p in paths])
 
 
 @dataclass(frozen=True)
@@ -498,22 +479,21 @@ def _literal(dask, obj, name: str):
     return dask.delayed(obj, name=name, traverse=False)
 
 
-def _head(job: _Job, numbered: list[tuple[int, Piece]], plan, nonfinite: str, select=None):
+def _head(job: _Job, numbered: list[tuple[int, Piece]], plan: FitPlan):
     """``(shift, bar)`` the local fit would take: from the first piece with cells to fit."""
     src, engine = job.source(), job.engine()
     for item in numbered:
-        acc = plan.accumulate(src, [item], nonfinite, engine, select=select)
+        acc = plan.accumulate(src, [item], engine)
         if acc.count:
             return acc.shift, acc.bar
     return None, None  # nothing to fit anywhere: the basis will say so
 
 
-def _partial(job: _Job, batch: list[tuple[int, Piece]], plan, nonfinite: str, select=None,
-             head=None) -> Accumulator:
+def _partial(job: _Job, batch: list[tuple[int, Piece]], plan: FitPlan, head=None) -> Accumulator:
     """Partial sums over ``batch`` (``(number in group, piece)``), as a host accumulator."""
-    shift, bar = head if head is not None else (None, None)
-    acc = plan.accumulate(job.source(), batch, nonfinite, job.engine(), shift=shift, outlier_bar=bar,
-                          select=select)
+    if head is not None:
+        plan = plan.with_head(*head)
+    acc = plan.accumulate(job.source(), batch, job.engine())
     return _on_host(acc)
 
 
@@ -533,11 +513,9 @@ def _merge(a: Accumulator, b: Accumulator) -> Accumulator:
     return out.merge(a).merge(b)
 
 
-def _project(job: _Job, batch: list[tuple[int, Piece]], shared: tuple, rate: float, nonfinite: str) -> list:
-    from ._visualize import project_piece
-
-    (basis, select), src, engine = shared, job.source(), job.engine()
-    return [project_piece(engine, basis, src, piece, x, rate, i, nonfinite, select)
+def _project(job: _Job, batch: list[tuple[int, Piece]], shared: tuple, rate: float) -> list:
+    (basis, options), src, engine = shared, job.source(), job.engine()
+    return [project_piece(engine, basis, src, piece, x, rate, i, options)
             for (i, _), (piece, x) in zip(batch, src.read_each([p for _, p in batch]))]
 
 

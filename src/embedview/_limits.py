@@ -98,6 +98,31 @@ def check_piece_fits(n_channels: int, grid: tuple[int, int], name: str, remedy: 
                f"one piece of {name} ({n_channels} channels × {grid[0]}×{grid[1]} cells)", remedy)
 
 
+#: Bytes an in-memory picture takes per output pixel: 4 per component (float32), the uint8 RGB,
+#: and the colouring's temporaries (about 16 per shown channel). Measured: the demo at pixel size
+#: 0.25 (8.6 M pixels) peaks at 21, 63 and 83 bytes per pixel for 1, 3 and 8 components.
+PICTURE_BYTES_PER_COMPONENT = 4
+PICTURE_BYTES_PER_PIXEL = 3 * 16 + 8
+TOO_BIG_REMEDY = "write a .zarr output (drawn window by window) or choose a larger pixel size (pixel_size=)"
+
+
+def check_picture_fits(n_slices: int, shape: tuple[int, int], n_components: int, clustered: bool = False,
+                       per_pixel: int | None = None, remedy: str = TOO_BIG_REMEDY) -> None:
+    """Refuse, before allocating, an in-memory picture of ``n_slices`` × ``shape`` output pixels.
+
+    ``per_pixel`` overrides the bytes per output pixel estimated from ``n_components``.
+
+    Examples
+    --------
+    >>> check_picture_fits(1, (43, 64), 3)  # the demo's default picture: a few hundred KiB
+    """
+    n_pixels = n_slices * shape[0] * shape[1]
+    if per_pixel is None:
+        per_pixel = PICTURE_BYTES_PER_COMPONENT * n_components + PICTURE_BYTES_PER_PIXEL + 8 * clustered
+    slices = f" × {n_slices} slices" if n_slices > 1 else ""
+    check_fits(n_pixels * per_pixel, f"the picture of {shape[0]} × {shape[1]} pixels{slices}", remedy)
+
+
 def check_fits(n_bytes: float, what: str, remedy: str) -> None:
     """Refuse, before allocating, a result of ``n_bytes`` that exceeds :func:`memory_limit`.
 

@@ -83,15 +83,16 @@ def similarity(source, point=None, *, mask=None, z: int | None = None, pixel_siz
     >>> float(sim.components[0, 0, 0]), sim.rgb.shape
     (1.0, (64, 64, 3))
     """
-    from ._visualize import Visualization, check_picture_fits, place_plane
+    from ._limits import check_picture_fits
+    from ._visualize import Visualization, place_plane
 
     src = open_source(source, original_size)
     if (point is None) == (mask is None):
         raise EmbedviewError("give the query as point=(y, x) or as mask=, not both or neither.")
     grid = src.output_grid(pixel_size)
     # before the query's features are read; measured: about 95 bytes per output pixel with the output written
-    check_picture_fits(1, grid, 1, per_pixel=SIMILARITY_BYTES_PER_PIXEL,
-                       remedy="choose a larger pixel size (pixel_size=, or --pixel-size on the command line)")
+    check_picture_fits(1, grid.shape, 1, per_pixel=SIMILARITY_BYTES_PER_PIXEL,
+                       remedy="choose a larger pixel size (pixel_size=)")
     with blas_threads():
         if point is not None:
             query_z, query = _point_query(src, point, z)

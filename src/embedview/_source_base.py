@@ -37,12 +37,15 @@ class Piece:
         Where the cells lie on the image.
     inner : ((y0, y1), (x0, x1))
         The image region this piece is responsible for (a tile's inner block).
+    input : int
+        Which input it belongs to when several are drawn together (:mod:`embedview._inputs`).
     """
 
     z: int | None
     tile: int | None
     grid: CellGrid
     inner: tuple[tuple[int, int], tuple[int, int]]
+    input: int = 0
 
     @property
     def label(self) -> str:

@@ -1,143 +1,102 @@
-"""``visualize``: the whole pipeline, source → fit → project → colours → render."""
+"""``visualize``: the one-call convenience over :class:`embedview.PCA` (source → fit → draw)."""
 
 from __future__ import annotations
 
-import contextlib
-import itertools
-import os
-from dataclasses import dataclass
-from pathlib import Path
-
 import numpy as np
 
-from ._colors import NORMALIZE_MODES, colour_ranges
+from ._api import deprecate_parameters, shown_components
+from ._engines import engine_for
 from ._errors import EmbedviewError
-from ._engines import NumpyEngine, engine_for
+from ._executors import LocalExecutor, PassOptions
 from ._fit import Basis
 from ._geometry import OutputGrid
-from ._progress import progress_bar
+from ._limits import check_picture_fits
+from ._pipeline import Execution
 from ._render import Placer
-from ._foreground import choose_threshold
-from ._selection import Foreground, image_mask
-from ._sinks import MemorySink, colour
+from ._sinks import colour
 from ._sources import Piece, Source, open_source
-from ._threads import blas_threads
+from ._visualization import Visualization
 
-FIT_MODES = ("joint", "per_slice")
-NONFINITE_MODES = ("raise", "omit")
-OUTLIER_MODES = ("exclude", "keep")
-FIT_SAMPLE_SEED = 1
-#: Colour ranges are taken from at most this many cells (a seeded uniform sample beyond it).
-RANGE_SAMPLE_CELLS = 2_000_000
-RANGE_SAMPLE_SEED = 0
-CLUSTER_SEED = 0
-#: Bytes an in-memory picture takes per output pixel: 4 per component (float32), the uint8 RGB,
-#: and the colouring's temporaries (about 16 per shown channel). Measured: the demo at pixel size
-#: 0.25 (8.6 M pixels) peaks at 21, 63 and 83 bytes per pixel for 1, 3 and 8 components.
-PICTURE_BYTES_PER_COMPONENT = 4
-PICTURE_BYTES_PER_PIXEL = 3 * 16 + 8
-TOO_BIG_REMEDY = ("write a .zarr output (drawn window by window) or choose a larger pixel size "
-                  "(pixel_size=, or --pixel-size on the command line)")
+__all__ = ["visualize", "render_plane", "place_plane", "Visualization"]
 
-
-@dataclass(frozen=True)
-class Visualization:
-    """The PCA picture of some embeddings and how it lies on the image.
-
-    Attributes
-    ----------
-    rgb : ndarray of uint8, shape (..., H, W, 3)
-        The picture; black where nothing was drawn (missing tiles, non-finite cells).
-    components : ndarray of float32, shape (..., H, W, n_components)
-        The principal components per output pixel; NaN where nothing was drawn.
-    scale, translate : tuple of float
-        One value per spatial axis (``1.0``/``0.0`` on z): output pixel ``i`` lies at image
-        coordinate ``translate + i * scale`` (pixel centres, napari's convention).
-    bases : tuple of Basis
-        The fitted PCA: one for ``fit="joint"``, one per slice for ``fit="per_slice"``.
-    layout : str
-        ``single``, ``stack``, ``tiled`` or ``tiled stack``.
-    image_shape : tuple of int
-        Shape of the image the embeddings describe, ``(H, W)`` or ``(Z, H, W)``.
-    path : Path or None
-        The OME-Zarr folder written by ``visualize(..., output=...)``; then ``rgb`` and
-        ``components`` are ``None`` (the picture is on disk, not in memory).
-    labels : ndarray of int32, shape (..., H, W), optional
-        With ``clusters=K``: the k-means label of each output pixel (-1 where nothing is drawn);
-        ``rgb`` then shows the labels.
-    selections : tuple
-        Per basis, the cells it was fitted on and draws (an image mask or a foreground rule,
-        see :mod:`embedview._selection`), or ``None`` for all cells.
-    centres : tuple of ndarray
-        With ``clusters=K``: per basis, the k-means centres ``(K, m)``.
-    """
-
-    rgb: np.ndarray | None
-    components: np.ndarray | None
-    scale: tuple
-    translate: tuple
-    bases: tuple
-    layout: str
-    image_shape: tuple
-    path: Path | None = None
-    labels: np.ndarray | None = None
-    selections: tuple = ()
-    centres: tuple = ()
-
-    def __repr__(self) -> str:
-        where = f"path={str(self.path)!r}" if self.path is not None else (
-            f"rgb {'×'.join(map(str, self.rgb.shape))} uint8")
-        scale = ", ".join(f"{v:.6g}" for v in self.scale)
-        translate = ", ".join(f"{v:.6g}" for v in self.translate)
-        extra = "" if self.labels is None else f", {len(self.centres[0])} clusters"
-        return (f"Visualization({self.layout}, image {'×'.join(map(str, self.image_shape))}, {where}, "
-                f"scale=({scale}), translate=({translate}), {len(self.bases)} {'basis' if len(self.bases) == 1 else 'bases'}{extra})")
-
-    @property
-    def foreground(self) -> tuple:
-        """With ``foreground="auto"``: the rule chosen per basis (threshold, side, fraction)."""
-        return tuple(s.rule for s in self.selections if isinstance(s, Foreground))
-
-    @property
-    def basis(self) -> Basis:
-        """The fitted PCA (for ``fit="per_slice"`` with several slices, use :attr:`bases`)."""
-        if len(self.bases) != 1:
-            raise EmbedviewError(
-                f"this visualization has {len(self.bases)} bases (fit='per_slice'); use vis.bases[z].")
-        return self.bases[0]
-
-    @property
-    def valid(self) -> np.ndarray:
-        """Boolean ``(..., H, W)``: where something was drawn."""
-        return ~np.isnan(self.components[..., 0])
+#: The keywords visualize() took before the estimator, and what replaces each.
+_DEPRECATED = {
+    "nonfinite": "PCA(nonfinite=...).fit_transform(source)",
+    "outliers": "PCA(outliers=...).fit_transform(source)",
+    "fit_sample": "PCA(fit_sample=...).fit_transform(source)",
+    "mask": "PCA(...).fit_transform(source, mask=...)",
+    "foreground": "PCA(...).fit_transform(source, foreground='auto')",
+    "foreground_threshold": "PCA(...).fit_transform(source, foreground={'threshold': t})",
+    "foreground_side": "PCA(...).fit_transform(source, foreground={'side': s})",
+    "clusters": "embedview.cluster(vis, k)",
+    "cluster_components": "embedview.cluster(vis, k, components=m)",
+    "device": "execution=embedview.Execution(device=...)",
+    "scheduler": "execution=embedview.Execution(scheduler=...)",
+    "progress": "execution=embedview.Execution(progress=True)",
+    "metadata": "PCA(...).fit_transform(source, output=..., metadata=...)",
+}
 
 
+def _visualize_all(source, n_components=None, fit="joint", normalize="robust", pixel_size=None, *,
+                   original_size=None, rgb_components=None, basis=None, output=None, execution=None,
+                   nonfinite="raise", outliers="exclude", fit_sample=None, mask=None, foreground=None,
+                   foreground_threshold=None, foreground_side=None, clusters=None, cluster_components=None,
+                   device=None, scheduler=None, progress=None, metadata=None) -> Visualization:
+    """:func:`visualize` with every keyword it ever took (the old ones arrive here through
+    :func:`embedview._api.deprecate_parameters`)."""
+    from dataclasses import replace
+
+    from ._estimator import PCA
+
+    given = {k: v for k, v in (("device", device), ("scheduler", scheduler), ("progress", progress))
+             if v is not None}
+    if given:
+        execution = replace(execution or Execution(), **given)
+    if foreground is None and (foreground_threshold is not None or foreground_side is not None):
+        raise EmbedviewError("foreground_threshold and foreground_side need foreground='auto'.")
+    if foreground is not None:
+        if foreground != "auto":
+            raise EmbedviewError(f"foreground must be None or 'auto'; got {foreground!r}.")
+        foreground = {"threshold": foreground_threshold, "side": foreground_side}
+    params = dict(normalize=normalize, outliers=outliers, nonfinite=nonfinite, fit_sample=fit_sample,
+                  execution=execution)
+    if basis is not None:
+        if isinstance(basis, Basis) and n_components is not None and n_components != basis.n_components:
+            raise EmbedviewError(f"n_components={n_components!r} but the basis given has {basis.n_components} "
+                                 "components; drop n_components (the basis brings its own).")
+        if fit != "joint":
+            raise EmbedviewError(f"fit={fit!r} fits bases, but a basis was given; drop fit.")
+        model = PCA.from_basis(basis, **params)
+    else:
+        model = PCA(3 if n_components is None else n_components, fit=fit, **params)
+    return model._run([source], mask=mask, foreground=foreground, pixel_size=pixel_size,
+                      rgb_components=rgb_components, output=output, metadata=metadata,
+                      original_size=original_size, clusters=clusters, cluster_components=cluster_components,
+                      fitted=basis is not None)
+
+
+@deprecate_parameters(_DEPRECATED, route=_visualize_all)
 def visualize(
     source,
-    n_components: int = 3,
+    n_components: int | None = None,
     fit: str = "joint",
     normalize: str = "robust",
     pixel_size: float | tuple[float, float] | None = None,
     *,
     original_size: tuple[int, int] | None = None,
     rgb_components: tuple[int, int, int] | None = None,
-    nonfinite: str = "raise",
-    outliers: str = "exclude",
-    fit_sample: int | None = None,
     basis: Basis | None = None,
-    mask=None,
-    foreground: str | None = None,
-    foreground_threshold: float | None = None,
-    foreground_side: str | None = None,
-    clusters: int | None = None,
-    cluster_components: int | None = None,
-    device: str = "cpu",
-    scheduler=None,
     output=None,
-    metadata: dict | None = None,
-    progress: bool = False,
+    execution: Execution | None = None,
 ) -> Visualization:
     """Project embeddings on their principal components and draw them as RGB, exactly placed.
+
+    The one-call convenience over :class:`embedview.PCA`: ``visualize(source, ...)`` is
+    ``PCA(n_components, fit=fit, normalize=normalize).fit_transform(source, ...)``, or with
+    ``basis`` ``PCA.from_basis(basis).transform(source, ...)``. The model's other options
+    (``outliers``, ``nonfinite``, ``fit_sample``), the cell selections (``mask``,
+    ``foreground``) and OME-Zarr ``metadata`` are :class:`embedview.PCA`'s; clusters are
+    :func:`embedview.cluster`'s. Those keywords still work here, with a ``FutureWarning``.
 
     Parameters
     ----------
@@ -145,8 +104,8 @@ def visualize(
         A micro_sam embedding container (zarr v2/v3: single, stack, tiled, tiled stack,
         masked), an ``ImageEmbeddings`` dict, or an array ``(1, C, h, w)``/``(Z, 1, C, h, w)``
         (then give ``original_size``).
-    n_components : int
-        Principal components to compute.
+    n_components : int, optional
+        Principal components to compute (default 3; with ``basis``, the basis's).
     fit : {"joint", "per_slice"}
         ``joint``: one basis for every slice and tile, so a colour means the same everywhere.
         ``per_slice``: a basis per slice (micro_sam's behaviour).
@@ -160,53 +119,18 @@ def visualize(
         Image size for plain arrays.
     rgb_components : tuple of int, optional
         Which components become red, green and blue; default the first three.
-    nonfinite : {"raise", "omit"}
-        NaN/Inf features raise an error naming where they are, or are left out of the fit
-        and drawn black.
-    outliers : {"exclude", "keep"}
-        ``exclude`` leaves rare high-norm cells (farther from the data than 10× the median
-        distance, at most 1% of cells: the artefact tokens of ViTs) out of the fit so they
-        cannot turn the principal axes towards themselves; they are still drawn (clipped).
-    fit_sample : int, optional
-        Fit inputs with more drawn cells than this on a seeded uniform random sample of about
-        this many cells (every piece is still read; the scatter pass shrinks). Default: every
-        cell. Where two principal axes explain similar variance, a sample rotates them and the
-        colours move: ``benchmarks/check_sampled_fit.py`` measures how far on given files.
     basis : Basis, optional
-        Apply this basis (with colour ranges; from :func:`fit_basis`, ``vis.basis`` or
+        Apply this basis (with colour ranges; from :class:`embedview.PCA`, ``vis.basis`` or
         :func:`load_basis`) instead of fitting one, so a material gets the same colour in
-        every picture drawn with it.
-    mask : array, optional
-        A label or boolean image ``(H, W)`` (or ``(Z, H, W)``): fit only on the cells whose
-        centre lies on the mask, draw the rest dark.
-    foreground : {"auto"}, optional
-        DINOv2's recipe: fit, threshold the first component (Otsu's threshold; the side
-        holding fewer cells is the foreground), fit again on the foreground only and draw the
-        background dark. ``foreground_threshold`` / ``foreground_side`` ("above"/"below") fix
-        the threshold or side instead. The chosen rule is in ``vis.foreground``.
-    clusters : int, optional
-        Draw a k-means label image of K clusters (seeded) of the cells in the space of the
-        first ``cluster_components`` components (default ``n_components``) instead of RGB;
-        labels in ``vis.labels``.
-    device : str
-        Where the arithmetic runs: ``"cpu"`` (numpy, the default) or a PyTorch device
-        (``"cuda"``, ``"cuda:1"``, ``"mps"``; ``"torch:cpu"`` runs PyTorch on the CPU). Needs
-        the ``torch`` extra; the result equals the numpy path's (uint8 ±1).
-    scheduler : str or distributed.Client, optional
-        Run the passes with Dask (the ``dask`` extra): ``"threads"``, ``"processes"``, the
-        address of a ``dask.distributed`` scheduler (``"tcp://host:8786"``) or a ``Client``.
-        Workers read the features themselves (the source must be a file path for processes
-        and clusters); partial sums are reduced in a tree. The result equals the local one.
-        Default: this process, no Dask.
+        every picture drawn with it. A different ``n_components`` or a ``fit`` other than
+        ``"joint"`` is an error.
     output : str or Path, optional
         Write the picture to this ``.zarr`` folder (OME-Zarr, see :mod:`embedview._omezarr`)
         chunk by chunk instead of returning it in memory: memory stays bounded whatever the
         output's size. The folder appears only when complete; it may replace only an earlier
         embedview output, never the embeddings or a folder holding them.
-    metadata : dict, optional
-        Extra JSON-able entries recorded in the ``output`` (e.g. the source and options).
-    progress : bool
-        Show a progress bar on stderr for work that takes over a second.
+    execution : Execution, optional
+        Device (numpy or PyTorch), Dask scheduler and progress bar (:class:`embedview.Execution`).
 
     Returns
     -------
@@ -220,339 +144,8 @@ def visualize(
     >>> vis.rgb.shape, vis.scale, vis.translate
     ((43, 64, 3), (14.0625, 14.0625), (6.53125, 6.53125))
     """
-    src = open_source(source, original_size)
-    _check_choice("fit", fit, FIT_MODES)
-    _check_choice("normalize", normalize, NORMALIZE_MODES)
-    _check_choice("nonfinite", nonfinite, NONFINITE_MODES)
-    _check_choice("outliers", outliers, OUTLIER_MODES)
-    if fit_sample is not None and (not isinstance(fit_sample, (int, np.integer)) or fit_sample < 1000):
-        raise EmbedviewError(f"fit_sample must be None (every cell) or a number of cells ≥ 1000; got {fit_sample!r}.")
-    if basis is not None:
-        from ._basis_file import check_basis_channels
-
-        check_basis_channels(basis, src.n_channels, src.name)
-        if basis.lo is None:
-            raise EmbedviewError("the basis given has no colour ranges; pass vis.basis, a basis from "
-                                 "fit_basis() or one loaded with load_basis().")
-        if foreground is not None:
-            raise EmbedviewError("foreground='auto' fits a basis, but a basis was given; pass one of them.")
-        n_components, fit = basis.n_components, "joint"
-    else:
-        check_n_components(n_components, src.n_channels)
-    job = _Job(n_components, normalize, nonfinite, outliers, fit_sample, _rgb_components(rgb_components, n_components),
-               basis, None if mask is None else image_mask(mask, src.shape),
-               _foreground_options(foreground, foreground_threshold, foreground_side),
-               _cluster_options(clusters, cluster_components, n_components, output))
-    grid = src.output_grid(pixel_size)
-    if output is None:  # sized before anything is read or allocated
-        check_picture_fits(src.n_slices or 1, grid, n_components, clustered=clusters is not None)
-    out = None
-    if output is not None:
-        from ._output_paths import check_output
-
-        # The output may not replace the embeddings (or hold them) nor anything embedview did not write.
-        read = source if isinstance(source, (str, os.PathLike)) else src.name  # a Source's name is its path
-        read = read if os.path.exists(read) else None
-        out = check_output(output, stack=src.is_stack, inputs=[("the embeddings", read)])
-        if out.suffix.lower() != ".zarr":
-            raise EmbedviewError(f"output= writes OME-Zarr: give a path ending in .zarr, not {out.name}.")
-
-    pieces = src.pieces()
-    if fit == "joint":
-        groups = [pieces]
-    else:
-        groups = [[p for p in pieces if p.z == z] for z in sorted({p.z for p in pieces}, key=lambda z: z or 0)]
-    if src.is_stack:
-        scale, translate = (1.0,) + grid.scale, (0.0,) + grid.translate
-    else:
-        scale, translate = grid.scale, grid.translate
-    if scheduler is None:
-        executor = LocalExecutor(src, engine_for(device))
-    else:  # the workers build their engines: this process may have no GPU
-        from ._dask import DaskExecutor
-
-        executor = DaskExecutor(src, scheduler, device)
-    with contextlib.closing(executor):
-        if out is None:
-            sink = MemorySink(src.n_slices or 1, grid, n_components)
-            bases, selections, centres = _run(src, groups, executor, sink, job, progress)
-            components, rgb, labels = sink.components, sink.rgb, sink.labels
-            if not src.is_stack:
-                components, rgb = components[0], rgb[0]
-                labels = None if labels is None else labels[0]
-            return Visualization(rgb, components, scale, translate, bases, src.layout, src.shape,
-                                 labels=labels, selections=selections, centres=centres)
-
-        from ._io import output_metadata
-        from ._output_paths import atomic_path
-        from ._sinks import ZarrSink
-
-        with atomic_path(out, directory=True) as tmp:
-            # Workers elsewhere read the projected pieces from disk, not from this process's memory.
-            sink = ZarrSink(tmp, pieces, grid, src.n_slices, n_components,
-                            on_disk=True if getattr(executor, "remote", False) else None)
-            try:
-                bases, selections, centres = _run(src, groups, executor, sink, job, progress)
-                vis = Visualization(None, None, scale, translate, bases, src.layout, src.shape, out,
-                                    selections=selections)
-                sink.finish(scale, translate, output_metadata(vis, metadata))
-            finally:
-                sink.close()
-        return vis
-
-
-@dataclass(frozen=True)
-class _Job:
-    """The options of one :func:`visualize` run, checked."""
-
-    n_components: int
-    normalize: str
-    nonfinite: str
-    outliers: str
-    fit_sample: int | None
-    shown: tuple
-    basis: Basis | None = None
-    mask: object = None
-    foreground: dict | None = None
-    clusters: tuple | None = None  # (K, components used)
-
-
-def _run(src, groups, executor, sink, job: _Job, progress) -> tuple[tuple, tuple]:
-    """Fit, project and colour each group of pieces into ``sink``; return the bases, the cell
-    selections and the cluster centres (one per group)."""
-    pieces = src.pieces()
-    index = {id(p): i for i, p in enumerate(pieces)}
-    passes = (0 if job.basis is not None else 1 + 2 * bool(job.foreground)) + 1
-    bar = progress_bar(passes * len(pieces), progress, desc="embedview")
-    bases, selections, centres = [], [], []
-    with blas_threads(), contextlib.closing(bar):
-        fitted = [job.basis] * len(groups)
-        if job.basis is None:  # every group's fit at once: a cluster fits the slices in parallel
-            fitted = executor.fit_many(groups, job.n_components, job.nonfinite, job.outliers, job.fit_sample,
-                                       bar, select=job.mask)
-        rates = [range_sample_rate(group) for group in groups]
-        # Without the foreground pass the bases are final: every group's projection can start at once.
-        projections = (executor.project_many(groups, fitted, rates, job.nonfinite, bar, select=job.mask)
-                       if job.foreground is None else None)
-        for group, basis, rate in zip(groups, fitted, rates):
-            select = job.mask
-            if job.foreground is not None:
-                first = _project_all(executor, group, basis, rate, job, bar, select, lambda *a: None)
-                select = Foreground(basis, choose_threshold(first[:, 0], **job.foreground), job.mask)
-                basis = executor.fit(group, job.n_components, job.nonfinite, job.outliers, job.fit_sample,
-                                     bar, select=select)
-            place = lambda piece, projected: sink.place(index[id(piece)], piece, projected)  # noqa: E731
-            if projections is not None:
-                samples = _collect(next(projections), basis, place)
-            else:
-                samples = _project_all(executor, group, basis, rate, job, bar, select, place)
-            if job.basis is None:
-                basis = basis.with_ranges(*colour_ranges(samples, job.normalize, basis.scale_reference))
-            bases.append(basis)
-            selections.append(select)
-            zs = sorted({p.z or 0 for p in group})
-            sink.colour(zs, basis, job.shown, executor)
-            if job.clusters is not None:
-                k, m = job.clusters
-                centres.append(cluster_centres(samples[:, :m], k))
-                sink.cluster(zs, centres[-1], m)
-    return tuple(bases), tuple(selections), tuple(centres)
-
-
-def _project_all(executor, group, basis, rate, job, bar, select, place) -> np.ndarray:
-    """Project every piece of ``group`` into ``place``; return the range sample ``(n, k)``."""
-    return _collect(executor.project(group, basis, rate, job.nonfinite, bar, select=select), basis, place)
-
-
-def _collect(projected_pieces, basis, place) -> np.ndarray:
-    """Place each ``(piece, projected, sample)``; return the samples stacked ``(n, k)``."""
-    samples = []
-    for piece, projected, sample in projected_pieces:
-        place(piece, projected)
-        samples.append(sample)
-    return np.concatenate(samples) if samples else np.empty((0, basis.n_components), np.float32)
-
-
-def cluster_centres(points: np.ndarray, k: int) -> np.ndarray:
-    """k-means centres (seeded) of sampled cells' components ``(n, m)``."""
-    from ._clusters import cluster
-
-    return cluster(points, k, seed=CLUSTER_SEED)[1]
-
-
-def _foreground_options(foreground, threshold, side) -> dict | None:
-    if foreground is None:
-        if threshold is not None or side is not None:
-            raise EmbedviewError("foreground_threshold and foreground_side need foreground='auto'.")
-        return None
-    if foreground != "auto":
-        raise EmbedviewError(f"foreground must be None or 'auto'; got {foreground!r}.")
-    if side is not None and side not in ("above", "below"):
-        raise EmbedviewError(f"foreground_side must be 'above' or 'below'; got {side!r}.")
-    return {"threshold": None if threshold is None else float(threshold), "side": side}
-
-
-def _cluster_options(clusters, components, n_components, output) -> tuple | None:
-    if clusters is None:
-        return None
-    if not isinstance(clusters, (int, np.integer)) or clusters < 2:
-        raise EmbedviewError(f"clusters must be a number of clusters ≥ 2; got {clusters!r}.")
-    m = n_components if components is None else components
-    if not isinstance(m, (int, np.integer)) or not 1 <= m <= n_components:
-        raise EmbedviewError(
-            f"cluster_components={components!r} must lie between 1 and n_components={n_components}; "
-            "raise n_components to cluster in more components.")
-    if output is not None:
-        raise EmbedviewError("clusters are drawn in memory; write them to .png, .tif, .npy or .npz, not .zarr.")
-    return int(clusters), int(m)
-
-
-class LocalExecutor:
-    """Runs the passes in this process: pieces are read ahead in threads while the engine computes.
-
-    Other executors (Dask) offer the same methods.
-    """
-
-    def __init__(self, src: Source, engine=None):
-        self.src, self.engine = src, engine or NumpyEngine()
-
-    def fit(self, group: list[Piece], n_components: int, nonfinite: str, outliers: str,
-            sample: int | None, bar=None, select=None) -> Basis:
-        """Stream ``group`` once and fit a :class:`Basis` on its drawn (and selected) cells."""
-        return self.fit_many([group], n_components, nonfinite, outliers, sample, bar, select)[0]
-
-    def project(self, group: list[Piece], basis: Basis, rate: float, nonfinite: str, bar=None, select=None):
-        """Yield ``(piece, projected, range sample)`` for each piece of ``group``."""
-        return next(self.project_many([group], [basis], [rate], nonfinite, bar, select))
-
-    def fit_many(self, groups: list[list[Piece]], n_components: int, nonfinite: str, outliers: str,
-                 sample: int | None, bar=None, select=None) -> list[Basis]:
-        """One basis per group, from one stream of reads (read-ahead crosses the groups).
-
-        With ``sample`` set and more drawn cells in a group than that, each cell enters the fit
-        with probability ``sample / cells`` (seeded per piece: the same input gives the same basis).
-        """
-        plans = [FitPlan.for_pieces(g, sample, outliers) for g in groups]
-        accs = [plan.accumulator(self.src, self.engine) for plan in plans]
-        flat = [(g, i, p) for g, group in enumerate(groups) for i, p in enumerate(group)]
-        for (g, i, piece), (_, x) in zip(flat, self.src.read_each([p for _, _, p in flat])):
-            plans[g].add(accs[g], self.src, i, piece, x, nonfinite, select)
-            if bar is not None:
-                bar.update()
-        return [acc.basis(n_components) for acc in accs]
-
-    def project_many(self, groups, bases, rates, nonfinite: str, bar=None, select=None):
-        """For each group in turn, an iterator of its ``(piece, projected, range sample)``, from one
-        stream of reads (read-ahead crosses the groups); consume each before the next."""
-        flat = [(g, i, p) for g, group in enumerate(groups) for i, p in enumerate(group)]
-
-        def ordered():
-            for (g, i, piece), (_, x) in zip(flat, self.src.read_each([p for _, _, p in flat])):
-                projected, sample = project_piece(self.engine, bases[g], self.src, piece, x, rates[g], i,
-                                                  nonfinite, select)
-                if bar is not None:
-                    bar.update()
-                yield piece, projected, sample
-
-        return per_group(ordered(), groups)
-
-    def map(self, fn, items) -> list:
-        return [fn(*item) for item in items]
-
-    def close(self) -> None:
-        pass
-
-
-def per_group(stream, groups: list[list[Piece]]):
-    """Cut one ordered stream of per-piece results into one iterator per group, in turn.
-
-    Each group's iterator must be consumed before the next one is taken.
-    """
-    for group in groups:
-        yield itertools.islice(stream, len(group))
-
-
-@dataclass(frozen=True)
-class FitPlan:
-    """What every partial fit over a group of pieces must agree on, so partial sums merge exactly.
-
-    ``rate`` is the sampling probability of a cell; ``expected`` the cells the outlier guard
-    expects (``None``: no guard). Pieces are numbered within their group: the sampling seed of
-    piece ``i`` is ``(FIT_SAMPLE_SEED, i)`` wherever it is read.
-    """
-
-    rate: float
-    expected: int | None
-
-    @classmethod
-    def for_pieces(cls, pieces: list[Piece], sample: int | None, outliers: str) -> "FitPlan":
-        n_cells = sum(_n_cells(p.fit_cells) for p in pieces)
-        rate = 1.0 if sample is None or n_cells <= sample else sample / n_cells
-        expected = int(np.ceil(rate * n_cells))
-        return cls(rate, expected if outliers == "exclude" else None)
-
-    def accumulate(self, src: Source, indexed: list[tuple[int, Piece]], nonfinite: str, engine,
-                   bar=None, shift=None, outlier_bar=None, select=None):
-        """Accumulate the pieces ``indexed`` (``(number in group, piece)``) into a new accumulator.
-
-        ``select`` (see :mod:`embedview._selection`) keeps only the cells it selects.
-        """
-        acc = self.accumulator(src, engine, shift, outlier_bar)
-        for (i, piece), (_, x) in zip(indexed, src.read_each([p for _, p in indexed])):
-            self.add(acc, src, i, piece, x, nonfinite, select)
-            if bar is not None:
-                bar.update()
-        return acc
-
-    def accumulator(self, src: Source, engine, shift=None, outlier_bar=None):
-        acc = engine.accumulator(src.n_channels, expected_cells=self.expected)
-        acc.shift, acc.bar = shift, outlier_bar
-        return acc
-
-    def add(self, acc, src: Source, i: int, piece: Piece, x: np.ndarray, nonfinite: str, select=None) -> None:
-        """Add the drawn (selected, sampled) cells of piece number ``i`` of the group to ``acc``."""
-        block = x[(slice(None),) + piece.fit_cells].reshape(x.shape[0], -1)
-        if select is not None:
-            block = block[:, select.cells(piece, x)[piece.fit_cells].ravel()]
-        chosen = block
-        if self.rate < 1.0:
-            keep = np.random.default_rng((FIT_SAMPLE_SEED, i)).random(block.shape[1]) < self.rate
-            chosen = np.ascontiguousarray(block[:, keep])
-        if not acc.add(chosen):
-            if nonfinite == "raise":
-                _raise_nonfinite(src, piece, block)
-            acc.add(np.ascontiguousarray(chosen[:, np.isfinite(chosen).all(axis=0)]))
-
-
-def range_sample_rate(pieces: list[Piece]) -> float:
-    """Probability that a fitted cell enters the colour-range sample (≤ RANGE_SAMPLE_CELLS cells)."""
-    return min(1.0, RANGE_SAMPLE_CELLS / max(1, sum(_n_cells(p.fit_cells) for p in pieces)))
-
-
-def _n_cells(cells: tuple[slice, slice]) -> int:
-    return int(np.prod([s.stop - s.start for s in cells]))
-
-
-def _raise_nonfinite(src: Source, piece: Piece, cells: np.ndarray):
-    count = int((~np.isfinite(cells.reshape(cells.shape[0], -1)).all(axis=0)).sum())
-    raise EmbedviewError(
-        f"{count} cells of {piece.label} in {src.name} are NaN or infinite; pass nonfinite='omit' "
-        "(command line: --omit-nonfinite) to leave them out of the fit and draw them black.")
-
-
-def check_picture_fits(n_slices: int, grid: OutputGrid, n_components: int, clustered: bool = False,
-                       per_pixel: int | None = None, remedy: str = TOO_BIG_REMEDY) -> None:
-    """Refuse, before allocating, an in-memory picture that would not fit in memory (:mod:`._limits`).
-
-    ``per_pixel`` overrides the bytes per output pixel estimated from ``n_components``.
-    """
-    from ._limits import check_fits
-
-    n_pixels = n_slices * grid.shape[0] * grid.shape[1]
-    if per_pixel is None:
-        per_pixel = PICTURE_BYTES_PER_COMPONENT * n_components + PICTURE_BYTES_PER_PIXEL + 8 * clustered
-    slices = f" × {n_slices} slices" if n_slices > 1 else ""
-    check_fits(n_pixels * per_pixel, f"the picture of {grid.shape[0]} × {grid.shape[1]} pixels{slices}", remedy)
+    return _visualize_all(source, n_components, fit, normalize, pixel_size, original_size=original_size,
+                          rgb_components=rgb_components, basis=basis, output=output, execution=execution)
 
 
 def render_plane(source, basis: Basis, pixel_size, z: int | None = None,
@@ -607,7 +200,7 @@ def render_plane(source, basis: Basis, pixel_size, z: int | None = None,
         labels = assign(components[..., :m].reshape(-1, m), centres).reshape(grid.shape)
         return labels_to_rgb(labels, len(centres)), components
     rgb = np.zeros(grid.shape + (3,), np.uint8)
-    colour(components, basis, _rgb_components(rgb_components, basis.n_components), rgb)
+    colour(components, basis, shown_components(rgb_components, basis.n_components), rgb)
     return rgb, components
 
 
@@ -615,58 +208,10 @@ def place_plane(src: Source, pieces: list[Piece], basis, grid: OutputGrid, engin
                 bar=None) -> np.ndarray:
     """Project ``pieces`` (one slice) with ``basis`` and place them on ``grid``: ``(h, w, k)``
     float32, NaN where nothing is drawn."""
-    check_picture_fits(1, grid, basis.n_components)
+    check_picture_fits(1, grid.shape, basis.n_components)
     components = np.full(grid.shape + (basis.n_components,), np.nan, np.float32)
     placer = Placer(grid)
-    for piece, projected, _ in LocalExecutor(src, engine).project(pieces, basis, 0.0, "omit", bar, select=select):
+    options = PassOptions(basis.n_components, nonfinite="omit", select=select)
+    for piece, projected, _ in LocalExecutor(src, engine).project(pieces, basis, 0.0, options, bar):
         placer.place(components, piece, projected)
     return components
-
-
-def project_piece(engine, basis: Basis, src: Source, piece: Piece, x: np.ndarray, rate: float = 0.0,
-                  index: int = 0, nonfinite: str = "omit", select=None) -> tuple[np.ndarray, np.ndarray]:
-    """Project one piece's valid cells: ``(k, vh, vw)`` float32 (NaN where not finite or not
-    selected: drawn dark), and a seeded sample (probability ``rate``, seed
-    ``(RANGE_SAMPLE_SEED, index)``) of its fitted cells' components, ``(n, k)``, for the colour
-    ranges."""
-    vh, vw = piece.grid.valid_shape
-    projected = engine.project(basis, x[:, :vh, :vw])
-    if not np.isfinite(projected).all():  # NaN/Inf features: drawn black
-        projected[:, ~np.isfinite(projected).all(axis=0)] = np.nan
-        if nonfinite == "raise" and np.isnan(projected[(slice(None),) + piece.fit_cells]).any():
-            _raise_nonfinite(src, piece, x[(slice(None),) + piece.fit_cells])  # cells a sampled fit skipped
-    if select is not None:
-        projected[:, ~select.cells(piece, x)[:vh, :vw]] = np.nan
-    sample = _sample_fit_cells(projected, piece, rate, index) if rate else np.empty((0, basis.n_components), np.float32)
-    return projected, sample
-
-
-def _sample_fit_cells(projected: np.ndarray, piece: Piece, rate: float, index: int) -> np.ndarray:
-    values = projected[(slice(None),) + piece.fit_cells].reshape(projected.shape[0], -1).T
-    if rate < 1.0:
-        keep = np.random.default_rng((RANGE_SAMPLE_SEED, index)).random(values.shape[0]) < rate
-        values = values[keep]
-    return values
-
-
-def _rgb_components(rgb_components, n_components) -> tuple[int, ...]:
-    if rgb_components is None:
-        return tuple(range(min(3, n_components)))
-    shown = tuple(int(c) for c in rgb_components)
-    if not 1 <= len(shown) <= 3 or any(not 0 <= c < n_components for c in shown):
-        raise EmbedviewError(
-            f"rgb_components={list(rgb_components)} must name one to three of the {n_components} "
-            f"computed components (0 to {n_components - 1}).")
-    return shown
-
-
-def check_n_components(n_components, n_channels: int) -> None:
-    if not isinstance(n_components, (int, np.integer)) or not 1 <= n_components <= n_channels:
-        raise EmbedviewError(
-            f"n_components={n_components!r} is not possible for features with {n_channels} "
-            f"channels; choose 1 to {n_channels}.")
-
-
-def _check_choice(name, value, choices):
-    if value not in choices:
-        raise EmbedviewError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}.")

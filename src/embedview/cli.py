@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from . import __version__
 from ._errors import EmbedviewError
@@ -64,28 +63,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rgb-components", type=_int_list, default=None, metavar="I,J,K",
                    help="components shown as red, green, blue (default 0,1,2)")
     p.add_argument("--basis", metavar="BASIS.npz", help="apply a basis saved by `embedview fit` instead of fitting one")
+    p.add_argument("--ext", default=None, metavar=".EXT",
+                   help="with several inputs: the pictures' format, .png, .tif, .tiff, .zarr (OME-Zarr), .npy "
+                        "or .npz (default .png; .tif for stacks)")
     p.add_argument("--separate-bases", action="store_true",
                    help="with several inputs: fit each on its own (embeddings of different models; "
                         "automatic when their channel counts differ)")
     p.add_argument("--mask", metavar="MASK", help="image-sized label/bool mask (.npy, .tif, .png): fit only "
                                                   "on cells under it, draw the rest dark")
-    p.add_argument("--foreground", choices=("auto",), default=None,
-                   help="DINOv2's recipe: threshold the first component, refit on the foreground, draw the "
-                        "background dark (threshold and side are printed)")
-    p.add_argument("--foreground-threshold", type=float, default=None, metavar="T",
-                   help="with --foreground auto: use this threshold instead of Otsu's")
-    p.add_argument("--foreground-side", choices=("above", "below"), default=None,
-                   help="with --foreground auto: the foreground side (default: the one with fewer cells)")
+    _add_foreground(p, "draw the background dark (threshold and side are printed)")
     p.add_argument("--clusters", type=_positive_int, default=None, metavar="K",
                    help="draw a seeded k-means label image of K clusters instead of RGB")
     p.add_argument("--cluster-components", type=_positive_int, default=None, metavar="M",
                    help="cluster in the first M components (default: --components)")
     _add_common(p)
-    p.add_argument("--fit-sample", type=_positive_int, default=None, metavar="N",
-                   help="fit on a seeded uniform sample of about N cells (default: every cell)")
-    p.add_argument("--scheduler", default=None, metavar="ADDRESS|processes|threads",
-                   help="run with Dask: threads, processes, or a dask.distributed scheduler address "
-                        "(tcp://host:8786); needs the dask extra")
+    _add_run(p)
     _add_geometry(p)
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=_render_command)
@@ -98,7 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("embeddings", nargs="+", help="embedding files of one model")
     p.add_argument("-o", "--output", required=True, metavar="BASIS.npz", help="where to save the basis")
     _add_pca(p)
+    p.add_argument("--mask", metavar="MASK", help="image-sized label/bool mask (.npy, .tif, .png): fit only "
+                                                  "on cells under it (every input has the mask's size)")
+    _add_foreground(p, "saved with the basis: `render --basis` draws the same foreground")
     _add_common(p)
+    _add_run(p)
     _add_geometry(p)
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=_fit_command)
@@ -161,6 +157,23 @@ def _add_common(p) -> None:
     p.add_argument("--device", default="cpu", metavar="DEVICE",
                    help="cpu (numpy, default), or a PyTorch device: cuda, cuda:N, mps, torch:cpu "
                         "(needs the torch extra)")
+
+
+def _add_foreground(p, what: str) -> None:
+    p.add_argument("--foreground", choices=("auto",), default=None,
+                   help=f"DINOv2's recipe: threshold the first component, refit on the foreground; {what}")
+    p.add_argument("--foreground-threshold", type=float, default=None, metavar="T",
+                   help="with --foreground auto: use this threshold instead of Otsu's")
+    p.add_argument("--foreground-side", choices=("above", "below"), default=None,
+                   help="with --foreground auto: the foreground side (default: the one with fewer cells)")
+
+
+def _add_run(p) -> None:
+    p.add_argument("--fit-sample", type=_positive_int, default=None, metavar="N",
+                   help="fit on a seeded uniform sample of about N cells (default: every cell)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS|processes|threads",
+                   help="run with Dask: threads, processes, or a dask.distributed scheduler address "
+                        "(tcp://host:8786); needs the dask extra")
 
 
 def _add_geometry(p) -> None:
@@ -325,258 +338,27 @@ def _int_list(text: str) -> tuple[int, ...]:
 # render
 
 
-def render(embeddings, output, *, image=None, slice_: int | None = None, quiet: bool = False,
-           inputs=(), **options) -> list[Path]:
-    """What ``embedview render`` does: visualize, write ``output`` and, with ``image``, a figure.
+def _geometry(args):
+    from ._commands import geometry_from_args
 
-    Everything that can be checked cheaply (the embeddings' metadata, the output folder and
-    format, the image's shape) is checked before the PCA runs.
-
-    Parameters
-    ----------
-    embeddings : str or os.PathLike
-        A micro_sam embedding file (or ViT features: ``.npy``, ``.npz``, ``.safetensors``, ``.pt``).
-    output : str or os.PathLike
-        ``.png``, ``.tif``/``.tiff``, ``.zarr`` (OME-Zarr, written chunk by chunk), ``.npy`` or ``.npz``.
-    image : str or os.PathLike, optional
-        The image; also writes ``<output stem>_figure.png`` beside ``output``.
-    slice_ : int, optional
-        Slice of a stack drawn in the figure (default: the middle one).
-    quiet : bool
-        No progress bar, no summary.
-    inputs : iterable of (str, path)
-        Other files the options were read from (``("the mask", path)``, ...): no output may
-        replace them (:func:`embedview._output_paths.guard_output`).
-    **options
-        Passed to :func:`embedview.visualize` (``fit``, ``normalize``, ``pixel_size``,
-        ``basis``, ``mask``, ``foreground``, ``clusters``, ``device``, ``scheduler``, ...).
-
-    Returns
-    -------
-    list of Path
-        The files written.
-
-    Examples
-    --------
-    >>> render("embeddings.zarr", "pca.png", image="image.tif")  # doctest: +SKIP
-    [PosixPath('pca.png'), PosixPath('pca_figure.png')]
-    """
-    from ._io import write_output
-    from ._output_paths import check_output
-    from ._visualize import visualize
-
-    src = _open(embeddings, options)
-    inputs = [("the embeddings", embeddings), ("the image", image), *inputs]
-    out = check_output(output, stack=src.is_stack, inputs=inputs)
-    figure = _Figure(src, out, image, slice_, inputs)
-    meta = {"source": str(embeddings), "fit": options.get("fit", "joint"),
-            "normalize": options.get("normalize", "robust"),
-            "rgb_components": list(options["rgb_components"]) if options.get("rgb_components") else None}
-    # A .zarr output is written chunk by chunk while it is computed: memory stays bounded.
-    direct = out.suffix.lower() == ".zarr"
-    vis = visualize(src, output=out if direct else None, metadata=meta, progress=not quiet, **options)
-    written = [out if direct else write_output(vis, out, metadata=meta, progress=not quiet)]
-    written += figure.write(vis, rgb_components=options.get("rgb_components"))
-    if not quiet:
-        for rule in vis.foreground:
-            print(f"embedview: {rule.describe()}", file=sys.stderr)
-        print(_summary(vis, src, written, options.get("fit", "joint")), file=sys.stderr)
-    return written
-
-
-def _open(embeddings, options):
-    """Open the embeddings; ViT feature files take their geometry from the options."""
-    from ._sources import open_embeddings
-
-    return open_embeddings(embeddings, options.pop("geometry", None))
-
-
-# The render workflows above and below use these by their old names; they live in the library.
-
-
-def _Figure(src, out, image, slice_, inputs):
-    from ._figure import FigureFile
-
-    return FigureFile(src, out, image, slice_, inputs)
-
-
-def _names(paths):
-    from ._figure import input_names
-
-    return input_names(paths)
-
-
-def _panel(src, vis, slice_, rgb_components, n_panels):
-    from ._figure import panel
-
-    return panel(src, vis, slice_, rgb_components, n_panels)
-
-
-def _summary(vis, src, written, fit) -> str:
-    from ._info import result_summary
-
-    return result_summary(vis, src, written, fit)
-
-
-def render_many(embeddings: list, out_dir, *, separate_bases: bool = False, slice_: int | None = None,
-                quiet: bool = False, inputs=(), **options) -> list[Path]:
-    """What ``embedview render A B ... -o DIR`` does: one basis over all inputs (or one each),
-    one picture per input and a side-by-side figure ``DIR/side_by_side.png``.
-
-    ``DIR`` is created if needed; if the run fails, what it created is removed (a folder that
-    existed before stays). ``inputs`` as for :func:`render`.
-
-    Examples
-    --------
-    >>> render_many(["a.zarr", "b.zarr"], "compare")  # doctest: +SKIP
-    [PosixPath('compare/a.png'), PosixPath('compare/b.png'), PosixPath('compare/side_by_side.png')]
-    """
-    from ._output_paths import undo_on_failure
-
-    with undo_on_failure():
-        return _render_many(embeddings, out_dir, separate_bases, slice_, quiet, inputs, options)
-
-
-def _render_many(embeddings, out_dir, separate_bases, slice_, quiet, inputs, options) -> list[Path]:
-    from ._figure import side_by_side
-    from ._io import write_output, write_png
-    from ._output_paths import atomic_path, check_output
-    from ._joint import visualize_many
-    from ._visualize import visualize
-
-    inputs = [("the embeddings", e) for e in embeddings] + list(inputs)
-    out = _make_folder(out_dir, inputs)
-    geometry = options.pop("geometry", None)
-    sources = [_open(e, {"geometry": geometry}) for e in embeddings]
-    stems = _names([Path(str(e).rstrip("/")) for e in embeddings])
-    paths = []
-    for src, stem in zip(sources, stems):
-        ext = ".tif" if src.is_stack else ".png"
-        paths.append(check_output(out / f"{stem}{ext}", stack=src.is_stack, inputs=inputs))
-    side = check_output(out / "side_by_side.png", inputs=inputs)
-    for src in sources:  # checked before any work: bad input must leave no output behind
-        if src.is_stack and slice_ is not None and not 0 <= slice_ < src.n_slices:
-            raise EmbedviewError(f"{src.name} has no slice {slice_}; it has {src.n_slices} slices.")
-    progress = not quiet
-    channels = sorted({src.n_channels for src in sources})
-    if len(channels) > 1 and not separate_bases:
-        if "basis" in options:
-            raise EmbedviewError(f"the inputs have {' and '.join(map(str, channels))} channels: one --basis "
-                                 "cannot apply to all of them; render each model's embeddings on their own.")
-        separate_bases = True  # different channel counts: different models, different spaces
-        if not quiet:
-            print(f"embedview: the inputs have {' and '.join(map(str, channels))} channels (different "
-                  "models): each gets its own basis", file=sys.stderr)
-    if separate_bases:
-        visualizations = [visualize(src, progress=progress, **options) for src in sources]
-    else:
-        unknown = set(options) - {"n_components", "normalize", "pixel_size", "rgb_components", "nonfinite",
-                                  "outliers", "basis", "device"}
-        if unknown:
-            flags = ", ".join("--" + name.replace("_", "-") for name in sorted(unknown))
-            raise EmbedviewError(f"{flags} cannot be used with one basis over several inputs; "
-                                 "render them one by one or pass --separate-bases.")
-        visualizations = visualize_many(sources, progress=progress, **options)
-    written = []
-    for vis, path, src in zip(visualizations, paths, sources):
-        written.append(write_output(vis, path, metadata={"source": src.name, "joint_with": list(map(str, embeddings))}))
-    panels = [_panel(src, vis, slice_, options.get("rgb_components"), len(sources)) for src, vis in zip(sources, visualizations)]
-    with atomic_path(side) as tmp:
-        write_png(tmp, side_by_side(panels, stems), {"sources": list(map(str, embeddings))})
-    written.append(side)
-    if not quiet:
-        how = "one basis each" if separate_bases else "one basis fitted over all of them"
-        print(f"embedview: wrote {len(sources)} pictures ({how}) and {side}", file=sys.stderr)
-    return written
-
-
-def _make_folder(path, inputs=()) -> Path:
-    """The output folder of several pictures, made if needed (and removed if the run fails)."""
-    from ._output_paths import OUTPUT_FORMATS, guard_output, make_folder
-
-    out = Path(path)
-    if out.suffix.lower() in OUTPUT_FORMATS and not out.is_dir():
-        raise EmbedviewError(f"several inputs give several pictures: -o must be a folder, not {out}.")
-    guard_output(out, inputs, into=True)
-    return make_folder(out)
-
-
-def _options(args) -> dict:
-    """visualize()'s keyword arguments from the parsed command line (files read here)."""
-    options = {"fit": args.fit, "normalize": args.normalize, "pixel_size": args.pixel_size,
-               "n_components": args.n_components, "rgb_components": args.rgb_components,
-               "nonfinite": "omit" if args.omit_nonfinite else "raise",
-               "outliers": "keep" if args.keep_outliers else "exclude", "fit_sample": args.fit_sample,
-               "device": args.device}
-    if args.basis:
-        from ._basis_file import load_basis
-
-        options["basis"] = load_basis(args.basis)[0]
-        if args.n_components != 3 or args.fit != "joint":
-            raise EmbedviewError("--basis brings its own components; drop --components and --fit.")
-        del options["n_components"], options["fit"], options["fit_sample"]
-    if args.mask:
-        from ._io import read_image
-
-        options["mask"] = read_image(args.mask)
-    if args.foreground:
-        options.update(foreground=args.foreground, foreground_threshold=args.foreground_threshold,
-                       foreground_side=args.foreground_side)
-    elif args.foreground_threshold is not None or args.foreground_side:
-        raise EmbedviewError("--foreground-threshold and --foreground-side need --foreground auto.")
-    if args.clusters:
-        options.update(clusters=args.clusters, cluster_components=args.cluster_components)
-    elif args.cluster_components:
-        raise EmbedviewError("--cluster-components needs --clusters K.")
-    if getattr(args, "scheduler", None):
-        options["scheduler"] = args.scheduler
-    geometry = _geometry(args)
-    if geometry:
-        options["geometry"] = geometry
-    return {k: v for k, v in options.items() if v is not None or k in ("pixel_size",)}
-
-
-def _geometry(args) -> dict | None:
-    """The ViT geometry options, for .npy/.npz/.safetensors/.pt inputs."""
-    geometry = {"image_size": args.image_size, "patch_size": args.patch_size, "grid": args.grid,
-                "prefix_tokens": args.prefix_tokens, "key": args.key,
-                "preprocess": {"resize": _resize(args.resize), "crop": args.crop} if (args.resize or args.crop) else None}
-    given = {k: v for k, v in geometry.items() if v not in (None, 0)}
-    if not given:
-        return None
-    from ._sources import FEATURE_SUFFIXES
-
-    inputs = [args.embeddings] if isinstance(args.embeddings, str) else args.embeddings
-    if not all(str(e).lower().endswith(FEATURE_SUFFIXES) for e in inputs):
-        raise EmbedviewError("--image-size, --patch-size, --grid, --prefix-tokens, --resize, --crop and --key "
-                             "describe ViT feature files (.npy, .npz, .safetensors, .pt); micro_sam files "
-                             "carry their own geometry.")
-    return given
-
-
-def _resize(text):
-    """--resize N → N (shortest side), H,W → (H, W); shortest:N / longest:N stay strings."""
-    if text is None or ":" in text:
-        return text
-    try:
-        values = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise EmbedviewError(f"--resize takes N, shortest:N, longest:N or H,W; got {text!r}.") from None
-    return values[0] if len(values) == 1 else values
+    return geometry_from_args(args)
 
 
 def _render_command(args) -> int:
-    options = _options(args)
+    from ._commands import options_from_args, render, render_many
+
+    options = options_from_args(args)
     if len(args.embeddings) > 1:
         if args.image:
             raise EmbedviewError("--image makes a figure for one input; with several inputs the side-by-side "
                                  "figure is written instead.")
-        render_many(args.embeddings, args.output, separate_bases=args.separate_bases, slice_=args.slice,
-                    quiet=args.quiet, inputs=_option_inputs(args),
-                    **{k: v for k, v in options.items() if k != "fit" or v != "joint"})
+        render_many(args.embeddings, args.output, separate_bases=args.separate_bases, ext=args.ext,
+                    slice_=args.slice, quiet=args.quiet, inputs=_option_inputs(args), **options)
         return 0
     if args.separate_bases:
         raise EmbedviewError("--separate-bases is for several inputs.")
+    if args.ext:
+        raise EmbedviewError("--ext chooses the format of several inputs' pictures; for one input, end -o with it.")
     render(args.embeddings[0], args.output, image=args.image, slice_=args.slice, quiet=args.quiet,
            inputs=_option_inputs(args), **options)
     return 0
@@ -591,43 +373,10 @@ def _option_inputs(args) -> list:
 # fit and similarity
 
 
-def fit(embeddings: list, output, *, quiet: bool = False, **options) -> Path:
-    """What ``embedview fit`` does: one basis (with colour ranges) over all inputs, saved to ``output``.
-
-    Examples
-    --------
-    >>> fit(["a.zarr", "b.zarr"], "basis.npz")  # doctest: +SKIP
-    PosixPath('basis.npz')
-    """
-    from ._basis_file import save_basis
-    from ._output_paths import check_output
-    from ._joint import fit_basis
-
-    geometry = options.pop("geometry", None)
-    out = Path(output)
-    if out.suffix.lower() != ".npz":
-        raise EmbedviewError(f"a basis is saved as .npz; got {out.name}.")
-    check_output(out, inputs=[("the embeddings", e) for e in embeddings])
-    sources = [_open(e, {"geometry": geometry}) for e in embeddings]
-    basis = fit_basis(sources, progress=not quiet, **options)
-    path = save_basis(out, basis, normalize=options.get("normalize", "robust"),
-                      fitted_on=[str(e) for e in embeddings])
-    if not quiet:
-        ratios = "/".join(f"{100 * r:.0f}" for r in basis.explained_variance_ratio[:3])
-        print(f"embedview: wrote {path} ({basis.n_components} components of {basis.n_channels} channels, "
-              f"fitted on {basis.n_samples} cells of {len(sources)} input(s); they explain {ratios} % "
-              f"of the variance). Apply it with: embedview render EMB -o OUT --basis {path}", file=sys.stderr)
-    return path
-
-
 def _fit_command(args) -> int:
-    options = {"n_components": args.n_components, "normalize": args.normalize,
-               "nonfinite": "omit" if args.omit_nonfinite else "raise",
-               "outliers": "keep" if args.keep_outliers else "exclude", "device": args.device}
-    geometry = _geometry(args)
-    if geometry:
-        options["geometry"] = geometry
-    fit(args.embeddings, args.output, quiet=args.quiet, **options)
+    from ._commands import fit, options_from_args
+
+    fit(args.embeddings, args.output, quiet=args.quiet, **options_from_args(args))
     return 0
 
 

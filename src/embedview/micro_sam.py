@@ -166,7 +166,7 @@ def _fit(acc: Accumulator, cells: np.ndarray, where: str) -> None:
     if not acc.add(cells):
         raise EmbedviewError(
             f"{where} holds NaN or infinite features, which a PCA cannot use; use "
-            "embedview.visualize(..., nonfinite='omit') to leave them out and draw them black.")
+            "embedview.PCA(nonfinite='omit') to leave them out and draw them black.")
 
 
 def _slice_pca(x: np.ndarray, n_components: int, as_rgb: bool, where: str) -> np.ndarray:

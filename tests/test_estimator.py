@@ -1,0 +1,170 @@
+"""The estimator (PCA), Execution, cluster(), the one pipeline for several inputs, visualize's
+ten parameters and the deprecation helper."""
+
+import inspect
+import warnings
+
+import numpy as np
+import pytest
+
+import embedview
+from embedview import EmbedviewError
+from embedview._api import deprecate_parameters
+
+from _fixtures import DATA
+
+SIZE = (120, 180)
+
+
+def _features(seed, channels=8, shape=(1, 16, 16)):
+    x = np.random.default_rng(seed).normal(size=(shape[0], channels) + shape[1:]).astype(np.float32)
+    x[:, :2] += np.linspace(-3, 3, shape[-1], dtype=np.float32)  # some structure to fit
+    return x
+
+
+def _same(a, b):
+    np.testing.assert_array_equal(a.rgb, b.rgb)
+    np.testing.assert_array_equal(a.components, b.components)
+    assert a.scale == b.scale and a.translate == b.translate
+
+
+def test_fit_two_transform_a_third_save_load_is_identical(tmp_path):
+    model = embedview.PCA(n_components=3).fit(DATA / "2d.zarr", DATA / "2d_tall.zarr")
+    assert model.components_.shape == (3, model.n_channels_) and model.mean_.shape == (model.n_channels_,)
+    assert model.basis_.lo is not None and len(model.explained_variance_ratio_) == 3
+    first = model.transform(DATA / "2d_thin.zarr")
+    path = model.save(tmp_path / "basis.npz", fitted_on=["2d.zarr", "2d_tall.zarr"])
+    again = embedview.PCA.load(path).transform(DATA / "2d_thin.zarr")
+    _same(first, again)
+    # the older functions read and write the same file
+    basis, meta = embedview.load_basis(path)
+    np.testing.assert_array_equal(basis.components, model.components_)
+    assert meta["fitted_on"] == ["2d.zarr", "2d_tall.zarr"]
+    _same(embedview.visualize(DATA / "2d_thin.zarr", basis=basis), first)
+
+
+def test_existing_basis_files_load(tmp_path):
+    basis = embedview.fit_basis([DATA / "2d.zarr", DATA / "tiled2d.zarr"])
+    path = embedview.save_basis(tmp_path / "old.npz", basis, normalize="channel", fitted_on=["x"])
+    model = embedview.PCA.load(path)
+    assert model.normalize == "channel" and model.n_components == basis.n_components
+    _same(model.transform(DATA / "3d.zarr"), embedview.visualize(DATA / "3d.zarr", basis=basis))
+
+
+def test_one_basis_over_mixed_layouts_equals_drawing_each_alone():
+    paths = [DATA / "2d.zarr", DATA / "3d.zarr", DATA / "tiled2d.zarr"]
+    model = embedview.PCA()
+    together = model.fit_transform(*paths)
+    assert [v.layout for v in together] == ["single", "stack", "tiled"]
+    assert all(v.basis is together[0].basis for v in together)
+    for path, vis in zip(paths, together):
+        _same(vis, model.transform(path))
+    fitted = embedview.PCA().fit(*paths)
+    np.testing.assert_array_equal(fitted.components_, model.components_)
+    np.testing.assert_array_equal(fitted.basis_.lo, model.basis_.lo)
+
+
+def test_mask_foreground_and_sample_reach_every_input():
+    a, b = _features(0), _features(1)
+    mask = np.zeros(SIZE, bool)
+    mask[:80] = True
+    for kwargs, params in (({"mask": mask}, {}), ({"foreground": "auto"}, {}),
+                           ({}, {"fit_sample": 1000}), ({"foreground": {"side": "below"}}, {})):
+        model = embedview.PCA(**params)
+        va, vb = model.fit_transform(a, b, original_size=SIZE, **kwargs)
+        _same(va, model.transform(a, original_size=SIZE, mask=kwargs.get("mask")))
+        _same(vb, model.transform(b, original_size=SIZE, mask=kwargs.get("mask")))
+    assert len(embedview.PCA().fit(a, b, original_size=SIZE, foreground="auto").foreground_) == 1
+
+
+def test_per_slice_and_execution():
+    model = embedview.PCA(fit="per_slice")
+    vis = model.fit_transform(DATA / "3d.zarr")
+    assert len(model.bases_) == len(vis.bases) > 1
+    _same(vis, model.transform(DATA / "3d.zarr"))
+    with pytest.raises(EmbedviewError, match="bases_"):
+        model.basis_
+    with pytest.raises(EmbedviewError, match="slices"):
+        model.transform(DATA / "2d.zarr")
+    with pytest.raises(EmbedviewError, match="per_slice"):
+        model.fit(DATA / "3d.zarr", DATA / "3d.zarr")
+    threads = embedview.PCA(execution=embedview.Execution(scheduler="threads"))
+    _same(threads.fit_transform(DATA / "tiled2d.zarr"), embedview.PCA().fit_transform(DATA / "tiled2d.zarr"))
+
+
+def test_estimator_contract():
+    model = embedview.PCA(5, fit="per_slice", fit_sample=2000)
+    assert repr(model) == "PCA(n_components=5, fit='per_slice', fit_sample=2000)"
+    assert repr(embedview.PCA()) == "PCA()" and not hasattr(model, "bases_")
+    with pytest.raises(EmbedviewError, match="not fitted"):
+        model.transform(DATA / "2d.zarr")
+    with pytest.raises(EmbedviewError, match="normalize"):
+        embedview.PCA(normalize="nope").fit(DATA / "2d.zarr")
+    with pytest.raises(EmbedviewError, match="nonfinite must be one of"):
+        embedview.PCA(nonfinite="drop").fit(DATA / "2d.zarr")
+    assert embedview.PCA().fit(_features(0), original_size=SIZE).n_channels_ == 8
+
+
+def test_visualize_has_at_most_ten_parameters_and_old_keywords_warn():
+    assert len(inspect.signature(embedview.visualize).parameters) <= 10
+    x = _features(2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        old = embedview.visualize(x, original_size=SIZE, nonfinite="omit", outliers="keep")
+    assert [str(w.message).split(";")[0] for w in caught if w.category is FutureWarning] == [
+        "visualize(nonfinite=...) is deprecated", "visualize(outliers=...) is deprecated"]
+    assert "use PCA(nonfinite=...).fit_transform(source) instead" in str(caught[0].message)
+    _same(old, embedview.PCA(nonfinite="omit", outliers="keep").fit_transform(x, original_size=SIZE))
+    with pytest.warns(FutureWarning, match="Execution"):
+        embedview.visualize(x, original_size=SIZE, scheduler="threads")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        embedview.visualize(x, original_size=SIZE)  # the new API warns about nothing
+
+
+def test_basis_no_longer_overrides_fit_or_n_components():
+    x = _features(3)
+    basis = embedview.visualize(x, original_size=SIZE, n_components=4).basis
+    assert embedview.visualize(x, original_size=SIZE, basis=basis).basis.n_components == 4
+    embedview.visualize(x, original_size=SIZE, basis=basis, n_components=4)  # agreeing is fine
+    with pytest.raises(EmbedviewError, match="n_components=3 but the basis given has 4"):
+        embedview.visualize(x, original_size=SIZE, basis=basis, n_components=3)
+    with pytest.raises(EmbedviewError, match="fit='per_slice'"):
+        embedview.visualize(x, original_size=SIZE, basis=basis, fit="per_slice")
+
+
+def test_cluster_is_a_function_of_visualizations():
+    a, b = (embedview.visualize(_features(s), original_size=SIZE) for s in (0, 1))
+    la, lb = embedview.cluster([a, b], 3, components=2)
+    assert la.labels.shape == a.rgb.shape[:2] and la.centres[0] is lb.centres[0]
+    assert set(np.unique(la.labels)) | set(np.unique(lb.labels)) <= {-1, 0, 1, 2}
+    single = embedview.cluster(a, 3, components=2, seed=0)
+    assert single.rgb.dtype == np.uint8 and single.labels.max() <= 2
+    with pytest.raises(EmbedviewError, match="cluster_components"):
+        embedview.cluster(a, 3, components=9)
+
+
+def test_deprecate_parameters_routes_old_keywords():
+    def full(x, y=1, old=None):
+        return (x, y, old)
+
+    @deprecate_parameters({"old": "y"}, route=full)
+    def f(x, y=1):
+        return full(x, y)
+
+    assert f(1) == (1, 1, None)
+    with pytest.warns(FutureWarning, match=r"f\(old=...\) is deprecated; use y instead"):
+        assert f(2, old=5) == (2, 1, 5)
+    assert list(inspect.signature(f).parameters) == ["x", "y"]
+
+
+@pytest.mark.filterwarnings("ignore:visualize\\(foreground:FutureWarning")
+def test_foreground_rule_is_saved_with_the_basis(tmp_path):
+    a, b = _features(4), _features(5)
+    model = embedview.PCA().fit(a, original_size=SIZE, foreground="auto")
+    path = model.save(tmp_path / "fg.npz")
+    loaded = embedview.PCA.load(path)
+    assert loaded.foreground_ == model.foreground_
+    _same(loaded.transform(b, original_size=SIZE), model.transform(b, original_size=SIZE))
+    with pytest.raises(EmbedviewError, match="a basis was given"):
+        embedview.visualize(b, original_size=SIZE, basis=loaded.basis_, foreground="auto")
