@@ -1,4 +1,4 @@
-"""Dask scaling: ``visualize(path, scheduler=client)`` on a LocalCluster of 1, 2, 4, … workers.
+"""Dask scaling: ``visualize(path, execution=Execution(scheduler=client))`` on a LocalCluster of 1, 2, 4, … workers.
 
 Each worker is a process with one thread (BLAS on one thread too: distributed's nanny sets it),
 started by :func:`embedview._dask.local_cluster` (as ``scheduler="processes"`` does).
@@ -78,7 +78,7 @@ def main(argv=None) -> int:
     scratch = tempfile.mkdtemp(prefix="bench_dask_")
 
     def run(scheduler):
-        kwargs = {"fit": args.fit, "scheduler": scheduler}
+        kwargs = {"fit": args.fit, "execution": embedview.Execution(scheduler=scheduler)}
         if args.output:
             kwargs["output"] = os.path.join(scratch, "pca.zarr")
         vis = embedview.visualize(str(path), **kwargs)

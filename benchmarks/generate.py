@@ -36,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import C, GRID, MICRO_SAM_VERSION, Case, case_path, data_dir, dir_size, gib, pick_cases  # noqa: E402
+from _common import GRID, MICRO_SAM_VERSION, C, Case, case_path, data_dir, dir_size, gib, pick_cases  # noqa: E402
 
 SEED = 0
 N_MATERIALS = 6

@@ -80,12 +80,12 @@ def main(argv=None) -> int:
     target = torch.empty_like(pinned, device=device)
     copy = _median(lambda: (target.copy_(pinned, non_blocking=True), sync()), args.runs)
     pageable = _median(lambda: (target.copy_(torch.from_numpy(features.reshape(-1))), sync()), args.runs)
-    del pinned, target
+    pinned = target = None  # free the buffers before the runs below
     if cuda:
         torch.cuda.empty_cache()
 
     def run(dev):
-        return embedview.visualize(features, original_size=original_size, device=dev)
+        return embedview.visualize(features, original_size=original_size, execution=embedview.Execution(device=dev))
 
     gpu_vis = run(args.device)
     fast = _median(lambda: run(args.device), args.runs)

@@ -37,6 +37,7 @@ def test_missing_chunk_is_an_error_not_the_fill_value(tmp_path, zarr_format):
 @pytest.mark.parametrize("compressor", [None, "zstd", "gzip", "blosc"])
 def test_refuses_what_is_not_a_plausible_chunk(tmp_path, compressor):
     import os
+
     import numcodecs
 
     codec = {None: None, "zstd": numcodecs.Zstd(), "gzip": numcodecs.GZip(), "blosc": numcodecs.Blosc()}[compressor]

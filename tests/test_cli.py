@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
-
 from PIL import Image
 
 import embedview
 from embedview._demo import DemoEncoder, make_demo_scene, write_demo_embeddings, write_micro_sam_embeddings
 from embedview.cli import main
+
 from _readback import read_ome_zarr
 
 SMALL = DemoEncoder(n_channels=16, grid=16)

@@ -14,9 +14,10 @@ distributed = pytest.importorskip("distributed")
 import embedview  # noqa: E402
 from embedview import EmbedviewError  # noqa: E402
 from embedview._dask import DaskExecutor, _cluster_errors  # noqa: E402
-from embedview._executors import PassOptions  # noqa: E402
 from embedview._demo import DemoEncoder, make_demo_scene, write_demo_embeddings, write_micro_sam_embeddings  # noqa: E402
+from embedview._executors import PassOptions  # noqa: E402
 from embedview._sources import open_source  # noqa: E402
+
 from _readback import read_ome_zarr  # noqa: E402
 
 DATA = Path(__file__).parent / "data" / "micro_sam"

@@ -7,9 +7,22 @@ import numpy as np
 import pytest
 
 import embedview
-from embedview._demo import (CELL_KINDS, CELLS_SHAPE, DEMO_LAYOUTS, MATERIALS, ROOT_ATTRIBUTES, DemoEncoder,
-                             LazyFeatures, demo_features, demo_vit_tokens, make_cells_scene, make_demo_scene,
-                             sam_input_size, write_demo_embeddings, write_micro_sam_embeddings)
+from embedview._demo import (
+    CELL_KINDS,
+    CELLS_SHAPE,
+    DEMO_LAYOUTS,
+    MATERIALS,
+    ROOT_ATTRIBUTES,
+    DemoEncoder,
+    LazyFeatures,
+    demo_features,
+    demo_vit_tokens,
+    make_cells_scene,
+    make_demo_scene,
+    sam_input_size,
+    write_demo_embeddings,
+    write_micro_sam_embeddings,
+)
 from embedview._demo import demo as main_demo
 from embedview._geometry import Tiling
 from embedview.cli import main

@@ -5,6 +5,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 import embedview
+
 import _synthetic as syn
 
 SIZE = (1024, 1024)  # 64×64 cells of 16 pixels: output pixel (i, j) is cell (i, j)

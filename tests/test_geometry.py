@@ -4,7 +4,8 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from embedview import EmbedviewError
 from embedview._geometry import CellGrid, OutputGrid, Tiling, sam_cell_size

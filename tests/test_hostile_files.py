@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import embedview
 from embedview import EmbedviewError
@@ -440,8 +441,9 @@ def test_large_and_tiny_features_draw_the_same_picture(device):
     if device != "cpu":
         _torch()
     x = _features()
-    draw = lambda f: embedview.visualize(x * np.float32(f), original_size=(256, 256), pixel_size=PATCH,
-                                         execution=embedview.Execution(device=device))
+    def draw(f):
+        return embedview.visualize(x * np.float32(f), original_size=(256, 256), pixel_size=PATCH,
+                                             execution=embedview.Execution(device=device))
     ref = draw(1.0)
     for factor in [2.0**66, 2.0**-66, 2.0**120]:  # powers of two: x·f is exact, and so is the picture
         np.testing.assert_array_equal(draw(factor).rgb, ref.rgb, err_msg=str(factor))

@@ -25,6 +25,7 @@ from embedview import _output_paths as _io
 from embedview._demo import DemoEncoder, make_demo_scene, write_demo_embeddings
 from embedview._errors import EmbedviewError
 from embedview.cli import main
+
 from _readback import read_ome_zarr
 
 SMALL = DemoEncoder(n_channels=16, grid=16)

@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 
 import embedview
-from embedview import EmbedviewError
-from embedview import describe
+from embedview import EmbedviewError, describe
 from embedview.cli import main
 
 from _fixtures import copy_fixture
@@ -337,7 +336,8 @@ def test_hostile_case_fails_fast_in_one_sentence(name, hostile_runs):
 # fuzzing the metadata micro_sam writes: only EmbedviewError may escape
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.sampled_from([0, 1, 64, 512, 2**20, 2**21])

@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 import tifffile
-
 from PIL import Image
 
 import embedview
@@ -13,6 +12,7 @@ from embedview import EmbedviewError
 from embedview._demo import DemoEncoder, make_demo_scene, write_demo_embeddings
 from embedview._io import read_image, write_output
 from embedview._output_paths import atomic_path, check_output
+
 from _readback import read_ome_zarr
 
 SMALL = DemoEncoder(n_channels=16, grid=16)

@@ -96,7 +96,7 @@ def test_the_api_keeps_parameter_names(files):
 @pytest.mark.parametrize("api, cli", [
     ("pass image_size=(H, W) of the image", "pass --image-size H,W of the image"),
     ("use device='cpu' (the numpy engine)", "use --device cpu (the numpy engine)"),
-    ("pass nonfinite='omit' (command line: --omit-nonfinite) to", "pass --omit-nonfinite to"),
+    ("pass nonfinite='omit' to", "pass --omit-nonfinite to"),
     ("run pip install 'embedview[dask]' or leave scheduler unset.", "run pip install 'embedview[dask]' or leave out --scheduler."),
     ("give the slice as point=(z, y, x) or z=.", "give the slice as --point z,y,x or --slice."),
     ("/data/fit=3/image_size.zarr has 3 channels", "/data/fit=3/image_size.zarr has 3 channels"),

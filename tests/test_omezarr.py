@@ -9,6 +9,7 @@ import zarr
 import embedview
 from embedview import _sinks
 from embedview._omezarr import level_shapes, level_transforms
+
 from _readback import read_ome_zarr
 
 DATA = Path(__file__).parent / "data" / "micro_sam"

@@ -8,9 +8,8 @@ import zarr
 
 import embedview
 from embedview import EmbedviewError, open_source
-from embedview._geometry import Tiling
-
 from embedview._demo import write_micro_sam_embeddings
+from embedview._geometry import Tiling
 
 import _synthetic as syn
 from _fixtures import DATA, copy_fixture

@@ -2,14 +2,14 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.decomposition import PCA
 
 import embedview
 from embedview import EmbedviewError
-from embedview._geometry import Tiling
-
 from embedview._demo import write_micro_sam_embeddings
+from embedview._geometry import Tiling
 
 import _synthetic as syn
 

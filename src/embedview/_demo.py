@@ -23,8 +23,12 @@ import numpy as np
 
 from ._errors import EmbedviewError
 from ._geometry import Tiling
-from ._micro_sam_layout import ROOT_ATTRIBUTES  # noqa: F401 (tests import it from here)
-from ._micro_sam_layout import SAM_PATCH, sam_input_size, write_micro_sam_embeddings
+from ._micro_sam_layout import (
+    ROOT_ATTRIBUTES,  # noqa: F401 (tests import it from here)
+    SAM_PATCH,
+    sam_input_size,
+    write_micro_sam_embeddings,
+)
 from ._output_paths import atomic_path
 
 DEMO_SHAPE = (600, 900)

@@ -48,7 +48,7 @@ def engine_for(device: str | None):
     if not isinstance(device, str):
         raise EmbedviewError(f"device must be a string such as 'cpu' or 'cuda', got {device!r}.")
     name = device.removeprefix("torch:")
-    if not (name == "cpu" and device.startswith("torch:")) and not name.split(":")[0] in ("cuda", "mps"):
+    if not (name == "cpu" and device.startswith("torch:")) and name.split(":")[0] not in ("cuda", "mps"):
         raise EmbedviewError(
             f"unknown device {device!r}; use 'cpu' (numpy), 'cuda', 'cuda:N', 'mps' or 'torch:cpu'.")
     from ._torch import TorchEngine

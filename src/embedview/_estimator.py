@@ -12,8 +12,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ._api import (FIT_MODES, NONFINITE_MODES, OUTLIER_MODES, check_choice, check_fit_sample,
-                   check_n_components, cluster_options, foreground_options, shown_components)
+from ._api import (
+    FIT_MODES,
+    NONFINITE_MODES,
+    OUTLIER_MODES,
+    check_choice,
+    check_fit_sample,
+    check_n_components,
+    cluster_options,
+    foreground_options,
+    shown_components,
+)
 from ._colors import NORMALIZE_MODES
 from ._errors import EmbedviewError
 from ._executors import PassOptions
@@ -369,7 +378,8 @@ def cluster(visualizations, k: int, components: int | None = None, seed: int = 0
     """
     from dataclasses import replace
 
-    from ._clusters import assign, cluster as kmeans, labels_to_rgb
+    from ._clusters import assign, labels_to_rgb
+    from ._clusters import cluster as kmeans
     from ._visualization import Visualization
 
     single = isinstance(visualizations, Visualization)

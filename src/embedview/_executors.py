@@ -215,7 +215,7 @@ def raise_nonfinite(src, piece: Piece, cells: np.ndarray):
     name = src.name_of(piece) if hasattr(src, "name_of") else src.name
     raise EmbedviewError(
         f"{count} cells of {piece.label} in {name} are NaN or infinite; pass nonfinite='omit' "
-        "(command line: --omit-nonfinite) to leave them out of the fit and draw them black.")
+        "to leave them out of the fit and draw them black.")
 
 
 def project_piece(engine, basis: Basis, src, piece: Piece, x: np.ndarray, rate: float = 0.0,

@@ -6,9 +6,7 @@
 
 from __future__ import annotations
 
-
 from ._errors import EmbedviewError
-
 
 #: ``info`` lists at most this many missing tile ids (and counts the rest).
 MAX_LISTED_TILES = 1000

@@ -67,5 +67,5 @@ def open_inputs(sources, original_size=None) -> Inputs:
         names = ", ".join(f"{s.name} ({s.n_channels})" for s in opened)
         raise EmbedviewError(
             f"the embeddings have different numbers of channels: {names}; one basis needs one model, "
-            "so fit each model's embeddings on their own (command line: --separate-bases).")
+            "so fit each model's embeddings on their own (a PCA each).")
     return Inputs(opened)

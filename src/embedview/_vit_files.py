@@ -79,9 +79,11 @@ def open_features(path: str | os.PathLike, *, key: str | None = None, layout: st
             "(and preprocess= if it was resized or cropped) to embedview.open_features.")
     data = as_array(_load_array(path, key), f"the array in {path}")
     geometry = dict(image_size=image_size, preprocess=preprocess, name=path)
-    as_tokens = lambda: from_tokens(data, patch_size=patch_size, grid=grid, prefix_tokens=prefix_tokens,
-                                    **geometry)
-    as_map = lambda: from_feature_map(data, patch_size=patch_size, channels_last=channels_last, **geometry)
+    def as_tokens():
+        return from_tokens(data, patch_size=patch_size, grid=grid, prefix_tokens=prefix_tokens,
+                                        **geometry)
+    def as_map():
+        return from_feature_map(data, patch_size=patch_size, channels_last=channels_last, **geometry)
     if layout == "tokens" or (layout == "auto" and data.ndim == 2):
         if patch_size is None:
             raise EmbedviewError(f"tokens in {path} need patch_size= (the model's patch size in input pixels).")

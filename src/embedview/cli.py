@@ -263,7 +263,7 @@ _FLAGS = {"image_size": "--image-size", "patch_size": "--patch-size", "prefix_to
 _BARE = ("image_size", "patch_size", "prefix_tokens", "preprocess", "rgb_components", "n_components",
          "cluster_components", "fit_sample", "foreground_threshold", "foreground_side", "pixel_size")
 #: Whole phrases, translated first.
-_PHRASES = {"nonfinite='omit' (command line: --omit-nonfinite)": "--omit-nonfinite",
+_PHRASES = {"(a PCA each)": "(--separate-bases)",
             "nonfinite='omit'": "--omit-nonfinite", "outliers='keep'": "--keep-outliers",
             "leave scheduler unset": "leave out --scheduler", " to embedview.open_features": ""}
 
