@@ -1,4 +1,4 @@
-"""Run the passes of :func:`embedview.visualize` with Dask (``visualize(..., scheduler=...)``).
+"""Run the passes of :func:`embedview.visualize` with Dask (``visualize(..., execution=Execution(scheduler=...))``).
 
 :class:`DaskExecutor` implements :class:`embedview._executors.Executor`:
 
@@ -344,7 +344,7 @@ def local_cluster(n_workers: int, **kwargs):
     Examples
     --------
     >>> with local_cluster(2) as cluster:  # doctest: +SKIP
-    ...     vis = embedview.visualize("embeddings.zarr", scheduler=distributed.Client(cluster))
+    ...     vis = embedview.visualize("embeddings.zarr", execution=embedview.Execution(scheduler=distributed.Client(cluster)))
     """
     import logging
 

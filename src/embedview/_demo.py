@@ -650,6 +650,7 @@ def _demo(out: Path, seed: int, quiet: bool) -> list[Path]:
     from ._io import write_output
     from ._output_paths import check_output, make_folder
     from ._sources import open_source
+    from ._pipeline import Execution
     from ._visualize import visualize
 
     make_folder(out)
@@ -668,7 +669,7 @@ def _demo(out: Path, seed: int, quiet: bool) -> list[Path]:
     figure = FigureFile(src, pca, files["image"], None, [("the embeddings", files["embeddings"]),
                                                          ("the image", files["image"])])
     meta = {"source": str(files["embeddings"]), "fit": "joint", "normalize": "robust", "rgb_components": None}
-    vis = visualize(src, progress=not quiet)
+    vis = visualize(src, execution=Execution(progress=not quiet))
     rendered = [write_output(vis, pca, metadata=meta, progress=not quiet)] + figure.write(vis)
     if not quiet:
         print(result_summary(vis, src, rendered, "joint"), file=sys.stderr)

@@ -36,7 +36,7 @@ class TorchEngine:
     Attributes
     ----------
     name : str
-        The device as ``visualize(device=...)`` takes it: ``"cuda"``, ``"cuda:1"``, ``"mps"``, or
+        The device as ``Execution(device=...)`` takes it: ``"cuda"``, ``"cuda:1"``, ``"mps"``, or
         ``"torch:cpu"`` for PyTorch on the CPU (``"cpu"`` alone means the numpy engine).
 
     Raises
