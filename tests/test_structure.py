@@ -5,7 +5,6 @@ import ast
 import inspect
 
 import embedview
-
 from _imports import PACKAGE, cycles, import_graph
 
 

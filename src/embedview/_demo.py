@@ -649,8 +649,8 @@ def _demo(out: Path, seed: int, quiet: bool) -> list[Path]:
     from ._info import result_summary
     from ._io import write_output
     from ._output_paths import check_output, make_folder
-    from ._sources import open_source
     from ._pipeline import Execution
+    from ._sources import open_source
     from ._visualize import visualize
 
     make_folder(out)
