@@ -13,6 +13,8 @@ import os
 from ._errors import EmbedviewError
 
 ENV_VAR = "EMBEDVIEW_MEMORY_LIMIT"
+#: Results this small are never refused, whatever the limit says.
+ALWAYS_FITS = 64 * 2**20
 _UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 
 
@@ -142,6 +144,8 @@ def check_fits(n_bytes: float, what: str, remedy: str) -> None:
     ...
     embedview._errors.EmbedviewError: the picture would take 1024.0 PiB, more than ...
     """
+    if n_bytes <= ALWAYS_FITS:  # no need to ask the system (a file read) for a few MiB
+        return
     limit, why = memory_limit()
     if n_bytes > limit:
         raise EmbedviewError(f"{what} would take {format_bytes(n_bytes)}, more than the {format_bytes(limit)} "

@@ -203,9 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     >>> main(["info", "/nonexistent.zarr"])  # doctest: +SKIP
     2
     """
+    args = build_parser().parse_args(argv)  # --help and usage errors exit here, before any import
     from ._output_paths import undo_on_failure
 
-    args = build_parser().parse_args(argv)
     interrupted = _on_sigterm()
     try:
         with undo_on_failure():
