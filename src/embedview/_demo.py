@@ -645,13 +645,8 @@ def demo(out_dir, *, seed: int = 0, quiet: bool = False) -> list[Path]:
 
 
 def _demo(out: Path, seed: int, quiet: bool) -> list[Path]:
-    from ._figure import FigureFile
-    from ._info import result_summary
-    from ._io import write_output
+    from ._commands import render
     from ._output_paths import check_output, make_folder
-    from ._pipeline import Execution
-    from ._sources import open_source
-    from ._visualize import visualize
 
     make_folder(out)
     for name in list(demo_files().values()) + ["pca.png", "pca_figure.png"]:
@@ -664,15 +659,8 @@ def _demo(out: Path, seed: int, quiet: bool) -> list[Path]:
         print("embedview: wrote generated cell images and their synthetic embeddings in micro_sam's layout: "
               + ", ".join(f"{image} ({embeddings})" for image, embeddings in pairs)
               + f"; also {files['labels']} (cell kinds) and {files['vit_tokens']} (ViT tokens)", file=sys.stderr)
-    src = open_source(files["embeddings"])
-    pca = out / "pca.png"
-    figure = FigureFile(src, pca, files["image"], None, [("the embeddings", files["embeddings"]),
-                                                         ("the image", files["image"])])
-    meta = {"source": str(files["embeddings"]), "fit": "joint", "normalize": "robust", "rgb_components": None}
-    vis = visualize(src, execution=Execution(progress=not quiet))
-    rendered = [write_output(vis, pca, metadata=meta, progress=not quiet)] + figure.write(vis)
+    rendered = render(files["embeddings"], out / "pca.png", image=files["image"], quiet=quiet)
     if not quiet:
-        print(result_summary(vis, src, rendered, "joint"), file=sys.stderr)
         print(f"embedview: next, try `embedview info {files['tiled_embeddings']}` or "
               f"`embedview render {files['stack_embeddings']} -o stack_pca.tif --pixel-size 1`", file=sys.stderr)
     return list(files.values()) + rendered
