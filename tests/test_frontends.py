@@ -68,3 +68,17 @@ def test_cli_keeps_no_workflow_of_its_own():
     assert not defined & {"describe", "format_info", "_zarr_format", "similarity_map", "demo", "_demo"}
     for name in ("figure", "describe", "format_info"):
         assert name in embedview.__all__ and callable(getattr(embedview, name))
+
+
+def test_figure_of_a_stack_is_the_commands_figure(tmp_path):
+    """A stack's figure shows slice z (default the middle one), as `render --image --slice`."""
+    image = np.random.default_rng(0).integers(0, 255, (5, 300, 400)).astype(np.uint8)
+    np.save(tmp_path / "stack.npy", image)
+    assert main(["render", str(DATA / "3d.zarr"), "-o", str(tmp_path / "pca.tif"),
+                 "--image", str(tmp_path / "stack.npy"), "--slice", "3", "-q"]) == 0
+    from_cli = embedview.read_image(tmp_path / "pca_figure.png")
+    np.testing.assert_array_equal(embedview.figure(DATA / "3d.zarr", image, z=3), from_cli)
+    vis = embedview.visualize(DATA / "3d.zarr")
+    np.testing.assert_array_equal(embedview.figure(DATA / "3d.zarr", image, vis, z=3), from_cli)
+    with pytest.raises(embedview.EmbedviewError, match="has shape"):
+        embedview.figure(DATA / "3d.zarr", image[:, :-1])

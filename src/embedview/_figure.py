@@ -300,24 +300,31 @@ def figure(source, image, vis=None, *, z: int | None = None, rgb_components: tup
         out = check_output(path, inputs=[(what, f) for what, f in files if isinstance(f, (str, os.PathLike))])
         if out.suffix.lower() != ".png":
             raise EmbedviewError(f"a figure is written as .png; got path={str(out)!r}.")
-    name = "the image"
-    if isinstance(image, (str, os.PathLike)):
-        from ._io import read_image
-
-        name, image = f"the image {image}", read_image(image)
+    if vis is not None and tuple(vis.image_shape) != tuple(src.shape):
+        raise EmbedviewError(f"vis describes an image of shape {list(vis.image_shape)} but the embeddings one of "
+                             f"{list(src.shape)}; pass the visualization of these embeddings.")
+    name, image = _checked_image(image, src, z)  # a wrong image fails before the PCA runs
     if vis is None:
-        image_plane(image, src.image_shape, z, name)  # a wrong image fails before the PCA runs
         from ._visualize import visualize
 
         vis = visualize(src, rgb_components=rgb_components)
-    elif tuple(vis.image_shape) != tuple(src.image_shape):
-        raise EmbedviewError(f"vis describes an image of shape {list(vis.image_shape)} but the embeddings one of "
-                             f"{list(src.image_shape)}; pass the visualization of these embeddings.")
     picture = make_figure(src, vis, image, z=z, rgb_components=rgb_components, max_side=max_side,
                           image_name=name)
     if out is not None:
         _write(out, picture, {"source": src.name, "image": name[len("the image "):] or None})
     return picture
+
+
+def _checked_image(image, src, z) -> tuple[str, np.ndarray]:
+    """``(name for messages, image)``: read if a path, checked against the embeddings' shape
+    (``(Z, H, W)`` for a stack) and slice ``z``."""
+    name = "the image"
+    if isinstance(image, (str, os.PathLike)):
+        from ._io import read_image
+
+        name, image = f"the image {image}", read_image(image)
+    image_plane(image, src.shape, z, name)
+    return name, image
 
 
 def _write(path: Path, picture: np.ndarray, metadata: dict) -> None:
@@ -346,14 +353,12 @@ class FigureFile:
     """
 
     def __init__(self, src, out: Path, image, z, inputs):
-        from ._io import read_image
         from ._output_paths import check_output
 
         self.src, self.image, self.slice = src, image, z
         self.plane = self.path = None
         if image is not None:
-            self.plane = read_image(image)
-            image_plane(self.plane, src.shape, z, name=f"the image {image}")
+            self.plane = _checked_image(image, src, z)[1]
             self.path = check_output(out.with_name(f"{out.stem}_figure.png"), inputs=inputs)
         elif z is not None:
             raise EmbedviewError("z= chooses the slice of the figure; pass image= too.")
