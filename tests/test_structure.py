@@ -27,7 +27,7 @@ def test_the_command_line_is_parser_and_dispatch():
     errors = {"main", "_fail", "_on_sigterm", "in_cli_terms"}
     for name in functions:
         assert (name in parser | errors or name.startswith("_add_") or name.endswith("_command")
-                or name in {"_geometry", "_option_inputs"}), name
+                or name == "_option_inputs"), name
     imported = {node.module or "" for node in tree.body if isinstance(node, ast.ImportFrom)}
     imported |= {alias.name for node in tree.body if isinstance(node, ast.Import) for alias in node.names}
     assert imported <= {"__future__", "argparse", "sys", "", "_errors"}, imported

@@ -121,7 +121,7 @@ def render(embeddings, output, *, model=None, image=None, slice_: int | None = N
     direct = out.suffix.lower() == ".zarr"
     vis = model._run([src], output=out if direct else None, metadata=meta, fitted=fitted,
                      extra_inputs=inputs, **draw)
-    written = [out if direct else write_output(vis, out, metadata=meta, progress=_progress(model))]
+    written = [out if direct else write_output(vis, out, metadata=meta)]
     written += figure.write(vis, rgb_components=rgb)
     if not quiet:
         for rule in vis.foreground:
@@ -240,10 +240,6 @@ def fit(embeddings: list, output, *, model=None, quiet: bool = False, geometry=N
               f"fitted on {basis.n_samples} cells of {len(sources)} input(s); they explain {ratios} % "
               f"of the variance). Apply it with: embedview render EMB -o OUT --basis {path}", file=sys.stderr)
     return path
-
-
-def _progress(model) -> bool:
-    return bool(model.execution is not None and model.execution.progress)
 
 
 def _make_folder(path, inputs=()) -> Path:

@@ -290,6 +290,8 @@ def rescale(finite: bool, largest_square: float, magnitude) -> float | None:
     """
     if finite and not 0 < largest_square < _TINY_SQUARES:
         return 1.0
+    if largest_square != largest_square:  # NaN squares come only from NaN cells: no scan can mend them
+        return None
     m = float(magnitude())
     if not np.isfinite(m):
         return None

@@ -22,9 +22,8 @@ class Placer:
     >>> from embedview._geometry import CellGrid
     >>> grid = OutputGrid.for_image((600, 900), 1)
     >>> piece = Piece(None, None, CellGrid.sam((600, 900), (64, 64)), ((0, 600), (0, 900)))
-    >>> rows, cols, cell_rows, cell_cols = Placer(grid).indices(piece)
-    >>> rows, int(cell_rows[14]), int(cell_rows[13])
-    (slice(0, 600, None), 1, 0)
+    >>> Placer(grid).spans(piece)
+    (slice(0, 600, None), slice(0, 900, None))
     """
 
     def __init__(self, grid: OutputGrid):
@@ -57,12 +56,6 @@ class Placer:
                 spans.append(slice(lo, hi) if lo < hi else slice(0, 0))
             self._cache[key] = tuple(spans)
         return self._cache[key]
-
-    def indices(self, piece: Piece):
-        """``(out_rows, out_cols, cell_rows, cell_cols)``: output slices and the cells they show."""
-        rows, cols = self.spans(piece)
-        return (rows, cols) + tuple(piece.grid.cell_of(self.grid.centres(axis, sl.start, sl.stop), axis)
-                                    for axis, sl in enumerate((rows, cols)))
 
     def place(self, canvas: np.ndarray, piece: Piece, projected: np.ndarray, origin=(0, 0)) -> None:
         """Write ``(k, h, w)`` projected cells of ``piece`` into ``canvas`` ``(ny, nx, k)``.

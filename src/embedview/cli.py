@@ -338,12 +338,6 @@ def _int_list(text: str) -> tuple[int, ...]:
 # render
 
 
-def _geometry(args):
-    from ._commands import geometry_from_args
-
-    return geometry_from_args(args)
-
-
 def _render_command(args) -> int:
     from ._commands import options_from_args, render, render_many
 
@@ -385,10 +379,11 @@ def _similarity_command(args) -> int:
         raise EmbedviewError("give the query as --point Y,X or as --mask MASK.")
     if args.point is not None and len(args.point) not in (2, 3):
         raise EmbedviewError(f"--point takes Y,X or Z,Y,X (image pixel indices); got {','.join(map(str, args.point))}.")
+    from ._commands import geometry_from_args
     from ._similarity_map import similarity_map
 
     similarity_map(args.embeddings, args.output, point=args.point, mask=args.mask, image=args.image,
-                   z=args.slice, pixel_size=args.pixel_size, quiet=args.quiet, geometry=_geometry(args))
+                   z=args.slice, pixel_size=args.pixel_size, quiet=args.quiet, geometry=geometry_from_args(args))
     return 0
 
 
