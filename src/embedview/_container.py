@@ -110,20 +110,6 @@ def _check_json(path: str) -> None:
                              "or re-copy it.") from None
 
 
-def bad_node(path: str, inventory: Inventory) -> str | None:
-    """The first node of the container whose metadata zarr cannot open (to name it in an error)."""
-    import zarr
-
-    nodes = sorted({name.rpartition("/")[0] for name in inventory.sizes
-                    if name.rsplit("/", 1)[-1] in ("zarr.json", ".zarray", ".zgroup")})
-    for node in nodes:
-        try:
-            zarr.open(os.path.join(path, node) if node else path, mode="r")
-        except Exception:
-            return node or "."
-    return None
-
-
 def _kind(mode: int) -> str:
     for test, kind in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
                        (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):

@@ -88,17 +88,7 @@ def open_container(path: str) -> Source:
     except Exception as err:
         raise EmbedviewError(f"{path} could not be opened as zarr ({_why(err)}); the file looks damaged, "
                              "recompute or re-copy it.") from None
-    try:
-        src = from_group(root, name=path)
-    except EmbedviewError:
-        raise
-    except Exception as err:  # zarr parses each node's metadata lazily, with errors of many types
-        from ._container import bad_node
-
-        node = bad_node(path, inventory)
-        where = path if node in (None, ".") else os.path.join(path, node)
-        raise EmbedviewError(f"the metadata of {where} could not be read ({_why(err)}); the file is damaged, "
-                             "recompute or re-copy it.") from None
+    src = from_group(root, name=path)  # every zarr node it opens goes through _node or _members
     arrays = [src.features] if src.tiling is None else list(src.tile_arrays.values())
     for array in arrays:
         check_chunks(array, inventory, f"the features of {path}")
@@ -129,9 +119,14 @@ def _node(group, key: str, name: str, array: bool):
         node = group[key]
     except EmbedviewError:
         raise
-    except Exception as err:
+    except Exception as err:  # zarr parses a node's metadata when it is opened, with errors of many types
         raise EmbedviewError(f"the metadata of {where} could not be read ({_why(err)}); the file is damaged, "
                              "recompute or re-copy it.") from None
+    return _checked_node(node, where, array)
+
+
+def _checked_node(node, where: str, array: bool):
+    """``node``, which must be an array (``array``) or else may be anything zarr opened."""
     if array and not _is_array(node):
         raise EmbedviewError(f"{where} is a group, but micro_sam stores features there as an array; "
                              "the file is damaged, recompute it.")
@@ -158,7 +153,12 @@ def _attr(attrs, key, name, where):
 
 def from_group(root, name: str) -> Source:
     """A source from an open micro_sam container group (SAM or vision-foundation-model file)."""
-    if "features" not in root:
+    try:
+        has_features = "features" in root
+    except Exception as err:  # zarr parses the node to answer
+        raise EmbedviewError(f"the metadata of {name}/features could not be read ({_why(err)}); the file is "
+                             "damaged, recompute or re-copy it.") from None
+    if not has_features:
         raise EmbedviewError(
             f"{name} has no 'features' array or group; it is not a micro_sam embedding file.")
     attrs = dict(root.attrs)
@@ -311,18 +311,18 @@ def _from_tiles(group, name, metadata) -> Source:
     shape = check_size(_attr(gattrs, "shape", name, where), "the tiled shape", name)
     tiling = Tiling(shape, check_ints(_attr(gattrs, "tile_shape", name, where), "tile_shape", name),
                     check_ints(_attr(gattrs, "halo", name, where), "halo", name, low=0))
-    try:
-        keys = list(group.keys())
+    try:  # every tile's metadata parsed once, here
+        members = dict(group.members())
     except Exception as err:
         raise EmbedviewError(f"the tiles of {name} could not be listed ({_why(err)}); the file is damaged, "
                              "recompute or re-copy it.") from None
-    present = sorted(int(k) for k in keys if k.isdigit() and str(int(k)) == k and int(k) < tiling.n_tiles)
+    present = sorted(int(k) for k in members if k.isdigit() and str(int(k)) == k and int(k) < tiling.n_tiles)
     if not present:
         raise EmbedviewError(f"{name} holds no tiles; it is not a usable micro_sam embedding file.")
     n_slices = n_channels = grid_shape = None
     pieces_by_tile, arrays = {}, {}
     for tile in present:
-        array = arrays[tile] = _node(group, str(tile), f"{name}/features", array=True)
+        array = arrays[tile] = _checked_node(members[str(tile)], f"{name}/features/{tile}", array=True)
         _check_array(array, f"tile {tile} of {name}")
         tile_slices, tile_channels, tile_grid = check_feature_shape(array.shape, f"tile {tile} of {name}")
         if n_channels is None:
