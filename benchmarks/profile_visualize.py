@@ -59,7 +59,7 @@ class StageTimer:
 
 
 def instrument(timer: StageTimer):
-    from embedview import _colors, _executors, _fit, _render, _sinks, _sources, _visualize
+    from embedview import _colors, _executors, _fit, _pipeline, _render, _sinks, _sources
 
     timer.wrap(_sources.Source, "read", "read (zarr get + decompress + asarray)")
     timer.wrap(_fit.Accumulator, "add", "fit: Accumulator.add (shift, sum, x@x.T)")
@@ -67,7 +67,7 @@ def instrument(timer: StageTimer):
     timer.wrap(_executors, "project_piece", "project: Basis.project + finite check")
     timer.wrap(_executors, "_sample_fit_cells", "colour: sample fitted cells")
     timer.wrap(_render.Placer, "place", "render: Placer.place")
-    timer.wrap(_visualize, "colour_ranges", "colour: ranges (percentile)")
+    timer.wrap(_pipeline, "colour_ranges", "colour: ranges (percentile)")
     timer.wrap(_sinks, "colour", "colour: to uint8")
     timer.wrap(_sources, "open_source", "open source (metadata)")
     assert _colors  # imported so the wrapped names resolve

@@ -134,7 +134,8 @@ def test_basis_no_longer_overrides_fit_or_n_components():
 
 
 def test_cluster_is_a_function_of_visualizations():
-    a, b = (embedview.visualize(_features(s), original_size=SIZE) for s in (0, 1))
+    a = embedview.visualize(_features(0), original_size=SIZE)
+    b = embedview.visualize(_features(1), original_size=SIZE, basis=a.basis)  # one basis: one space
     la, lb = embedview.cluster([a, b], 3, components=2)
     assert la.labels.shape == a.rgb.shape[:2] and la.centres[0] is lb.centres[0]
     assert set(np.unique(la.labels)) | set(np.unique(lb.labels)) <= {-1, 0, 1, 2}
@@ -168,3 +169,16 @@ def test_foreground_rule_is_saved_with_the_basis(tmp_path):
     _same(loaded.transform(b, original_size=SIZE), model.transform(b, original_size=SIZE))
     with pytest.raises(EmbedviewError, match="a basis was given"):
         embedview.visualize(b, original_size=SIZE, basis=loaded.basis_, foreground="auto")
+
+
+def test_cluster_refuses_pictures_of_different_bases():
+    """Per-slice bases (or separately fitted pictures) project into different spaces: one k-means
+    over them would mean nothing."""
+    x = np.random.default_rng(0).normal(size=(3, 1, 8, 16, 16)).astype(np.float32)
+    per_slice = embedview.visualize(x, original_size=(64, 64), fit="per_slice")
+    with pytest.raises(embedview.EmbedviewError, match="one basis"):
+        embedview.cluster(per_slice, 3)
+    a, b = (embedview.visualize(x[:, :, :, :, ::-1] if flip else x, original_size=(64, 64)) for flip in (0, 1))
+    with pytest.raises(embedview.EmbedviewError, match="one basis"):
+        embedview.cluster([a, b], 3)
+    assert embedview.cluster([a, embedview.visualize(x, original_size=(64, 64), basis=a.basis)], 3)[0].labels is not None

@@ -225,9 +225,11 @@ class PCA:
             check_n_components(k, inputs.n_channels)
         shown = shown_components(rgb_components, k)
         select = None
-        if mask is not None:
-            masks = [image_mask(mask, src.shape) for src in inputs.sources]
-            select = masks[0]
+        if mask is not None:  # one mask for every input: each must have its shape
+            select = image_mask(mask, inputs.sources[0].shape)
+            for src in inputs.sources[1:]:
+                if tuple(src.shape) != tuple(inputs.sources[0].shape):
+                    image_mask(mask, src.shape)  # raises, naming the shapes
         clusters = cluster_options(clusters, cluster_components, k)
         outputs = output if many else [output]
         if outputs is None:
@@ -386,6 +388,11 @@ def cluster(visualizations, k: int, components: int | None = None, seed: int = 0
     vis_list = [visualizations] if single else list(visualizations)
     if not vis_list or any(v.components is None for v in vis_list):
         raise EmbedviewError("cluster() needs visualizations in memory; draw them without output=.")
+    bases = [b for v in vis_list for b in v.bases]
+    if not all(b is bases[0] or (np.array_equal(b.components, bases[0].components)
+                                 and np.array_equal(b.mean, bases[0].mean)) for b in bases):
+        raise EmbedviewError("cluster() needs pictures drawn with one basis (fit='joint', or one PCA for all of "
+                             "them): components of different bases do not share a space.")
     n = vis_list[0].components.shape[-1]
     clusters, m = cluster_options(k, components, n)
     # NaN rows (nothing drawn) are skipped, and k-means fits on a seeded subsample.

@@ -108,8 +108,9 @@ def execute(inputs: Inputs, job: Job, *, fit: str = "joint", pixel_size=None, ou
     with contextlib.ExitStack() as stack:
         executor = execution.executor(inputs)
         stack.enter_context(contextlib.closing(executor))
-        for src, grid, out in zip(sources, grids, outputs):
-            _check_memory(src, grid, k, picture=draw and out is None, clustered=job.clusters is not None)
+        for src, grid, out in zip(sources, grids, outputs):  # in-memory pictures sized before anything is read
+            if draw and out is None:
+                check_picture_fits(src.n_slices or 1, grid.shape, k, clustered=job.clusters is not None)
         if not draw:
             sinks = [_Discard()] * len(sources)
         else:
@@ -127,19 +128,6 @@ def execute(inputs: Inputs, job: Job, *, fit: str = "joint", pixel_size=None, ou
         for src, grid, sink, out, meta in zip(sources, grids, sinks, outputs, metadata):
             visualizations.append(_visualization(src, grid, sink, out, bases, selections, centres, meta))
         return bases, selections, centres, visualizations
-
-
-def _check_memory(src, grid, n_components: int, picture: bool, clustered: bool = False) -> None:
-    """Refuse, before anything is allocated, work on ``src`` that would not fit in memory: reading
-    and fitting its pieces, and (``picture``) its in-memory picture on ``grid`` (``n_components``
-    float32 + RGB, + labels when ``clustered``).
-
-    The one place where sizes are checked before a run (:mod:`embedview._limits`); the pieces
-    themselves were checked when the source was opened (:func:`~embedview._limits.check_piece_fits`)
-    and the scatter is checked where it is allocated.
-    """
-    if picture:
-        check_picture_fits(src.n_slices or 1, grid.shape, n_components, clustered=clustered)
 
 
 def _visualization(src, grid, sink, out, bases, selections, centres, metadata) -> Visualization:

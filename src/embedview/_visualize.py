@@ -189,6 +189,7 @@ def render_plane(source, basis: Basis, pixel_size, z: int | None = None,
     """
     src = open_source(source)
     grid = OutputGrid.for_image(src.image_shape, pixel_size)
+    check_picture_fits(1, grid.shape, basis.n_components)
     pieces = [p for p in src.pieces() if p.z == z]
     if not pieces:
         raise EmbedviewError(f"{src.name} has no slice {z}; it has {src.n_slices or 0} slices.")
@@ -207,8 +208,7 @@ def render_plane(source, basis: Basis, pixel_size, z: int | None = None,
 def place_plane(src: Source, pieces: list[Piece], basis, grid: OutputGrid, engine=None, select=None,
                 bar=None) -> np.ndarray:
     """Project ``pieces`` (one slice) with ``basis`` and place them on ``grid``: ``(h, w, k)``
-    float32, NaN where nothing is drawn."""
-    check_picture_fits(1, grid.shape, basis.n_components)
+    float32, NaN where nothing is drawn (its callers check the picture's size first)."""
     components = np.full(grid.shape + (basis.n_components,), np.nan, np.float32)
     placer = Placer(grid)
     options = PassOptions(basis.n_components, nonfinite="omit", select=select)
