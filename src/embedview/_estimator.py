@@ -356,8 +356,8 @@ def cluster(visualizations, k: int, components: int | None = None, seed: int = 0
     Parameters
     ----------
     visualizations : Visualization or list of Visualization
-        In-memory pictures (not written to ``.zarr``). Several share the centres, so a label means
-        the same in each.
+        In-memory pictures (not written to ``.zarr``), all drawn with one basis. Several share the
+        centres, so a label means the same in each.
     k : int
         Number of clusters (≥ 2).
     components : int, optional
