@@ -9,6 +9,7 @@ files are refused on load.
 """
 
 import hashlib
+import importlib.util
 import io
 import json
 import math
@@ -35,6 +36,7 @@ SIZE, PATCH, GRID, C = (64, 64), 16, (4, 4), 8
 GEOMETRY = dict(image_size=SIZE, patch_size=PATCH)
 CLI_GEOMETRY = ["--image-size", "64,64", "--patch-size", "16"]
 SRC = str(Path(__file__).parents[1] / "src")
+HAS_TORCH = importlib.util.find_spec("torch") is not None
 
 
 def _tokens(seed=0) -> np.ndarray:
@@ -177,7 +179,8 @@ CASES = {
     "pt-bool": ("f.pt", lambda: _torch_bytes(_torch().zeros(16, 8, dtype=_torch().bool)), "dtype"),
     "pt-no-tensors": ("f.pt", lambda: _torch_bytes({"a": [1, 2], "b": "text"}), "without tensors"),
     "pt-list": ("f.pt", lambda: _torch_bytes([1, 2, 3]), "not a tensor"),
-    "pt-garbage": ("f.pt", lambda: os.urandom(200), "weights_only=True"),
+    # without PyTorch a .pt cannot be opened at all: the sentence says what to install instead
+    "pt-garbage": ("f.pt", lambda: os.urandom(200), "weights_only=True" if HAS_TORCH else "needs PyTorch"),
 }
 
 
