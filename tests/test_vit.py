@@ -480,3 +480,10 @@ def test_file_errors(tmp_path):
         open_features(tmp_path / "t.npy", image_size=(224, 224))
     with pytest.raises(EmbedviewError, match="layout must be"):
         open_features(tmp_path / "t.npy", layout="grid", **GEOMETRY)
+
+
+@pytest.mark.parametrize("patch", [float("inf"), float("nan"), True, 2.5, 0, (16, float("inf"))])
+def test_bad_patch_size_is_one_sentence(patch):
+    tokens = np.zeros((16, 8), np.float32)
+    with pytest.raises(embedview.EmbedviewError, match="patch_size must be a positive integer"):
+        embedview.from_tokens(tokens, (64, 64), patch)

@@ -44,8 +44,9 @@ def pair(value, what: str) -> tuple[int, int]:
     """Two positive ints from an int or a pair."""
     values = (value, value) if np.ndim(value) == 0 else tuple(value)
     try:
-        ok = len(values) == 2 and all(int(v) == v and int(v) > 0 for v in values)
-    except (TypeError, ValueError):
+        ok = len(values) == 2 and all(not isinstance(v, (bool, np.bool_)) and int(v) == v and int(v) > 0
+                                      for v in values)
+    except (TypeError, ValueError, OverflowError):  # int(inf) overflows
         ok = False
     if not ok:
         raise EmbedviewError(f"{what} must be a positive integer or a (y, x) pair of them, got {value!r}.")
