@@ -1,7 +1,7 @@
 """Dask scaling: ``visualize(path, execution=Execution(scheduler=client))`` on a LocalCluster of 1, 2, 4, … workers.
 
 Each worker is a process with one thread (BLAS on one thread too: distributed's nanny sets it),
-started by :func:`embedview._dask.local_cluster` (as ``scheduler="processes"`` does).
+started by :func:`embedview._run.dask_executor.local_cluster` (as ``scheduler="processes"`` does).
 The cluster for each worker count is started once and warmed up with one run (workers open the
 file and import what they need); then the median of ``-n`` runs is taken. The local path
 (``scheduler=None``) is timed the same way. Printed per worker count: time, speed-up over one
@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     import numpy as np
 
     import embedview
-    from embedview._dask import local_cluster
+    from embedview._run.dask_executor import local_cluster
 
     table = cases(args.small)
     if args.case not in table:

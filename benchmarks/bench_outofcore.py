@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     print(f"case {case.name}: {case.describe()}; {gib(dir_size(path)):.2f} GiB on disk")
 
     # Baseline memory of a process that only imports what the render imports.
-    _, base = run([sys.executable, "-c", "import numpy, zarr, embedview._visualize, embedview._omezarr"])
+    _, base = run([sys.executable, "-c", "import numpy, zarr, embedview._run.visualize, embedview._outputs.omezarr"])
     floors = [float(subprocess.run([sys.executable, "-c", FLOOR, str(path)], check=True, capture_output=True,
                                    text=True).stdout) for _ in range(args.repeats)]
     floor = statistics.median(floors)

@@ -116,7 +116,7 @@ def main(argv=None) -> int:
 
 def _breakdown(torch, features, original_size, args, sync) -> None:
     """Where the CUDA path's time goes: the engine fed directly versus the pipeline around it."""
-    from embedview._engines import engine_for  # private: may move between versions
+    from embedview._model.engines import engine_for  # private: may move between versions
 
     engine = engine_for(args.device)
     c = features.shape[2]

@@ -59,7 +59,12 @@ class StageTimer:
 
 
 def instrument(timer: StageTimer):
-    from embedview import _colors, _executors, _fit, _pipeline, _render, _sinks, _sources
+    from embedview._inputs import sources as _sources
+    from embedview._model import fit as _fit
+    from embedview._outputs import render as _render
+    from embedview._outputs import sinks as _sinks
+    from embedview._run import executors as _executors
+    from embedview._run import pipeline as _pipeline
 
     timer.wrap(_sources.Source, "read", "read (zarr get + decompress + asarray)")
     timer.wrap(_fit.Accumulator, "add", "fit: Accumulator.add (shift, sum, x@x.T)")
@@ -70,7 +75,6 @@ def instrument(timer: StageTimer):
     timer.wrap(_pipeline, "colour_ranges", "colour: ranges (percentile)")
     timer.wrap(_sinks, "colour", "colour: to uint8")
     timer.wrap(_sources, "open_source", "open source (metadata)")
-    assert _colors  # imported so the wrapped names resolve
 
 
 def _thread_cpu() -> dict[int, float]:
@@ -193,10 +197,10 @@ def cprofile_report(path: str, top: int) -> None:
 
 
 PY_SPY_STAGES = [  # (stage, substrings of a stack, outermost match wins in order)
-    ("fit: eigh", ("basis (embedview/_fit.py",)),
-    ("fit: Accumulator.add", ("add (embedview/_fit.py",)),
+    ("fit: eigh", ("basis (embedview/_model/fit.py",)),
+    ("fit: Accumulator.add", ("add (embedview/_model/fit.py",)),
     ("project", ("project_piece",)),
-    ("render: place", ("place (embedview/_render.py",)),
+    ("render: place", ("place (embedview/_outputs/render.py",)),
     ("colour: ranges", ("colour_ranges",)),
     ("colour: to uint8", ("colour (",)),
     ("read: zstd decode", ("zstd", "Zstd", "ZSTD")),

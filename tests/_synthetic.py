@@ -7,7 +7,7 @@ from fractions import Fraction
 import numpy as np
 import zarr
 
-from embedview._geometry import Tiling
+from embedview._common.geometry import Tiling
 
 
 def prototypes(n_materials: int, n_channels: int, seed: int = 0, spread: float = 10.0) -> np.ndarray:

@@ -6,11 +6,11 @@ import zipfile
 import numpy as np
 import pytest
 
-import embedview._basis_file as basis_file
+import embedview._model.basis_file as basis_file
 from embedview import EmbedviewError
-from embedview._basis_file import VERSION, check_basis_channels, load_basis, save_basis
-from embedview._colors import colour_ranges
-from embedview._fit import Accumulator, Basis
+from embedview._model.basis_file import VERSION, check_basis_channels, load_basis, save_basis
+from embedview._model.colors import colour_ranges
+from embedview._model.fit import Accumulator, Basis
 
 ARRAYS = ("mean", "components", "explained_variance", "explained_variance_ratio", "lo", "hi")
 

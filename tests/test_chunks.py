@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import zarr
 
-from embedview._chunks import direct_reader
+from embedview._inputs.chunks import direct_reader
 
 DATA = Path(__file__).parent / "data" / "micro_sam"
 

@@ -14,7 +14,7 @@ import zarr
 from PIL import Image
 
 import embedview
-from embedview._demo import DemoEncoder, make_demo_scene, write_demo_embeddings, write_micro_sam_embeddings
+from embedview._workflows.demo import DemoEncoder, make_demo_scene, write_demo_embeddings, write_micro_sam_embeddings
 from embedview.cli import main
 
 from _readback import read_ome_zarr

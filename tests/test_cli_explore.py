@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import embedview
-from embedview._demo import DemoEncoder, make_demo_scene, write_demo_embeddings
+from embedview._workflows.demo import DemoEncoder, make_demo_scene, write_demo_embeddings
 from embedview.cli import main
 
 SMALL = DemoEncoder(n_channels=16, grid=16)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import embedview
-from embedview._demo import DemoEncoder, make_demo_scene, write_demo_embeddings
+from embedview._workflows.demo import DemoEncoder, make_demo_scene, write_demo_embeddings
 from embedview.cli import main
 
 SMALL = DemoEncoder(n_channels=16, grid=32)  # 2 × 704 cells: --fit-sample 1000 samples

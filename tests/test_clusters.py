@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score  # test-only dependency
 
-import embedview._clusters as clusters
+import embedview._model.clusters as clusters
 from embedview import EmbedviewError
-from embedview._clusters import assign, cluster, kmeans, label_colours, labels_to_rgb
+from embedview._model.clusters import assign, cluster, kmeans, label_colours, labels_to_rgb
 
 
 def blobs(n, k=5, m=3, spread=0.6, seed=0):

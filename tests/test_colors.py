@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from embedview import EmbedviewError
-from embedview._colors import colour_ranges, to_uint8
+from embedview._model.colors import colour_ranges, to_uint8
 
 
 def test_robust_ignores_a_few_extremes():

@@ -13,10 +13,10 @@ distributed = pytest.importorskip("distributed")
 
 import embedview  # noqa: E402
 from embedview import EmbedviewError  # noqa: E402
-from embedview._dask import DaskExecutor, _cluster_errors  # noqa: E402
-from embedview._demo import DemoEncoder, make_demo_scene, write_demo_embeddings, write_micro_sam_embeddings  # noqa: E402
-from embedview._executors import PassOptions  # noqa: E402
-from embedview._sources import open_source  # noqa: E402
+from embedview._inputs.sources import open_source  # noqa: E402
+from embedview._run.dask_executor import DaskExecutor, _cluster_errors  # noqa: E402
+from embedview._run.executors import PassOptions  # noqa: E402
+from embedview._workflows.demo import DemoEncoder, make_demo_scene, write_demo_embeddings, write_micro_sam_embeddings  # noqa: E402
 
 from _readback import read_ome_zarr  # noqa: E402
 
@@ -169,8 +169,8 @@ def test_feature_errors_on_workers_reach_the_caller(client, tmp_path):
 
 
 def test_zarr_sink_pickles_as_paths(tmp_path, stack):
-    from embedview._geometry import OutputGrid
-    from embedview._sinks import ZarrSink
+    from embedview._common.geometry import OutputGrid
+    from embedview._outputs.sinks import ZarrSink
 
     src = open_source(stack)
     grid = OutputGrid.for_image(src.image_shape, 1)
@@ -193,7 +193,7 @@ def test_clear_errors(client, monkeypatch):
         embedview.visualize(features, original_size=(64, 64), execution=embedview.Execution(scheduler=client))
     with pytest.raises(EmbedviewError, match="scheduler must be 'threads', 'processes'"):
         embedview.visualize(str(DATA / "2d.zarr"), execution=embedview.Execution(scheduler="sync"))
-    monkeypatch.setattr("embedview._dask.CONNECT_TIMEOUT", 0.5)
+    monkeypatch.setattr("embedview._run.dask_executor.CONNECT_TIMEOUT", 0.5)
     with pytest.raises(EmbedviewError, match="could not reach the Dask scheduler at tcp://127.0.0.1:9"):
         embedview.visualize(str(DATA / "2d.zarr"), execution=embedview.Execution(scheduler="tcp://127.0.0.1:9"))
     monkeypatch.setitem(sys.modules, "distributed", None)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import embedview
-from embedview._demo import (
+from embedview._common.geometry import Tiling
+from embedview._workflows.demo import (
     CELL_KINDS,
     CELLS_SHAPE,
     DEMO_LAYOUTS,
@@ -23,8 +24,7 @@ from embedview._demo import (
     write_demo_embeddings,
     write_micro_sam_embeddings,
 )
-from embedview._demo import demo as main_demo
-from embedview._geometry import Tiling
+from embedview._workflows.demo import demo as main_demo
 from embedview.cli import main
 
 SMALL = DemoEncoder(n_channels=16, grid=16)

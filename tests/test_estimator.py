@@ -9,7 +9,7 @@ import pytest
 
 import embedview
 from embedview import EmbedviewError
-from embedview._api import deprecate_parameters
+from embedview._common.deprecation import deprecate_parameters
 
 from _fixtures import DATA
 

@@ -5,7 +5,7 @@ import pytest
 from sklearn.decomposition import PCA
 
 from embedview import EmbedviewError
-from embedview._fit import Accumulator
+from embedview._model.fit import Accumulator
 
 
 def _fit(x, k, pieces=1):

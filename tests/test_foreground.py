@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from embedview import EmbedviewError
-from embedview._fit import Accumulator
-from embedview._foreground import MIN_CELLS, ForegroundRule, choose_threshold
+from embedview._model.fit import Accumulator
+from embedview._model.foreground import MIN_CELLS, ForegroundRule, choose_threshold
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _synthetic import prototypes  # noqa: E402
@@ -111,7 +111,7 @@ def test_otsu_matches_scikit_image(seed):
     """On the clipped range it histograms, the threshold is scikit-image's within one bin."""
     from skimage.filters import threshold_otsu
 
-    from embedview._foreground import _BINS, _RANGE_PERCENTILES, _otsu
+    from embedview._model.foreground import _BINS, _RANGE_PERCENTILES, _otsu
 
     rng = np.random.default_rng(seed)
     values = np.concatenate([rng.normal(0, 1 + seed, 3000), rng.normal(6, 1, 1000 * (seed + 1))])

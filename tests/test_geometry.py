@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from embedview import EmbedviewError
-from embedview._geometry import CellGrid, OutputGrid, Tiling, sam_cell_size
+from embedview._common.geometry import CellGrid, OutputGrid, Tiling, sam_cell_size
 
 sizes = st.integers(1, 3000)
 
@@ -95,8 +95,8 @@ def test_sam_cell_size_is_sixteen_resized_pixels():
 
 def test_placer_spans_are_the_pixels_whose_centre_lies_in_the_block():
     """The arithmetic spans equal the brute-force answer over output-long centre arrays."""
-    from embedview._render import Placer
-    from embedview._sources import Piece
+    from embedview._inputs.sources import Piece
+    from embedview._outputs.render import Placer
 
     rng = np.random.default_rng(0)
     for trial in range(300):
@@ -114,7 +114,7 @@ def test_placer_spans_are_the_pixels_whose_centre_lies_in_the_block():
 
 
 def test_output_sides_beyond_the_limit_are_refused():
-    from embedview._geometry import MAX_SIDE
+    from embedview._common.geometry import MAX_SIDE
 
     with pytest.raises(EmbedviewError, match="larger pixel size"):
         OutputGrid.for_image((600, 900), 1e-12)

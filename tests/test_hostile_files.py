@@ -28,8 +28,8 @@ from hypothesis import strategies as st
 
 import embedview
 from embedview import EmbedviewError
-from embedview._basis_file import load_basis, save_basis
-from embedview._fit import Accumulator
+from embedview._model.basis_file import load_basis, save_basis
+from embedview._model.fit import Accumulator
 from embedview.cli import main
 
 SIZE, PATCH, GRID, C = (64, 64), 16, (4, 4), 8

@@ -21,9 +21,9 @@ import pytest
 from PIL import Image
 
 import embedview
-from embedview import _output_paths as _io
-from embedview._demo import DemoEncoder, make_demo_scene, write_demo_embeddings
-from embedview._errors import EmbedviewError
+from embedview._common import output_paths as _io
+from embedview._common.errors import EmbedviewError
+from embedview._workflows.demo import DemoEncoder, make_demo_scene, write_demo_embeddings
 from embedview.cli import main
 
 from _readback import read_ome_zarr
@@ -192,7 +192,7 @@ def test_internal_error_is_one_line_exit_1(work, capsys, monkeypatch):
     def broken(*args, **kwargs):
         raise ZeroDivisionError("a bug\nover two lines")
 
-    monkeypatch.setattr("embedview._commands.open_embeddings", broken)
+    monkeypatch.setattr("embedview._workflows.commands.open_embeddings", broken)
     err = refused(capsys, work, "render", "emb.zarr", "-o", "p.png", code=1)
     assert err.startswith("embedview: internal error: ZeroDivisionError: a bug over two lines") and "--debug" in err
     for argv in (["--debug", "render", "emb.zarr", "-o", "p.png"], ["render", "emb.zarr", "-o", "p.png", "--debug"]):
@@ -218,7 +218,7 @@ def test_failure_after_a_first_file_removes_it(work, capsys, monkeypatch):
     def broken(*args, **kwargs):
         raise EmbedviewError("the figure failed.")
 
-    monkeypatch.setattr("embedview._figure.make_figure", broken)
+    monkeypatch.setattr("embedview._workflows.figure.make_figure", broken)
     refused(capsys, work, "render", "emb.zarr", "-o", "p.png", "--image", "image.png")
     refused(capsys, work, "demo", "-o", "fresh", "-q")
 
@@ -242,8 +242,8 @@ SLOW = """
 
 
 @pytest.mark.parametrize("output, module, name", [
-    ("p.png", "embedview._io", "write_png"),                        # a file output
-    ("p.zarr", "embedview._omezarr", "OmeZarrWriter.finish"),      # a folder, written while computed
+    ("p.png", "embedview._outputs.io", "write_png"),                        # a file output
+    ("p.zarr", "embedview._outputs.omezarr", "OmeZarrWriter.finish"),      # a folder, written while computed
 ])
 def test_sigterm_mid_write_leaves_nothing(work, output, module, name):
     before = snapshot(work)
@@ -317,7 +317,7 @@ def test_replacing_a_zarr_output_never_leaves_the_path_empty(work, capsys, monke
 
 CRASH = """
     import os, sys
-    from embedview import _output_paths as _io
+    from embedview._common import output_paths as _io
     real_rename2, real_rename = _io._rename2, os.rename
     mode = sys.argv[1]
     def rename2(src, dst, flags):

@@ -9,9 +9,9 @@ from PIL import Image
 
 import embedview
 from embedview import EmbedviewError
-from embedview._demo import DemoEncoder, make_demo_scene, write_demo_embeddings
-from embedview._io import read_image, write_output
-from embedview._output_paths import atomic_path, check_output
+from embedview._common.output_paths import atomic_path, check_output
+from embedview._outputs.io import read_image, write_output
+from embedview._workflows.demo import DemoEncoder, make_demo_scene, write_demo_embeddings
 
 from _readback import read_ome_zarr
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import embedview
-from embedview._demo import DemoEncoder, make_cells_scene, write_demo_embeddings
+from embedview._workflows.demo import DemoEncoder, make_cells_scene, write_demo_embeddings
 from embedview.cli import in_cli_terms, main
 
 SMALL = DemoEncoder(n_channels=8, grid=16)

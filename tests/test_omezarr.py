@@ -7,8 +7,8 @@ import pytest
 import zarr
 
 import embedview
-from embedview import _sinks
-from embedview._omezarr import level_shapes, level_transforms
+from embedview._outputs import sinks as _sinks
+from embedview._outputs.omezarr import level_shapes, level_transforms
 
 from _readback import read_ome_zarr
 

@@ -8,8 +8,8 @@ import zarr
 
 import embedview
 from embedview import EmbedviewError, open_source
-from embedview._demo import write_micro_sam_embeddings
-from embedview._geometry import Tiling
+from embedview._common.geometry import Tiling
+from embedview._workflows.demo import write_micro_sam_embeddings
 
 import _synthetic as syn
 from _fixtures import DATA, copy_fixture

@@ -10,8 +10,27 @@ from _imports import PACKAGE, cycles, import_graph
 
 def test_the_import_graph_is_acyclic():
     graph = import_graph()
-    assert len(graph) > 30 and "embedview._dask" in graph["embedview._executors"] | graph["embedview._pipeline"]
+    assert len(graph) > 30 and "embedview._run.dask_executor" in graph["embedview._run.executors"] | graph["embedview._run.pipeline"]
     assert cycles(graph) == []
+
+
+# The pipeline's layers, bottom up: a module imports only from its own layer or the ones below.
+# The front-ends (the public package, cli, micro_sam, napari) sit on top.
+LAYERS = ["_common", "_inputs", "_model", "_outputs", "_run", "_workflows"]
+
+
+def _layer(module: str) -> int:
+    parts = module.split(".")
+    return LAYERS.index(parts[1]) if len(parts) > 1 and parts[1] in LAYERS else len(LAYERS)
+
+
+def test_each_layer_imports_only_from_the_layers_below():
+    graph = import_graph()
+    upward = sorted(f"{m} -> {t}" for m, targets in graph.items() for t in targets if _layer(t) > _layer(m))
+    assert upward == []
+    top_level = {p.stem for p in PACKAGE.glob("*.py")} | {p.name for p in PACKAGE.iterdir() if p.is_dir()}
+    # the package is its layers plus the front-ends: no private module lies outside a layer
+    assert top_level - {"__pycache__"} == set(LAYERS) | {"__init__", "__main__", "cli", "micro_sam", "napari"}
 
 
 def test_visualize_has_at_most_ten_parameters():
@@ -30,7 +49,7 @@ def test_the_command_line_is_parser_and_dispatch():
                 or name == "_option_inputs"), name
     imported = {node.module or "" for node in tree.body if isinstance(node, ast.ImportFrom)}
     imported |= {alias.name for node in tree.body if isinstance(node, ast.Import) for alias in node.names}
-    assert imported <= {"__future__", "argparse", "sys", "", "_errors"}, imported
+    assert imported <= {"__future__", "argparse", "sys", "_common.errors", "_common.version"}, imported
     commands = [n for n in functions if n.endswith("_command")]
     assert {"_render_command", "_fit_command", "_similarity_command", "_info_command", "_demo_command"} <= set(commands)
     for node in tree.body:  # each command's body is short: the work is in the library

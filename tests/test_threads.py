@@ -3,7 +3,7 @@
 import numpy as np
 from threadpoolctl import threadpool_info
 
-from embedview._threads import blas_threads
+from embedview._common.threads import blas_threads
 
 
 def _blas_threads() -> list[int]:

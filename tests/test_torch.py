@@ -9,9 +9,9 @@ torch = pytest.importorskip("torch")
 
 import embedview  # noqa: E402
 from embedview import EmbedviewError  # noqa: E402
-from embedview._engines import engine_for  # noqa: E402
-from embedview._fit import Accumulator  # noqa: E402
-from embedview._torch import TorchAccumulator, TorchEngine, _ieee_float32  # noqa: E402
+from embedview._model.engines import engine_for  # noqa: E402
+from embedview._model.fit import Accumulator  # noqa: E402
+from embedview._model.torch_engine import TorchAccumulator, TorchEngine, _ieee_float32  # noqa: E402
 
 DATA = Path(__file__).parent / "data" / "micro_sam"
 
@@ -183,7 +183,7 @@ def test_import_embedview_does_not_import_torch():
     import subprocess
     import sys
 
-    code = ("import sys, embedview, embedview._engines; embedview.visualize; "
+    code = ("import sys, embedview, embedview._model.engines; embedview.visualize; "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -8,8 +8,8 @@ from sklearn.decomposition import PCA
 
 import embedview
 from embedview import EmbedviewError
-from embedview._demo import write_micro_sam_embeddings
-from embedview._geometry import Tiling
+from embedview._common.geometry import Tiling
+from embedview._workflows.demo import write_micro_sam_embeddings
 
 import _synthetic as syn
 

@@ -10,10 +10,10 @@ import pytest
 
 import embedview
 from embedview import EmbedviewError
-from embedview._geometry import CellGrid
-from embedview._vit_arrays import from_feature_map, from_tokens
-from embedview._vit_files import open_features, read_safetensors
-from embedview._vit_geometry import Preprocess
+from embedview._common.geometry import CellGrid
+from embedview._inputs.vit_arrays import from_feature_map, from_tokens
+from embedview._inputs.vit_files import open_features, read_safetensors
+from embedview._inputs.vit_geometry import Preprocess
 
 import _synthetic as syn
 

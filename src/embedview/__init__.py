@@ -12,39 +12,39 @@ Examples
 
 from importlib import import_module
 
-__version__ = "0.1.0"
+from ._common.version import __version__
 
 # Public names and the private module holding each. Imported on first use, so that
 # `import embedview` (and so `embedview --help`) stays instant.
 _EXPORTS = {
-    "visualize": "_visualize",
-    "PCA": "_estimator",
-    "cluster": "_estimator",
-    "Execution": "_pipeline",
-    "render_plane": "_visualize",
-    "Visualization": "_visualization",
-    "Basis": "_fit",
-    "EmbedviewError": "_errors",
-    "open_source": "_sources",
-    "Source": "_source_base",
-    "Piece": "_source_base",
-    "OutputGrid": "_geometry",
-    "CellGrid": "_geometry",
-    "Tiling": "_geometry",
-    "write_output": "_io",
-    "read_image": "_io",
-    "fit_basis": "_joint",
-    "visualize_many": "_joint",
-    "save_basis": "_basis_file",
-    "load_basis": "_basis_file",
-    "similarity": "_similarity",
-    "from_tokens": "_vit_arrays",
-    "from_feature_map": "_vit_arrays",
-    "open_features": "_vit_files",
-    "Preprocess": "_vit_geometry",
-    "describe": "_info",
-    "format_info": "_info",
-    "figure": "_figure",
+    "visualize": "_run.visualize",
+    "PCA": "_run.estimator",
+    "cluster": "_run.estimator",
+    "Execution": "_run.pipeline",
+    "render_plane": "_run.visualize",
+    "Visualization": "_outputs.visualization",
+    "Basis": "_model.fit",
+    "EmbedviewError": "_common.errors",
+    "open_source": "_inputs.sources",
+    "Source": "_inputs.source_base",
+    "Piece": "_inputs.source_base",
+    "OutputGrid": "_common.geometry",
+    "CellGrid": "_common.geometry",
+    "Tiling": "_common.geometry",
+    "write_output": "_outputs.io",
+    "read_image": "_outputs.io",
+    "fit_basis": "_run.joint",
+    "visualize_many": "_run.joint",
+    "save_basis": "_model.basis_file",
+    "load_basis": "_model.basis_file",
+    "similarity": "_run.similarity",
+    "from_tokens": "_inputs.vit_arrays",
+    "from_feature_map": "_inputs.vit_arrays",
+    "open_features": "_inputs.vit_files",
+    "Preprocess": "_inputs.vit_geometry",
+    "describe": "_workflows.info",
+    "format_info": "_workflows.info",
+    "figure": "_workflows.figure",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

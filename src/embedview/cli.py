@@ -1,8 +1,8 @@
 """The ``embedview`` command: its parser, and dispatch to the library's workflows.
 
-``info`` is :func:`embedview.describe` (:mod:`embedview._info`), ``similarity`` is
-:func:`embedview._similarity_map.similarity_map`, ``demo`` is :func:`embedview._demo.demo`,
-the figure is :func:`embedview.figure` (:class:`embedview._figure.FigureFile`). What stays here is
+``info`` is :func:`embedview.describe` (:mod:`embedview._workflows.info`), ``similarity`` is
+:func:`embedview._workflows.similarity_map.similarity_map`, ``demo`` is :func:`embedview._workflows.demo.demo`,
+the figure is :func:`embedview.figure` (:class:`embedview._workflows.figure.FigureFile`). What stays here is
 the command's own: its flags, turning them into keyword arguments, and the library's messages
 reworded in flag names (:func:`in_cli_terms`). Only argparse is imported here; numpy, zarr and
 the rest load inside the commands, so ``embedview --help`` answers at once. Bad input exits
@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import __version__
-from ._errors import EmbedviewError
+from ._common.errors import EmbedviewError
+from ._common.version import __version__
 
 EPILOG = """\
 examples (after the first, each runs as written):
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     0 success; 2 bad input (one ``embedview: error:`` sentence); 1 an internal error (one
     ``embedview: internal error:`` line, the traceback with ``--debug``); 130 Ctrl-C and 143
     SIGTERM (handled alike). A run that fails removes what it created
-    (:func:`embedview._output_paths.undo_on_failure`).
+    (:func:`embedview._common.output_paths.undo_on_failure`).
 
     Examples
     --------
@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     2
     """
     args = build_parser().parse_args(argv)  # --help and usage errors exit here, before any import
-    from ._output_paths import undo_on_failure
+    from ._common.output_paths import undo_on_failure
 
     interrupted = _on_sigterm()
     try:
@@ -339,7 +339,7 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 
 def _render_command(args) -> int:
-    from ._commands import options_from_args, render, render_many
+    from ._workflows.commands import options_from_args, render, render_many
 
     options = options_from_args(args)
     if len(args.embeddings) > 1:
@@ -368,7 +368,7 @@ def _option_inputs(args) -> list:
 
 
 def _fit_command(args) -> int:
-    from ._commands import fit, options_from_args
+    from ._workflows.commands import fit, options_from_args
 
     fit(args.embeddings, args.output, quiet=args.quiet, **options_from_args(args))
     return 0
@@ -379,8 +379,8 @@ def _similarity_command(args) -> int:
         raise EmbedviewError("give the query as --point Y,X or as --mask MASK.")
     if args.point is not None and len(args.point) not in (2, 3):
         raise EmbedviewError(f"--point takes Y,X or Z,Y,X (image pixel indices); got {','.join(map(str, args.point))}.")
-    from ._commands import geometry_from_args
-    from ._similarity_map import similarity_map
+    from ._workflows.commands import geometry_from_args
+    from ._workflows.similarity_map import similarity_map
 
     similarity_map(args.embeddings, args.output, point=args.point, mask=args.mask, image=args.image,
                    z=args.slice, pixel_size=args.pixel_size, quiet=args.quiet, geometry=geometry_from_args(args))
@@ -394,7 +394,7 @@ def _similarity_command(args) -> int:
 def _info_command(args) -> int:
     import json
 
-    from ._info import describe, format_info
+    from ._workflows.info import describe, format_info
 
     info = describe(args.embeddings)
     print(json.dumps(info, indent=2) if args.json else format_info(info))
@@ -406,7 +406,7 @@ def _info_command(args) -> int:
 
 
 def _demo_command(args) -> int:
-    from ._demo import demo
+    from ._workflows.demo import demo
 
     demo(args.output, seed=args.seed, quiet=args.quiet)
     return 0

@@ -44,12 +44,12 @@ from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
-from ._colors import to_uint8
-from ._errors import EmbedviewError
-from ._fit import Accumulator, Basis
-from ._micro_sam_layout import check_feature_shape
-from ._sources import Piece, Source, open_source
-from ._threads import blas_threads
+from ._common.errors import EmbedviewError
+from ._common.threads import blas_threads
+from ._inputs.micro_sam_layout import check_feature_shape
+from ._inputs.sources import Piece, Source, open_source
+from ._model.colors import to_uint8
+from ._model.fit import Accumulator, Basis
 
 __all__ = ["compute_pca", "project_embeddings_for_visualization"]
 

@@ -1,6 +1,6 @@
 """Which files the napari reader takes, decided from JSON metadata alone.
 
-micro_sam containers are recognised by :func:`embedview._micro_sam_layout.is_micro_sam_container`
+micro_sam containers are recognised by :func:`embedview._inputs.micro_sam_layout.is_micro_sam_container`
 (the one module that knows their layout); embedview's own OME-Zarr pictures here.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from .._micro_sam_layout import is_micro_sam_container, root_attributes
+from .._inputs.micro_sam_layout import is_micro_sam_container, root_attributes
 
 __all__ = ["is_embedview_picture", "is_micro_sam_container"]
 

@@ -247,7 +247,7 @@ class EmbeddingPCAWidget(Container):
         values = vis.components[..., 0]
         kwargs = layer_kwargs(vis, path, name=f"{layer_name(path)} similarity",
                               options={"point": list(point), "pixel_size": pixel_size})
-        from embedview._similarity import display_range  # the core's colour ramp's range
+        from embedview._run.similarity import display_range  # the core's colour ramp's range
 
         kwargs.update(rgb=False, colormap="inferno", contrast_limits=display_range(values))
         scale, translate = kwargs["scale"], kwargs["translate"]

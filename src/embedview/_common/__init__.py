@@ -1,0 +1,1 @@
+"""Foundations every layer shares: errors, limits, threads, progress, paths, the exact geometry."""

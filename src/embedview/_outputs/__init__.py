@@ -1,0 +1,1 @@
+"""Outputs: placing projected cells on the output grid, and writing pictures (PNG, TIFF, OME-Zarr)."""

@@ -1,0 +1,205 @@
+"""Files in and out: read an image, write a visualization by extension.
+
+Every write goes through :mod:`embedview._common.output_paths`: only where an output may go
+(:func:`~embedview._common.output_paths.check_output`), and never half-written
+(:func:`~embedview._common.output_paths.atomic_path`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .._common.errors import EmbedviewError
+from .._common.output_paths import _extension, atomic_path, check_output
+from .._common.progress import progress_bar
+
+PILLOW_IMAGES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+IMAGE_FORMATS = (".npy", ".tif", ".tiff") + PILLOW_IMAGES
+
+
+# ---------------------------------------------------------------------------------------------
+# reading
+
+
+def read_image(path) -> np.ndarray:
+    """Read an image: ``.npy``, ``.tif``/``.tiff`` or a Pillow format (``.png``, ``.jpg``, ...).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    ndarray
+        ``(H, W)``, ``(H, W, 3|4)``, or ``(Z, H, W[, 3|4])`` as stored. ``.npy`` files are
+        memory-mapped, so a large stack is not loaded whole.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "image.npy")
+    >>> np.save(path, np.zeros((4, 5), np.uint8))
+    >>> read_image(path).shape
+    (4, 5)
+    """
+    path = Path(path)
+    ext = _extension(path, IMAGE_FORMATS, f"cannot read the image {path}: unknown extension")
+    if not path.is_file():
+        raise EmbedviewError(f"the image {path} does not exist or is not a file.")
+    try:
+        if ext == ".npy":
+            image = np.load(path, mmap_mode="r", allow_pickle=False)
+        elif ext in (".tif", ".tiff"):
+            import tifffile
+
+            image = tifffile.imread(path)
+        else:
+            image = _read_pillow(path)
+    except EmbedviewError:
+        raise
+    except Exception as err:  # each reader fails in its own way on a damaged file
+        raise EmbedviewError(
+            f"could not read the image {path} ({type(err).__name__}: {str(err).strip() or 'no detail'}).") from None
+    if image.ndim < 2 or image.dtype.kind not in "biuf":
+        raise EmbedviewError(
+            f"the image {path} holds a {image.dtype} array of shape {list(image.shape)}; "
+            "expected numbers in 2D (H, W), RGB (H, W, 3) or a stack (Z, H, W).")
+    return image
+
+
+def _read_pillow(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as img:
+        if img.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):  # palettes and colour spaces → RGB
+            img = img.convert("RGBA" if "A" in img.mode else "RGB")
+        elif img.mode == "LA":
+            img = img.convert("L")
+        elif img.mode == "1":
+            img = img.convert("L")
+        return np.asarray(img)
+
+
+# ---------------------------------------------------------------------------------------------
+# writing a visualization
+
+
+def output_metadata(vis, extra: dict | None = None) -> dict:
+    """What every output records besides pixels: geometry, layout and the PCA's explained variance.
+
+    Examples
+    --------
+    >>> import numpy as np, embedview
+    >>> vis = embedview.visualize(np.ones((1, 4, 64, 64), np.float32), original_size=(64, 64))
+    >>> output_metadata(vis)["scale"]
+    [1.0, 1.0]
+    """
+    from .._common.version import __version__
+
+    ratios = [[float(v) for v in basis.explained_variance_ratio] for basis in vis.bases]
+    meta = {
+        "embedview_version": __version__,
+        "axes": (["z"] if len(vis.scale) == 3 else []) + ["y", "x", "c"],
+        "scale": [float(v) for v in vis.scale],
+        "translate": [float(v) for v in vis.translate],
+        "layout": vis.layout,
+        "image_shape": [int(v) for v in vis.image_shape],
+        "n_components": int(vis.components.shape[-1] if vis.components is not None else vis.bases[0].n_components),
+        # One list for fit="joint", one per slice for fit="per_slice".
+        "explained_variance_ratio": ratios[0] if len(ratios) == 1 else ratios,
+    }
+    meta.update(extra or {})
+    return meta
+
+
+def write_output(vis, path, *, metadata: dict | None = None, progress: bool = False) -> Path:
+    """Write a :class:`~embedview.Visualization` to ``path``, chosen by extension, atomically.
+
+    Parameters
+    ----------
+    vis : Visualization
+    path : str or os.PathLike
+        ``.png`` (2D only), ``.tif``/``.tiff`` (2D RGB or one page per slice), ``.zarr``
+        (OME-Zarr: a multiscale RGB image plus ``components``, see :mod:`embedview._outputs.omezarr`), ``.npy`` (the RGB array) or ``.npz`` (``rgb``,
+        ``components``, ``scale``, ``translate``). All but ``.npy`` record ``scale`` and
+        ``translate``: the PNG in its ``embedview`` text chunk, the TIFF in its JSON
+        ImageDescription, the zarr group in its attributes.
+    metadata : dict, optional
+        Extra JSON-able entries to record (e.g. the source and options).
+    progress : bool
+        Progress bar on stderr while writing a large zarr output.
+
+    Returns
+    -------
+    Path
+
+    Examples
+    --------
+    >>> import numpy as np, embedview, tempfile, os
+    >>> vis = embedview.visualize(np.random.rand(1, 8, 64, 64).astype(np.float32), original_size=(600, 900))
+    >>> out = write_output(vis, os.path.join(tempfile.mkdtemp(), "pca.png"))
+    >>> read_image(out).shape
+    (43, 64, 3)
+    """
+    path = check_output(path, stack=vis.rgb.ndim == 4)
+    meta = output_metadata(vis, metadata)
+    ext = path.suffix.lower()
+    with atomic_path(path, directory=ext == ".zarr") as tmp:
+        if ext == ".png":
+            write_png(tmp, vis.rgb, meta)
+        elif ext in (".tif", ".tiff"):
+            _write_tiff(tmp, vis.rgb, meta)
+        elif ext == ".zarr":
+            _write_zarr(tmp, vis, meta, progress, path.name)
+        elif ext == ".npy":
+            with open(tmp, "wb") as f:
+                np.save(f, vis.rgb)
+        else:
+            with open(tmp, "wb") as f:
+                np.savez_compressed(f, rgb=vis.rgb, components=vis.components,
+                                    scale=np.asarray(vis.scale), translate=np.asarray(vis.translate),
+                                    image_shape=np.asarray(vis.image_shape),
+                                    metadata=np.asarray(json.dumps(meta)))
+    return path
+
+
+def write_png(path, rgb: np.ndarray, metadata: dict | None = None) -> None:
+    """Write a uint8 ``(H, W, 3)`` array as PNG (not atomic: wrap in :func:`atomic_path`)."""
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    if metadata:
+        info.add_text("embedview", json.dumps(metadata))
+    Image.fromarray(np.ascontiguousarray(rgb)).save(path, format="PNG", pnginfo=info)
+
+
+def _write_tiff(path: Path, rgb: np.ndarray, meta: dict) -> None:
+    import tifffile
+
+    sy, sx = meta["scale"][-2:]
+    # The JSON ImageDescription (tifffile's "shaped" metadata) holds the exact geometry; the
+    # resolution tags give other readers the pixel size in image pixels.
+    tifffile.imwrite(path, rgb, photometric="rgb", compression="zlib", metadata=meta,
+                     resolution=(1.0 / sx, 1.0 / sy), resolutionunit="NONE")
+
+
+def _write_zarr(path: Path, vis, meta: dict, progress: bool, name: str) -> None:
+    """The in-memory picture as OME-Zarr, written window by window like an out-of-core one."""
+    from .omezarr import OmeZarrWriter, windows
+
+    n_slices = vis.rgb.shape[0] if vis.rgb.ndim == 4 else None
+    writer = OmeZarrWriter(path, vis.rgb.shape[-3:-1], n_slices, vis.components.shape[-1])
+    zs = [None] if n_slices is None else range(n_slices)
+    bar = progress_bar(len(zs), progress, desc=f"writing {name}")
+    try:
+        for z in zs:
+            rgb, components = (vis.rgb, vis.components) if z is None else (vis.rgb[z], vis.components[z])
+            for window in windows(rgb.shape[:2], writer.chunk):
+                writer.write(z, window, rgb[window], components[window])
+            bar.update()
+        writer.finish(vis.scale, vis.translate, meta)
+    finally:
+        bar.close()

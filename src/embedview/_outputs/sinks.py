@@ -1,0 +1,200 @@
+"""Sinks: where projected pieces go and how they become the picture.
+
+- :class:`MemorySink` places each projected piece on an in-memory canvas at once and colours it
+  once the colour ranges are known (the ranges need every piece first).
+- :class:`ZarrSink` keeps the projected pieces (``k`` channels: ``k/C`` of the features' size;
+  in memory while small, else in a scratch zarr inside the output's temporary folder), then
+  composes, colours and writes the OME-Zarr output one chunk-sized window at a time, so memory
+  stays bounded whatever the output's size. A ``ZarrSink`` pickles cheaply (paths, not arrays,
+  when its projected pieces are on disk), so its windows can be written by other processes.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from .._common.geometry import OutputGrid
+from .._inputs.sources import Piece
+from .._model.colors import to_uint8
+from .._model.fit import Basis
+from .omezarr import CHUNK, OmeZarrWriter, windows
+from .render import Placer
+
+#: Projected pieces are kept in memory up to this many bytes, then in a scratch zarr on disk.
+MEMORY_STORE_BYTES = 64 * 2**20
+
+
+def colour(components: np.ndarray, basis: Basis, shown: tuple[int, ...], out: np.ndarray) -> None:
+    """Colour ``(..., k)`` components into ``out`` ``(..., 3)`` uint8 with ``basis``' ranges."""
+    idx = list(shown)
+    lo, hi = basis.lo[idx], basis.hi[idx]
+    if len(idx) == 1:  # one component: grey
+        out[...] = to_uint8(components[..., idx], lo, hi)
+    else:
+        out[..., :len(idx)] = to_uint8(components[..., idx], lo, hi)
+
+
+class MemorySink:
+    """The whole picture in memory: ``components`` ``(Z, y, x, k)`` and ``rgb`` ``(Z, y, x, 3)``."""
+
+    def __init__(self, n_slices: int, grid: OutputGrid, n_components: int):
+        self.placer = Placer(grid)
+        self.components = np.full((n_slices,) + grid.shape + (n_components,), np.nan, np.float32)
+        self.rgb = np.zeros((n_slices,) + grid.shape + (3,), np.uint8)
+        self.labels = None
+
+    def place(self, index: int, piece: Piece, projected: np.ndarray) -> None:
+        self.placer.place(self.components[piece.z or 0], piece, projected)
+
+    def colour(self, zs, basis: Basis, shown, executor=None) -> None:
+        for z in zs:
+            colour(self.components[z], basis, shown, self.rgb[z])
+
+    def cluster(self, zs, centres: np.ndarray, m: int) -> None:
+        """Label each pixel of the slices ``zs`` with its nearest centre (first ``m`` components); draw the labels."""
+        from .._model.clusters import assign, labels_to_rgb
+
+        if self.labels is None:
+            self.labels = np.full(self.components.shape[:-1], -1, np.int32)
+        for z in zs:
+            plane = self.components[z][..., :m]
+            self.labels[z] = assign(plane.reshape(-1, m), centres).reshape(plane.shape[:-1])
+            self.rgb[z] = labels_to_rgb(self.labels[z], len(centres))
+
+
+class ZarrSink:
+    """Write the picture to an OME-Zarr folder ``path`` (a temporary name; the caller renames it).
+
+    Parameters
+    ----------
+    path : Path
+    pieces : list of Piece
+        Every piece of the source, in :meth:`Source.pieces` order (``index`` refers to it).
+    grid : OutputGrid
+    n_slices : int or None
+    n_components : int
+    on_disk : bool, optional
+        Keep the projected pieces in a scratch zarr (default: only when they exceed
+        ``MEMORY_STORE_BYTES``).
+    """
+
+    def __init__(self, path: Path, pieces: list[Piece], grid: OutputGrid, n_slices: int | None,
+                 n_components: int, on_disk: bool | None = None, chunk: int | None = None):
+        self.path, self.pieces, self.grid, self.chunk = Path(path), pieces, grid, chunk or CHUNK
+        self.n_slices, self.k = n_slices, n_components
+        self.placer = Placer(grid)
+        self.writer = OmeZarrWriter(self.path, grid.shape, n_slices, n_components, self.chunk)
+        cell_grid = pieces[0].grid.shape
+        nbytes = len(pieces) * n_components * cell_grid[0] * cell_grid[1] * 4
+        if on_disk is None:
+            on_disk = nbytes > MEMORY_STORE_BYTES
+        self.store = _DiskStore(self.path / "_projected", len(pieces), n_components, cell_grid) if on_disk else {}
+
+    def place(self, index: int, piece: Piece, projected: np.ndarray) -> None:
+        self.store[index] = projected
+
+    def colour(self, zs, basis: Basis, shown, executor=None) -> None:
+        """Compose, colour and write every window of the slices ``zs`` (in parallel via ``executor``)."""
+        def jobs():  # made as they are run: a huge output's windows are never all listed at once here
+            for z in zs:
+                here = [(i, p) for i, p in enumerate(self.pieces) if (p.z or 0) == z]
+                for window in windows(self.grid.shape, self.chunk):
+                    yield (None if self.n_slices is None else z, window,
+                           [(i, p) for i, p in here if self._meets(p, window)], basis, shown)
+
+        run = (lambda f, items: [f(*item) for item in items]) if executor is None else executor.map
+        run(self._write_window, jobs())
+
+    def _meets(self, piece: Piece, window) -> bool:
+        rows, cols = self.placer.spans(piece)
+        return all(a.start < w.stop and w.start < a.stop for a, w in zip((rows, cols), window))
+
+    def _write_window(self, z, window, todo, basis, shown) -> None:
+        shape = tuple(s.stop - s.start for s in window)
+        components = np.full(shape + (self.k,), np.nan, np.float32)
+        for i, piece in todo:
+            self.placer.place(components, piece, self.store[i], origin=(window[0].start, window[1].start))
+        rgb = np.zeros(shape + (3,), np.uint8)
+        colour(components, basis, shown, rgb)
+        self.writer.write(z, window, rgb, components)
+
+    def finish(self, scale, translate, metadata: dict) -> None:
+        self.writer.finish(scale, translate, metadata)
+        self.close()
+
+    def __getstate__(self) -> dict:
+        # Shipped to workers that write windows: the arrays travel as paths; the placer's
+        # cache is rebuilt there.
+        state = dict(self.__dict__)
+        state["placer"] = None
+        state["writer"] = _WindowWriter(self.path)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.placer = Placer(self.grid)
+
+    def close(self) -> None:
+        if isinstance(self.store, _DiskStore):
+            shutil.rmtree(self.store.path, ignore_errors=True)
+            self.store = {}
+
+
+class _WindowWriter:
+    """:meth:`OmeZarrWriter.write` in another process: reopens level 0 and ``components`` by path.
+
+    Windows are chunk-aligned, so each chunk file is written by one window only and writers in
+    several processes never touch the same file.
+    """
+
+    write = OmeZarrWriter.write
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def __getattr__(self, name):  # levels, components: opened on first use
+        if name not in ("levels", "components"):
+            raise AttributeError(name)
+        import zarr
+
+        root = zarr.open_group(str(self.path), mode="r+")
+        self.levels, self.components = [root["0"]], root["components"]
+        return getattr(self, name)
+
+    def __getstate__(self) -> dict:
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict) -> None:
+        self.path = state["path"]
+
+
+class _DiskStore:
+    """Projected pieces in a scratch zarr: one uncompressed chunk ``(k, h, w)`` per piece."""
+
+    def __init__(self, path: Path, n_pieces: int, k: int, cell_grid: tuple[int, int]):
+        import zarr
+
+        self.path = path
+        self.array = zarr.create_array(str(path), shape=(n_pieces, k) + tuple(cell_grid),
+                                       chunks=(1, k) + tuple(cell_grid), dtype="float32",
+                                       fill_value=float("nan"), compressors=None)
+
+    def __setitem__(self, index: int, projected: np.ndarray) -> None:
+        block = np.full(self.array.shape[1:], np.nan, np.float32)
+        block[:, :projected.shape[1], :projected.shape[2]] = projected
+        self.array[index] = block
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return self.array[index]
+
+    def __getstate__(self) -> dict:
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict) -> None:
+        import zarr
+
+        self.path = state["path"]
+        self.array = zarr.open_array(str(self.path), mode="r+")

@@ -1,0 +1,279 @@
+"""The one pipeline, for one input or many: inputs → fit → project → colours → sinks.
+
+:func:`execute` opens the sinks (one per input: in memory, or an OME-Zarr folder), builds the
+executor (:mod:`embedview._run.executors`, or Dask) over the inputs read as one
+(:class:`embedview._inputs.composite.Inputs`), and runs :func:`run`: fit every group of pieces (a group is
+all pieces for ``fit="joint"``, one slice for ``"per_slice"``), project them into the sinks, take
+the colour ranges from the projected cells and colour (or cluster) each input's picture.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .._common.limits import check_picture_fits
+from .._common.progress import progress_bar
+from .._common.threads import blas_threads
+from .._inputs.composite import Inputs
+from .._model.colors import colour_ranges
+from .._model.fit import Basis
+from .._model.foreground import choose_threshold
+from .._model.selection import Foreground
+from .._outputs.sinks import MemorySink
+from .._outputs.visualization import Visualization
+from .executors import LocalExecutor, PassOptions, range_sample_rate
+
+CLUSTER_SEED = 0
+
+
+@dataclass(frozen=True)
+class Execution:
+    """Where and how the passes run; accepted as ``execution=`` by :func:`embedview.visualize`
+    and :class:`embedview.PCA`.
+
+    Attributes
+    ----------
+    device : str
+        Where the arithmetic runs: ``"cpu"`` (numpy, the default) or a PyTorch device
+        (``"cuda"``, ``"cuda:1"``, ``"mps"``; ``"torch:cpu"`` runs PyTorch on the CPU). Needs the
+        ``torch`` extra; the result equals the numpy path's (uint8 ±1).
+    scheduler : str or distributed.Client, optional
+        Run the passes with Dask (the ``dask`` extra): ``"threads"``, ``"processes"``, the
+        address of a ``dask.distributed`` scheduler (``"tcp://host:8786"``) or a ``Client``.
+        Workers read the features themselves (the inputs must be file paths for processes and
+        clusters). The result equals the local one. Default: this process, no Dask.
+    progress : bool
+        Show a progress bar on stderr for work that takes over a second.
+
+    Examples
+    --------
+    >>> Execution(scheduler="threads")
+    Execution(device='cpu', scheduler='threads', progress=False)
+    """
+
+    device: str = "cpu"
+    scheduler: object = None
+    progress: bool = False
+
+    def executor(self, inputs: Inputs):
+        """The executor running the passes over ``inputs``."""
+        if self.scheduler is None:
+            from .._model.engines import engine_for
+
+            return LocalExecutor(inputs, engine_for(self.device))
+        from .dask_executor import DaskExecutor  # the workers build their engines: this process may have no GPU
+
+        return DaskExecutor(inputs, self.scheduler, self.device)
+
+
+@dataclass(frozen=True)
+class Job:
+    """The checked options of one run.
+
+    ``bases`` / ``selections``: given per group (a fitted model: no fit); ``options.select`` is
+    the image mask's selection; ``foreground`` the fixed parts of the foreground rule;
+    ``clusters`` ``(K, components used)``.
+    """
+
+    options: PassOptions
+    normalize: str
+    shown: tuple = (0, 1, 2)
+    bases: tuple | None = None
+    selections: tuple | None = None
+    foreground: dict | None = None
+    clusters: tuple | None = None
+
+
+def execute(inputs: Inputs, job: Job, *, fit: str = "joint", pixel_size=None, outputs=None, metadata=None,
+            execution: Execution | None = None, draw: bool = True):
+    """Run the pipeline over ``inputs``; return ``(bases, selections, centres, visualizations)``.
+
+    ``outputs``: one ``.zarr`` path (checked, see :func:`embedview._common.output_paths.check_output`) or ``None``
+    per input: the picture is written there chunk by chunk instead of kept in memory.
+    ``metadata``: the JSON-able extras recorded in each output (one dict, or a list: one per input).
+    ``draw=False`` only fits (the colour ranges still need a projection pass): no pictures.
+    """
+    execution = execution or Execution()
+    sources = inputs.sources
+    pieces = inputs.pieces()
+    groups = [pieces] if fit == "joint" else [
+        [p for p in pieces if p.z == z] for z in sorted({p.z for p in pieces}, key=lambda z: z or 0)]
+    outputs = list(outputs) if outputs is not None else [None] * len(sources)
+    grids = [src.output_grid(pixel_size) for src in sources]
+    k = job.options.n_components
+    with contextlib.ExitStack() as stack:
+        executor = execution.executor(inputs)
+        stack.enter_context(contextlib.closing(executor))
+        for src, grid, out in zip(sources, grids, outputs):  # in-memory pictures sized before anything is read
+            if draw and out is None:
+                check_picture_fits(src.n_slices or 1, grid.shape, k, clustered=job.clusters is not None)
+        if not draw:
+            sinks = [_Discard()] * len(sources)
+        else:
+            sinks = []
+            for src, grid, out in zip(sources, grids, outputs):
+                if out is None:
+                    sinks.append(MemorySink(src.n_slices or 1, grid, k))
+                else:
+                    sinks.append(stack.enter_context(_zarr_sink(out, src, grid, k, executor)))
+        bases, selections, centres = run(inputs, groups, executor, _Sinks(inputs, sinks), job, execution.progress)
+        if not draw:
+            return bases, selections, centres, None
+        metadata = metadata if isinstance(metadata, list) else [metadata] * len(sources)
+        visualizations = []
+        for src, grid, sink, out, meta in zip(sources, grids, sinks, outputs, metadata):
+            visualizations.append(_visualization(src, grid, sink, out, bases, selections, centres, meta))
+        return bases, selections, centres, visualizations
+
+
+def _visualization(src, grid, sink, out, bases, selections, centres, metadata) -> Visualization:
+    stack = src.is_stack
+    scale = ((1.0,) if stack else ()) + grid.scale
+    translate = ((0.0,) if stack else ()) + grid.translate
+    if out is not None:
+        from .._outputs.io import output_metadata
+
+        vis = Visualization(None, None, scale, translate, bases, src.layout, src.shape, out, selections=selections)
+        sink.finish(scale, translate, output_metadata(vis, metadata))
+        return vis
+    components, rgb, labels = sink.components, sink.rgb, sink.labels
+    if not stack:
+        components, rgb = components[0], rgb[0]
+        labels = None if labels is None else labels[0]
+    return Visualization(rgb, components, scale, translate, bases, src.layout, src.shape,
+                         labels=labels, selections=selections, centres=centres)
+
+
+@contextlib.contextmanager
+def _zarr_sink(out, src, grid, k, executor):
+    """A :class:`ZarrSink` writing ``src``'s picture into a temporary folder renamed to ``out``."""
+    from .._common.output_paths import atomic_path
+    from .._outputs.sinks import ZarrSink
+
+    with atomic_path(out, directory=True) as tmp:
+        # Workers elsewhere read the projected pieces from disk, not from this process's memory.
+        sink = ZarrSink(tmp, src.pieces(), grid, src.n_slices, k, on_disk=True if executor.remote else None)
+        try:
+            yield sink
+        finally:
+            sink.close()
+
+
+class _Sinks:
+    """One sink per input, addressed as one: each call goes to the sinks of the pieces' inputs."""
+
+    def __init__(self, inputs: Inputs, sinks: list):
+        self.inputs, self.sinks = inputs, sinks
+
+    def place(self, index: int, piece, projected) -> None:
+        self.sinks[piece.input].place(self.inputs.local_index(index, piece), piece, projected)
+
+    def colour(self, group, basis, shown, executor) -> None:
+        for i, zs in _slices(group).items():
+            self.sinks[i].colour(zs, basis, shown, executor)
+
+    def cluster(self, group, centres, m) -> None:
+        for i, zs in _slices(group).items():
+            self.sinks[i].cluster(zs, centres, m)
+
+
+class _Discard:
+    """A sink that keeps nothing (fitting only)."""
+
+    def place(self, *args) -> None:
+        pass
+
+    colour = cluster = place
+
+
+def _slices(group) -> dict[int, list[int]]:
+    """Input → the slices of it that ``group`` holds (sorted)."""
+    out: dict[int, set] = {}
+    for p in group:
+        out.setdefault(p.input, set()).add(p.z or 0)
+    return {i: sorted(zs) for i, zs in out.items()}
+
+
+def run(inputs: Inputs, groups, executor, sinks, job: Job, progress: bool) -> tuple[tuple, tuple, tuple]:
+    """Fit, project and colour each group of pieces into ``sinks``; return the bases, the cell
+    selections and the cluster centres (one per group)."""
+    pieces = inputs.pieces()
+    index = {id(p): i for i, p in enumerate(pieces)}
+    fitting = job.bases is None
+    passes = (0 if not fitting else 1 + 2 * bool(job.foreground)) + 1
+    bar = progress_bar(passes * len(pieces), progress, desc="embedview")
+    options = job.options
+    selects = list(job.selections) if job.selections is not None else [options.select] * len(groups)
+    bases, selections, centres = [], [], []
+    with blas_threads(), contextlib.closing(bar):
+        fitted = list(job.bases) if not fitting else executor.fit_many(groups, options, bar)
+        rates = [range_sample_rate(group) for group in groups]
+        # Without the foreground pass the bases are final: every group's projection can start at once.
+        projections = None
+        if job.foreground is None and all(s is selects[0] for s in selects):
+            projections = executor.project_many(groups, fitted, rates, replace(options, select=selects[0]), bar)
+        for group, basis, rate, select in zip(groups, fitted, rates, selects):
+            if job.foreground is not None:
+                first = _project_all(executor, group, basis, rate, replace(options, select=select), bar, None)
+                select = Foreground(basis, choose_threshold(first[:, 0], **job.foreground), select)
+                basis = executor.fit(group, replace(options, select=select), bar)
+            place = lambda piece, projected: sinks.place(index[id(piece)], piece, projected)  # noqa: E731
+            if projections is not None:
+                samples = _collect(next(projections), basis, place)
+            else:
+                samples = _project_all(executor, group, basis, rate, replace(options, select=select), bar, place)
+            if fitting:
+                basis = basis.with_ranges(*colour_ranges(samples, job.normalize, basis.scale_reference))
+            bases.append(basis)
+            selections.append(select)
+            sinks.colour(group, basis, job.shown, executor)
+            if job.clusters is not None:
+                k, m = job.clusters
+                centres.append(cluster_centres(samples[:, :m], k))
+                sinks.cluster(group, centres[-1], m)
+    return tuple(bases), tuple(selections), tuple(centres)
+
+
+def _project_all(executor, group, basis, rate, options, bar, place) -> np.ndarray:
+    """Project every piece of ``group`` into ``place`` (if any); return the range sample ``(n, k)``."""
+    return _collect(executor.project(group, basis, rate, options, bar), basis, place)
+
+
+def _collect(projected_pieces, basis: Basis, place) -> np.ndarray:
+    """Place each ``(piece, projected, sample)``; return the samples stacked ``(n, k)``."""
+    samples = []
+    for piece, projected, sample in projected_pieces:
+        if place is not None:
+            place(piece, projected)
+        samples.append(sample)
+    return np.concatenate(samples) if samples else np.empty((0, basis.n_components), np.float32)
+
+
+def cluster_centres(points: np.ndarray, k: int) -> np.ndarray:
+    """k-means centres (seeded) of sampled cells' components ``(n, m)``."""
+    from .._model.clusters import cluster
+
+    return cluster(points, k, seed=CLUSTER_SEED)[1]
+
+
+def output_guard(outputs, sources, extra=()) -> list:
+    """Check each output path (``.zarr`` or ``None``): it may not replace any input's files."""
+    from .._common.errors import EmbedviewError
+    from .._common.output_paths import check_output
+
+    read = [("the embeddings", s.name if isinstance(s.name, str) and os.path.exists(s.name) else None)
+            for s in sources] + list(extra)
+    checked = []
+    for out, src in zip(outputs, sources):
+        if out is None:
+            checked.append(None)
+            continue
+        path = check_output(out, stack=src.is_stack, inputs=read)
+        if path.suffix.lower() != ".zarr":
+            raise EmbedviewError(f"output= writes OME-Zarr: give a path ending in .zarr, not {path.name}.")
+        checked.append(path)
+    return checked

@@ -1,0 +1,217 @@
+"""``visualize``: the one-call convenience over :class:`embedview.PCA` (source → fit → draw)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._common.deprecation import deprecate_parameters, shown_components
+from .._common.errors import EmbedviewError
+from .._common.geometry import OutputGrid
+from .._common.limits import check_picture_fits
+from .._inputs.sources import Piece, Source, open_source
+from .._model.engines import engine_for
+from .._model.fit import Basis
+from .._outputs.render import Placer
+from .._outputs.sinks import colour
+from .._outputs.visualization import Visualization
+from .executors import LocalExecutor, PassOptions
+from .pipeline import Execution
+
+__all__ = ["visualize", "render_plane", "place_plane", "Visualization"]
+
+#: The keywords visualize() took before the estimator, and what replaces each.
+_DEPRECATED = {
+    "nonfinite": "PCA(nonfinite=...).fit_transform(source)",
+    "outliers": "PCA(outliers=...).fit_transform(source)",
+    "fit_sample": "PCA(fit_sample=...).fit_transform(source)",
+    "mask": "PCA(...).fit_transform(source, mask=...)",
+    "foreground": "PCA(...).fit_transform(source, foreground='auto')",
+    "foreground_threshold": "PCA(...).fit_transform(source, foreground={'threshold': t})",
+    "foreground_side": "PCA(...).fit_transform(source, foreground={'side': s})",
+    "clusters": "embedview.cluster(vis, k)",
+    "cluster_components": "embedview.cluster(vis, k, components=m)",
+    "device": "execution=embedview.Execution(device=...)",
+    "scheduler": "execution=embedview.Execution(scheduler=...)",
+    "progress": "execution=embedview.Execution(progress=True)",
+    "metadata": "PCA(...).fit_transform(source, output=..., metadata=...)",
+}
+
+
+def _visualize_all(source, n_components=None, fit="joint", normalize="robust", pixel_size=None, *,
+                   original_size=None, rgb_components=None, basis=None, output=None, execution=None,
+                   nonfinite="raise", outliers="exclude", fit_sample=None, mask=None, foreground=None,
+                   foreground_threshold=None, foreground_side=None, clusters=None, cluster_components=None,
+                   device=None, scheduler=None, progress=None, metadata=None) -> Visualization:
+    """:func:`visualize` with every keyword it ever took (the old ones arrive here through
+    :func:`embedview._common.deprecation.deprecate_parameters`)."""
+    from dataclasses import replace
+
+    from .estimator import PCA
+
+    given = {k: v for k, v in (("device", device), ("scheduler", scheduler), ("progress", progress))
+             if v is not None}
+    if given:
+        execution = replace(execution or Execution(), **given)
+    if foreground is None and (foreground_threshold is not None or foreground_side is not None):
+        raise EmbedviewError("foreground_threshold and foreground_side need foreground='auto'.")
+    if foreground is not None:
+        if foreground != "auto":
+            raise EmbedviewError(f"foreground must be None or 'auto'; got {foreground!r}.")
+        foreground = {"threshold": foreground_threshold, "side": foreground_side}
+    params = dict(normalize=normalize, outliers=outliers, nonfinite=nonfinite, fit_sample=fit_sample,
+                  execution=execution)
+    if basis is not None:
+        if isinstance(basis, Basis) and n_components is not None and n_components != basis.n_components:
+            raise EmbedviewError(f"n_components={n_components!r} but the basis given has {basis.n_components} "
+                                 "components; drop n_components (the basis brings its own).")
+        if fit != "joint":
+            raise EmbedviewError(f"fit={fit!r} fits bases, but a basis was given; drop fit.")
+        model = PCA.from_basis(basis, **params)
+    else:
+        model = PCA(3 if n_components is None else n_components, fit=fit, **params)
+    return model._run([source], mask=mask, foreground=foreground, pixel_size=pixel_size,
+                      rgb_components=rgb_components, output=output, metadata=metadata,
+                      original_size=original_size, clusters=clusters, cluster_components=cluster_components,
+                      fitted=basis is not None)
+
+
+@deprecate_parameters(_DEPRECATED, route=_visualize_all)
+def visualize(
+    source,
+    n_components: int | None = None,
+    fit: str = "joint",
+    normalize: str = "robust",
+    pixel_size: float | tuple[float, float] | None = None,
+    *,
+    original_size: tuple[int, int] | None = None,
+    rgb_components: tuple[int, int, int] | None = None,
+    basis: Basis | None = None,
+    output=None,
+    execution: Execution | None = None,
+) -> Visualization:
+    """Project embeddings on their principal components and draw them as RGB, exactly placed.
+
+    The one-call convenience over :class:`embedview.PCA`: ``visualize(source, ...)`` is
+    ``PCA(n_components, fit=fit, normalize=normalize).fit_transform(source, ...)``, or with
+    ``basis`` ``PCA.from_basis(basis).transform(source, ...)``. The model's other options
+    (``outliers``, ``nonfinite``, ``fit_sample``), the cell selections (``mask``,
+    ``foreground``) and OME-Zarr ``metadata`` are :class:`embedview.PCA`'s; clusters are
+    :func:`embedview.cluster`'s. Those keywords still work here, with a ``FutureWarning``.
+
+    Parameters
+    ----------
+    source : str, path, dict or array
+        A micro_sam embedding container (zarr v2/v3: single, stack, tiled, tiled stack,
+        masked), an ``ImageEmbeddings`` dict, or an array ``(1, C, h, w)``/``(Z, 1, C, h, w)``
+        (then give ``original_size``).
+    n_components : int, optional
+        Principal components to compute (default 3; with ``basis``, the basis's).
+    fit : {"joint", "per_slice"}
+        ``joint``: one basis for every slice and tile, so a colour means the same everywhere.
+        ``per_slice``: a basis per slice (micro_sam's behaviour).
+    normalize : {"robust", "channel", "global"}
+        Colour ranges: 1st–99th percentile per channel, min–max per channel, or one min–max
+        over all channels.
+    pixel_size : float or (float, float), optional
+        Output pixel size in image pixels; default the embedding grid (for tiled inputs, the
+        cell size of a full interior tile). ``1`` draws at image resolution.
+    original_size : (int, int), optional
+        Image size for plain arrays.
+    rgb_components : tuple of int, optional
+        Which components become red, green and blue; default the first three.
+    basis : Basis, optional
+        Apply this basis (with colour ranges; from :class:`embedview.PCA`, ``vis.basis`` or
+        :func:`load_basis`) instead of fitting one, so a material gets the same colour in
+        every picture drawn with it. A different ``n_components`` or a ``fit`` other than
+        ``"joint"`` is an error.
+    output : str or Path, optional
+        Write the picture to this ``.zarr`` folder (OME-Zarr, see :mod:`embedview._outputs.omezarr`)
+        chunk by chunk instead of returning it in memory: memory stays bounded whatever the
+        output's size. The folder appears only when complete; it may replace only an earlier
+        embedview output, never the embeddings or a folder holding them.
+    execution : Execution, optional
+        Device (numpy or PyTorch), Dask scheduler and progress bar (:class:`embedview.Execution`).
+
+    Returns
+    -------
+    Visualization
+
+    Examples
+    --------
+    >>> import numpy as np, embedview
+    >>> features = np.random.default_rng(0).normal(size=(1, 16, 64, 64)).astype(np.float32)
+    >>> vis = embedview.visualize(features, original_size=(600, 900))
+    >>> vis.rgb.shape, vis.scale, vis.translate
+    ((43, 64, 3), (14.0625, 14.0625), (6.53125, 6.53125))
+    """
+    return _visualize_all(source, n_components, fit, normalize, pixel_size, original_size=original_size,
+                          rgb_components=rgb_components, basis=basis, output=output, execution=execution)
+
+
+def render_plane(source, basis: Basis, pixel_size, z: int | None = None,
+                 rgb_components: tuple[int, ...] | None = None,
+                 device: str = "cpu", select=None, centres: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Draw one slice with an already fitted basis (with colour ranges) at ``pixel_size``.
+
+    Only the pieces of slice ``z`` are read, so this stays cheap for a long stack.
+
+    Parameters
+    ----------
+    source : str, path, dict, array or Source
+        The embeddings (as for :func:`visualize`).
+    basis : Basis
+        A fitted basis with colour ranges, e.g. ``vis.bases[0]``.
+    pixel_size : float or (float, float)
+        Output pixel size in image pixels.
+    z : int, optional
+        Slice of a stack (``None`` for a 2D image).
+    rgb_components : tuple of int, optional
+        Which components become red, green and blue.
+    device : str
+        As for :func:`visualize`.
+    select, centres : optional
+        A visualization's ``selections[i]`` (draw only those cells) and ``centres[i]`` (draw
+        cluster labels instead of RGB).
+
+    Returns
+    -------
+    rgb : ndarray of uint8, shape (H, W, 3)
+    components : ndarray of float32, shape (H, W, n_components); NaN where nothing is drawn
+
+    Examples
+    --------
+    >>> import numpy as np, embedview
+    >>> features = np.random.default_rng(0).normal(size=(1, 16, 64, 64)).astype(np.float32)
+    >>> vis = embedview.visualize(features, original_size=(600, 900))
+    >>> rgb, _ = render_plane(embedview.open_source(features, (600, 900)), vis.basis, pixel_size=1)
+    >>> rgb.shape
+    (600, 900, 3)
+    """
+    src = open_source(source)
+    grid = OutputGrid.for_image(src.image_shape, pixel_size)
+    check_picture_fits(1, grid.shape, basis.n_components)
+    pieces = [p for p in src.pieces() if p.z == z]
+    if not pieces:
+        raise EmbedviewError(f"{src.name} has no slice {z}; it has {src.n_slices or 0} slices.")
+    components = place_plane(src, pieces, basis, grid, engine_for(device), select)
+    if centres is not None:
+        from .._model.clusters import assign, labels_to_rgb
+
+        m = centres.shape[1]
+        labels = assign(components[..., :m].reshape(-1, m), centres).reshape(grid.shape)
+        return labels_to_rgb(labels, len(centres)), components
+    rgb = np.zeros(grid.shape + (3,), np.uint8)
+    colour(components, basis, shown_components(rgb_components, basis.n_components), rgb)
+    return rgb, components
+
+
+def place_plane(src: Source, pieces: list[Piece], basis, grid: OutputGrid, engine=None, select=None,
+                bar=None) -> np.ndarray:
+    """Project ``pieces`` (one slice) with ``basis`` and place them on ``grid``: ``(h, w, k)``
+    float32, NaN where nothing is drawn (its callers check the picture's size first)."""
+    components = np.full(grid.shape + (basis.n_components,), np.nan, np.float32)
+    placer = Placer(grid)
+    options = PassOptions(basis.n_components, nonfinite="omit", select=select)
+    for piece, projected, _ in LocalExecutor(src, engine).project(pieces, basis, 0.0, options, bar):
+        placer.place(components, piece, projected)
+    return components

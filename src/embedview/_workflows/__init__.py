@@ -1,0 +1,1 @@
+"""Workflows the front-ends share: render commands, the figure, info, the demo, similarity maps."""

@@ -1,0 +1,427 @@
+"""A figure of image | PCA | overlay side by side, composed in numpy (no matplotlib).
+
+The PCA panel is drawn at the figure's own pixel size from the fitted basis, with the same
+exact placement as :func:`embedview.visualize`, so the overlay shows where each cell lies.
+:func:`figure` is the public entry; :class:`FigureFile` is the command's figure file
+(checked before the work, written after it); :func:`side_by_side` and :func:`panel` make the
+figure of several inputs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .._common.errors import EmbedviewError
+
+#: White pixels between panels.
+GAP = 8
+#: The figure is downsampled by a whole factor until it is at most this wide and high.
+MAX_SIDE = 2048
+DISPLAY_PERCENTILES = (1.0, 99.0)
+OVERLAY_ALPHA = 0.5
+
+
+def image_plane(image: np.ndarray, expected_shape: tuple, z: int | None = None, name: str = "the image") -> np.ndarray:
+    """Check ``image`` against the embeddings' image shape and return the 2D plane to draw.
+
+    Parameters
+    ----------
+    image : ndarray
+        ``(H, W)`` or ``(H, W, 3|4)``; for a stack ``(Z, H, W)`` or ``(Z, H, W, 3|4)``.
+    expected_shape : tuple of int
+        ``(H, W)`` or ``(Z, H, W)``, e.g. ``vis.image_shape``.
+    z : int, optional
+        The slice of a stack (default: the middle one).
+    name : str
+        How to call the image in error messages.
+
+    Returns
+    -------
+    ndarray
+        ``(H, W)`` or ``(H, W, 3|4)``.
+
+    Examples
+    --------
+    >>> image_plane(np.zeros((5, 4, 6)), (5, 4, 6)).shape
+    (4, 6)
+    """
+    expected = tuple(int(v) for v in expected_shape)
+    shape = tuple(image.shape)
+    spatial = shape[:-1] if len(shape) == len(expected) + 1 and shape[-1] in (3, 4) else shape
+    if spatial != expected:
+        raise EmbedviewError(
+            f"{name} has shape {list(shape)} but the embeddings describe an image of shape "
+            f"{list(expected)}; pass the image the embeddings were computed from.")
+    if len(expected) == 2:
+        if z not in (None, 0):
+            raise EmbedviewError(f"slice {z} was asked for but the embeddings describe a 2D image.")
+        return image
+    z = expected[0] // 2 if z is None else int(z)
+    if not 0 <= z < expected[0]:
+        raise EmbedviewError(f"slice {z} does not exist; the stack has slices 0 to {expected[0] - 1}.")
+    return image[z]
+
+
+def figure_pixel_size(image_shape: tuple[int, int], max_side: int = MAX_SIDE, gap: int = GAP) -> int:
+    """The smallest whole pixel size that keeps three panels within ``max_side``.
+
+    Examples
+    --------
+    >>> figure_pixel_size((600, 900)), figure_pixel_size((100, 200))
+    (2, 1)
+    """
+    h, w = (int(v) for v in image_shape[-2:])
+    p = max(1, math.ceil(3 * w / max(max_side - 2 * gap, 3)), math.ceil(h / max_side))
+    while 3 * math.ceil(w / p) + 2 * gap > max_side and p < w:
+        p += 1
+    return p
+
+
+def downsample(image: np.ndarray, p: int) -> np.ndarray:
+    """Block means over ``p × p`` image pixels (the last blocks clipped), as float32.
+
+    Output pixel ``k`` covers image pixels ``[k*p, (k+1)*p)``, as in :class:`OutputGrid`. Rows
+    are read a band at a time, so a memory-mapped image is never loaded whole.
+
+    Examples
+    --------
+    >>> downsample(np.arange(16.0).reshape(4, 4), 2)
+    array([[ 2.5,  4.5],
+           [10.5, 12.5]], dtype=float32)
+    """
+    h, w = image.shape[:2]
+    if p == 1:
+        return np.asarray(image, np.float32)
+    rows, cols = -(-h // p), -(-w // p)
+    starts = np.arange(cols) * p
+    counts = np.minimum(starts + p, w) - starts
+    out = np.empty((rows, cols) + image.shape[2:], np.float32)
+    for r in range(rows):
+        band = np.asarray(image[r * p:(r + 1) * p], np.float32).mean(axis=0)
+        sums = np.add.reduceat(band, starts, axis=0)
+        out[r] = sums / counts.reshape((-1,) + (1,) * (band.ndim - 1))
+    return out
+
+
+def display_rgb(image: np.ndarray, percentiles=DISPLAY_PERCENTILES) -> np.ndarray:
+    """Stretch an image's 1st–99th percentile to 0–255 and return uint8 ``(H, W, 3)``.
+
+    Grey images are repeated into three channels; an alpha channel is dropped. A constant
+    image becomes mid-grey.
+
+    Examples
+    --------
+    >>> display_rgb(np.array([[10.0, 20.0], [30.0, 60.0]]), (0, 100))[..., 0]
+    array([[  0,  51],
+           [102, 255]], dtype=uint8)
+    """
+    image = np.asarray(image, np.float32)
+    if image.ndim == 3:
+        image = image[..., :3]
+    finite = image[np.isfinite(image)]
+    if finite.size == 0:
+        return np.zeros(image.shape[:2] + (3,), np.uint8)
+    lo, hi = np.percentile(finite, percentiles)
+    if hi <= lo:
+        scaled = np.full(image.shape, 128.0, np.float32)
+    else:
+        scaled = np.clip((image - lo) * (255.0 / (hi - lo)) + 0.5, 0, 255)  # + 0.5: round, not truncate
+    scaled = np.nan_to_num(scaled, nan=0.0).astype(np.uint8)
+    return np.repeat(scaled[..., None], 3, axis=2) if scaled.ndim == 2 else scaled
+
+
+def draw_plane(source, vis, pixel_size: float, z: int | None = None,
+               rgb_components: tuple[int, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Draw one slice of ``vis`` again at ``pixel_size``, reusing its fitted basis.
+
+    Only the pieces of that slice are read, so this stays cheap for a long stack.
+
+    Parameters
+    ----------
+    source : Source or anything :func:`embedview.open_source` takes
+        The embeddings ``vis`` was made from.
+    vis : Visualization
+    pixel_size : float
+        Output pixel size in image pixels.
+    z : int, optional
+        Slice of a stack (required for stacks).
+    rgb_components : tuple of int, optional
+        As given to :func:`embedview.visualize`.
+
+    Returns
+    -------
+    rgb : uint8 ``(h, w, 3)``
+    valid : bool ``(h, w)``
+        Where something was drawn.
+    """
+    from .._run.visualize import render_plane
+
+    i = 0 if len(vis.bases) == 1 else z
+    rgb, components = render_plane(source, vis.bases[i], pixel_size, z, rgb_components,
+                           select=vis.selections[i] if vis.selections else None,
+                           centres=vis.centres[i] if vis.centres else None)
+    return rgb, ~np.isnan(components[..., 0])
+
+
+def compose(image_rgb: np.ndarray, pca_rgb: np.ndarray, valid: np.ndarray,
+            alpha: float = OVERLAY_ALPHA, gap: int = GAP) -> np.ndarray:
+    """Put image, PCA and their blend side by side, separated by white ``gap`` columns.
+
+    Examples
+    --------
+    >>> img = np.zeros((2, 3, 3), np.uint8)
+    >>> pca = np.full((2, 3, 3), 200, np.uint8)
+    >>> fig = compose(img, pca, np.ones((2, 3), bool), gap=1)
+    >>> fig.shape, int(fig[0, 8, 0])
+    ((2, 11, 3), 100)
+    """
+    if image_rgb.shape != pca_rgb.shape:
+        raise EmbedviewError(
+            f"image panel {list(image_rgb.shape)} and PCA panel {list(pca_rgb.shape)} differ in shape.")
+    blend = image_rgb.astype(np.float32)
+    mix = (1 - alpha) * blend + alpha * pca_rgb.astype(np.float32)
+    blend[valid] = mix[valid]
+    overlay = np.clip(blend + 0.5, 0, 255).astype(np.uint8)
+    h, w = image_rgb.shape[:2]
+    figure = np.full((h, 3 * w + 2 * gap, 3), 255, np.uint8)
+    for i, panel in enumerate((image_rgb, pca_rgb, overlay)):
+        figure[:, i * (w + gap):i * (w + gap) + w] = panel
+    return figure
+
+
+def make_figure(source, vis, image: np.ndarray, *, z: int | None = None,
+                rgb_components: tuple[int, ...] | None = None, max_side: int = MAX_SIDE,
+                image_name: str = "the image", draw=None) -> np.ndarray:
+    """Image | PCA | overlay of one plane, at image resolution or downsampled to ``max_side``.
+
+    Parameters
+    ----------
+    source : Source or anything :func:`embedview.open_source` takes
+        The embeddings ``vis`` was made from.
+    vis : Visualization
+    image : ndarray
+        The image (or stack) the embeddings were computed from; its shape must match
+        ``vis.image_shape`` (plus an optional colour axis).
+    z : int, optional
+        Slice of a stack to draw; default the middle one.
+    rgb_components : tuple of int, optional
+        As given to :func:`embedview.visualize`.
+    max_side : int
+        Largest width and height of the figure in pixels.
+    image_name : str
+        How to call the image in error messages.
+    draw : callable, optional
+        ``draw(pixel_size, z) -> (rgb, valid)`` for the middle panel instead of the PCA of
+        ``vis`` (e.g. a similarity map drawn at the figure's pixel size).
+
+    Returns
+    -------
+    ndarray of uint8, shape (h, 3 * w + 2 * GAP, 3)
+
+    Examples
+    --------
+    >>> import embedview
+    >>> features = np.random.default_rng(0).normal(size=(1, 8, 64, 64)).astype(np.float32)
+    >>> src = embedview.open_source(features, original_size=(60, 90))
+    >>> make_figure(src, embedview.visualize(src), np.zeros((60, 90))).shape
+    (60, 286, 3)
+    """
+    plane = image_plane(image, vis.image_shape, z, image_name)
+    if len(vis.image_shape) == 3:
+        z = vis.image_shape[0] // 2 if z is None else int(z)
+    p = figure_pixel_size(vis.image_shape[-2:], max_side)
+    pca, valid = draw(p, z) if draw is not None else draw_plane(source, vis, p, z, rgb_components)
+    shown = display_rgb(downsample(plane, p))
+    return compose(shown, pca, valid)
+
+
+def figure(source, image, vis=None, *, z: int | None = None, rgb_components: tuple[int, ...] | None = None,
+           path=None, max_side: int = MAX_SIDE) -> np.ndarray:
+    """The image | PCA | overlay figure of one plane, as a uint8 array (and a PNG file if asked).
+
+    The PCA panel is drawn again at the figure's pixel size (a whole number of image pixels,
+    so that the figure is at most ``max_side`` wide and high) with the fitted basis of
+    ``vis``, placed exactly as :func:`embedview.visualize` places it; the overlay is half
+    image, half PCA where something is drawn. The image panel stretches the image's 1st–99th
+    percentile to the full range.
+
+    Parameters
+    ----------
+    source : str, os.PathLike, dict, array or Source
+        The embeddings (anything :func:`embedview.open_source` takes).
+    image : ndarray, str or os.PathLike
+        The image (or stack) the embeddings were computed from, or its file; its shape must be
+        the embeddings' ``image_shape``, plus an optional colour axis of 3 or 4.
+    vis : Visualization, optional
+        A visualization of ``source`` whose fitted basis (colour ranges, mask, foreground,
+        clusters) the figure uses; default ``embedview.visualize(source)``.
+    z : int, optional
+        Slice of a stack to draw (default: the middle one).
+    rgb_components : tuple of int, optional
+        As given to :func:`embedview.visualize`.
+    path : str or os.PathLike, optional
+        Also write the figure there, as a ``.png``. An existing file is replaced only if
+        embedview wrote it.
+    max_side : int
+        Largest width and height of the figure in pixels.
+
+    Returns
+    -------
+    ndarray of uint8, shape (h, 3 * w + 16, 3)
+        Image, PCA and overlay panels separated by 8 white columns.
+
+    Examples
+    --------
+    >>> import numpy as np, embedview
+    >>> features = np.random.default_rng(0).normal(size=(1, 8, 64, 64)).astype(np.float32)
+    >>> src = embedview.open_source(features, original_size=(60, 90))
+    >>> embedview.figure(src, np.zeros((60, 90))).shape
+    (60, 286, 3)
+    >>> vis = embedview.visualize(src, normalize="global")
+    >>> embedview.figure(src, np.zeros((60, 90)), vis, path="pca_figure.png").shape  # doctest: +SKIP
+    (60, 286, 3)
+    """
+    from .._inputs.sources import open_source
+    from .._run.visualize import Visualization
+
+    if isinstance(source, Visualization):  # the panel is drawn again, from the embeddings
+        raise EmbedviewError("figure() draws the PCA again at the figure's pixel size and needs the "
+                             "embeddings: pass figure(source, image, vis).")
+    src = open_source(source)
+    out = None
+    if path is not None:
+        from .._common.output_paths import check_output
+
+        files = [("the embeddings", source), ("the image", image)]
+        out = check_output(path, inputs=[(what, f) for what, f in files if isinstance(f, (str, os.PathLike))])
+        if out.suffix.lower() != ".png":
+            raise EmbedviewError(f"a figure is written as .png; got path={str(out)!r}.")
+    if vis is not None and tuple(vis.image_shape) != tuple(src.shape):
+        raise EmbedviewError(f"vis describes an image of shape {list(vis.image_shape)} but the embeddings one of "
+                             f"{list(src.shape)}; pass the visualization of these embeddings.")
+    name, image = _checked_image(image, src, z)  # a wrong image fails before the PCA runs
+    if vis is None:
+        from .._run.visualize import visualize
+
+        vis = visualize(src, rgb_components=rgb_components)
+    picture = make_figure(src, vis, image, z=z, rgb_components=rgb_components, max_side=max_side,
+                          image_name=name)
+    if out is not None:
+        _write(out, picture, {"source": src.name, "image": name[len("the image "):] or None})
+    return picture
+
+
+def _checked_image(image, src, z) -> tuple[str, np.ndarray]:
+    """``(name for messages, image)``: read if a path, checked against the embeddings' shape
+    (``(Z, H, W)`` for a stack) and slice ``z``."""
+    name = "the image"
+    if isinstance(image, (str, os.PathLike)):
+        from .._outputs.io import read_image
+
+        name, image = f"the image {image}", read_image(image)
+    image_plane(image, src.shape, z, name)
+    return name, image
+
+
+def _write(path: Path, picture: np.ndarray, metadata: dict) -> None:
+    from .._common.output_paths import atomic_path
+    from .._outputs.io import write_png
+
+    with atomic_path(path) as tmp:
+        write_png(tmp, picture, metadata)
+
+
+class FigureFile:
+    """The command's optional figure file beside its output: checked before the work, written after it.
+
+    Parameters
+    ----------
+    src : Source
+        The embeddings.
+    out : Path
+        The main output; the figure is ``<out stem>_figure.png`` beside it.
+    image : str, os.PathLike or None
+        The image file; ``None`` writes no figure.
+    z : int or None
+        Slice of a stack to draw (default: the middle one); needs ``image``.
+    inputs : iterable of (str, path)
+        What the run reads, which the figure may not replace (:func:`embedview._common.output_paths.guard_output`).
+    """
+
+    def __init__(self, src, out: Path, image, z, inputs):
+        from .._common.output_paths import check_output
+
+        self.src, self.image, self.slice = src, image, z
+        self.plane = self.path = None
+        if image is not None:
+            self.plane = _checked_image(image, src, z)[1]
+            self.path = check_output(out.with_name(f"{out.stem}_figure.png"), inputs=inputs)
+        elif z is not None:
+            raise EmbedviewError("z= chooses the slice of the figure; pass image= too.")
+
+    def write(self, vis, rgb_components=None, draw=None) -> list[Path]:
+        """Write the figure of ``vis`` (or of ``draw``, as :func:`make_figure`); the paths written."""
+        if self.plane is None:
+            return []
+        picture = make_figure(self.src, vis, self.plane, z=self.slice, rgb_components=rgb_components,
+                              image_name=f"the image {self.image}", draw=draw)
+        _write(self.path, picture, {"source": self.src.name, "image": str(self.image)})
+        return [self.path]
+
+
+def input_names(paths: list[Path]) -> list[str]:
+    """Short distinct names for several inputs: the file stems, with their folder when stems repeat.
+
+    Examples
+    --------
+    >>> input_names([Path("a/x.zarr"), Path("b/x.zarr"), Path("y.zarr")])
+    ['a_x', 'b_x', 'y']
+    """
+    names = [p.stem for p in paths]
+    if len(set(names)) < len(names):
+        names = [f"{p.parent.name}_{p.stem}" if p.parent.name else p.stem for p in paths]
+    if len(set(names)) < len(names):
+        names = [f"{i}_{name}" for i, name in enumerate(names)]
+    return names
+
+
+def panel(src, vis, slice_, rgb_components, n_panels: int) -> np.ndarray:
+    """One input's picture for :func:`side_by_side` of ``n_panels``, at a whole pixel size that fits."""
+    z = (src.n_slices // 2 if slice_ is None else int(slice_)) if src.is_stack else None
+    p = figure_pixel_size(src.image_shape, max_side=max(64, 3 * MAX_SIDE // (2 * n_panels)))
+    return draw_plane(src, vis, p, z, rgb_components)[0]
+
+
+def side_by_side(panels: list[np.ndarray], captions: list[str] | None = None, gap: int = GAP) -> np.ndarray:
+    """Pictures side by side on white, top-aligned, each under its caption.
+
+    Examples
+    --------
+    >>> side_by_side([np.zeros((4, 5, 3), np.uint8), np.zeros((6, 2, 3), np.uint8)]).shape
+    (6, 15, 3)
+    """
+    strip = 0
+    if captions:
+        strip = 18
+    height = max(p.shape[0] for p in panels) + strip
+    width = sum(p.shape[1] for p in panels) + gap * (len(panels) - 1)
+    figure = np.full((height, width, 3), 255, np.uint8)
+    x = 0
+    for panel in panels:
+        figure[strip:strip + panel.shape[0], x:x + panel.shape[1]] = panel
+        x += panel.shape[1] + gap
+    if captions:
+        from PIL import Image, ImageDraw
+
+        image = Image.fromarray(figure)
+        draw = ImageDraw.Draw(image)
+        x = 0
+        for panel, caption in zip(panels, captions):
+            draw.text((x + 2, 3), caption, fill=(0, 0, 0))
+            x += panel.shape[1] + gap
+        figure = np.asarray(image)
+    return figure
