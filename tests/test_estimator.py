@@ -171,14 +171,20 @@ def test_foreground_rule_is_saved_with_the_basis(tmp_path):
         embedview.visualize(b, original_size=SIZE, basis=loaded.basis_, foreground="auto")
 
 
-def test_cluster_refuses_pictures_of_different_bases():
-    """Per-slice bases (or separately fitted pictures) project into different spaces: one k-means
-    over them would mean nothing."""
+def test_cluster_runs_one_kmeans_per_basis():
+    """Per-slice bases (or separately fitted pictures) project into different spaces: each basis
+    gets its own centres; planes of one basis share theirs, so a label means the same in each."""
     x = np.random.default_rng(0).normal(size=(3, 1, 8, 16, 16)).astype(np.float32)
-    per_slice = embedview.visualize(x, original_size=(64, 64), fit="per_slice")
-    with pytest.raises(embedview.EmbedviewError, match="one basis"):
-        embedview.cluster(per_slice, 3)
+    per_slice = embedview.cluster(embedview.visualize(x, original_size=(64, 64), fit="per_slice"), 3)
+    assert len(per_slice.centres) == 3 and per_slice.labels.shape == (3, 16, 16)
+    for z in range(3):  # each slice labelled as if it were clustered alone, with its own basis
+        alone = embedview.cluster(embedview.visualize(x[z], original_size=(64, 64)), 3)
+        np.testing.assert_array_equal(per_slice.centres[z], alone.centres[0])
+        np.testing.assert_array_equal(per_slice.labels[z], alone.labels)
     a, b = (embedview.visualize(x[:, :, :, :, ::-1] if flip else x, original_size=(64, 64)) for flip in (0, 1))
-    with pytest.raises(embedview.EmbedviewError, match="one basis"):
-        embedview.cluster([a, b], 3)
-    assert embedview.cluster([a, embedview.visualize(x, original_size=(64, 64), basis=a.basis)], 3)[0].labels is not None
+    la, lb = embedview.cluster([a, b], 3)
+    assert not np.array_equal(la.centres[0], lb.centres[0])
+    same = embedview.PCA.from_basis(a.basis).transform(x, original_size=(64, 64))
+    la, ls = embedview.cluster([a, same], 3)
+    assert la.centres[0] is ls.centres[0]
+    np.testing.assert_array_equal(la.labels, ls.labels)

@@ -44,7 +44,6 @@ class MemorySink:
         self.placer = Placer(grid)
         self.components = np.full((n_slices,) + grid.shape + (n_components,), np.nan, np.float32)
         self.rgb = np.zeros((n_slices,) + grid.shape + (3,), np.uint8)
-        self.labels = None
 
     def place(self, index: int, piece: Piece, projected: np.ndarray) -> None:
         self.placer.place(self.components[piece.z or 0], piece, projected)
@@ -52,17 +51,6 @@ class MemorySink:
     def colour(self, zs, basis: Basis, shown, executor=None) -> None:
         for z in zs:
             colour(self.components[z], basis, shown, self.rgb[z])
-
-    def cluster(self, zs, centres: np.ndarray, m: int) -> None:
-        """Label each pixel of the slices ``zs`` with its nearest centre (first ``m`` components); draw the labels."""
-        from .._model.clusters import assign, labels_to_rgb
-
-        if self.labels is None:
-            self.labels = np.full(self.components.shape[:-1], -1, np.int32)
-        for z in zs:
-            plane = self.components[z][..., :m]
-            self.labels[z] = assign(plane.reshape(-1, m), centres).reshape(plane.shape[:-1])
-            self.rgb[z] = labels_to_rgb(self.labels[z], len(centres))
 
 
 class ZarrSink:

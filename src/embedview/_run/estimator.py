@@ -242,18 +242,22 @@ class PCA:
         options = PassOptions(k, self.nonfinite, self.outliers, self.fit_sample, select)
         if fitted:
             selections = tuple(_transfer(s, select) for s in self.selections_)
-            job = Job(options, self.normalize, shown, bases=bases, selections=selections, clusters=clusters)
+            job = Job(options, self.normalize, shown, bases=bases, selections=selections,
+                      clustered=clusters is not None)
             groups = "joint" if len(bases) == 1 else "per_slice"
         else:
-            job = Job(options, self.normalize, shown, foreground=foreground_options(foreground), clusters=clusters)
+            job = Job(options, self.normalize, shown, foreground=foreground_options(foreground),
+                      clustered=clusters is not None)
             groups = self.fit_mode
-        bases, selections, centres, visualizations = execute(
+        bases, selections, visualizations = execute(
             inputs, job, fit=groups, pixel_size=pixel_size, outputs=outputs, metadata=metadata,
             execution=self.execution, draw=draw)
         if not fitted:
             self.bases_, self.selections_ = bases, selections
         if not draw:
             return None
+        if clusters is not None:
+            visualizations = cluster(visualizations, *clusters)
         return visualizations if many else visualizations[0]
 
     def _check_params(self) -> None:
@@ -351,13 +355,15 @@ def _transfer(selection, mask_select):
 
 
 def cluster(visualizations, k: int, components: int | None = None, seed: int = 0):
-    """k-means labels (seeded) of the pixels of one or several visualizations, one set of centres.
+    """k-means labels (seeded) of the pixels of one or several visualizations.
+
+    Planes drawn with one basis share one set of centres, so a label means the same in each of
+    them; a picture fitted per slice gets a set per slice (its bases span different spaces).
 
     Parameters
     ----------
     visualizations : Visualization or list of Visualization
-        In-memory pictures (not written to ``.zarr``), all drawn with one basis. Several share the
-        centres, so a label means the same in each.
+        In-memory pictures (not written to ``.zarr``).
     k : int
         Number of clusters (≥ 2).
     components : int, optional
@@ -368,7 +374,8 @@ def cluster(visualizations, k: int, components: int | None = None, seed: int = 0
     Returns
     -------
     Visualization or list of Visualization
-        With ``labels`` (``-1`` where nothing is drawn), ``rgb`` showing the labels and ``centres``.
+        With ``labels`` (``-1`` where nothing is drawn), ``rgb`` showing the labels and
+        ``centres`` (one ``(k, components)`` array per basis).
 
     Examples
     --------
@@ -388,18 +395,32 @@ def cluster(visualizations, k: int, components: int | None = None, seed: int = 0
     vis_list = [visualizations] if single else list(visualizations)
     if not vis_list or any(v.components is None for v in vis_list):
         raise EmbedviewError("cluster() needs visualizations in memory; draw them without output=.")
-    bases = [b for v in vis_list for b in v.bases]
-    if not all(b is bases[0] or (np.array_equal(b.components, bases[0].components)
-                                 and np.array_equal(b.mean, bases[0].mean)) for b in bases):
-        raise EmbedviewError("cluster() needs pictures drawn with one basis (fit='joint', or one PCA for all of "
-                             "them): components of different bases do not share a space.")
-    n = vis_list[0].components.shape[-1]
-    clusters, m = cluster_options(k, components, n)
-    # NaN rows (nothing drawn) are skipped, and k-means fits on a seeded subsample.
-    centres = kmeans(np.concatenate([v.components[..., :m].reshape(-1, m) for v in vis_list]), clusters, seed=seed)[1]
-    out = []
-    for v in vis_list:
-        plane = v.components[..., :m]
-        labels = assign(plane.reshape(-1, m), centres).reshape(plane.shape[:-1])
-        out.append(replace(v, labels=labels, rgb=labels_to_rgb(labels, clusters), centres=(centres,)))
+    clusters, m = cluster_options(k, components, vis_list[0].components.shape[-1])
+    # Every plane (a slice, or a whole 2D picture) with the basis it was drawn with.
+    planes = [(v, z, v.bases[z] if len(v.bases) > 1 else v.bases[0])
+              for v in vis_list for z in range(v.components.reshape((-1,) + v.components.shape[-3:]).shape[0])]
+    groups: list[list] = []  # planes sharing a basis
+    for plane in planes:
+        group = next((g for g in groups if _same_basis(g[0][2], plane[2])), None)
+        if group is None:
+            groups.append([plane])
+        else:
+            group.append(plane)
+    labels = {id(v): np.empty(v.components.shape[:-1], np.int32) for v in vis_list}
+    centres = {}
+    for group in groups:
+        def points(v, z):
+            return v.components.reshape((-1,) + v.components.shape[-3:])[z, ..., :m]
+        # NaN rows (nothing drawn) are skipped, and k-means fits on a seeded subsample.
+        found = kmeans(np.concatenate([points(v, z).reshape(-1, m) for v, z, _ in group]), clusters, seed=seed)[1]
+        for v, z, basis in group:
+            plane = points(v, z)
+            labels[id(v)].reshape((-1,) + plane.shape[:2])[z] = assign(plane.reshape(-1, m), found).reshape(plane.shape[:2])
+            centres[id(basis)] = found
+    out = [replace(v, labels=labels[id(v)], rgb=labels_to_rgb(labels[id(v)], clusters),
+                   centres=tuple(centres[id(b)] for b in v.bases)) for v in vis_list]
     return out[0] if single else out
+
+
+def _same_basis(a, b) -> bool:
+    return a is b or (np.array_equal(a.components, b.components) and np.array_equal(a.mean, b.mean))

@@ -4,7 +4,7 @@
 executor (:mod:`embedview._run.executors`, or Dask) over the inputs read as one
 (:class:`embedview._inputs.composite.Inputs`), and runs :func:`run`: fit every group of pieces (a group is
 all pieces for ``fit="joint"``, one slice for ``"per_slice"``), project them into the sinks, take
-the colour ranges from the projected cells and colour (or cluster) each input's picture.
+the colour ranges from the projected cells and colour each input's picture.
 """
 
 from __future__ import annotations
@@ -26,8 +26,6 @@ from .._model.selection import Foreground
 from .._outputs.sinks import MemorySink
 from .._outputs.visualization import Visualization
 from .executors import LocalExecutor, PassOptions, range_sample_rate
-
-CLUSTER_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -76,7 +74,7 @@ class Job:
 
     ``bases`` / ``selections``: given per group (a fitted model: no fit); ``options.select`` is
     the image mask's selection; ``foreground`` the fixed parts of the foreground rule;
-    ``clusters`` ``(K, components used)``.
+    ``clustered``: the pictures will be labelled by :func:`embedview.cluster` (sized for it).
     """
 
     options: PassOptions
@@ -85,12 +83,12 @@ class Job:
     bases: tuple | None = None
     selections: tuple | None = None
     foreground: dict | None = None
-    clusters: tuple | None = None
+    clustered: bool = False
 
 
 def execute(inputs: Inputs, job: Job, *, fit: str = "joint", pixel_size=None, outputs=None, metadata=None,
             execution: Execution | None = None, draw: bool = True):
-    """Run the pipeline over ``inputs``; return ``(bases, selections, centres, visualizations)``.
+    """Run the pipeline over ``inputs``; return ``(bases, selections, visualizations)``.
 
     ``outputs``: one ``.zarr`` path (checked, see :func:`embedview._common.output_paths.check_output`) or ``None``
     per input: the picture is written there chunk by chunk instead of kept in memory.
@@ -110,7 +108,7 @@ def execute(inputs: Inputs, job: Job, *, fit: str = "joint", pixel_size=None, ou
         stack.enter_context(contextlib.closing(executor))
         for src, grid, out in zip(sources, grids, outputs):  # in-memory pictures sized before anything is read
             if draw and out is None:
-                check_picture_fits(src.n_slices or 1, grid.shape, k, clustered=job.clusters is not None)
+                check_picture_fits(src.n_slices or 1, grid.shape, k, clustered=job.clustered)
         if not draw:
             sinks = [_Discard()] * len(sources)
         else:
@@ -120,17 +118,17 @@ def execute(inputs: Inputs, job: Job, *, fit: str = "joint", pixel_size=None, ou
                     sinks.append(MemorySink(src.n_slices or 1, grid, k))
                 else:
                     sinks.append(stack.enter_context(_zarr_sink(out, src, grid, k, executor)))
-        bases, selections, centres = run(inputs, groups, executor, _Sinks(inputs, sinks), job, execution.progress)
+        bases, selections = run(inputs, groups, executor, _Sinks(inputs, sinks), job, execution.progress)
         if not draw:
-            return bases, selections, centres, None
+            return bases, selections, None
         metadata = metadata if isinstance(metadata, list) else [metadata] * len(sources)
         visualizations = []
         for src, grid, sink, out, meta in zip(sources, grids, sinks, outputs, metadata):
-            visualizations.append(_visualization(src, grid, sink, out, bases, selections, centres, meta))
-        return bases, selections, centres, visualizations
+            visualizations.append(_visualization(src, grid, sink, out, bases, selections, meta))
+        return bases, selections, visualizations
 
 
-def _visualization(src, grid, sink, out, bases, selections, centres, metadata) -> Visualization:
+def _visualization(src, grid, sink, out, bases, selections, metadata) -> Visualization:
     stack = src.is_stack
     scale = ((1.0,) if stack else ()) + grid.scale
     translate = ((0.0,) if stack else ()) + grid.translate
@@ -140,12 +138,10 @@ def _visualization(src, grid, sink, out, bases, selections, centres, metadata) -
         vis = Visualization(None, None, scale, translate, bases, src.layout, src.shape, out, selections=selections)
         sink.finish(scale, translate, output_metadata(vis, metadata))
         return vis
-    components, rgb, labels = sink.components, sink.rgb, sink.labels
+    components, rgb = sink.components, sink.rgb
     if not stack:
         components, rgb = components[0], rgb[0]
-        labels = None if labels is None else labels[0]
-    return Visualization(rgb, components, scale, translate, bases, src.layout, src.shape,
-                         labels=labels, selections=selections, centres=centres)
+    return Visualization(rgb, components, scale, translate, bases, src.layout, src.shape, selections=selections)
 
 
 @contextlib.contextmanager
@@ -176,9 +172,6 @@ class _Sinks:
         for i, zs in _slices(group).items():
             self.sinks[i].colour(zs, basis, shown, executor)
 
-    def cluster(self, group, centres, m) -> None:
-        for i, zs in _slices(group).items():
-            self.sinks[i].cluster(zs, centres, m)
 
 
 class _Discard:
@@ -187,7 +180,7 @@ class _Discard:
     def place(self, *args) -> None:
         pass
 
-    colour = cluster = place
+    colour = place
 
 
 def _slices(group) -> dict[int, list[int]]:
@@ -198,9 +191,9 @@ def _slices(group) -> dict[int, list[int]]:
     return {i: sorted(zs) for i, zs in out.items()}
 
 
-def run(inputs: Inputs, groups, executor, sinks, job: Job, progress: bool) -> tuple[tuple, tuple, tuple]:
-    """Fit, project and colour each group of pieces into ``sinks``; return the bases, the cell
-    selections and the cluster centres (one per group)."""
+def run(inputs: Inputs, groups, executor, sinks, job: Job, progress: bool) -> tuple[tuple, tuple]:
+    """Fit, project and colour each group of pieces into ``sinks``; return the bases and the cell
+    selections (one per group)."""
     pieces = inputs.pieces()
     index = {id(p): i for i, p in enumerate(pieces)}
     fitting = job.bases is None
@@ -208,7 +201,7 @@ def run(inputs: Inputs, groups, executor, sinks, job: Job, progress: bool) -> tu
     bar = progress_bar(passes * len(pieces), progress, desc="embedview")
     options = job.options
     selects = list(job.selections) if job.selections is not None else [options.select] * len(groups)
-    bases, selections, centres = [], [], []
+    bases, selections = [], []
     with blas_threads(), contextlib.closing(bar):
         fitted = list(job.bases) if not fitting else executor.fit_many(groups, options, bar)
         rates = [range_sample_rate(group) for group in groups]
@@ -231,11 +224,7 @@ def run(inputs: Inputs, groups, executor, sinks, job: Job, progress: bool) -> tu
             bases.append(basis)
             selections.append(select)
             sinks.colour(group, basis, job.shown, executor)
-            if job.clusters is not None:
-                k, m = job.clusters
-                centres.append(cluster_centres(samples[:, :m], k))
-                sinks.cluster(group, centres[-1], m)
-    return tuple(bases), tuple(selections), tuple(centres)
+    return tuple(bases), tuple(selections)
 
 
 def _project_all(executor, group, basis, rate, options, bar, place) -> np.ndarray:
@@ -251,13 +240,6 @@ def _collect(projected_pieces, basis: Basis, place) -> np.ndarray:
             place(piece, projected)
         samples.append(sample)
     return np.concatenate(samples) if samples else np.empty((0, basis.n_components), np.float32)
-
-
-def cluster_centres(points: np.ndarray, k: int) -> np.ndarray:
-    """k-means centres (seeded) of sampled cells' components ``(n, m)``."""
-    from .._model.clusters import cluster
-
-    return cluster(points, k, seed=CLUSTER_SEED)[1]
 
 
 def output_guard(outputs, sources, extra=()) -> list:
