@@ -141,6 +141,18 @@ def test_bilinear_is_exact_at_cell_centres_and_clamps_at_edges(kernel):
     np.testing.assert_array_equal(got, expected)
 
 
+def test_other_dtypes_and_layouts_give_the_same_result(kernel):
+    """float64 cells and guides, strided and Fortran-ordered arrays: the float32 C-ordered result."""
+    cells, rows, cols, valid, method, kwargs = _case("guided-r1-g3", 8)
+    expected = kernel(cells, rows, cols, valid, method, **kwargs)
+    wide = np.zeros((cells.shape[0], cells.shape[1], 2 * cells.shape[2]))
+    wide[:, :, ::2] = cells
+    got = kernel(wide[:, :, ::2], rows, cols, list(valid), method, **{
+        **kwargs, "cell_guide": kwargs["cell_guide"].astype(np.float64),
+        "pixel_guide": np.asfortranarray(kwargs["pixel_guide"])})
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+
+
 def test_empty_output(kernel):
     cells = np.ones((3, 2, 2), np.float32)
     assert kernel(cells, np.zeros(0), np.zeros(4), (2, 2), "bilinear").shape == (0, 4, 3)
