@@ -24,6 +24,9 @@ from .fit import Accumulator, Basis, rescale
 #: Pinned staging buffers: one being filled on the host while the other may still be copying.
 _STAGING_SLOTS = 2
 
+#: About how many bytes of device temporaries :meth:`TorchEngine.upsample` takes per band of rows.
+_UPSAMPLE_BYTES = 128 * 2**20
+
 
 class TorchEngine:
     """Scatter accumulation and projection with PyTorch on ``device``.
@@ -98,6 +101,75 @@ class TorchEngine:
         with _ieee_float32(torch):  # TF32 would lose ~1e-3·|x|: more than the spread when the mean is large
             out = torch.addmm(-offset, weights, x) if x.shape[1] else weights.new_empty((weights.shape[0], 0))
         return out.cpu().numpy().reshape((basis.n_components,) + features.shape[1:])
+
+    def upsample(self, cells: np.ndarray, rows: np.ndarray, cols: np.ndarray, valid, method: str, *,
+                 cell_guide: np.ndarray | None = None, pixel_guide: np.ndarray | None = None,
+                 sigma_spatial: float = 1.0, sigma_range: float = 0.1, radius: int = 1) -> np.ndarray:
+        """Sample one piece's projected cells at output pixels: float32 ``(ny, nx, k)``.
+
+        The numpy kernel's definition (:func:`embedview._model.upsample.upsample_cells`, same
+        parameters), computed in float32 on this engine's device, in bands of output rows that
+        keep the device's temporaries near :data:`_UPSAMPLE_BYTES`.
+        """
+        torch = self._torch
+        if method not in ("nearest", "bilinear", "guided"):
+            raise EmbedviewError(f"unknown upsampling method {method!r}; use 'nearest', 'bilinear' or 'guided'.")
+        if method == "guided" and (cell_guide is None or pixel_guide is None):
+            raise EmbedviewError("upsampling method 'guided' needs cell_guide and pixel_guide; pass both.")
+        rows, cols = np.asarray(rows, np.float64), np.asarray(cols, np.float64)
+        vh, vw = int(valid[0]), int(valid[1])
+        k, ny, nx = cells.shape[0], rows.size, cols.size
+        out = np.empty((ny, nx, k), np.float32)
+        if out.size == 0:
+            return out
+        dev = self.device
+        # Cells as one flat (k, vh·vw) table, indexed by y·vw + x; the cells beyond `valid` never are.
+        table = self._staging.upload(np.asarray(cells)[:, :vh, :vw]).reshape(k, vh * vw)
+        near_y = torch.from_numpy(_nearest_cells(rows, vh) * vw).to(dev)
+        near_x = torch.from_numpy(_nearest_cells(cols, vw)).to(dev)
+        if method == "nearest":  # a gather: the same float32 values, bit for bit
+            for a, b in _bands(ny, nx, 3 * k + 2):
+                out[a:b] = table[:, near_y[a:b, None] + near_x[None, :]].permute(1, 2, 0).cpu().numpy()
+            return out
+        guided = method == "guided"
+        # A neighbour weighs 0 where any component is not finite (not drawn) or, guided, its cell
+        # guide is (no image pixel under it); zeroing those values keeps 0 * NaN out of the sums.
+        ok = torch.isfinite(table).all(dim=0)
+        g = 0
+        if guided:
+            guide = self._staging.upload(np.asarray(cell_guide)[:, :vh, :vw]).reshape(-1, vh * vw)
+            g = guide.shape[0]
+            ok &= torch.isfinite(guide).all(dim=0)
+            guide = torch.where(ok, guide, 0.0)
+            scale = float(np.float32(-0.5 / float(sigma_range) ** 2))
+        values = torch.where(ok, table, 0.0)
+        ok = ok.to(torch.float32)
+        taps = [[(torch.from_numpy(i).to(dev), torch.from_numpy(w).to(dev)) for i, w in
+                 _axis_taps(u, n, method, float(sigma_spatial), int(radius))]
+                for u, n in ((rows, vh), (cols, vw))]
+        tiny = float(np.finfo(np.float32).tiny)
+        for a, b in _bands(ny, nx, 5 * k + 3 * g + 10):
+            num = table.new_zeros((k, b - a, nx))
+            den = table.new_zeros((b - a, nx))
+            if guided:
+                pixels = self._staging.upload(np.asarray(pixel_guide)[a:b]).permute(2, 0, 1)
+            for iy, wy in taps[0]:
+                at_y = iy[a:b, None] * vw
+                for ix, wx in taps[1]:
+                    at = at_y + ix[None, :]
+                    w = ok[at] * wy[a:b, None] * wx[None, :]
+                    if guided:
+                        diff = pixels - guide[:, at]
+                        w = w * torch.exp((diff * diff).sum(dim=0) * scale)
+                    den += w
+                    num += values[:, at] * w
+            nearest = table[:, near_y[a:b, None] + near_x[None, :]]
+            # a weight sum that underflowed (or is 0) takes the nearest cell; a NaN nearest cell
+            # leaves the pixel NaN, so the drawn footprint is the same for every method
+            res = torch.where(den > tiny, num / den, nearest)
+            res = torch.where(torch.isnan(nearest).any(dim=0), float("nan"), res)
+            out[a:b] = res.permute(1, 2, 0).cpu().numpy()
+        return out
 
 
 class TorchAccumulator(Accumulator):
@@ -276,6 +348,33 @@ class _Staging:
         self._events[i] = torch.cuda.Event()
         self._events[i].record(torch.cuda.current_stream(self._device))  # the copy's stream, also for cuda:N
         return device
+
+
+def _bands(ny: int, nx: int, floats_per_pixel: int):
+    """``(start, stop)`` bands of output rows whose temporaries take about :data:`_UPSAMPLE_BYTES`."""
+    step = max(1, _UPSAMPLE_BYTES // (4 * floats_per_pixel * max(nx, 1)))
+    return [(a, min(a + step, ny)) for a in range(0, ny, step)]
+
+
+def _nearest_cells(u: np.ndarray, n_valid: int) -> np.ndarray:
+    """The nearest cell of each cell coordinate ``u`` (int64), as ``CellGrid.cell_of`` picks it."""
+    return np.clip(np.floor(u + 0.5 + 1e-9), 0, n_valid - 1).astype(np.int64)
+
+
+def _axis_taps(u: np.ndarray, n_valid: int, method: str, sigma: float, radius: int):
+    """One axis's neighbours: ``(index, weight)`` pairs, the index (int64) clipped into the valid
+    cells and the float32 weight 0 where the neighbour lies outside them. Bilinear: ``floor(u)``
+    and the next, by ``1 - t`` and ``t``; guided: the nearest cell ± ``radius``, by the spatial
+    Gaussian."""
+    if method == "bilinear":
+        base = np.floor(u)
+        taps = [(base, 1.0 - (u - base)), (base + 1, u - base)]
+    else:
+        base = _nearest_cells(u, n_valid).astype(np.float64)
+        taps = [(base + d, np.exp(-(u - (base + d)) ** 2 / (2.0 * sigma * sigma)))
+                for d in range(-radius, radius + 1)]
+    return [(np.clip(i, 0, n_valid - 1).astype(np.int64), np.where((i >= 0) & (i < n_valid), w, 0.0).astype(np.float32))
+            for i, w in taps]
 
 
 def _torch_can_read(array: np.ndarray) -> bool:
