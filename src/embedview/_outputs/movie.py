@@ -208,6 +208,9 @@ class MovieSink:
     def __init__(self, writer, pieces: list[Piece], grid, n_components: int, frame=None, scratch=None):
         self.writer, self.pieces, self.grid, self.k, self.frame = writer, pieces, grid, n_components, frame
         self.placer = Placer(grid)
+        self.by_slice: dict[int, list] = {}  # slice → its pieces' indices and pieces
+        for i, piece in enumerate(pieces):
+            self.by_slice.setdefault(piece.z or 0, []).append((i, piece))
         self.store = {} if scratch is None else _DiskStore(Path(scratch) / "projected", len(pieces), n_components,
                                                            pieces[0].grid.shape)
         self.written = 0
@@ -221,7 +224,7 @@ class MovieSink:
         for z in zs:
             if z != self.written:  # frames are written in order; the pipeline colours slices so
                 raise RuntimeError(f"movie frame {z} came before frame {self.written}")
-            parts = ((p, self.store[i]) for i, p in enumerate(self.pieces) if (p.z or 0) == z)
+            parts = ((p, self.store[i]) for i, p in self.by_slice.get(z, ()))
             _, rgb = compose(self.placer, parts, window, self.k, basis, shown)
             self.writer.append(rgb if self.frame is None else self.frame(z, rgb))
             self.written += 1
