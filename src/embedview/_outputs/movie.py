@@ -171,8 +171,11 @@ class MovieOutput:
     frame: Callable | None = None
 
     @contextlib.contextmanager
-    def open_sink(self, src, grid, n_components: int):
-        """The :class:`MovieSink` writing ``src``'s frames into a temporary file renamed to :attr:`path`."""
+    def open_sink(self, src, grid, n_components: int, *placing):
+        """The :class:`MovieSink` writing ``src``'s frames into a temporary file renamed to :attr:`path`.
+
+        ``placing``: the :class:`Placer`'s other arguments, as the pipeline gives every sink's placer.
+        """
         import tempfile
 
         from .._common.output_paths import atomic_path
@@ -185,7 +188,7 @@ class MovieOutput:
             scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="embedview-movie-"))) if big else None
             writer = open_writer(tmp, self.fps)
             stack.callback(writer.close)  # closed (the file complete) before it is moved into place
-            yield MovieSink(writer, pieces, grid, n_components, self.frame, scratch)
+            yield MovieSink(writer, pieces, grid, n_components, self.frame, scratch, placing)
 
 
 class MovieSink:
@@ -203,11 +206,15 @@ class MovieSink:
         As :attr:`MovieOutput.frame`.
     scratch : Path, optional
         A folder for the projected pieces (a scratch zarr) when they are too many to keep in memory.
+    placing : tuple
+        The :class:`Placer`'s arguments after the grid (how cells become pixels), as the other
+        sinks' placers get them: a movie frame is drawn exactly as an OME-Zarr window.
     """
 
-    def __init__(self, writer, pieces: list[Piece], grid, n_components: int, frame=None, scratch=None):
+    def __init__(self, writer, pieces: list[Piece], grid, n_components: int, frame=None, scratch=None,
+                 placing=()):
         self.writer, self.pieces, self.grid, self.k, self.frame = writer, pieces, grid, n_components, frame
-        self.placer = Placer(grid)
+        self.placer = Placer(grid, *placing)
         self.by_slice: dict[int, list] = {}  # slice → its pieces' indices and pieces
         for i, piece in enumerate(pieces):
             self.by_slice.setdefault(piece.z or 0, []).append((i, piece))
