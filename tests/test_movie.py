@@ -178,3 +178,11 @@ def test_bad_movie_options(tmp_path, capsys, options, words):
 
 def test_fps_needs_a_movie(tmp_path, capsys):
     assert ".mp4 or .gif" in run_fails(capsys, tmp_path, "render", STACK, "-o", tmp_path / "m.tif", "--fps", "3")
+
+
+def test_a_saved_basis_draws_the_same_movie(tmp_path, capsys):
+    run_ok(capsys, "fit", STACK, "-o", tmp_path / "basis.npz", "-q")
+    run_ok(capsys, "render", STACK, "-o", tmp_path / "fitted.gif", "-q")
+    run_ok(capsys, "render", STACK, "-o", tmp_path / "loaded.gif", "--basis", tmp_path / "basis.npz", "-q")
+    fitted, loaded = gif_frames(tmp_path / "fitted.gif"), gif_frames(tmp_path / "loaded.gif")
+    assert len(loaded) == 5 and all(np.array_equal(a, b) for a, b in zip(fitted, loaded))
