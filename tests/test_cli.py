@@ -254,7 +254,7 @@ def test_truncated_chunk(tmp_path, capsys, data):
 @pytest.mark.parametrize("target, match", [
     ("no/such/folder/out.png", "does not exist"),
     ("afile/out.png", "is a file"),
-    ("out.gif", "unknown output extension"),
+    ("out.jpg", "unknown output extension"),
 ])
 def test_unwritable_output(tmp_path, capsys, data, target, match):
     _, paths = data

@@ -156,7 +156,7 @@ def test_png_refuses_a_stack(tmp_path, vis3d):
 @pytest.mark.parametrize("target, match", [
     ("missing/out.png", "does not exist"),
     ("afile/out.png", "is a file"),
-    ("out.gif", "unknown output extension"),
+    ("out.jpg", "unknown output extension"),
     ("adir.png", "existing folder"),
 ])
 def test_check_output_errors(tmp_path, target, match):

@@ -27,6 +27,8 @@ examples (after the first, each runs as written):
                                                PCA picture plus image | PCA | overlay figure
   embedview render demo/stack_embeddings.zarr -o stack_pca.tif --pixel-size 1
                                                a stack at image resolution, one page per slice
+  embedview render demo/stack_embeddings.zarr -o stack.gif --image demo/stack.tif
+                                               the stack as a movie, image | PCA, one basis
 """
 
 
@@ -41,24 +43,29 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = commands.add_parser(
-        "render", help="draw embeddings as an RGB picture (PNG, TIFF, OME-Zarr)",
+        "render", help="draw embeddings as an RGB picture (PNG, TIFF, OME-Zarr) or a stack as a movie (MP4, GIF)",
         description="Fit a PCA on the embeddings and write its first components as RGB. The output "
                     "format follows the extension: .png (2D), .tif/.tiff (2D or one page per slice), "
                     ".zarr (OME-Zarr multiscale RGB plus components, written chunk by chunk with "
                     "bounded memory), .npy, .npz. Scale and translate (image pixels) are recorded in "
-                    "the file. With several inputs, one basis is fitted over all of them and -o names "
-                    "a folder: one picture per input plus side_by_side.png.")
+                    "the file. .mp4 and .gif write a stack as a movie, one frame per slice in one basis "
+                    "(with --image, beside the image). With several inputs, one basis is fitted over "
+                    "all of them and -o names a folder: one picture per input plus side_by_side.png.")
     p.add_argument("embeddings", nargs="+", help="micro_sam embedding file(s) (.zarr folder), or ViT "
                                                  "features (.npy, .npz, .safetensors, .pt) with --image-size/--patch-size")
     p.add_argument("-o", "--output", required=True,
-                   help="output file: .png, .tif, .tiff, .zarr, .npy or .npz (a folder for several inputs)")
+                   help="output file: .png, .tif, .tiff, .zarr, .npy, .npz, or a movie of a stack: .mp4 "
+                        "(needs the movie extra), .gif (a folder for several inputs)")
     p.add_argument("--image", help="the image the embeddings came from (.npy, .tif, .png, .jpg, ...): "
-                                   "also write OUTPUT_figure.png with image | PCA | overlay")
+                                   "also write OUTPUT_figure.png with image | PCA | overlay (a movie: "
+                                   "image | PCA in every frame)")
+    p.add_argument("--fps", type=float, default=None, metavar="N", help="frames per second of a movie (default 5)")
     p.add_argument("--slice", type=int, default=None, metavar="Z", help="slice of a stack for the figure (default: the middle one)")
     p.add_argument("--fit", choices=("joint", "per_slice"), default="joint",
                    help="joint: one PCA for all slices and tiles (default); per_slice: one per slice, as micro_sam")
     p.add_argument("--pixel-size", type=_pixel_size, default=None, metavar="P",
-                   help="output pixel size in image pixels, P or PY,PX (default: one embedding cell; 1: image resolution)")
+                   help="output pixel size in image pixels, P or PY,PX (default: one embedding cell; 1: image "
+                        "resolution; a movie: a long side of at most 1024 pixels)")
     _add_pca(p)
     p.add_argument("--rgb-components", type=_int_list, default=None, metavar="I,J,K",
                    help="components shown as red, green, blue (default 0,1,2)")
@@ -258,7 +265,7 @@ _FLAGS = {"image_size": "--image-size", "patch_size": "--patch-size", "prefix_to
           "foreground_threshold": "--foreground-threshold", "foreground_side": "--foreground-side",
           "foreground": "--foreground", "scheduler": "--scheduler", "device": "--device",
           "pixel_size": "--pixel-size", "normalize": "--normalize", "fit": "--fit", "mask": "--mask",
-          "point": "--point", "z": "--slice", "image": "--image"}
+          "point": "--point", "z": "--slice", "image": "--image", "fps": "--fps"}
 #: Names translated without ``=`` too: no sentence uses them as ordinary words.
 _BARE = ("image_size", "patch_size", "prefix_tokens", "preprocess", "rgb_components", "n_components",
          "cluster_components", "fit_sample", "foreground_threshold", "foreground_side", "pixel_size")
@@ -343,9 +350,9 @@ def _render_command(args) -> int:
 
     options = options_from_args(args)
     if len(args.embeddings) > 1:
-        if args.image:
-            raise EmbedviewError("--image makes a figure for one input; with several inputs the side-by-side "
-                                 "figure is written instead.")
+        if args.image or args.fps is not None:
+            raise EmbedviewError(f"{'--image' if args.image else '--fps'} is for one input; with several inputs "
+                                 "the side-by-side figure is written instead.")
         render_many(args.embeddings, args.output, separate_bases=args.separate_bases, ext=args.ext,
                     slice_=args.slice, quiet=args.quiet, inputs=_option_inputs(args), **options)
         return 0
@@ -354,7 +361,7 @@ def _render_command(args) -> int:
     if args.ext:
         raise EmbedviewError("--ext chooses the format of several inputs' pictures; for one input, end -o with it.")
     render(args.embeddings[0], args.output, image=args.image, slice_=args.slice, quiet=args.quiet,
-           inputs=_option_inputs(args), **options)
+           inputs=_option_inputs(args), fps=args.fps, **options)
     return 0
 
 

@@ -26,17 +26,21 @@ from typing import Iterator
 
 from .errors import EmbedviewError
 
-#: Output formats by extension; stacks need one that holds several slices.
-OUTPUT_FORMATS = {".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF", ".zarr": "zarr", ".npy": "npy", ".npz": "npz"}
-STACK_FORMATS = (".tif", ".tiff", ".zarr", ".npy", ".npz")
+#: Output formats by extension; stacks need one that holds several slices. Movies hold only stacks.
+OUTPUT_FORMATS = {".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF", ".zarr": "zarr", ".npy": "npy", ".npz": "npz",
+                  ".mp4": "MP4", ".gif": "GIF"}
+STACK_FORMATS = (".tif", ".tiff", ".zarr", ".npy", ".npz", ".mp4", ".gif")
+MOVIE_FORMATS = (".mp4", ".gif")
 
 # ---------------------------------------------------------------------------------------------
 # what an output may replace
 
-#: The first bytes of each output format: an existing file is replaced only if it starts so.
+#: The first bytes of each output format: an existing file is replaced only if it starts so (a
+#: pattern: if it matches them; an MP4 starts with its first box's size, then ``ftyp``).
 MAGIC = {".png": (b"\x89PNG\r\n\x1a\n",), ".tif": (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"),
          ".tiff": (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"), ".npy": (b"\x93NUMPY",),
-         ".npz": (b"PK\x03\x04", b"PK\x05\x06")}
+         ".npz": (b"PK\x03\x04", b"PK\x05\x06"), ".gif": (b"GIF87a", b"GIF89a"),
+         ".mp4": (re.compile(rb"\A....ftyp", re.S),)}
 #: The root attribute that marks a folder as embedview's: OME-Zarr outputs and written embeddings.
 MARKER = "embedview"
 
@@ -56,7 +60,7 @@ def check_output(path, stack: bool = False, inputs=()) -> Path:
     ----------
     path : str or os.PathLike
     stack : bool
-        The output is a stack of slices, which a PNG cannot hold.
+        The output is a stack of slices, which a PNG cannot hold (and a movie needs).
     inputs : iterable of (str, path)
         What the run reads, as for :func:`guard_output`.
 
@@ -77,6 +81,10 @@ def check_output(path, stack: bool = False, inputs=()) -> Path:
         raise EmbedviewError(
             f"cannot write {path}: a {OUTPUT_FORMATS[ext]} holds one 2D picture but these embeddings "
             "are a stack of slices; write a .tif (one page per slice) or a .zarr instead.")
+    if not stack and ext in MOVIE_FORMATS:
+        raise EmbedviewError(
+            f"cannot write {path}: a movie has one frame per slice but these embeddings are one 2D image; "
+            "write a .png, .tif or .zarr instead.")
     _check_folder(path)
     return path
 
@@ -174,10 +182,10 @@ def _starts_with(path: Path, magic: tuple[bytes, ...]) -> bool:
         if info.st_size == 0:
             return True
         with open(path, "rb") as f:
-            head = f.read(max(len(m) for m in magic))
+            head = f.read(max(len(getattr(m, "pattern", m)) for m in magic))
     except OSError:
         return False
-    return head.startswith(magic)
+    return any(m.match(head) if hasattr(m, "match") else head.startswith(m) for m in magic)
 
 
 def _has_marker(folder: Path) -> bool:

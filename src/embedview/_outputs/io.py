@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .._common.errors import EmbedviewError
-from .._common.output_paths import _extension, atomic_path, check_output
+from .._common.output_paths import MOVIE_FORMATS, _extension, atomic_path, check_output
 from .._common.progress import progress_bar
 
 PILLOW_IMAGES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
@@ -122,7 +122,8 @@ def write_output(vis, path, *, metadata: dict | None = None, progress: bool = Fa
     ----------
     vis : Visualization
     path : str or os.PathLike
-        ``.png`` (2D only), ``.tif``/``.tiff`` (2D RGB or one page per slice), ``.zarr``
+        ``.png`` (2D only), ``.tif``/``.tiff`` (2D RGB or one page per slice), ``.mp4``/``.gif``
+        (a stack only: one frame per slice, 5 per second; see :func:`embedview.movie`), ``.zarr``
         (OME-Zarr: a multiscale RGB image plus ``components``, see :mod:`embedview._outputs.omezarr`), ``.npy`` (the RGB array) or ``.npz`` (``rgb``,
         ``components``, ``scale``, ``translate``). All but ``.npy`` record ``scale`` and
         ``translate``: the PNG in its ``embedview`` text chunk, the TIFF in its JSON
@@ -154,6 +155,10 @@ def write_output(vis, path, *, metadata: dict | None = None, progress: bool = Fa
             _write_tiff(tmp, vis.rgb, meta)
         elif ext == ".zarr":
             _write_zarr(tmp, vis, meta, progress, path.name)
+        elif ext in MOVIE_FORMATS:
+            from .movie import write_frames
+
+            write_frames(tmp, vis.rgb)
         elif ext == ".npy":
             with open(tmp, "wb") as f:
                 np.save(f, vis.rgb)

@@ -7,6 +7,10 @@
   composes, colours and writes the OME-Zarr output one chunk-sized window at a time, so memory
   stays bounded whatever the output's size. A ``ZarrSink`` pickles cheaply (paths, not arrays,
   when its projected pieces are on disk), so its windows can be written by other processes.
+- :class:`embedview._outputs.movie.MovieSink` keeps them likewise and composes one movie frame
+  per slice.
+
+Both compose their windows with :func:`compose`.
 """
 
 from __future__ import annotations
@@ -35,6 +39,24 @@ def colour(components: np.ndarray, basis: Basis, shown: tuple[int, ...], out: np
         out[...] = to_uint8(components[..., idx], lo, hi)
     else:
         out[..., :len(idx)] = to_uint8(components[..., idx], lo, hi)
+
+
+def compose(placer: Placer, parts, window: tuple[slice, slice], k: int, basis: Basis,
+            shown: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """One window of the output from its projected pieces: ``(components, rgb)``.
+
+    ``parts``: the ``(piece, projected)`` pairs that meet the output window ``window`` (output
+    pixel slices); ``components`` ``(h, w, k)`` float32 (NaN where nothing is drawn) and ``rgb``
+    ``(h, w, 3)`` uint8 coloured with ``basis``' ranges. Every sink that composes windows (an
+    OME-Zarr chunk, a movie frame) does it here.
+    """
+    shape = tuple(s.stop - s.start for s in window)
+    components = np.full(shape + (k,), np.nan, np.float32)
+    for piece, projected in parts:
+        placer.place(components, piece, projected, origin=(window[0].start, window[1].start))
+    rgb = np.zeros(shape + (3,), np.uint8)
+    colour(components, basis, shown, rgb)
+    return components, rgb
 
 
 class MemorySink:
@@ -101,12 +123,7 @@ class ZarrSink:
         return all(a.start < w.stop and w.start < a.stop for a, w in zip((rows, cols), window))
 
     def _write_window(self, z, window, todo, basis, shown) -> None:
-        shape = tuple(s.stop - s.start for s in window)
-        components = np.full(shape + (self.k,), np.nan, np.float32)
-        for i, piece in todo:
-            self.placer.place(components, piece, self.store[i], origin=(window[0].start, window[1].start))
-        rgb = np.zeros(shape + (3,), np.uint8)
-        colour(components, basis, shown, rgb)
+        components, rgb = compose(self.placer, ((p, self.store[i]) for i, p in todo), window, self.k, basis, shown)
         self.writer.write(z, window, rgb, components)
 
     def finish(self, scale, translate, metadata: dict) -> None:

@@ -91,7 +91,9 @@ def execute(inputs: Inputs, job: Job, *, fit: str = "joint", pixel_size=None, ou
     """Run the pipeline over ``inputs``; return ``(bases, selections, visualizations)``.
 
     ``outputs``: one ``.zarr`` path (checked, see :func:`embedview._common.output_paths.check_output`) or ``None``
-    per input: the picture is written there chunk by chunk instead of kept in memory.
+    per input: the picture is written there chunk by chunk instead of kept in memory; or an
+    object with ``open_sink(src, grid, k)`` (a context manager giving the sink, e.g. a movie's
+    :class:`embedview._outputs.movie.MovieOutput`).
     ``metadata``: the JSON-able extras recorded in each output (one dict, or a list: one per input).
     ``draw=False`` only fits (the colour ranges still need a projection pass): no pictures.
     """
@@ -109,6 +111,8 @@ def execute(inputs: Inputs, job: Job, *, fit: str = "joint", pixel_size=None, ou
         for src, grid, out in zip(sources, grids, outputs):  # in-memory pictures sized before anything is read
             if draw and out is None:
                 check_picture_fits(src.n_slices or 1, grid.shape, k, clustered=job.clustered)
+            elif draw and hasattr(out, "open_sink"):  # a movie: one frame in memory at a time
+                check_picture_fits(1, grid.shape, k)
         if not draw:
             sinks = [_Discard()] * len(sources)
         else:
@@ -116,6 +120,8 @@ def execute(inputs: Inputs, job: Job, *, fit: str = "joint", pixel_size=None, ou
             for src, grid, out in zip(sources, grids, outputs):
                 if out is None:
                     sinks.append(MemorySink(src.n_slices or 1, grid, k))
+                elif hasattr(out, "open_sink"):  # e.g. a movie (embedview._outputs.movie.MovieOutput)
+                    sinks.append(stack.enter_context(out.open_sink(src, grid, k)))
                 else:
                     sinks.append(stack.enter_context(_zarr_sink(out, src, grid, k, executor)))
         bases, selections = run(inputs, groups, executor, _Sinks(inputs, sinks), job, execution.progress)
@@ -135,7 +141,8 @@ def _visualization(src, grid, sink, out, bases, selections, metadata) -> Visuali
     if out is not None:
         from .._outputs.io import output_metadata
 
-        vis = Visualization(None, None, scale, translate, bases, src.layout, src.shape, out, selections=selections)
+        path = getattr(out, "path", out)
+        vis = Visualization(None, None, scale, translate, bases, src.layout, src.shape, path, selections=selections)
         sink.finish(scale, translate, output_metadata(vis, metadata))
         return vis
     components, rgb = sink.components, sink.rgb
@@ -243,7 +250,7 @@ def _collect(projected_pieces, basis: Basis, place) -> np.ndarray:
 
 
 def output_guard(outputs, sources, extra=()) -> list:
-    """Check each output path (``.zarr`` or ``None``): it may not replace any input's files."""
+    """Check each output path (``.zarr``, a movie's output or ``None``): it may not replace any input's files."""
     from .._common.errors import EmbedviewError
     from .._common.output_paths import check_output
 
@@ -253,6 +260,10 @@ def output_guard(outputs, sources, extra=()) -> list:
     for out, src in zip(outputs, sources):
         if out is None:
             checked.append(None)
+            continue
+        if hasattr(out, "open_sink"):  # a movie: its path as every output's
+            check_output(out.path, stack=src.is_stack, inputs=read)
+            checked.append(out)
             continue
         path = check_output(out, stack=src.is_stack, inputs=read)
         if path.suffix.lower() != ".zarr":

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from .._common.errors import EmbedviewError
+from .._common.output_paths import MOVIE_FORMATS
 from .._inputs.sources import open_embeddings
 from .figure import FigureFile, input_names, panel
 from .info import result_summary
@@ -64,8 +65,9 @@ def options_from_args(args) -> dict:
 
 
 def render(embeddings, output, *, model=None, image=None, slice_: int | None = None, quiet: bool = False,
-           inputs=(), geometry=None, **draw) -> list[Path]:
-    """What ``embedview render`` does: draw, write ``output`` and, with ``image``, a figure.
+           inputs=(), geometry=None, fps: float | None = None, **draw) -> list[Path]:
+    """What ``embedview render`` does: draw, write ``output`` and, with ``image``, a figure
+    (or, for a ``.mp4``/``.gif`` output, a movie of a stack: :func:`embedview._workflows.movie.write_movie`).
 
     Everything that can be checked cheaply (the embeddings' metadata, the output folder and
     format, the image's shape) is checked before the PCA runs.
@@ -76,11 +78,13 @@ def render(embeddings, output, *, model=None, image=None, slice_: int | None = N
         A micro_sam embedding file (or ViT features: ``.npy``, ``.npz``, ``.safetensors``, ``.pt``,
         with ``geometry``: :func:`embedview.open_features`' keywords).
     output : str or os.PathLike
-        ``.png``, ``.tif``/``.tiff``, ``.zarr`` (OME-Zarr, written chunk by chunk), ``.npy`` or ``.npz``.
+        ``.png``, ``.tif``/``.tiff``, ``.zarr`` (OME-Zarr, written chunk by chunk), ``.npy``, ``.npz``,
+        or a movie of a stack: ``.mp4``, ``.gif``.
     model : PCA, optional
         Fitted: draw with it; else fitted here (default ``PCA()``).
     image : str or os.PathLike, optional
-        The image; also writes ``<output stem>_figure.png`` beside ``output``.
+        The image; also writes ``<output stem>_figure.png`` beside ``output`` (a movie shows it
+        beside the PCA in every frame instead).
     slice_ : int, optional
         Slice of a stack drawn in the figure (default: the middle one).
     quiet : bool
@@ -88,6 +92,8 @@ def render(embeddings, output, *, model=None, image=None, slice_: int | None = N
     inputs : iterable of (str, path)
         Other files the options were read from (``("the mask", path)``, ...): no output may
         replace them (:func:`embedview._common.output_paths.guard_output`).
+    fps : float, optional
+        A movie's frames per second (default 5).
     **draw
         ``mask``, ``foreground``, ``clusters``, ``cluster_components``, ``pixel_size``,
         ``rgb_components`` (see :class:`embedview.PCA`).
@@ -110,6 +116,14 @@ def render(embeddings, output, *, model=None, image=None, slice_: int | None = N
     model = model if model is not None else PCA(execution=Execution(progress=not quiet))
     src = open_embeddings(embeddings, geometry)
     inputs = [("the embeddings", embeddings), ("the image", image), *inputs]
+    if Path(output).suffix.lower() in MOVIE_FORMATS:
+        from .movie import write_movie
+
+        if slice_ is not None:
+            raise EmbedviewError("z= chooses one slice, but a movie shows every slice; drop z.")
+        return [write_movie(src, output, model=model, image=image, fps=fps, quiet=quiet, inputs=inputs, **draw)]
+    if fps is not None:
+        raise EmbedviewError(f"fps= is the frame rate of a movie; end the output with .mp4 or .gif, not {Path(output).name}.")
     out = check_output(output, stack=src.is_stack, inputs=inputs)
     figure = FigureFile(src, out, image, slice_, inputs)
     fitted = hasattr(model, "bases_")

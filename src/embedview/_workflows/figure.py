@@ -107,11 +107,12 @@ def downsample(image: np.ndarray, p: int) -> np.ndarray:
     return out
 
 
-def display_rgb(image: np.ndarray, percentiles=DISPLAY_PERCENTILES) -> np.ndarray:
+def display_rgb(image: np.ndarray, percentiles=DISPLAY_PERCENTILES, limits=None) -> np.ndarray:
     """Stretch an image's 1st–99th percentile to 0–255 and return uint8 ``(H, W, 3)``.
 
     Grey images are repeated into three channels; an alpha channel is dropped. A constant
-    image becomes mid-grey.
+    image becomes mid-grey. ``limits`` ``(lo, hi)`` stretches those values instead (e.g. a
+    whole stack's percentiles, so every slice is shown alike).
 
     Examples
     --------
@@ -122,10 +123,13 @@ def display_rgb(image: np.ndarray, percentiles=DISPLAY_PERCENTILES) -> np.ndarra
     image = np.asarray(image, np.float32)
     if image.ndim == 3:
         image = image[..., :3]
-    finite = image[np.isfinite(image)]
-    if finite.size == 0:
-        return np.zeros(image.shape[:2] + (3,), np.uint8)
-    lo, hi = np.percentile(finite, percentiles)
+    if limits is not None:
+        lo, hi = limits
+    else:
+        finite = image[np.isfinite(image)]
+        if finite.size == 0:
+            return np.zeros(image.shape[:2] + (3,), np.uint8)
+        lo, hi = np.percentile(finite, percentiles)
     if hi <= lo:
         scaled = np.full(image.shape, 128.0, np.float32)
     else:

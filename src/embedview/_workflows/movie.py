@@ -1,0 +1,168 @@
+"""A stack as a movie: :func:`movie`, and ``embedview render STACK -o movie.mp4`` (or ``.gif``).
+
+One frame per slice (or frame of a time series), all drawn in one basis fitted jointly over
+every slice (or a basis given), so a colour means the same in every frame; optionally beside
+the image. The one pipeline draws them through :class:`embedview._outputs.movie.MovieSink`,
+a frame at a time, at the exact geometry of every other picture: by default at a whole pixel
+size that makes the frame's long side 513 to 1024 pixels (or the image's size if smaller).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .._common.errors import EmbedviewError
+from .._outputs.movie import DEFAULT_FPS
+from .figure import DISPLAY_PERCENTILES, _checked_image, display_rgb, downsample, side_by_side
+
+#: Slices sampled for the image's display range (one range for every frame).
+RANGE_SLICES = 16
+
+
+def movie(source, path, *, model=None, image=None, fps: float = DEFAULT_FPS, pixel_size=None,
+          rgb_components=None, mask=None) -> Path:
+    """Write a stack's PCA pictures as a movie, one frame per slice, all in one basis.
+
+    Parameters
+    ----------
+    source : str, os.PathLike, dict, array or Source
+        A stack: a micro_sam stack or tiled stack, or ViT features with a batch or time axis
+        (:func:`embedview.open_features`); anything :func:`embedview.open_source` takes.
+    path : str or os.PathLike
+        ``.mp4`` (H.264; needs the ``movie`` extra: ``pip install "embedview[movie]"``) or
+        ``.gif``. Written under a temporary name and moved there when complete.
+    model : PCA, optional
+        Fitted: draw with its basis (one, not one per slice); else fitted here jointly over
+        every slice (default ``PCA()``).
+    image : ndarray, str or os.PathLike, optional
+        The image stack ``(Z, H, W[, 3|4])`` the embeddings were computed from: each frame
+        shows it beside the PCA picture (one display range for the whole stack).
+    fps : float
+        Frames per second.
+    pixel_size : float or (float, float), optional
+        Output pixel size in image pixels; default the smallest whole number that keeps the
+        frame's long side within 1024 pixels (1 for smaller images).
+    rgb_components : tuple of int, optional
+        Which components become red, green and blue.
+    mask : array, optional
+        Fit on, and draw, only the cells under this ``(Z, H, W)`` or ``(H, W)`` mask.
+
+    Returns
+    -------
+    Path
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os, embedview
+    >>> stack = np.random.default_rng(0).normal(size=(3, 1, 8, 16, 16)).astype(np.float32)
+    >>> src = embedview.open_source(stack, original_size=(64, 64))
+    >>> embedview.movie(src, os.path.join(tempfile.mkdtemp(), "stack.gif")).suffix
+    '.gif'
+    """
+    from .._inputs.sources import open_source
+
+    named = [("the embeddings", source), ("the image", image)]
+    inputs = [(what, f) for what, f in named if isinstance(f, (str, os.PathLike))]
+    return write_movie(open_source(source), path, model=model, image=image, fps=fps, inputs=inputs,
+                       pixel_size=pixel_size, rgb_components=rgb_components, mask=mask)
+
+
+def write_movie(src, output, *, model=None, image=None, fps: float | None = DEFAULT_FPS, quiet: bool = True,
+                inputs=(), **draw) -> Path:
+    """What :func:`movie` and ``embedview render STACK -o movie.mp4`` do, for an opened source.
+
+    Everything cheap is checked before the PCA runs: a stack, the output's place and writer,
+    the frame rate, one basis, the image's shape. ``draw``: ``pixel_size``, ``rgb_components``,
+    ``mask``, ``foreground`` (as :class:`embedview.PCA`); ``inputs`` as for
+    :func:`embedview._workflows.commands.render`.
+    """
+    from .._common.output_paths import check_output
+    from .._outputs.movie import MovieOutput, check_fps, frame_pixel_size, require_writer
+    from .._run.estimator import PCA
+    from .._run.pipeline import Execution
+
+    model = model if model is not None else PCA(execution=Execution(progress=not quiet))
+    out = check_output(output, stack=src.is_stack, inputs=inputs)  # a 2D input is refused here
+    require_writer(out)
+    fps = check_fps(DEFAULT_FPS if fps is None else fps)
+    fitted = hasattr(model, "bases_")
+    if (len(model.bases_) > 1) if fitted else model.fit_mode != "joint":
+        raise EmbedviewError("a movie is drawn in one basis, so that a colour means the same in every frame; "
+                             "fit='joint', not 'per_slice'.")
+    if draw.get("clusters"):
+        raise EmbedviewError("clusters are drawn in memory; write them to .png, .tif, .npy or .npz, not a movie.")
+    if draw.get("pixel_size") is None:
+        draw["pixel_size"] = frame_pixel_size(src.image_shape)
+    frame = None
+    if image is not None:  # a wrong image fails before the PCA runs
+        name, stack = _checked_image(image, src, None)
+        frame = BesideImage(stack, src.output_grid(draw["pixel_size"]))
+    rgb = draw.get("rgb_components")
+    meta = {"source": src.name, "fit": "joint", "normalize": model.normalize,
+            "rgb_components": list(rgb) if rgb else None}
+    vis = model._run([src], output=MovieOutput(out, fps, frame), metadata=meta, fitted=fitted,
+                     extra_inputs=inputs, **draw)
+    if not quiet:
+        from .info import result_summary
+
+        for rule in vis.foreground:
+            print(f"embedview: {rule.describe()}", file=sys.stderr)
+        beside = ", beside the image" if image is not None else ""
+        summary = result_summary(vis, src, [out], "joint")  # "embedview: wrote OUT (...)"
+        print(f"{summary[:-1]}; {src.n_slices} frames at {fps:g} fps{beside})", file=sys.stderr)
+    return out
+
+
+class BesideImage:
+    """A movie frame: the image's slice | the PCA picture, the image drawn on the picture's grid.
+
+    The image panel is :func:`~embedview._workflows.figure.downsample`'s block means at a whole
+    pixel size (as the figure shows it), else the image pixel under each output pixel's centre;
+    one display range, the stack's 1st–99th percentile, holds for every frame.
+    """
+
+    def __init__(self, stack: np.ndarray, grid):
+        self.stack, self.grid = stack, grid
+        self.limits = display_limits(stack)
+
+    def panel(self, z: int) -> np.ndarray:
+        plane, (py, px) = self.stack[z], self.grid.pixel_size
+        if py == px and float(py).is_integer():
+            small = downsample(plane, int(py))
+        else:
+            rows, cols = (np.minimum(self.grid.centres(a).astype(np.int64), plane.shape[a] - 1) for a in (0, 1))
+            small = np.asarray(plane[rows][:, cols], np.float32)
+        return display_rgb(small, limits=self.limits)
+
+    def __call__(self, z: int, rgb: np.ndarray) -> np.ndarray:
+        return side_by_side([self.panel(z), rgb])
+
+
+def display_limits(stack: np.ndarray, n: int = RANGE_SLICES, values: int = 2**20):
+    """The display range (1st–99th percentile) of up to ``n`` evenly spaced slices of ``stack``, each read at a
+    stride that leaves about ``values`` pixels (a memory-mapped stack is not loaded); ``None``
+    if nothing is finite.
+
+    Examples
+    --------
+    >>> display_limits(np.arange(2 * 10 * 10, dtype=float).reshape(2, 10, 10))
+    (1.99, 197.01)
+    """
+    zs = np.unique(np.linspace(0, len(stack) - 1, min(n, len(stack))).round().astype(int))
+    step = max(1, math.isqrt(stack.shape[1] * stack.shape[2] // values))
+
+    def plane(z):
+        x = np.asarray(stack[z, ::step, ::step], np.float32)
+        return (x[..., :3] if x.ndim == 3 else x).ravel()  # an alpha channel is not shown
+
+    sample = np.concatenate([plane(z) for z in zs])
+    sample = sample[np.isfinite(sample)]
+    if sample.size == 0:
+        return None
+    lo, hi = np.percentile(sample, DISPLAY_PERCENTILES)
+    return float(lo), float(hi)
