@@ -16,6 +16,7 @@ from .._common.errors import EmbedviewError
 from .._inputs.sources import open_embeddings
 from .figure import FigureFile, input_names, panel
 from .info import result_summary
+from .montage import MontageFile
 
 #: The ``-o DIR`` formats of several inputs (``--ext``); default .png, .tif for stacks.
 MANY_FORMATS = (".png", ".tif", ".tiff", ".zarr", ".npy", ".npz")
@@ -63,8 +64,8 @@ def options_from_args(args) -> dict:
     return options
 
 
-def render(embeddings, output, *, model=None, image=None, slice_: int | None = None, quiet: bool = False,
-           inputs=(), geometry=None, **draw) -> list[Path]:
+def render(embeddings, output, *, model=None, image=None, slice_: int | None = None, montage: int | None = None,
+           quiet: bool = False, inputs=(), geometry=None, **draw) -> list[Path]:
     """What ``embedview render`` does: draw, write ``output`` and, with ``image``, a figure.
 
     Everything that can be checked cheaply (the embeddings' metadata, the output folder and
@@ -83,6 +84,10 @@ def render(embeddings, output, *, model=None, image=None, slice_: int | None = N
         The image; also writes ``<output stem>_figure.png`` beside ``output``.
     slice_ : int, optional
         Slice of a stack drawn in the figure (default: the middle one).
+    montage : int, optional
+        For a stack: also write ``<output stem>_montage.png``, this many evenly spaced slices in
+        the basis of the picture (:func:`embedview.montage`); a stack with ``image`` gets one of
+        6 slices (image over PCA) unless asked otherwise.
     quiet : bool
         No summary (the progress bar is ``model.execution.progress``).
     inputs : iterable of (str, path)
@@ -112,6 +117,7 @@ def render(embeddings, output, *, model=None, image=None, slice_: int | None = N
     inputs = [("the embeddings", embeddings), ("the image", image), *inputs]
     out = check_output(output, stack=src.is_stack, inputs=inputs)
     figure = FigureFile(src, out, image, slice_, inputs)
+    montage_file = MontageFile(src, out, montage, image, inputs, array=figure.plane)
     fitted = hasattr(model, "bases_")
     fit_mode = "joint" if fitted else model.fit_mode
     rgb = draw.get("rgb_components")
@@ -123,6 +129,7 @@ def render(embeddings, output, *, model=None, image=None, slice_: int | None = N
                      extra_inputs=inputs, **draw)
     written = [out if direct else write_output(vis, out, metadata=meta)]
     written += figure.write(vis, rgb_components=rgb)
+    written += montage_file.write(vis, rgb_components=rgb)
     if not quiet:
         for rule in vis.foreground:
             print(f"embedview: {rule.describe()}", file=sys.stderr)
