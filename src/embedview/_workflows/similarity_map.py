@@ -8,6 +8,7 @@ similarity | overlay figure, with its colour bar and the query marked (:func:`si
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +82,8 @@ def similarity_map(embeddings, output, *, point=None, mask=None, image=None, z: 
         again = similarity(src, query_point, mask=mask_array, z=z, pixel_size=p)
         return similarity_panel(again, p, query_point, mask_plane(mask_array, src.shape, zz))
 
-    written += figure.write(sim, draw=draw)
+    # the figure checks the image against the embeddings' shape: a stack's, though the map is one slice
+    written += figure.write(replace(sim, image_shape=tuple(src.shape)), draw=draw)
     if not quiet:
         query = f"pixel {tuple(point)}" if point else "the mask (mean)"
         if src.is_stack and z is not None and (point is None or len(point) == 2):
