@@ -132,9 +132,9 @@ def montage(source, image=None, vis=None, *, slices: int = DEFAULT_SLICES,
     Examples
     --------
     >>> import numpy as np, embedview
-    >>> features = np.random.default_rng(0).normal(size=(5, 8, 16, 16)).astype(np.float32)
+    >>> features = np.random.default_rng(0).normal(size=(5, 1, 8, 16, 16)).astype(np.float32)
     >>> src = embedview.open_source(features, original_size=(160, 160))
-    >>> embedview.montage(src, slices=3).shape[-1]
+    >>> embedview.montage(src, slices=3).shape[-1]  # slices 0, 2 and 4, two across
     3
     """
     from .._inputs.sources import open_source
