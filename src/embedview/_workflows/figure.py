@@ -24,6 +24,8 @@ GAP = 8
 MAX_SIDE = 2048
 DISPLAY_PERCENTILES = (1.0, 99.0)
 OVERLAY_ALPHA = 0.5
+#: Height kept for the legend under a figure's panels when choosing its pixel size.
+LEGEND_ROOM = 60
 
 
 def image_plane(image: np.ndarray, expected_shape: tuple, z: int | None = None, name: str = "the image") -> np.ndarray:
@@ -68,9 +70,9 @@ def image_plane(image: np.ndarray, expected_shape: tuple, z: int | None = None, 
 
 
 def figure_pixel_size(image_shape: tuple[int, int], max_side: int = MAX_SIDE, gap: int = GAP,
-                      across: int = 3, down: int = 1) -> int:
+                      across: int = 3, down: int = 1, extra_height: int = 0) -> int:
     """The smallest whole pixel size that keeps ``across`` × ``down`` panels (three side by side by
-    default) within ``max_side``.
+    default), and ``extra_height`` rows of legends and captions, within ``max_side``.
 
     Examples
     --------
@@ -79,12 +81,12 @@ def figure_pixel_size(image_shape: tuple[int, int], max_side: int = MAX_SIDE, ga
     """
     h, w = (int(v) for v in image_shape[-2:])
 
-    def room(n):  # pixels left for n panels between their gaps
-        return max(max_side - (n - 1) * gap, n)
+    def room(n, extra=0):  # pixels left for n panels between their gaps
+        return max(max_side - (n - 1) * gap - extra, n)
 
-    p = max(1, math.ceil(across * w / room(across)), math.ceil(down * h / room(down)))
+    p = max(1, math.ceil(across * w / room(across)), math.ceil(down * h / room(down, extra_height)))
     while ((across * math.ceil(w / p) + (across - 1) * gap > max_side
-            or down * math.ceil(h / p) + (down - 1) * gap > max_side) and p < max(w, h)):
+            or down * math.ceil(h / p) + (down - 1) * gap + extra_height > max_side) and p < max(w, h)):
         p += 1
     return p
 
@@ -303,7 +305,7 @@ def make_figure(source, vis, image: np.ndarray, *, z: int | None = None,
     plane = image_plane(image, vis.image_shape, z, image_name)
     if len(vis.image_shape) == 3:
         z = vis.image_shape[0] // 2 if z is None else int(z)
-    p = figure_pixel_size(vis.image_shape[-2:], max_side)
+    p = figure_pixel_size(vis.image_shape[-2:], max_side, extra_height=LEGEND_ROOM)
     drawn = draw(p, z) if draw is not None else pca_panel(source, vis, p, z, rgb_components)
     shown = display_rgb(downsample(plane, p))
     picture = compose(shown, drawn.rgb, drawn.valid)

@@ -17,6 +17,7 @@ import numpy as np
 from .._common.errors import EmbedviewError
 from .figure import (
     GAP,
+    LEGEND_ROOM,
     MAX_SIDE,
     checked_image,
     checked_png,
@@ -75,7 +76,8 @@ def make_montage(source, vis, slices: list[int], image: np.ndarray | None = None
     per = 1 if image is None else 2  # tiles per slice, one above the other
     cols = max(1, min(len(slices), math.ceil(math.sqrt(len(slices) * per * h / w))))
     rows = math.ceil(len(slices) / cols)
-    p = figure_pixel_size((h, w), max_side - rows * CAPTION_ROOM, across=cols, down=rows * per)
+    p = figure_pixel_size((h, w), max_side, across=cols, down=rows * per,
+                          extra_height=rows * CAPTION_ROOM + LEGEND_ROOM)
     tiles = []
     for z in slices:
         pca = draw_plane(source, vis, p, z, rgb_components)[0]
@@ -123,7 +125,7 @@ def montage(source, image=None, vis=None, *, slices: int = DEFAULT_SLICES,
     path : str or os.PathLike, optional
         Also write the montage there, as a ``.png``.
     max_side : int
-        Largest width and height of the tiles in pixels (the captions come on top).
+        Largest width and height of the montage in pixels.
 
     Returns
     -------
