@@ -134,6 +134,17 @@ def test_the_variance_formatter():
     assert [p.name for p in defined] == ["legend.py"]
 
 
+def test_labels_are_drawn_with_the_bitmap_font_too():
+    """Pillow < 10.1 has no scalable default font: the bitmap one draws the label, wrapped to fit."""
+    from PIL import ImageFont
+
+    from embedview._outputs.legend import line_height, text_strip
+
+    bitmap = ImageFont.load_default_imagefont() if hasattr(ImageFont, "load_default_imagefont") else ImageFont.load_default()
+    strip = text_strip("R: PC1 41.2%, G: PC2 12.0%, B: PC3 7.5%  (sum 60.7%)", 120, bitmap)
+    assert strip.shape[0] >= 2 * line_height(bitmap) and (strip.min(-1) < 100).any()
+
+
 def test_the_figure_says_what_each_colour_shows(tmp_path):
     src = embedview.open_source(DATA / "2d.zarr")
     vis = embedview.visualize(src, rgb_components=(2, 0, 1))

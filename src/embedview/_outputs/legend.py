@@ -70,16 +70,23 @@ def load_font(size: int):
         return ImageFont.load_default()
 
 
+def _bbox(text: str, font) -> tuple[int, int, int, int]:
+    if hasattr(font, "getbbox"):
+        return tuple(int(v) for v in font.getbbox(text))
+    width, height = font.getsize(text)  # the bitmap font of Pillow < 9.2
+    return 0, 0, int(width), int(height)
+
+
 def text_width(text: str, font) -> int:
     """Width of ``text`` drawn in ``font``, in pixels."""
-    left, _, right, _ = font.getbbox(text)
-    return int(right - left)
+    left, _, right, _ = _bbox(text, font)
+    return right - left
 
 
 def line_height(font) -> int:
     """Height of one line of ``font`` with :data:`PAD` above and below."""
-    _, top, _, bottom = font.getbbox("Ag0%")
-    return int(bottom) + 2 * PAD - min(0, int(top))
+    _, top, _, bottom = _bbox("Ag0%", font)
+    return bottom + 2 * PAD - min(0, top)
 
 
 def text_strip(text: str, width: int, font) -> np.ndarray:
