@@ -46,6 +46,7 @@ _EXPORTS = {
     "format_info": "_workflows.info",
     "figure": "_workflows.figure",
     "movie": "_workflows.movie",
+    "montage": "_workflows.montage",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

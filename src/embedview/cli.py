@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "image | PCA in every frame)")
     p.add_argument("--fps", type=float, default=None, metavar="N", help="frames per second of a movie (default 5)")
     p.add_argument("--slice", type=int, default=None, metavar="Z", help="slice of a stack for the figure (default: the middle one)")
+    p.add_argument("--montage", type=int, nargs="?", const=6, default=None, metavar="N",
+                   help="for a stack: also write OUTPUT_montage.png, N evenly spaced slices (default 6, "
+                        "first and last included) in one basis; automatic with --image on a stack")
     p.add_argument("--fit", choices=("joint", "per_slice"), default="joint",
                    help="joint: one PCA for all slices and tiles (default); per_slice: one per slice, as micro_sam")
     p.add_argument("--pixel-size", type=_pixel_size, default=None, metavar="P",
@@ -265,7 +268,7 @@ _FLAGS = {"image_size": "--image-size", "patch_size": "--patch-size", "prefix_to
           "foreground_threshold": "--foreground-threshold", "foreground_side": "--foreground-side",
           "foreground": "--foreground", "scheduler": "--scheduler", "device": "--device",
           "pixel_size": "--pixel-size", "normalize": "--normalize", "fit": "--fit", "mask": "--mask",
-          "point": "--point", "z": "--slice", "image": "--image", "fps": "--fps"}
+          "point": "--point", "z": "--slice", "image": "--image", "fps": "--fps", "montage": "--montage"}
 #: Names translated without ``=`` too: no sentence uses them as ordinary words.
 _BARE = ("image_size", "patch_size", "prefix_tokens", "preprocess", "rgb_components", "n_components",
          "cluster_components", "fit_sample", "foreground_threshold", "foreground_side", "pixel_size")
@@ -350,9 +353,11 @@ def _render_command(args) -> int:
 
     options = options_from_args(args)
     if len(args.embeddings) > 1:
-        if args.image or args.fps is not None:
-            raise EmbedviewError(f"{'--image' if args.image else '--fps'} is for one input; with several inputs "
-                                 "the side-by-side figure is written instead.")
+        extra = next((flag for flag, given in (("--image", args.image), ("--fps", args.fps is not None),
+                                               ("--montage", args.montage is not None)) if given), None)
+        if extra:
+            raise EmbedviewError(f"{extra} is for one input; with several inputs the side-by-side figure is "
+                                 "written instead.")
         render_many(args.embeddings, args.output, separate_bases=args.separate_bases, ext=args.ext,
                     slice_=args.slice, quiet=args.quiet, inputs=_option_inputs(args), **options)
         return 0
@@ -360,8 +365,8 @@ def _render_command(args) -> int:
         raise EmbedviewError("--separate-bases is for several inputs.")
     if args.ext:
         raise EmbedviewError("--ext chooses the format of several inputs' pictures; for one input, end -o with it.")
-    render(args.embeddings[0], args.output, image=args.image, slice_=args.slice, quiet=args.quiet,
-           inputs=_option_inputs(args), fps=args.fps, **options)
+    render(args.embeddings[0], args.output, image=args.image, slice_=args.slice, montage=args.montage,
+           quiet=args.quiet, inputs=_option_inputs(args), fps=args.fps, **options)
     return 0
 
 

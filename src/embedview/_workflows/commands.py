@@ -17,6 +17,7 @@ from .._common.output_paths import MOVIE_FORMATS
 from .._inputs.sources import open_embeddings
 from .figure import FigureFile, input_names, panel
 from .info import result_summary
+from .montage import MontageFile
 
 #: The ``-o DIR`` formats of several inputs (``--ext``); default .png, .tif for stacks.
 MANY_FORMATS = (".png", ".tif", ".tiff", ".zarr", ".npy", ".npz")
@@ -64,8 +65,8 @@ def options_from_args(args) -> dict:
     return options
 
 
-def render(embeddings, output, *, model=None, image=None, slice_: int | None = None, quiet: bool = False,
-           inputs=(), geometry=None, fps: float | None = None, **draw) -> list[Path]:
+def render(embeddings, output, *, model=None, image=None, slice_: int | None = None, montage: int | None = None,
+           quiet: bool = False, inputs=(), geometry=None, fps: float | None = None, **draw) -> list[Path]:
     """What ``embedview render`` does: draw, write ``output`` and, with ``image``, a figure
     (or, for a ``.mp4``/``.gif`` output, a movie of a stack: :func:`embedview._workflows.movie.write_movie`).
 
@@ -87,6 +88,10 @@ def render(embeddings, output, *, model=None, image=None, slice_: int | None = N
         beside the PCA in every frame instead).
     slice_ : int, optional
         Slice of a stack drawn in the figure (default: the middle one).
+    montage : int, optional
+        For a stack: also write ``<output stem>_montage.png``, this many evenly spaced slices in
+        the basis of the picture (:func:`embedview.montage`); a stack with ``image`` gets one of
+        6 slices (image over PCA) unless asked otherwise.
     quiet : bool
         No summary (the progress bar is ``model.execution.progress``).
     inputs : iterable of (str, path)
@@ -119,13 +124,17 @@ def render(embeddings, output, *, model=None, image=None, slice_: int | None = N
     if Path(output).suffix.lower() in MOVIE_FORMATS:
         from .movie import write_movie
 
-        if slice_ is not None:
-            raise EmbedviewError("z= chooses one slice, but a movie shows every slice; drop z.")
+        if slice_ is not None or montage is not None:
+            raise EmbedviewError(f"{'z=' if slice_ is not None else 'montage='} draws chosen slices, but a movie "
+                                 f"shows every slice; drop {'z' if slice_ is not None else 'montage'}.")
         return [write_movie(src, output, model=model, image=image, fps=fps, quiet=quiet, inputs=inputs, **draw)]
     if fps is not None:
         raise EmbedviewError(f"fps= is the frame rate of a movie; end the output with .mp4 or .gif, not {Path(output).name}.")
-    out = check_output(output, stack=src.is_stack, inputs=inputs)
+    # A stack is not one PNG: `-o montage.png --montage` asks for the montage itself.
+    montage_only = montage is not None and src.is_stack and Path(output).suffix.lower() == ".png"
+    out = check_output(output, stack=src.is_stack and not montage_only, inputs=inputs)
     figure = FigureFile(src, out, image, slice_, inputs)
+    montage_file = MontageFile(src, out, montage, image, inputs, array=figure.plane, path=out if montage_only else None)
     fitted = hasattr(model, "bases_")
     fit_mode = "joint" if fitted else model.fit_mode
     rgb = draw.get("rgb_components")
@@ -135,8 +144,9 @@ def render(embeddings, output, *, model=None, image=None, slice_: int | None = N
     direct = out.suffix.lower() == ".zarr"
     vis = model._run([src], output=out if direct else None, metadata=meta, fitted=fitted,
                      extra_inputs=inputs, **draw)
-    written = [out if direct else write_output(vis, out, metadata=meta)]
+    written = [] if montage_only else [out if direct else write_output(vis, out, metadata=meta)]
     written += figure.write(vis, rgb_components=rgb)
+    written += montage_file.write(vis, rgb_components=rgb)
     if not quiet:
         for rule in vis.foreground:
             print(f"embedview: {rule.describe()}", file=sys.stderr)

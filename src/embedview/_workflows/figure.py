@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -23,6 +24,8 @@ GAP = 8
 MAX_SIDE = 2048
 DISPLAY_PERCENTILES = (1.0, 99.0)
 OVERLAY_ALPHA = 0.5
+#: Height kept for the legend under a figure's panels when choosing its pixel size.
+LEGEND_ROOM = 60
 
 
 def image_plane(image: np.ndarray, expected_shape: tuple, z: int | None = None, name: str = "the image") -> np.ndarray:
@@ -66,17 +69,24 @@ def image_plane(image: np.ndarray, expected_shape: tuple, z: int | None = None, 
     return image[z]
 
 
-def figure_pixel_size(image_shape: tuple[int, int], max_side: int = MAX_SIDE, gap: int = GAP) -> int:
-    """The smallest whole pixel size that keeps three panels within ``max_side``.
+def figure_pixel_size(image_shape: tuple[int, int], max_side: int = MAX_SIDE, gap: int = GAP,
+                      across: int = 3, down: int = 1, extra_height: int = 0) -> int:
+    """The smallest whole pixel size that keeps ``across`` × ``down`` panels (three side by side by
+    default), and ``extra_height`` rows of legends and captions, within ``max_side``.
 
     Examples
     --------
-    >>> figure_pixel_size((600, 900)), figure_pixel_size((100, 200))
-    (2, 1)
+    >>> figure_pixel_size((600, 900)), figure_pixel_size((100, 200)), figure_pixel_size((600, 900), across=3, down=4)
+    (2, 1, 2)
     """
     h, w = (int(v) for v in image_shape[-2:])
-    p = max(1, math.ceil(3 * w / max(max_side - 2 * gap, 3)), math.ceil(h / max_side))
-    while 3 * math.ceil(w / p) + 2 * gap > max_side and p < w:
+
+    def room(n, extra=0):  # pixels left for n panels between their gaps
+        return max(max_side - (n - 1) * gap - extra, n)
+
+    p = max(1, math.ceil(across * w / room(across)), math.ceil(down * h / room(down, extra_height)))
+    while ((across * math.ceil(w / p) + (across - 1) * gap > max_side
+            or down * math.ceil(h / p) + (down - 1) * gap + extra_height > max_side) and p < max(w, h)):
         p += 1
     return p
 
@@ -171,6 +181,67 @@ def draw_plane(source, vis, pixel_size: float, z: int | None = None,
     return rgb, ~np.isnan(components[..., 0])
 
 
+class Drawn(NamedTuple):
+    """The middle panel of a figure, with what explains it.
+
+    Attributes
+    ----------
+    rgb : uint8 ndarray, shape (h, w, 3)
+    valid : bool ndarray, shape (h, w)
+        Where something was drawn (the overlay blends only there).
+    legend : callable, optional
+        ``legend(figure_width, panel_width) -> strip``: a white uint8 strip as wide as the
+        figure, put under it.
+    marks : callable, optional
+        ``marks(panel)`` draws on a panel's pixels in place (the query on a similarity map);
+        applied to the middle panel and the overlay.
+    """
+
+    rgb: np.ndarray
+    valid: np.ndarray
+    legend: Callable | None = None
+    marks: Callable | None = None
+
+
+def pca_legend(vis, z: int | None = None, rgb_components: tuple[int, ...] | None = None) -> str:
+    """What the channels of a PCA picture show: each one's component and explained variance
+    (:func:`~embedview._outputs.legend.variance_text`), or the number of clusters.
+
+    ``z`` picks slice ``z``'s basis when there is one per slice; without it, several bases are
+    averaged.
+
+    Examples
+    --------
+    >>> import embedview
+    >>> features = np.random.default_rng(0).normal(size=(1, 8, 16, 16)).astype(np.float32)
+    >>> pca_legend(embedview.visualize(features, original_size=(160, 160)))  # doctest: +ELLIPSIS
+    'R: PC1 ...%, G: PC2 ...%, B: PC3 ...%  (sum ...%)'
+    """
+    from .._common.deprecation import shown_components
+    from .._outputs.legend import variance_text
+
+    if vis.centres:
+        return f"{len(vis.centres[0])} k-means clusters of the first {vis.centres[0].shape[1]} components"
+    bases = vis.bases if len(vis.bases) == 1 or z is None else (vis.bases[z],)
+    shown = shown_components(rgb_components, bases[0].n_components)
+    explained = [[float(b.explained_variance_ratio[c]) for c in shown] for b in bases]
+    return variance_text(explained, components=shown, sep="  ")
+
+
+def text_legend(text: str) -> Callable:
+    """A :attr:`Drawn.legend` holding ``text`` in a size readable at the figure's width."""
+    from .._outputs.legend import font_size, load_font, text_strip
+
+    return lambda width, _: text_strip(text, width, load_font(font_size(width)))
+
+
+def pca_panel(source, vis, pixel_size: int, z: int | None = None,
+              rgb_components: tuple[int, ...] | None = None) -> Drawn:
+    """The PCA panel of a figure (:func:`draw_plane`) with its variance label."""
+    rgb, valid = draw_plane(source, vis, pixel_size, z, rgb_components)
+    return Drawn(rgb, valid, legend=text_legend(pca_legend(vis, z, rgb_components)))
+
+
 def compose(image_rgb: np.ndarray, pca_rgb: np.ndarray, valid: np.ndarray,
             alpha: float = OVERLAY_ALPHA, gap: int = GAP) -> np.ndarray:
     """Put image, PCA and their blend side by side, separated by white ``gap`` columns.
@@ -219,12 +290,13 @@ def make_figure(source, vis, image: np.ndarray, *, z: int | None = None,
     image_name : str
         How to call the image in error messages.
     draw : callable, optional
-        ``draw(pixel_size, z) -> (rgb, valid)`` for the middle panel instead of the PCA of
-        ``vis`` (e.g. a similarity map drawn at the figure's pixel size).
+        ``draw(pixel_size, z) -> Drawn`` for the middle panel instead of the PCA of ``vis``
+        (e.g. a similarity map drawn at the figure's pixel size, with its colour bar).
 
     Returns
     -------
-    ndarray of uint8, shape (h, 3 * w + 2 * GAP, 3)
+    ndarray of uint8, shape (h + legend, 3 * w + 2 * GAP, 3)
+        The panels, with the middle panel's legend (:attr:`Drawn.legend`) under them.
 
     Examples
     --------
@@ -232,15 +304,22 @@ def make_figure(source, vis, image: np.ndarray, *, z: int | None = None,
     >>> features = np.random.default_rng(0).normal(size=(1, 8, 64, 64)).astype(np.float32)
     >>> src = embedview.open_source(features, original_size=(60, 90))
     >>> make_figure(src, embedview.visualize(src), np.zeros((60, 90))).shape
-    (60, 286, 3)
+    (79, 286, 3)
     """
     plane = image_plane(image, vis.image_shape, z, image_name)
     if len(vis.image_shape) == 3:
         z = vis.image_shape[0] // 2 if z is None else int(z)
-    p = figure_pixel_size(vis.image_shape[-2:], max_side)
-    pca, valid = draw(p, z) if draw is not None else draw_plane(source, vis, p, z, rgb_components)
+    p = figure_pixel_size(vis.image_shape[-2:], max_side, extra_height=LEGEND_ROOM)
+    drawn = draw(p, z) if draw is not None else pca_panel(source, vis, p, z, rgb_components)
     shown = display_rgb(downsample(plane, p))
-    return compose(shown, pca, valid)
+    picture = compose(shown, drawn.rgb, drawn.valid)
+    w = shown.shape[1]
+    if drawn.marks is not None:
+        for i in (1, 2):  # the middle panel and the overlay (views: drawn in place)
+            drawn.marks(picture[:, i * (w + GAP):i * (w + GAP) + w])
+    if drawn.legend is not None:
+        picture = np.concatenate([picture, drawn.legend(picture.shape[1], w)])
+    return picture
 
 
 def figure(source, image, vis=None, *, z: int | None = None, rgb_components: tuple[int, ...] | None = None,
@@ -275,8 +354,10 @@ def figure(source, image, vis=None, *, z: int | None = None, rgb_components: tup
 
     Returns
     -------
-    ndarray of uint8, shape (h, 3 * w + 16, 3)
-        Image, PCA and overlay panels separated by 8 white columns.
+    ndarray of uint8, shape (h + label, 3 * w + 16, 3)
+        Image, PCA and overlay panels separated by 8 white columns, over a white strip that
+        says which component each colour shows and how much of the variance it explains
+        (:func:`pca_legend`, e.g. ``R: PC1 41.2%, G: PC2 12.0%, B: PC3 7.5%  (sum 60.7%)``).
 
     Examples
     --------
@@ -284,10 +365,10 @@ def figure(source, image, vis=None, *, z: int | None = None, rgb_components: tup
     >>> features = np.random.default_rng(0).normal(size=(1, 8, 64, 64)).astype(np.float32)
     >>> src = embedview.open_source(features, original_size=(60, 90))
     >>> embedview.figure(src, np.zeros((60, 90))).shape
-    (60, 286, 3)
+    (79, 286, 3)
     >>> vis = embedview.visualize(src, normalize="global")
     >>> embedview.figure(src, np.zeros((60, 90)), vis, path="pca_figure.png").shape  # doctest: +SKIP
-    (60, 286, 3)
+    (79, 286, 3)
     """
     from .._inputs.sources import open_source
     from .._run.visualize import Visualization
@@ -296,18 +377,11 @@ def figure(source, image, vis=None, *, z: int | None = None, rgb_components: tup
         raise EmbedviewError("figure() draws the PCA again at the figure's pixel size and needs the "
                              "embeddings: pass figure(source, image, vis).")
     src = open_source(source)
-    out = None
-    if path is not None:
-        from .._common.output_paths import check_output
-
-        files = [("the embeddings", source), ("the image", image)]
-        out = check_output(path, inputs=[(what, f) for what, f in files if isinstance(f, (str, os.PathLike))])
-        if out.suffix.lower() != ".png":
-            raise EmbedviewError(f"a figure is written as .png; got path={str(out)!r}.")
+    out = None if path is None else checked_png(path, [("the embeddings", source), ("the image", image)])
     if vis is not None and tuple(vis.image_shape) != tuple(src.shape):
         raise EmbedviewError(f"vis describes an image of shape {list(vis.image_shape)} but the embeddings one of "
                              f"{list(src.shape)}; pass the visualization of these embeddings.")
-    name, image = _checked_image(image, src, z)  # a wrong image fails before the PCA runs
+    name, image = checked_image(image, src, z)  # a wrong image fails before the PCA runs
     if vis is None:
         from .._run.visualize import visualize
 
@@ -315,11 +389,11 @@ def figure(source, image, vis=None, *, z: int | None = None, rgb_components: tup
     picture = make_figure(src, vis, image, z=z, rgb_components=rgb_components, max_side=max_side,
                           image_name=name)
     if out is not None:
-        _write(out, picture, {"source": src.name, "image": name[len("the image "):] or None})
+        write_figure(out, picture, {"source": src.name, "image": name[len("the image "):] or None})
     return picture
 
 
-def _checked_image(image, src, z) -> tuple[str, np.ndarray]:
+def checked_image(image, src, z) -> tuple[str, np.ndarray]:
     """``(name for messages, image)``: read if a path, checked against the embeddings' shape
     (``(Z, H, W)`` for a stack) and slice ``z``."""
     name = "the image"
@@ -331,7 +405,18 @@ def _checked_image(image, src, z) -> tuple[str, np.ndarray]:
     return name, image
 
 
-def _write(path: Path, picture: np.ndarray, metadata: dict) -> None:
+def checked_png(path, inputs, what: str = "a figure") -> Path:
+    """``path`` checked as a ``.png`` output that replaces none of ``inputs`` (``(what, file)``;
+    files that are arrays, not paths, are skipped)."""
+    from .._common.output_paths import check_output
+
+    out = check_output(path, inputs=[(name, f) for name, f in inputs if isinstance(f, (str, os.PathLike))])
+    if out.suffix.lower() != ".png":
+        raise EmbedviewError(f"{what} is written as .png; got path={str(out)!r}.")
+    return out
+
+
+def write_figure(path: Path, picture: np.ndarray, metadata: dict) -> None:
     from .._common.output_paths import atomic_path
     from .._outputs.io import write_png
 
@@ -362,7 +447,7 @@ class FigureFile:
         self.src, self.image, self.slice = src, image, z
         self.plane = self.path = None
         if image is not None:
-            self.plane = _checked_image(image, src, z)[1]
+            self.plane = checked_image(image, src, z)[1]
             self.path = check_output(out.with_name(f"{out.stem}_figure.png"), inputs=inputs)
         elif z is not None:
             raise EmbedviewError("z= chooses the slice of the figure; pass image= too.")
@@ -373,7 +458,7 @@ class FigureFile:
             return []
         picture = make_figure(self.src, vis, self.plane, z=self.slice, rgb_components=rgb_components,
                               image_name=f"the image {self.image}", draw=draw)
-        _write(self.path, picture, {"source": self.src.name, "image": str(self.image)})
+        write_figure(self.path, picture, {"source": self.src.name, "image": str(self.image)})
         return [self.path]
 
 

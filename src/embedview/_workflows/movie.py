@@ -18,7 +18,7 @@ import numpy as np
 
 from .._common.errors import EmbedviewError
 from .._outputs.movie import DEFAULT_FPS
-from .figure import DISPLAY_PERCENTILES, _checked_image, display_rgb, downsample, side_by_side
+from .figure import DISPLAY_PERCENTILES, checked_image, display_rgb, downsample, side_by_side
 
 #: Slices sampled for the image's display range (one range for every frame).
 RANGE_SLICES = 16
@@ -100,7 +100,7 @@ def write_movie(src, output, *, model=None, image=None, fps: float | None = DEFA
         draw["pixel_size"] = frame_pixel_size(src.image_shape)
     frame = None
     if image is not None:  # a wrong image fails before the PCA runs
-        name, stack = _checked_image(image, src, None)
+        name, stack = checked_image(image, src, None)
         frame = BesideImage(stack, src.output_grid(draw["pixel_size"]))
     rgb = draw.get("rgb_components")
     meta = {"source": src.name, "fit": "joint", "normalize": model.normalize,

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
+from .._outputs.legend import variance_text  # noqa: F401  (the widget's label: one formatter for it and the figure)
 from ._detect import is_embedview_picture, is_micro_sam_container
 
 #: Overlay defaults: half opacity over the image, so both stay readable on a grey image.
@@ -170,23 +171,3 @@ def layer_metadata(vis, path, options: dict | None = None) -> dict:
         "explained_variance_ratio": [[float(b.explained_variance_ratio[c]) for c in shown]
                                      for b in vis.bases],
     }
-
-
-def variance_text(explained: list[list[float]]) -> str:
-    """The explained variance ratio of the drawn components, for the widget's label.
-
-    Examples
-    --------
-    >>> variance_text([[0.412, 0.201, 0.093]])
-    'R 41.2%, G 20.1%, B 9.3%\\n(sum 70.6%)'
-    >>> print(variance_text([[0.4, 0.2, 0.1], [0.5, 0.1, 0.1]]))
-    mean of 2 slices:
-    R 45.0%, G 15.0%, B 10.0%
-    (sum 70.0%)
-    """
-    rows = len(explained)
-    means = [sum(col) / rows for col in zip(*explained)]
-    channels = "RGB" if len(means) > 1 else ["grey"]
-    parts = ", ".join(f"{c} {100 * v:.1f}%" for c, v in zip(channels, means))
-    head = f"mean of {rows} slices:\n" if rows > 1 else ""
-    return f"{head}{parts}\n(sum {100 * sum(means):.1f}%)"
