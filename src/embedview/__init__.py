@@ -45,6 +45,7 @@ _EXPORTS = {
     "describe": "_workflows.info",
     "format_info": "_workflows.info",
     "figure": "_workflows.figure",
+    "Upsample": "_outputs.guide",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -34,6 +34,7 @@ _DEPRECATED = {
     "scheduler": "execution=embedview.Execution(scheduler=...)",
     "progress": "execution=embedview.Execution(progress=True)",
     "metadata": "PCA(...).fit_transform(source, output=..., metadata=...)",
+    "basis": "PCA.from_basis(basis).transform(source)",
 }
 
 
@@ -41,7 +42,7 @@ def _visualize_all(source, n_components=None, fit="joint", normalize="robust", p
                    original_size=None, rgb_components=None, basis=None, output=None, execution=None,
                    nonfinite="raise", outliers="exclude", fit_sample=None, mask=None, foreground=None,
                    foreground_threshold=None, foreground_side=None, clusters=None, cluster_components=None,
-                   device=None, scheduler=None, progress=None, metadata=None) -> Visualization:
+                   device=None, scheduler=None, progress=None, metadata=None, upsample=None) -> Visualization:
     """:func:`visualize` with every keyword it ever took (the old ones arrive here through
     :func:`embedview._common.deprecation.deprecate_parameters`)."""
     from dataclasses import replace
@@ -72,7 +73,7 @@ def _visualize_all(source, n_components=None, fit="joint", normalize="robust", p
     return model._run([source], mask=mask, foreground=foreground, pixel_size=pixel_size,
                       rgb_components=rgb_components, output=output, metadata=metadata,
                       original_size=original_size, clusters=clusters, cluster_components=cluster_components,
-                      fitted=basis is not None)
+                      fitted=basis is not None, upsample=upsample)
 
 
 @deprecate_parameters(_DEPRECATED, route=_visualize_all)
@@ -85,15 +86,15 @@ def visualize(
     *,
     original_size: tuple[int, int] | None = None,
     rgb_components: tuple[int, int, int] | None = None,
-    basis: Basis | None = None,
+    upsample=None,
     output=None,
     execution: Execution | None = None,
 ) -> Visualization:
     """Project embeddings on their principal components and draw them as RGB, exactly placed.
 
     The one-call convenience over :class:`embedview.PCA`: ``visualize(source, ...)`` is
-    ``PCA(n_components, fit=fit, normalize=normalize).fit_transform(source, ...)``, or with
-    ``basis`` ``PCA.from_basis(basis).transform(source, ...)``. The model's other options
+    ``PCA(n_components, fit=fit, normalize=normalize).fit_transform(source, ...)``; to draw with
+    a fitted basis, ``PCA.from_basis(basis).transform(source, ...)``. The model's other options
     (``outliers``, ``nonfinite``, ``fit_sample``), the cell selections (``mask``,
     ``foreground``) and OME-Zarr ``metadata`` are :class:`embedview.PCA`'s; clusters are
     :func:`embedview.cluster`'s. Those keywords still work here, with a ``FutureWarning``.
@@ -105,7 +106,7 @@ def visualize(
         masked), an ``ImageEmbeddings`` dict, or an array ``(1, C, h, w)``/``(Z, 1, C, h, w)``
         (then give ``original_size``).
     n_components : int, optional
-        Principal components to compute (default 3; with ``basis``, the basis's).
+        Principal components to compute (default 3).
     fit : {"joint", "per_slice"}
         ``joint``: one basis for every slice and tile, so a colour means the same everywhere.
         ``per_slice``: a basis per slice (micro_sam's behaviour).
@@ -119,11 +120,10 @@ def visualize(
         Image size for plain arrays.
     rgb_components : tuple of int, optional
         Which components become red, green and blue; default the first three.
-    basis : Basis, optional
-        Apply this basis (with colour ranges; from :class:`embedview.PCA`, ``vis.basis`` or
-        :func:`load_basis`) instead of fitting one, so a material gets the same colour in
-        every picture drawn with it. A different ``n_components`` or a ``fit`` other than
-        ``"joint"`` is an error.
+    upsample : {"nearest", "bilinear", "guided"} or Upsample, optional
+        How cells become output pixels: ``"nearest"`` (flat cells, the default),
+        ``"bilinear"``, or edge-aware ``embedview.Upsample("guided", guide=image)`` that follows
+        the image's edges (:class:`embedview.Upsample`). The geometry stays exact.
     output : str or Path, optional
         Write the picture to this ``.zarr`` folder (OME-Zarr, see :mod:`embedview._outputs.omezarr`)
         chunk by chunk instead of returning it in memory: memory stays bounded whatever the
@@ -145,7 +145,7 @@ def visualize(
     ((43, 64, 3), (14.0625, 14.0625), (6.53125, 6.53125))
     """
     return _visualize_all(source, n_components, fit, normalize, pixel_size, original_size=original_size,
-                          rgb_components=rgb_components, basis=basis, output=output, execution=execution)
+                          rgb_components=rgb_components, output=output, execution=execution, upsample=upsample)
 
 
 def render_plane(source, basis: Basis, pixel_size, z: int | None = None,
