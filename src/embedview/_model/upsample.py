@@ -15,6 +15,8 @@ METHODS = ("nearest", "bilinear", "guided")
 
 #: A weight sum at or below this counts as zero (underflow): the pixel takes its nearest cell.
 TINY = float(np.finfo(np.float32).tiny)
+#: The guide value given to cells that may not count: its range weight underflows to exactly 0.
+FAR = 1e18
 
 
 def nearest_cells(u: np.ndarray, n_valid: int) -> np.ndarray:
@@ -86,46 +88,60 @@ def upsample_cells(cells, rows, cols, valid, method, *, cell_guide=None, pixel_g
     rows, cols = np.asarray(rows, dtype=np.float64), np.asarray(cols, dtype=np.float64)
     vh, vw = int(valid[0]), int(valid[1])
     ny_, nx_ = nearest_cells(rows, vh), nearest_cells(cols, vw)
-    # Cells as (h, w, k), gathered rows first then columns: two cheap takes instead of a 2D fancy index.
-    table = np.moveaxis(cells[:, :vh, :vw], 0, -1)
-    nearest = table[ny_][:, nx_]
+    cells = cells[:, :vh, :vw]
+    # Channels first throughout: every operation below runs over contiguous (ny, nx) planes.
+    nearest = np.take(cells[:, ny_], nx_, axis=2)
     if method == "nearest" or rows.size == 0 or cols.size == 0:
-        return np.ascontiguousarray(nearest)
-    ok = np.isfinite(table).all(axis=-1)
+        return np.ascontiguousarray(np.moveaxis(nearest, 0, -1))
+    k, shape = cells.shape[0], (rows.size, cols.size)
+    ok = np.isfinite(cells).all(axis=0)
     guided = method == "guided"
     if guided:
-        cg = np.moveaxis(np.asarray(cell_guide, dtype=np.float32)[:, :vh, :vw], 0, -1)
-        ok &= np.isfinite(cg).all(axis=-1)
-        cg = np.where(ok[..., None], cg, 0.0).astype(np.float32)
-        pg = np.asarray(pixel_guide, dtype=np.float32)
+        cg = np.asarray(cell_guide, dtype=np.float32)[:, :vh, :vw]
+        ok &= np.isfinite(cg).all(axis=0)
+        # A cell that may not count gets a guide value so far away that its weight is exactly 0.
+        cg = np.where(ok, cg, np.float32(FAR)).astype(np.float32)
+        pg = np.ascontiguousarray(np.moveaxis(np.asarray(pixel_guide, dtype=np.float32), -1, 0))
         scale = np.float32(-0.5 / (float(sigma_range) ** 2))
-    table = np.where(ok[..., None], table, 0.0).astype(np.float32)
-    ok = ok.astype(np.float32)
-    k = table.shape[-1]
-    num = np.zeros((rows.size, cols.size, k), np.float32)
-    den = np.zeros((rows.size, cols.size), np.float32)
+        gbuf = np.empty((cg.shape[0],) + shape, np.float32)
+    else:
+        okf = ok.astype(np.float32)
+    table = np.where(ok, cells, np.float32(0)).astype(np.float32)
+    num = np.zeros((k,) + shape, np.float32)
+    den = np.zeros(shape, np.float32)
+    w = np.empty(shape, np.float32)
+    tmp = np.empty(shape, np.float32)
+    tbuf = np.empty((k,) + shape, np.float32)
     taps_y = _axis_taps(rows, vh, method, float(sigma_spatial), int(radius))
     taps_x = _axis_taps(cols, vw, method, float(sigma_spatial), int(radius))
-    for iy, wy in taps_y:
-        t_rows, ok_rows = table[iy], ok[iy]
-        g_rows = cg[iy] if guided else None
-        for ix, wx in taps_x:
-            w = ok_rows[:, ix]
-            w *= wy[:, None]
-            w *= wx[None, :]
-            if guided:
-                diff = pg - g_rows[:, ix]
-                d2 = np.einsum("yxg,yxg->yx", diff, diff) if diff.shape[-1] > 1 else np.square(diff[..., 0])
-                d2 *= scale
-                w *= np.exp(d2, out=d2)
-            den += w
-            num += t_rows[:, ix] * w[..., None]
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        for iy, wy in taps_y:
+            t_rows = table[:, iy]
+            g_rows = cg[:, iy] if guided else okf[iy]
+            for ix, wx in taps_x:
+                np.multiply.outer(wy, wx, out=w)
+                if guided:
+                    np.take(g_rows, ix, axis=2, out=gbuf)
+                    np.subtract(pg, gbuf, out=gbuf)
+                    np.square(gbuf, out=gbuf)
+                    d2 = gbuf[0] if gbuf.shape[0] == 1 else gbuf.sum(axis=0, out=tmp)
+                    np.multiply(d2, scale, out=tmp)
+                    np.exp(tmp, out=tmp)
+                    w *= tmp
+                else:
+                    np.take(g_rows, ix, axis=1, out=tmp)
+                    w *= tmp
+                den += w
+                np.take(t_rows, ix, axis=2, out=tbuf)
+                tbuf *= w
+                num += tbuf
     good = den > TINY
-    out = np.divide(num, den[..., None], out=num, where=good[..., None])
+    np.divide(num, den, out=num, where=good)
+    out = np.moveaxis(num, 0, -1)
     fallback = ~good
     if fallback.any():
-        out[fallback] = nearest[fallback]
-    nan = np.isnan(nearest).any(axis=-1)
+        out[fallback] = np.moveaxis(nearest, 0, -1)[fallback]
+    nan = np.isnan(nearest).any(axis=0)
     if nan.any():
         out[nan] = np.nan
-    return out
+    return np.ascontiguousarray(out)
