@@ -209,3 +209,12 @@ def test_cli(tmp_path, capsys):
     assert "0.2" in str(attrs) and "guided" in str(attrs)
     assert main(["render", str(emb), str(emb), "-o", str(tmp_path / "two"), "--upsample", "bilinear",
                  "--pixel-size", "2", "-q"]) == 0
+
+
+def test_render_plane_draws_one_slice_as_the_whole_stack():
+    features, labels, guide, _ = scenes.stack(shape=(90, 120), grid=8)
+    up = embedview.Upsample("guided", guide=guide, sigma_range=0.2)
+    vis = embedview.visualize(features, original_size=labels.shape[1:], pixel_size=1, upsample=up)
+    src = embedview.open_source(features, labels.shape[1:])
+    _, components = embedview.render_plane(src, vis.basis, 1, z=1, upsample=up)
+    np.testing.assert_array_equal(components, vis.components[1])

@@ -220,12 +220,16 @@ class Guide:
         chan = (slice(0, 3) if self.channels == 3 else slice(0, 1),) if self.channels_stored else ()
         if isinstance(rows, slice) and isinstance(cols, slice):
             block = arr[lead + (rows, cols) + chan]
-        else:
+        else:  # scattered pixels (an output pixel larger than an image pixel): read only those
             r = rows if not isinstance(rows, slice) else np.arange(rows.start, rows.stop)
             c = cols if not isinstance(cols, slice) else np.arange(cols.start, cols.stop)
-            # read the bounding box once, then pick (cheap for the contiguous runs drawing asks for)
-            block = arr[lead + (slice(int(r[0]), int(r[-1]) + 1), slice(int(c[0]), int(c[-1]) + 1)) + chan]
-            block = np.asarray(block)[np.ix_(r - r[0], c - c[0])]
+            if isinstance(arr, np.ndarray):  # numpy and memory maps: touches only the pixels' pages
+                block = arr[lead][np.ix_(r, c) + chan]
+            elif hasattr(arr, "oindex"):  # zarr
+                block = arr.oindex[lead + (r, c) + chan]
+            else:  # other array-likes (dask, ...): row by row, each row's span once
+                block = np.stack([np.asarray(arr[lead + (int(y), slice(int(c[0]), int(c[-1]) + 1)) + chan])[c - c[0]]
+                                  for y in r])
         block = np.asarray(block)
         return block if block.ndim == 3 else block[..., None]
 

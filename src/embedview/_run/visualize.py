@@ -150,7 +150,8 @@ def visualize(
 
 def render_plane(source, basis: Basis, pixel_size, z: int | None = None,
                  rgb_components: tuple[int, ...] | None = None,
-                 device: str = "cpu", select=None, centres: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 device: str = "cpu", select=None, centres: np.ndarray | None = None,
+                 upsample=None) -> tuple[np.ndarray, np.ndarray]:
     """Draw one slice with an already fitted basis (with colour ranges) at ``pixel_size``.
 
     Only the pieces of slice ``z`` are read, so this stays cheap for a long stack.
@@ -172,6 +173,8 @@ def render_plane(source, basis: Basis, pixel_size, z: int | None = None,
     select, centres : optional
         A visualization's ``selections[i]`` (draw only those cells) and ``centres[i]`` (draw
         cluster labels instead of RGB).
+    upsample : {"nearest", "bilinear", "guided"} or Upsample, optional
+        As for :func:`visualize` (a guide covers the whole source: ``(Z, H, W)`` for a stack).
 
     Returns
     -------
@@ -187,13 +190,16 @@ def render_plane(source, basis: Basis, pixel_size, z: int | None = None,
     >>> rgb.shape
     (600, 900, 3)
     """
+    from .._outputs.guide import Upsample
+
     src = open_source(source)
+    upsampling = Upsample.of(upsample).resolve(src.shape, str(src.name))
     grid = OutputGrid.for_image(src.image_shape, pixel_size)
     check_picture_fits(1, grid.shape, basis.n_components)
     pieces = [p for p in src.pieces() if p.z == z]
     if not pieces:
         raise EmbedviewError(f"{src.name} has no slice {z}; it has {src.n_slices or 0} slices.")
-    components = place_plane(src, pieces, basis, grid, engine_for(device), select)
+    components = place_plane(src, pieces, basis, grid, engine_for(device), select, upsample=upsampling)
     if centres is not None:
         from .._model.clusters import assign, labels_to_rgb
 
@@ -206,11 +212,12 @@ def render_plane(source, basis: Basis, pixel_size, z: int | None = None,
 
 
 def place_plane(src: Source, pieces: list[Piece], basis, grid: OutputGrid, engine=None, select=None,
-                bar=None) -> np.ndarray:
+                bar=None, upsample=None) -> np.ndarray:
     """Project ``pieces`` (one slice) with ``basis`` and place them on ``grid``: ``(h, w, k)``
-    float32, NaN where nothing is drawn (its callers check the picture's size first)."""
+    float32, NaN where nothing is drawn (its callers check the picture's size first).
+    ``upsample``: a resolved :class:`embedview._outputs.guide.Upsampling` or ``None`` (nearest)."""
     components = np.full(grid.shape + (basis.n_components,), np.nan, np.float32)
-    placer = Placer(grid)
+    placer = Placer(grid, upsample, engine)
     options = PassOptions(basis.n_components, nonfinite="omit", select=select)
     for piece, projected, _ in LocalExecutor(src, engine).project(pieces, basis, 0.0, options, bar):
         placer.place(components, piece, projected)
