@@ -104,6 +104,10 @@ def test_guided_ome_zarr_equals_memory(tmp_path, tiled_scene, monkeypatch):
     np.testing.assert_array_equal(rgb, memory.rgb)
     np.testing.assert_array_equal(components, memory.components)
     assert "guided" in str(attrs)
+    # Dask processes: the sink and its guide travel pickled (the guide as its path)
+    model = embedview.PCA.from_basis(memory.basis, execution=embedview.Execution(scheduler="processes"))
+    out = model.transform(group, pixel_size=1, upsample=up, output=tmp_path / "p.zarr")
+    np.testing.assert_array_equal(read_ome_zarr(out.path)[0], memory.rgb)
 
 
 def test_nearest_through_the_kernel_is_todays_placement_bit_for_bit(tiled_scene):
