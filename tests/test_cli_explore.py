@@ -55,7 +55,7 @@ def test_fit_then_render_with_the_basis(tmp_path, capsys, data):
     basis, meta = embedview.load_basis(tmp_path / "basis.npz")
     assert meta["fitted_on"] == [str(paths["a"]), str(paths["b"])] and meta["n_channels"] == 16
     run_ok(capsys, "render", paths["b"], "-o", tmp_path / "b.png", "--basis", tmp_path / "basis.npz", "-q")
-    expected = embedview.visualize(paths["b"], basis=embedview.fit_basis([paths["a"], paths["b"]]))
+    expected = embedview.PCA.from_basis(embedview.fit_basis([paths["a"], paths["b"]])).transform(paths["b"])
     np.testing.assert_array_equal(embedview.read_image(tmp_path / "b.png"), expected.rgb)
     err = run_fails(capsys, "render", paths["other_model"], "-o", tmp_path / "o.png", "--basis", tmp_path / "basis.npz")
     assert "16 channels" in err and "8" in err

@@ -40,7 +40,7 @@ def test_fit_two_transform_a_third_save_load_is_identical(tmp_path):
     basis, meta = embedview.load_basis(path)
     np.testing.assert_array_equal(basis.components, model.components_)
     assert meta["fitted_on"] == ["2d.zarr", "2d_tall.zarr"]
-    _same(embedview.visualize(DATA / "2d_thin.zarr", basis=basis), first)
+    _same(embedview.PCA.from_basis(basis).transform(DATA / "2d_thin.zarr"), first)
 
 
 def test_existing_basis_files_load(tmp_path):
@@ -48,7 +48,7 @@ def test_existing_basis_files_load(tmp_path):
     path = embedview.save_basis(tmp_path / "old.npz", basis, normalize="channel", fitted_on=["x"])
     model = embedview.PCA.load(path)
     assert model.normalize == "channel" and model.n_components == basis.n_components
-    _same(model.transform(DATA / "3d.zarr"), embedview.visualize(DATA / "3d.zarr", basis=basis))
+    _same(model.transform(DATA / "3d.zarr"), embedview.PCA.from_basis(basis).transform(DATA / "3d.zarr"))
 
 
 def test_one_basis_over_mixed_layouts_equals_drawing_each_alone():
@@ -125,17 +125,20 @@ def test_visualize_has_at_most_ten_parameters_and_old_keywords_warn():
 def test_basis_no_longer_overrides_fit_or_n_components():
     x = _features(3)
     basis = embedview.visualize(x, original_size=SIZE, n_components=4).basis
-    assert embedview.visualize(x, original_size=SIZE, basis=basis).basis.n_components == 4
-    embedview.visualize(x, original_size=SIZE, basis=basis, n_components=4)  # agreeing is fine
-    with pytest.raises(EmbedviewError, match="n_components=3 but the basis given has 4"):
+    # visualize(basis=...) is deprecated (PCA.from_basis(basis).transform) but still checked
+    with pytest.warns(FutureWarning, match=r"PCA.from_basis\(basis\).transform"):
+        assert embedview.visualize(x, original_size=SIZE, basis=basis).basis.n_components == 4
+    with pytest.warns(FutureWarning):
+        embedview.visualize(x, original_size=SIZE, basis=basis, n_components=4)  # agreeing is fine
+    with pytest.raises(EmbedviewError, match="n_components=3 but the basis given has 4"), pytest.warns(FutureWarning):
         embedview.visualize(x, original_size=SIZE, basis=basis, n_components=3)
-    with pytest.raises(EmbedviewError, match="fit='per_slice'"):
+    with pytest.raises(EmbedviewError, match="fit='per_slice'"), pytest.warns(FutureWarning):
         embedview.visualize(x, original_size=SIZE, basis=basis, fit="per_slice")
 
 
 def test_cluster_is_a_function_of_visualizations():
     a = embedview.visualize(_features(0), original_size=SIZE)
-    b = embedview.visualize(_features(1), original_size=SIZE, basis=a.basis)  # one basis: one space
+    b = embedview.PCA.from_basis(a.basis).transform(_features(1), original_size=SIZE)  # one basis: one space
     la, lb = embedview.cluster([a, b], 3, components=2)
     assert la.labels.shape == a.rgb.shape[:2] and la.centres[0] is lb.centres[0]
     assert set(np.unique(la.labels)) | set(np.unique(lb.labels)) <= {-1, 0, 1, 2}
@@ -167,7 +170,7 @@ def test_foreground_rule_is_saved_with_the_basis(tmp_path):
     loaded = embedview.PCA.load(path)
     assert loaded.foreground_ == model.foreground_
     _same(loaded.transform(b, original_size=SIZE), model.transform(b, original_size=SIZE))
-    with pytest.raises(EmbedviewError, match="a basis was given"):
+    with pytest.raises(EmbedviewError, match="a basis was given"), pytest.warns(FutureWarning):
         embedview.visualize(b, original_size=SIZE, basis=loaded.basis_, foreground="auto")
 
 

@@ -37,7 +37,7 @@ def test_a_basis_fitted_on_a_gives_b_the_same_colours(tmp_path):
     assert meta["n_channels"] == 32 and meta["fitted_on"] == ["a"]
     for name in ("mean", "components", "explained_variance", "lo", "hi"):
         np.testing.assert_array_equal(getattr(basis, name), getattr(vis_a.basis, name))
-    vis_b = embedview.visualize(b, original_size=SIZE, basis=basis)
+    vis_b = embedview.PCA.from_basis(basis).transform(b, original_size=SIZE)
     materials = range(5)
     same = np.abs(_material_colours(vis_a, labels_a, materials) - _material_colours(vis_b, labels_b, materials))
     assert same.max() <= 2
@@ -51,7 +51,7 @@ def test_a_basis_with_other_channels_is_refused():
     basis = embedview.visualize(a, original_size=SIZE).basis
     other = np.zeros((1, 16, 64, 64), np.float32)
     with pytest.raises(embedview.EmbedviewError, match="32 channels.*16"):
-        embedview.visualize(other, original_size=SIZE, basis=basis)
+        embedview.PCA.from_basis(basis).transform(other, original_size=SIZE)
 
 
 def test_joint_fit_over_several_inputs():
@@ -66,7 +66,7 @@ def test_joint_fit_over_several_inputs():
     basis = embedview.fit_basis(sources)
     np.testing.assert_allclose(basis.components, vis_a.basis.components, atol=1e-9)
     np.testing.assert_array_equal(basis.lo, vis_a.basis.lo)
-    np.testing.assert_array_equal(embedview.visualize(sources[1], basis=basis).rgb, vis_b.rgb)
+    np.testing.assert_array_equal(embedview.PCA.from_basis(basis).transform(sources[1]).rgb, vis_b.rgb)
     with pytest.raises(embedview.EmbedviewError, match="different numbers of channels"):
         embedview.fit_basis([sources[0], embedview.open_source(np.zeros((1, 8, 64, 64), np.float32), SIZE)])
 

@@ -42,7 +42,7 @@ def test_the_command_line_is_parser_and_dispatch():
     one line; it holds no workflow and imports nothing heavy at module level."""
     tree = ast.parse((PACKAGE / "cli.py").read_text(encoding="utf-8"))
     functions = [node.name for node in tree.body if isinstance(node, ast.FunctionDef)]
-    parser = {"build_parser", "_positive_int", "_pixel_size", "_int_list"}
+    parser = {"build_parser", "_positive_int", "_positive_float", "_pixel_size", "_int_list"}
     errors = {"main", "_fail", "_on_sigterm", "in_cli_terms"}
     for name in functions:
         assert (name in parser | errors or name.startswith("_add_") or name.endswith("_command")

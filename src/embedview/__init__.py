@@ -47,6 +47,7 @@ _EXPORTS = {
     "figure": "_workflows.figure",
     "movie": "_workflows.movie",
     "montage": "_workflows.montage",
+    "Upsample": "_outputs.guide",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

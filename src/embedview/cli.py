@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pixel-size", type=_pixel_size, default=None, metavar="P",
                    help="output pixel size in image pixels, P or PY,PX (default: one embedding cell; 1: image "
                         "resolution; a movie: a long side of at most 1024 pixels)")
+    _add_upsample(p)
     _add_pca(p)
     p.add_argument("--rgb-components", type=_int_list, default=None, metavar="I,J,K",
                    help="components shown as red, green, blue (default 0,1,2)")
@@ -176,6 +177,16 @@ def _add_foreground(p, what: str) -> None:
                    help="with --foreground auto: use this threshold instead of Otsu's")
     p.add_argument("--foreground-side", choices=("above", "below"), default=None,
                    help="with --foreground auto: the foreground side (default: the one with fewer cells)")
+
+
+def _add_upsample(p) -> None:
+    p.add_argument("--upsample", choices=("nearest", "bilinear", "guided"), default="nearest",
+                   help="how cells become output pixels: nearest (flat cells, default), bilinear, or guided "
+                        "(edge-aware, follows the edges of --image)")
+    p.add_argument("--sigma-spatial", type=_positive_float, default=None, metavar="S",
+                   help="guided: spatial sigma in cells (default 1)")
+    p.add_argument("--sigma-range", type=_positive_float, default=None, metavar="S",
+                   help="guided: range sigma in image units normalized to 0..1 (default: 3x the image's noise)")
 
 
 def _add_run(p) -> None:
@@ -324,6 +335,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
 
 

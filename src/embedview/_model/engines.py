@@ -31,6 +31,12 @@ class NumpyEngine:
     def project(self, basis: Basis, features: np.ndarray) -> np.ndarray:
         return basis.project(features)
 
+    def upsample(self, cells, rows, cols, valid, method, **options) -> np.ndarray:
+        """Sample projected cells at output pixels (:func:`embedview._model.upsample.upsample_cells`)."""
+        from .upsample import upsample_cells
+
+        return upsample_cells(cells, rows, cols, valid, method, **options)
+
 
 def engine_for(device: str | None):
     """The engine for ``device``: ``"cpu"`` (numpy, the default), or a PyTorch device.

@@ -62,8 +62,8 @@ def compose(placer: Placer, parts, window: tuple[slice, slice], k: int, basis: B
 class MemorySink:
     """The whole picture in memory: ``components`` ``(Z, y, x, k)`` and ``rgb`` ``(Z, y, x, 3)``."""
 
-    def __init__(self, n_slices: int, grid: OutputGrid, n_components: int):
-        self.placer = Placer(grid)
+    def __init__(self, n_slices: int, grid: OutputGrid, n_components: int, upsample=None, engine=None):
+        self.placer = Placer(grid, upsample, engine)
         self.components = np.full((n_slices,) + grid.shape + (n_components,), np.nan, np.float32)
         self.rgb = np.zeros((n_slices,) + grid.shape + (3,), np.uint8)
 
@@ -92,10 +92,11 @@ class ZarrSink:
     """
 
     def __init__(self, path: Path, pieces: list[Piece], grid: OutputGrid, n_slices: int | None,
-                 n_components: int, on_disk: bool | None = None, chunk: int | None = None):
+                 n_components: int, on_disk: bool | None = None, chunk: int | None = None,
+                 upsample=None, engine=None):
         self.path, self.pieces, self.grid, self.chunk = Path(path), pieces, grid, chunk or CHUNK
         self.n_slices, self.k = n_slices, n_components
-        self.placer = Placer(grid)
+        self.placer = Placer(grid, upsample, engine)  # pickles as its options (the guide as its path)
         self.writer = OmeZarrWriter(self.path, grid.shape, n_slices, n_components, self.chunk)
         cell_grid = pieces[0].grid.shape
         nbytes = len(pieces) * n_components * cell_grid[0] * cell_grid[1] * 4
@@ -132,15 +133,13 @@ class ZarrSink:
 
     def __getstate__(self) -> dict:
         # Shipped to workers that write windows: the arrays travel as paths; the placer's
-        # cache is rebuilt there.
+        # caches are rebuilt there.
         state = dict(self.__dict__)
-        state["placer"] = None
         state["writer"] = _WindowWriter(self.path)
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self.placer = Placer(self.grid)
 
     def close(self) -> None:
         if isinstance(self.store, _DiskStore):

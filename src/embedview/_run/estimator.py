@@ -162,18 +162,19 @@ class PCA:
         return self
 
     def fit_transform(self, *sources, mask=None, foreground=None, pixel_size=None, rgb_components=None,
-                      output=None, metadata=None, original_size=None):
+                      output=None, metadata=None, original_size=None, upsample=None):
         """:meth:`fit` and :meth:`transform` in one run of the pipeline (one read of each piece per pass).
 
         Returns one :class:`Visualization`, or a list of them for several inputs (``output``
-        then is a list: one ``.zarr`` path or ``None`` per input).
+        then is a list: one ``.zarr`` path or ``None`` per input). ``upsample``: as for
+        :meth:`transform` (``guided`` for one input only).
         """
         return self._run(sources, mask=mask, foreground=foreground, pixel_size=pixel_size,
                          rgb_components=rgb_components, output=output, metadata=metadata,
-                         original_size=original_size)
+                         original_size=original_size, upsample=upsample)
 
     def transform(self, source, *, pixel_size=None, rgb_components=None, mask=None, output=None,
-                  metadata=None, original_size=None):
+                  metadata=None, original_size=None, upsample=None):
         """Draw ``source`` with the fitted basis (or bases, per slice) and colour ranges.
 
         Parameters
@@ -195,22 +196,28 @@ class PCA:
             Extra JSON-able entries recorded in the ``output``.
         original_size : (int, int), optional
             Image size for plain arrays.
+        upsample : {"nearest", "bilinear", "guided"} or Upsample, optional
+            How cells become output pixels (default ``"nearest"``: flat cells);
+            ``embedview.Upsample("guided", guide=image)`` follows the image's edges
+            (see :class:`embedview.Upsample`). Only the interpolation changes, not the geometry.
 
         Returns
         -------
         Visualization
         """
         return self._run([source], pixel_size=pixel_size, rgb_components=rgb_components, mask=mask,
-                         output=output, metadata=metadata, original_size=original_size, fitted=True)
+                         output=output, metadata=metadata, original_size=original_size, fitted=True,
+                         upsample=upsample)
 
     def _run(self, sources, *, mask=None, foreground=None, pixel_size=None, rgb_components=None, output=None,
              metadata=None, original_size=None, clusters=None, cluster_components=None, fitted=False,
-             draw=True, extra_inputs=()):
+             draw=True, extra_inputs=(), upsample=None):
         """The one entry into the pipeline: fit (unless ``fitted``) and draw (if ``draw``)."""
         self._check_params()
         inputs = sources[0] if len(sources) == 1 and isinstance(sources[0], Inputs) else (
             open_inputs(sources, original_size))
         many = len(inputs.sources) > 1
+        upsampling = _upsampling(upsample, inputs.sources) if draw else None
         if fitted:
             if foreground is not None:
                 raise EmbedviewError("foreground='auto' fits a basis, but a basis was given; pass one of them.")
@@ -251,7 +258,7 @@ class PCA:
             groups = self.fit_mode
         bases, selections, visualizations = execute(
             inputs, job, fit=groups, pixel_size=pixel_size, outputs=outputs, metadata=metadata,
-            execution=self.execution, draw=draw)
+            execution=self.execution, draw=draw, upsample=upsampling)
         if not fitted:
             self.bases_, self.selections_ = bases, selections
         if not draw:
@@ -424,3 +431,13 @@ def cluster(visualizations, k: int, components: int | None = None, seed: int = 0
 
 def _same_basis(a, b) -> bool:
     return a is b or (np.array_equal(a.components, b.components) and np.array_equal(a.mean, b.mean))
+
+
+def _upsampling(upsample, sources) -> list:
+    """The resolved upsampling of each input (the guide checked against its shape, before any work)."""
+    from .._outputs.guide import Upsample
+
+    up = Upsample.of(upsample)
+    if up.method == "guided" and len(sources) > 1:
+        raise EmbedviewError("upsample='guided' guides one input with its image; draw the inputs one at a time.")
+    return [up.resolve(src.shape, str(src.name)) for src in sources]

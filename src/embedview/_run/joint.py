@@ -31,7 +31,7 @@ def fit_basis(sources, n_components: int = 3, normalize: str = "robust", *, nonf
     Returns
     -------
     Basis
-        Apply it with ``visualize(..., basis=basis)``; save it with :func:`save_basis`.
+        Apply it with ``PCA.from_basis(basis).transform(source)``; save it with :func:`save_basis`.
 
     Examples
     --------

@@ -87,7 +87,7 @@ class Job:
 
 
 def execute(inputs: Inputs, job: Job, *, fit: str = "joint", pixel_size=None, outputs=None, metadata=None,
-            execution: Execution | None = None, draw: bool = True):
+            execution: Execution | None = None, draw: bool = True, upsample=None):
     """Run the pipeline over ``inputs``; return ``(bases, selections, visualizations)``.
 
     ``outputs``: one ``.zarr`` path (checked, see :func:`embedview._common.output_paths.check_output`) or ``None``
@@ -96,6 +96,8 @@ def execute(inputs: Inputs, job: Job, *, fit: str = "joint", pixel_size=None, ou
     :class:`embedview._outputs.movie.MovieOutput`).
     ``metadata``: the JSON-able extras recorded in each output (one dict, or a list: one per input).
     ``draw=False`` only fits (the colour ranges still need a projection pass): no pictures.
+    ``upsample``: per input, its resolved upsampling (:class:`embedview._outputs.guide.Upsampling`)
+    or ``None`` (nearest).
     """
     execution = execution or Execution()
     sources = inputs.sources
@@ -105,6 +107,8 @@ def execute(inputs: Inputs, job: Job, *, fit: str = "joint", pixel_size=None, ou
     outputs = list(outputs) if outputs is not None else [None] * len(sources)
     grids = [src.output_grid(pixel_size) for src in sources]
     k = job.options.n_components
+    upsample = list(upsample) if upsample is not None else [None] * len(sources)
+    device = None if execution.device == "cpu" else execution.device
     with contextlib.ExitStack() as stack:
         executor = execution.executor(inputs)
         stack.enter_context(contextlib.closing(executor))
@@ -117,19 +121,21 @@ def execute(inputs: Inputs, job: Job, *, fit: str = "joint", pixel_size=None, ou
             sinks = [_Discard()] * len(sources)
         else:
             sinks = []
-            for src, grid, out in zip(sources, grids, outputs):
+            for src, grid, out, up in zip(sources, grids, outputs, upsample):
                 if out is None:
-                    sinks.append(MemorySink(src.n_slices or 1, grid, k))
+                    sinks.append(MemorySink(src.n_slices or 1, grid, k, up, device))
                 elif hasattr(out, "open_sink"):  # e.g. a movie (embedview._outputs.movie.MovieOutput)
-                    sinks.append(stack.enter_context(out.open_sink(src, grid, k)))
+                    sinks.append(stack.enter_context(out.open_sink(src, grid, k, up, device)))
                 else:
-                    sinks.append(stack.enter_context(_zarr_sink(out, src, grid, k, executor)))
+                    sinks.append(stack.enter_context(_zarr_sink(out, src, grid, k, executor, up, device)))
         bases, selections = run(inputs, groups, executor, _Sinks(inputs, sinks), job, execution.progress)
         if not draw:
             return bases, selections, None
         metadata = metadata if isinstance(metadata, list) else [metadata] * len(sources)
         visualizations = []
-        for src, grid, sink, out, meta in zip(sources, grids, sinks, outputs, metadata):
+        for src, grid, sink, out, meta, up in zip(sources, grids, sinks, outputs, metadata, upsample):
+            if up is not None and out is not None:
+                meta = {**(meta or {}), "upsample": up.describe()}
             visualizations.append(_visualization(src, grid, sink, out, bases, selections, meta))
         return bases, selections, visualizations
 
@@ -152,14 +158,15 @@ def _visualization(src, grid, sink, out, bases, selections, metadata) -> Visuali
 
 
 @contextlib.contextmanager
-def _zarr_sink(out, src, grid, k, executor):
+def _zarr_sink(out, src, grid, k, executor, upsample=None, device=None):
     """A :class:`ZarrSink` writing ``src``'s picture into a temporary folder renamed to ``out``."""
     from .._common.output_paths import atomic_path
     from .._outputs.sinks import ZarrSink
 
     with atomic_path(out, directory=True) as tmp:
         # Workers elsewhere read the projected pieces from disk, not from this process's memory.
-        sink = ZarrSink(tmp, src.pieces(), grid, src.n_slices, k, on_disk=True if executor.remote else None)
+        sink = ZarrSink(tmp, src.pieces(), grid, src.n_slices, k, on_disk=True if executor.remote else None,
+                         upsample=upsample, engine=device)
         try:
             yield sink
         finally:

@@ -34,6 +34,7 @@ _DEPRECATED = {
     "scheduler": "execution=embedview.Execution(scheduler=...)",
     "progress": "execution=embedview.Execution(progress=True)",
     "metadata": "PCA(...).fit_transform(source, output=..., metadata=...)",
+    "basis": "PCA.from_basis(basis).transform(source)",
 }
 
 
@@ -41,7 +42,7 @@ def _visualize_all(source, n_components=None, fit="joint", normalize="robust", p
                    original_size=None, rgb_components=None, basis=None, output=None, execution=None,
                    nonfinite="raise", outliers="exclude", fit_sample=None, mask=None, foreground=None,
                    foreground_threshold=None, foreground_side=None, clusters=None, cluster_components=None,
-                   device=None, scheduler=None, progress=None, metadata=None) -> Visualization:
+                   device=None, scheduler=None, progress=None, metadata=None, upsample=None) -> Visualization:
     """:func:`visualize` with every keyword it ever took (the old ones arrive here through
     :func:`embedview._common.deprecation.deprecate_parameters`)."""
     from dataclasses import replace
@@ -72,7 +73,7 @@ def _visualize_all(source, n_components=None, fit="joint", normalize="robust", p
     return model._run([source], mask=mask, foreground=foreground, pixel_size=pixel_size,
                       rgb_components=rgb_components, output=output, metadata=metadata,
                       original_size=original_size, clusters=clusters, cluster_components=cluster_components,
-                      fitted=basis is not None)
+                      fitted=basis is not None, upsample=upsample)
 
 
 @deprecate_parameters(_DEPRECATED, route=_visualize_all)
@@ -85,15 +86,15 @@ def visualize(
     *,
     original_size: tuple[int, int] | None = None,
     rgb_components: tuple[int, int, int] | None = None,
-    basis: Basis | None = None,
+    upsample=None,
     output=None,
     execution: Execution | None = None,
 ) -> Visualization:
     """Project embeddings on their principal components and draw them as RGB, exactly placed.
 
     The one-call convenience over :class:`embedview.PCA`: ``visualize(source, ...)`` is
-    ``PCA(n_components, fit=fit, normalize=normalize).fit_transform(source, ...)``, or with
-    ``basis`` ``PCA.from_basis(basis).transform(source, ...)``. The model's other options
+    ``PCA(n_components, fit=fit, normalize=normalize).fit_transform(source, ...)``; to draw with
+    a fitted basis, ``PCA.from_basis(basis).transform(source, ...)``. The model's other options
     (``outliers``, ``nonfinite``, ``fit_sample``), the cell selections (``mask``,
     ``foreground``) and OME-Zarr ``metadata`` are :class:`embedview.PCA`'s; clusters are
     :func:`embedview.cluster`'s. Those keywords still work here, with a ``FutureWarning``.
@@ -105,7 +106,7 @@ def visualize(
         masked), an ``ImageEmbeddings`` dict, or an array ``(1, C, h, w)``/``(Z, 1, C, h, w)``
         (then give ``original_size``).
     n_components : int, optional
-        Principal components to compute (default 3; with ``basis``, the basis's).
+        Principal components to compute (default 3).
     fit : {"joint", "per_slice"}
         ``joint``: one basis for every slice and tile, so a colour means the same everywhere.
         ``per_slice``: a basis per slice (micro_sam's behaviour).
@@ -119,11 +120,10 @@ def visualize(
         Image size for plain arrays.
     rgb_components : tuple of int, optional
         Which components become red, green and blue; default the first three.
-    basis : Basis, optional
-        Apply this basis (with colour ranges; from :class:`embedview.PCA`, ``vis.basis`` or
-        :func:`load_basis`) instead of fitting one, so a material gets the same colour in
-        every picture drawn with it. A different ``n_components`` or a ``fit`` other than
-        ``"joint"`` is an error.
+    upsample : {"nearest", "bilinear", "guided"} or Upsample, optional
+        How cells become output pixels: ``"nearest"`` (flat cells, the default),
+        ``"bilinear"``, or edge-aware ``embedview.Upsample("guided", guide=image)`` that follows
+        the image's edges (:class:`embedview.Upsample`). The geometry stays exact.
     output : str or Path, optional
         Write the picture to this ``.zarr`` folder (OME-Zarr, see :mod:`embedview._outputs.omezarr`)
         chunk by chunk instead of returning it in memory: memory stays bounded whatever the
@@ -145,12 +145,13 @@ def visualize(
     ((43, 64, 3), (14.0625, 14.0625), (6.53125, 6.53125))
     """
     return _visualize_all(source, n_components, fit, normalize, pixel_size, original_size=original_size,
-                          rgb_components=rgb_components, basis=basis, output=output, execution=execution)
+                          rgb_components=rgb_components, output=output, execution=execution, upsample=upsample)
 
 
 def render_plane(source, basis: Basis, pixel_size, z: int | None = None,
                  rgb_components: tuple[int, ...] | None = None,
-                 device: str = "cpu", select=None, centres: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 device: str = "cpu", select=None, centres: np.ndarray | None = None,
+                 upsample=None) -> tuple[np.ndarray, np.ndarray]:
     """Draw one slice with an already fitted basis (with colour ranges) at ``pixel_size``.
 
     Only the pieces of slice ``z`` are read, so this stays cheap for a long stack.
@@ -172,6 +173,8 @@ def render_plane(source, basis: Basis, pixel_size, z: int | None = None,
     select, centres : optional
         A visualization's ``selections[i]`` (draw only those cells) and ``centres[i]`` (draw
         cluster labels instead of RGB).
+    upsample : {"nearest", "bilinear", "guided"} or Upsample, optional
+        As for :func:`visualize` (a guide covers the whole source: ``(Z, H, W)`` for a stack).
 
     Returns
     -------
@@ -187,13 +190,16 @@ def render_plane(source, basis: Basis, pixel_size, z: int | None = None,
     >>> rgb.shape
     (600, 900, 3)
     """
+    from .._outputs.guide import Upsample
+
     src = open_source(source)
+    upsampling = Upsample.of(upsample).resolve(src.shape, str(src.name))
     grid = OutputGrid.for_image(src.image_shape, pixel_size)
     check_picture_fits(1, grid.shape, basis.n_components)
     pieces = [p for p in src.pieces() if p.z == z]
     if not pieces:
         raise EmbedviewError(f"{src.name} has no slice {z}; it has {src.n_slices or 0} slices.")
-    components = place_plane(src, pieces, basis, grid, engine_for(device), select)
+    components = place_plane(src, pieces, basis, grid, engine_for(device), select, upsample=upsampling)
     if centres is not None:
         from .._model.clusters import assign, labels_to_rgb
 
@@ -206,11 +212,12 @@ def render_plane(source, basis: Basis, pixel_size, z: int | None = None,
 
 
 def place_plane(src: Source, pieces: list[Piece], basis, grid: OutputGrid, engine=None, select=None,
-                bar=None) -> np.ndarray:
+                bar=None, upsample=None) -> np.ndarray:
     """Project ``pieces`` (one slice) with ``basis`` and place them on ``grid``: ``(h, w, k)``
-    float32, NaN where nothing is drawn (its callers check the picture's size first)."""
+    float32, NaN where nothing is drawn (its callers check the picture's size first).
+    ``upsample``: a resolved :class:`embedview._outputs.guide.Upsampling` or ``None`` (nearest)."""
     components = np.full(grid.shape + (basis.n_components,), np.nan, np.float32)
-    placer = Placer(grid)
+    placer = Placer(grid, upsample, engine)
     options = PassOptions(basis.n_components, nonfinite="omit", select=select)
     for piece, projected, _ in LocalExecutor(src, engine).project(pieces, basis, 0.0, options, bar):
         placer.place(components, piece, projected)

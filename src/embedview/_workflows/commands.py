@@ -59,10 +59,31 @@ def options_from_args(args) -> dict:
     for name in ("pixel_size", "rgb_components"):
         if getattr(args, name, None) is not None:
             options[name] = getattr(args, name)
+    upsample = upsample_from_args(args)
+    if upsample is not None:
+        options["upsample"] = upsample
     geometry = geometry_from_args(args)
     if geometry:
         options["geometry"] = geometry
     return options
+
+
+def upsample_from_args(args):
+    """``--upsample``, ``--sigma-spatial``, ``--sigma-range`` as an :class:`Upsample` (``None``: nearest);
+    ``guided`` takes ``--image`` as its guide."""
+    from .._outputs.guide import Upsample
+
+    method = getattr(args, "upsample", None) or "nearest"
+    sigmas = {"sigma_spatial": getattr(args, "sigma_spatial", None), "sigma_range": getattr(args, "sigma_range", None)}
+    if method != "guided":
+        if any(v is not None for v in sigmas.values()):
+            raise EmbedviewError("--sigma-spatial and --sigma-range tune --upsample guided; add it or drop them.")
+        return None if method == "nearest" else Upsample(method)
+    if not getattr(args, "image", None):
+        raise EmbedviewError("--upsample guided follows the edges of the image: pass it with --image IMAGE.")
+    if len(getattr(args, "embeddings", ())) > 1:
+        raise EmbedviewError("--upsample guided guides one input with its --image; render the inputs one at a time.")
+    return Upsample("guided", guide=args.image, **sigmas)
 
 
 def render(embeddings, output, *, model=None, image=None, slice_: int | None = None, montage: int | None = None,
@@ -140,6 +161,8 @@ def render(embeddings, output, *, model=None, image=None, slice_: int | None = N
     rgb = draw.get("rgb_components")
     meta = {"source": str(embeddings), "fit": fit_mode, "normalize": model.normalize,
             "rgb_components": list(rgb) if rgb else None}
+    if draw.get("upsample") is not None:  # an OME-Zarr output records the resolved numbers too
+        meta["upsample"] = {"method": draw["upsample"].method}
     # A .zarr output is written chunk by chunk while it is computed: memory stays bounded.
     direct = out.suffix.lower() == ".zarr"
     vis = model._run([src], output=out if direct else None, metadata=meta, fitted=fitted,
