@@ -20,6 +20,7 @@ import numpy as np
 
 from .._common.errors import EmbedviewError
 from .fit import Accumulator, Basis, rescale
+from .upsample import axis_taps, nearest_cells
 
 #: Pinned staging buffers: one being filled on the host while the other may still be copying.
 _STAGING_SLOTS = 2
@@ -125,8 +126,8 @@ class TorchEngine:
         dev = self.device
         # Cells as one flat (k, vh·vw) table, indexed by y·vw + x; the cells beyond `valid` never are.
         table = self._staging.upload(np.asarray(cells)[:, :vh, :vw]).reshape(k, vh * vw)
-        near_y = torch.from_numpy(_nearest_cells(rows, vh) * vw).to(dev)
-        near_x = torch.from_numpy(_nearest_cells(cols, vw)).to(dev)
+        near_y = torch.from_numpy(nearest_cells(rows, vh) * vw).to(dev)
+        near_x = torch.from_numpy(nearest_cells(cols, vw)).to(dev)
         if method == "nearest":  # a gather: the same float32 values, bit for bit
             for a, b in _bands(ny, nx, 3 * k + 2):
                 out[a:b] = table[:, near_y[a:b, None] + near_x[None, :]].permute(1, 2, 0).cpu().numpy()
@@ -145,7 +146,7 @@ class TorchEngine:
         values = torch.where(ok, table, 0.0)
         ok = ok.to(torch.float32)
         taps = [[(torch.from_numpy(i).to(dev), torch.from_numpy(w).to(dev)) for i, w in
-                 _axis_taps(u, n, method, float(sigma_spatial), int(radius))]
+                 axis_taps(u, n, method, float(sigma_spatial), int(radius))]
                 for u, n in ((rows, vh), (cols, vw))]
         tiny = float(np.finfo(np.float32).tiny)
         for a, b in _bands(ny, nx, 5 * k + 3 * g + 10):
@@ -354,27 +355,6 @@ def _bands(ny: int, nx: int, floats_per_pixel: int):
     """``(start, stop)`` bands of output rows whose temporaries take about :data:`_UPSAMPLE_BYTES`."""
     step = max(1, _UPSAMPLE_BYTES // (4 * floats_per_pixel * max(nx, 1)))
     return [(a, min(a + step, ny)) for a in range(0, ny, step)]
-
-
-def _nearest_cells(u: np.ndarray, n_valid: int) -> np.ndarray:
-    """The nearest cell of each cell coordinate ``u`` (int64), as ``CellGrid.cell_of`` picks it."""
-    return np.clip(np.floor(u + 0.5 + 1e-9), 0, n_valid - 1).astype(np.int64)
-
-
-def _axis_taps(u: np.ndarray, n_valid: int, method: str, sigma: float, radius: int):
-    """One axis's neighbours: ``(index, weight)`` pairs, the index (int64) clipped into the valid
-    cells and the float32 weight 0 where the neighbour lies outside them. Bilinear: ``floor(u)``
-    and the next, by ``1 - t`` and ``t``; guided: the nearest cell ± ``radius``, by the spatial
-    Gaussian."""
-    if method == "bilinear":
-        base = np.floor(u)
-        taps = [(base, 1.0 - (u - base)), (base + 1, u - base)]
-    else:
-        base = _nearest_cells(u, n_valid).astype(np.float64)
-        taps = [(base + d, np.exp(-(u - (base + d)) ** 2 / (2.0 * sigma * sigma)))
-                for d in range(-radius, radius + 1)]
-    return [(np.clip(i, 0, n_valid - 1).astype(np.int64), np.where((i >= 0) & (i < n_valid), w, 0.0).astype(np.float32))
-            for i, w in taps]
 
 
 def _torch_can_read(array: np.ndarray) -> bool:

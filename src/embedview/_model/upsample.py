@@ -1,6 +1,6 @@
 """Upsampling projected cells to output pixels: nearest, bilinear, or guided by the image.
 
-One definition (``/work/wt/kernel_spec.md``'s, kept in :func:`upsample_cells`' docstring) for
+One definition (in :func:`upsample_cells`' docstring) for
 the numpy engine here and the PyTorch engine (:mod:`embedview._model.torch_engine`). Each output
 pixel takes a normalized weighted mean of nearby cells' components; the cell positions are the
 exact ones of the piece's :class:`embedview._common.geometry.CellGrid`, so only the
@@ -25,7 +25,7 @@ def nearest_cells(u: np.ndarray, n_valid: int) -> np.ndarray:
     return np.clip(np.floor(u + 0.5 + 1e-9), 0, n_valid - 1).astype(np.intp)
 
 
-def _axis_taps(u: np.ndarray, n_valid: int, method: str, sigma: float, radius: int):
+def axis_taps(u: np.ndarray, n_valid: int, method: str, sigma: float, radius: int):
     """Per neighbour offset along one axis: ``(index, weight)``, indices clipped into range and
     weights 0 where the neighbour lies outside ``[0, n_valid)``."""
     if method == "bilinear":
@@ -112,8 +112,8 @@ def upsample_cells(cells, rows, cols, valid, method, *, cell_guide=None, pixel_g
     w = np.empty(shape, np.float32)
     tmp = np.empty(shape, np.float32)
     tbuf = np.empty((k,) + shape, np.float32)
-    taps_y = _axis_taps(rows, vh, method, float(sigma_spatial), int(radius))
-    taps_x = _axis_taps(cols, vw, method, float(sigma_spatial), int(radius))
+    taps_y = axis_taps(rows, vh, method, float(sigma_spatial), int(radius))
+    taps_x = axis_taps(cols, vw, method, float(sigma_spatial), int(radius))
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
         for iy, wy in taps_y:
             t_rows = table[:, iy]
