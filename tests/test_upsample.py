@@ -222,3 +222,17 @@ def test_render_plane_draws_one_slice_as_the_whole_stack():
     src = embedview.open_source(features, labels.shape[1:])
     _, components = embedview.render_plane(src, vis.basis, 1, z=1, upsample=up)
     np.testing.assert_array_equal(components, vis.components[1])
+
+
+@pytest.mark.parametrize("method", ["bilinear", "guided"])
+def test_torch_equals_numpy_within_one_level(tiled_scene, method):
+    """The whole drawing path on the PyTorch engine (torch:cpu here; CUDA on a GPU machine)."""
+    pytest.importorskip("torch")
+    group, _, guide, *_ = tiled_scene
+    up = embedview.Upsample("guided", guide=guide) if method == "guided" else method
+    numpy_vis = embedview.PCA().fit_transform(group, pixel_size=1, upsample=up)
+    torch_vis = embedview.PCA.from_basis(numpy_vis.basis, execution=embedview.Execution(device="torch:cpu")).transform(
+        group, pixel_size=1, upsample=up)
+    difference = np.abs(torch_vis.rgb.astype(int) - numpy_vis.rgb.astype(int))
+    assert difference.max() <= 1
+    np.testing.assert_allclose(torch_vis.components, numpy_vis.components, rtol=1e-4, atol=1e-4)
