@@ -76,6 +76,7 @@ def make_montage(source, vis, slices: list[int], image: np.ndarray | None = None
     per = 1 if image is None else 2  # tiles per slice, one above the other
     cols = max(1, min(len(slices), math.ceil(math.sqrt(len(slices) * per * h / w))))
     rows = math.ceil(len(slices) / cols)
+    cols = math.ceil(len(slices) / rows)  # rows as full as they can be: 4 tiles 2 × 2, not 3 + 1
     p = figure_pixel_size((h, w), max_side, across=cols, down=rows * per,
                           extra_height=rows * CAPTION_ROOM + LEGEND_ROOM)
     tiles = []
