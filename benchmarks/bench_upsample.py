@@ -5,11 +5,11 @@ image with SAM's 14.0625-pixel cells, a tiled image with halo, a stack): each ou
 size 1) is assigned to the nearest pure-material colour; misassigned pixels per boundary pixel is
 the mean boundary displacement, printed for nearest, bilinear and guided.
 
-(b) ``embedview render tiled144.zarr -o OUT.zarr --pixel-size 1`` (144 tiles, 12000×12000) with
-``--upsample nearest`` and ``--upsample guided --image GUIDE.tif`` (a 12000×12000 uint8 guide,
-written once as an uncompressed TIFF, so it is memory-mapped), each in a fresh process: wall time
-(median of ``-n`` runs), the guided/nearest ratio and each run's peak resident memory (``ru_maxrss``
-of that child).
+(b) tiled144 (144 tiles, 12000×12000) drawn at pixel size 1 to OME-Zarr, as ``render tiled144.zarr
+-o OUT.zarr --pixel-size 1 --upsample nearest|guided`` does but through the API (the command would
+also draw the ``--image`` figure), with a 12000×12000 uint8 guide written once as an uncompressed
+TIFF (so it is memory-mapped), each run in a fresh process: wall time (median of ``-n`` runs), the
+guided/nearest ratio and each run's peak resident memory (``ru_maxrss`` of that child).
 
 Usage::
 
@@ -95,15 +95,24 @@ def make_guide(path: Path, shape: tuple[int, int]) -> Path:
     return path
 
 
+#: Runs a command and prints its peak RSS. The command is forked from this small launcher, not
+#: from the benchmark: a child's ru_maxrss includes the memory of the process it was forked from
+#: (here the scenes of the quality part, hundreds of MiB), which would inflate every figure.
+LAUNCHER = ("import os, subprocess, sys; p = subprocess.Popen(sys.argv[1:]); _, s, u = os.wait4(p.pid, 0); "
+            "print(u.ru_maxrss); sys.exit(os.waitstatus_to_exitcode(s))")
+#: What the guided and nearest runs do: the API, so that no figure is drawn beside the output.
+RENDER = ("import sys, embedview; src, out, method, guide = sys.argv[1:]; "
+          "up = embedview.Upsample('guided', guide=guide) if method == 'guided' else method; "
+          "embedview.PCA().fit_transform(src, pixel_size=1, upsample=up, output=out)")
+
+
 def run(cmd: list[str]) -> tuple[float, int]:
-    """Wall seconds and peak RSS (bytes) of one child process (its own ru_maxrss)."""
+    """Wall seconds and peak RSS (bytes) of one child process (see :data:`LAUNCHER`)."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
-        raise SystemExit(f"{' '.join(cmd)} failed with exit code {proc.returncode}")
-    return time.perf_counter() - t0, usage.ru_maxrss * 1024
+    done = subprocess.run([sys.executable, "-c", LAUNCHER, *cmd], stdout=subprocess.PIPE, text=True)
+    if done.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed with exit code {done.returncode}")
+    return time.perf_counter() - t0, int(done.stdout.split()[-1]) * 1024
 
 
 def speed(args) -> dict:
@@ -118,17 +127,15 @@ def speed(args) -> dict:
     guide = make_guide(Path(args.guide) if args.guide else scratch / f"{case.name}_guide.tif", case.image_shape)
     print(f"case {case.name}: {case.describe()}; guide {guide} ({case.image_shape[0]}×{case.image_shape[1]} uint8, "
           f"{mib(guide.stat().st_size):.0f} MiB)", flush=True)
-    _, base = run([sys.executable, "-c", "import numpy, zarr, embedview._run.visualize, embedview._outputs.omezarr"])
+    _, base = run([sys.executable, "-c", "import numpy, zarr, embedview._run.estimator, embedview._outputs.omezarr, embedview._outputs.guide"])
     results = {}
-    # Both runs get --image (which also writes the figure), so they differ only in the upsampling.
+    # Through the API: the command line would also draw the --image figure, which is not the upsampling's.
     for method in ("nearest", "guided"):
         times, peaks = [], []
         for _ in range(args.repeats):
             out = scratch / "out.zarr"
             shutil.rmtree(out, ignore_errors=True)
-            (scratch / "out_figure.png").unlink(missing_ok=True)
-            seconds, peak = run([sys.executable, "-m", "embedview", "render", str(path), "-o", str(out),
-                                 "--pixel-size", "1", "--image", str(guide), "--upsample", method, "-q"])
+            seconds, peak = run([sys.executable, "-c", RENDER, str(path), str(out), method, str(guide)])
             times.append(seconds)
             peaks.append(peak)
         root = zarr.open_group(str(out), mode="r")
