@@ -14,6 +14,7 @@ import zarr
 from PIL import Image
 
 import embedview
+from _cli import run_fails, run_ok
 from embedview._workflows.demo import DemoEncoder, make_demo_scene, write_demo_embeddings, write_micro_sam_embeddings
 from embedview.cli import main
 
@@ -64,25 +65,6 @@ def data(tmp_path_factory):
     (root / "plain_folder").mkdir()
     (root / "text.zarr").write_text("not zarr")
     return root, {k: Path(v) for k, v in paths.items()}
-
-
-def run_ok(capsys, *argv):
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    assert code == 0, captured.err
-    return captured
-
-
-def run_fails(capsys, folder, *argv):
-    """Exit 2, one `embedview: error:` line, no traceback, nothing new in ``folder``."""
-    before = sorted(os.listdir(folder))
-    code = main([str(a) for a in argv])
-    err = capsys.readouterr().err
-    assert code == 2
-    assert err.startswith("embedview: error: ") and err.count("\n") == 1, err
-    assert "Traceback" not in err
-    assert sorted(os.listdir(folder)) == before
-    return err
 
 
 # ---------------------------------------------------------------------------------------------

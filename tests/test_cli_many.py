@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import embedview
+from _cli import run_ok
 from embedview._workflows.demo import DemoEncoder, make_demo_scene, write_demo_embeddings
-from embedview.cli import main
 
 SMALL = DemoEncoder(n_channels=16, grid=32)  # 2 × 704 cells: --fit-sample 1000 samples
 
@@ -25,13 +25,6 @@ def data(tmp_path_factory):
     np.save(root / "mask.npy", mask)
     paths["mask"] = root / "mask.npy"
     return root, paths
-
-
-def run_ok(capsys, *argv):
-    code = main([str(a) for a in argv])
-    err = capsys.readouterr().err
-    assert code == 0, err
-    return err
 
 
 def _read(path: Path) -> dict:

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 import embedview
+from _cli import run_fails, run_ok
 from embedview._outputs.legend import MARK, PAD, variance_text
 from embedview._run.similarity import display_range, similarity_rgb
 from embedview._run.visualize import render_plane
 from embedview._workflows.figure import GAP, figure_pixel_size, pca_legend
 from embedview._workflows.montage import montage_slices
-from embedview.cli import main
 
 from _fixtures import DATA
 
@@ -26,22 +26,6 @@ def stack_image(tmp_path_factory):
     path = tmp_path_factory.mktemp("legends") / "stack.npy"
     np.save(path, np.random.default_rng(0).integers(0, 255, (5, 300, 400)).astype(np.uint8))
     return path
-
-
-def run_ok(capsys, *argv):
-    code = main([str(a) for a in argv])
-    assert code == 0, capsys.readouterr().err
-    capsys.readouterr()
-
-
-def run_fails(capsys, folder, *argv) -> str:
-    """Exit 2, one `embedview: error:` sentence, nothing new in ``folder``."""
-    before = sorted(os.listdir(folder))
-    code = main([str(a) for a in argv])
-    err = capsys.readouterr().err
-    assert code == 2 and err.startswith("embedview: error: ") and err.count("\n") == 1, err
-    assert sorted(os.listdir(folder)) == before
-    return err
 
 
 def marked(panel: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 import embedview
-from embedview.cli import main
+from _cli import run_fails, run_ok
 
 from _fixtures import DATA
 
@@ -46,27 +46,10 @@ def error(frame, picture) -> float:
     return value
 
 
-def run_ok(capsys, *argv):
-    code = main([str(a) for a in argv])
-    err = capsys.readouterr().err
-    assert code == 0, err
-    return err
-
-
-def run_fails(capsys, folder, *argv) -> str:
-    """Exit 2, one `embedview: error:` line, nothing new in ``folder``."""
-    before = sorted(os.listdir(folder))
-    code = main([str(a) for a in argv])
-    err = capsys.readouterr().err
-    assert code == 2 and err.startswith("embedview: error: ") and err.count("\n") == 1, err
-    assert sorted(os.listdir(folder)) == before
-    return err
-
-
 @pytest.mark.parametrize("ext", [".mp4", ".gif"])
 def test_micro_sam_stack(tmp_path, capsys, ext):
     out = tmp_path / f"movie{ext}"
-    err = run_ok(capsys, "render", STACK, "-o", out, "--fps", "4")
+    err = run_ok(capsys, "render", STACK, "-o", out, "--fps", "4").err
     assert "5 frames at 4 fps" in err
     frames = mp4_frames(out) if ext == ".mp4" else gif_frames(out)
     picture = embedview.visualize(str(STACK), pixel_size=1).rgb  # 300 × 400: drawn at its own size

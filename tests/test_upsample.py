@@ -9,6 +9,7 @@ import pytest
 
 import _scenes as scenes
 import embedview
+from _cli import run_fails
 from embedview._common.geometry import OutputGrid
 from embedview._inputs.micro_sam_layout import write_micro_sam_embeddings
 from embedview._model.upsample import upsample_cells
@@ -185,25 +186,16 @@ def test_bad_input_api():
         embedview.visualize(features, original_size=labels.shape, upsample="cubic")
 
 
-def _fails(capsys, folder, *argv) -> str:
-    before = sorted(p.name for p in folder.iterdir())
-    code = main([str(a) for a in argv])
-    err = capsys.readouterr().err
-    assert code == 2 and err.startswith("embedview: error: ") and err.count("\n") == 1, err
-    assert sorted(p.name for p in folder.iterdir()) == before
-    return err
-
-
 def test_cli(tmp_path, capsys):
     features, labels, guide, _ = scenes.single((120, 180), grid=12)
     emb = write_micro_sam_embeddings(tmp_path / "e.zarr", features, original_size=labels.shape)
     np.save(tmp_path / "image.npy", guide)
     np.save(tmp_path / "small.npy", guide[:100])
-    assert "--image" in _fails(capsys, tmp_path, "render", emb, "-o", tmp_path / "a.png", "--upsample", "guided")
-    err = _fails(capsys, tmp_path, "render", emb, "-o", tmp_path / "a.zarr", "--upsample", "guided",
+    assert "--image" in run_fails(capsys, tmp_path, "render", emb, "-o", tmp_path / "a.png", "--upsample", "guided")
+    err = run_fails(capsys, tmp_path, "render", emb, "-o", tmp_path / "a.zarr", "--upsample", "guided",
                  "--image", tmp_path / "small.npy")
     assert "[100, 180]" in err and "[120, 180]" in err
-    _fails(capsys, tmp_path, "render", emb, emb, "-o", tmp_path / "many", "--upsample", "guided",
+    run_fails(capsys, tmp_path, "render", emb, emb, "-o", tmp_path / "many", "--upsample", "guided",
            "--image", tmp_path / "image.npy")
     for ext in (".png", ".zarr"):
         assert main(["render", str(emb), "-o", str(tmp_path / f"g{ext}"), "--upsample", "guided", "--image",
