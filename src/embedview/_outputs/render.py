@@ -93,10 +93,6 @@ class Placer:
             from .._model.engines import engine_for
 
             engine = self.engine = engine_for(engine)
-        if not hasattr(engine, "upsample"):  # an engine without its own kernel: numpy's
-            from .._model.engines import NumpyEngine
-
-            engine = NumpyEngine()
         u = [(c - float(o)) / float(s) - 0.5 for c, o, s in zip((ys, xs), grid.origin, grid.cell_size)]
         options = dict(sigma_spatial=up.sigma_spatial, sigma_range=up.sigma_range, radius=up.radius)
         guide = up.guide
