@@ -265,6 +265,74 @@ def test_widget_reports_problems_as_notifications(viewer, qtbot, notes, tmp_path
     assert [lyr.name for lyr in viewer.layers] == ["small", "2d PCA"]
 
 
+def test_widget_upsamples_guided_by_the_image_layer(viewer, qtbot, notes):
+    """upsample=guided follows the "align to" layer's data (grey, RGB or a multiscale's level 0)
+    at pixel size 1 when the pixel size is 0, placed as visualize places it."""
+    path = DATA / "2d.zarr"
+    image = np.load(DATA / "2d_image.npy")
+    grey = viewer.add_image(image, name="image")
+    widget = EmbeddingPCAWidget(viewer)
+    widget.path.value = path
+    assert widget.upsample.value == "nearest" and list(widget.upsample.choices) == ["nearest", "bilinear", "guided"]
+    assert "pixel size 1" in widget.upsample.tooltip and "upsample bilinear or guided: 1" in widget.pixel_size.tooltip
+    widget.upsample.value = "guided"
+    assert widget.options()["pixel_size"] == 1 and widget.options()["upsample"] == "guided"
+    _run(widget, qtbot)
+    layer = viewer.layers["2d PCA"]
+    vis = embedview.visualize(path, pixel_size=1, upsample=embedview.Upsample("guided", guide=image))
+    nearest = embedview.visualize(path, pixel_size=1)
+    assert layer.data.shape == (600, 900, 3)
+    np.testing.assert_array_equal(layer.data, vis.rgb)
+    assert (layer.data != nearest.rgb).any(axis=-1).mean() > 0.3
+    np.testing.assert_allclose(layer.scale, vis.scale)
+    np.testing.assert_allclose(layer.translate, vis.translate)
+    assert layer.metadata["embedview"]["options"]["upsample"] == "guided"
+    assert not notes
+
+    # an RGB layer guides as an RGB image; a multiscale layer by its level 0
+    rgb = np.stack([image, 255 - image, image // 2], axis=-1)
+    widget.image_layer.value = viewer.add_image(rgb, name="rgb", rgb=True)
+    _run(widget, qtbot)
+    expected = embedview.visualize(path, pixel_size=1, upsample=embedview.Upsample("guided", guide=rgb))
+    np.testing.assert_array_equal(viewer.layers["2d PCA"].data, expected.rgb)
+    widget.image_layer.value = viewer.add_image([image, image[::2, ::2]], name="pyramid", multiscale=True)
+    _run(widget, qtbot)
+    np.testing.assert_array_equal(viewer.layers["2d PCA"].data, vis.rgb)
+
+    # bilinear at pixel size 0 draws at 1 too; an explicit pixel size is kept
+    widget.image_layer.value = grey
+    widget.upsample.value = "bilinear"
+    _run(widget, qtbot)
+    np.testing.assert_array_equal(viewer.layers["2d PCA"].data,
+                                  embedview.visualize(path, pixel_size=1, upsample="bilinear").rgb)
+    widget.upsample.value = "guided"
+    widget.pixel_size.value = 4
+    _run(widget, qtbot)
+    at4 = embedview.visualize(path, pixel_size=4, upsample=embedview.Upsample("guided", guide=image))
+    np.testing.assert_array_equal(viewer.layers["2d PCA"].data, at4.rgb)
+    np.testing.assert_allclose(viewer.layers["2d PCA"].scale, at4.scale)
+    assert [lyr.name for lyr in viewer.layers] == ["image", "2d PCA", "rgb", "pyramid"]  # updated in place
+    assert not notes
+
+
+def test_widget_guided_without_the_image_notifies_and_draws_nothing(viewer, qtbot, notes):
+    widget = EmbeddingPCAWidget(viewer)
+    widget.path.value = DATA / "2d.zarr"
+    widget.upsample.value = "guided"
+    assert widget.image_layer.value is None
+    assert widget.run() is None  # no image layer to follow
+    small = viewer.add_image(np.zeros((100, 100), np.uint8), name="small")
+    widget.image_layer.value = small
+    _run(widget, qtbot)  # an image of another shape: an error, no layer
+    assert [s for s, _ in notes] == ["error", "error"], notes
+    assert "choose its layer in 'align to'" in notes[0][1]
+    assert "'small'" in notes[1][1] and "[100, 100]" in notes[1][1] and "[600, 900]" in notes[1][1]
+    for _, message in notes:  # one sentence each
+        assert message.startswith("embedview: ") and message.endswith(".") and message.count(". ") == 0
+    assert [lyr.name for lyr in viewer.layers] == ["small"]
+    assert widget.variance.value == ""
+
+
 # ---- on screen ---------------------------------------------------------------------------------
 
 

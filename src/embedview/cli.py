@@ -182,7 +182,7 @@ def _add_foreground(p, what: str) -> None:
 def _add_upsample(p) -> None:
     p.add_argument("--upsample", choices=("nearest", "bilinear", "guided"), default="nearest",
                    help="how cells become output pixels: nearest (flat cells, default), bilinear, or guided "
-                        "(edge-aware, follows the edges of --image)")
+                        "(edge-aware, follows the edges of --image); the figure and montage are drawn alike")
     p.add_argument("--sigma-spatial", type=_positive_float, default=None, metavar="S",
                    help="guided: spatial sigma in cells (default 1)")
     p.add_argument("--sigma-range", type=_positive_float, default=None, metavar="S",

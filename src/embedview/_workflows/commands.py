@@ -168,8 +168,9 @@ def render(embeddings, output, *, model=None, image=None, slice_: int | None = N
     vis = model._run([src], output=out if direct else None, metadata=meta, fitted=fitted,
                      extra_inputs=inputs, **draw)
     written = [] if montage_only else [out if direct else write_output(vis, out, metadata=meta)]
-    written += figure.write(vis, rgb_components=rgb)
-    written += montage_file.write(vis, rgb_components=rgb)
+    # the figure and montage draw their PCA as the main output is drawn (guided: by --image)
+    written += figure.write(vis, rgb_components=rgb, upsample=draw.get("upsample"))
+    written += montage_file.write(vis, rgb_components=rgb, upsample=draw.get("upsample"))
     if not quiet:
         for rule in vis.foreground:
             print(f"embedview: {rule.describe()}", file=sys.stderr)
@@ -250,7 +251,8 @@ def _render_many(embeddings, out_dir, model, separate_bases, ext, slice_, quiet,
     written = list(paths) if direct else [
         write_output(vis, path, metadata=meta) for vis, path, meta in zip(visualizations, paths, metas)]
     rgb = draw.get("rgb_components")
-    panels = [panel(src, vis, slice_, rgb, len(sources)) for src, vis in zip(sources, visualizations)]
+    panels = [panel(src, vis, slice_, rgb, len(sources), draw.get("upsample"))
+              for src, vis in zip(sources, visualizations)]
     with atomic_path(side) as tmp:
         write_png(tmp, side_by_side(panels, stems), {"sources": list(map(str, embeddings))})
     written.append(side)

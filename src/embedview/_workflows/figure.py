@@ -149,7 +149,7 @@ def display_rgb(image: np.ndarray, percentiles=DISPLAY_PERCENTILES, limits=None)
 
 
 def draw_plane(source, vis, pixel_size: float, z: int | None = None,
-               rgb_components: tuple[int, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
+               rgb_components: tuple[int, ...] | None = None, upsample=None) -> tuple[np.ndarray, np.ndarray]:
     """Draw one slice of ``vis`` again at ``pixel_size``, reusing its fitted basis.
 
     Only the pieces of that slice are read, so this stays cheap for a long stack.
@@ -165,6 +165,8 @@ def draw_plane(source, vis, pixel_size: float, z: int | None = None,
         Slice of a stack (required for stacks).
     rgb_components : tuple of int, optional
         As given to :func:`embedview.visualize`.
+    upsample : optional
+        As for :func:`embedview._run.visualize.render_plane` (e.g. :func:`figure_upsampling`'s).
 
     Returns
     -------
@@ -177,8 +179,40 @@ def draw_plane(source, vis, pixel_size: float, z: int | None = None,
     i = 0 if len(vis.bases) == 1 else z
     rgb, components = render_plane(source, vis.bases[i], pixel_size, z, rgb_components,
                            select=vis.selections[i] if vis.selections else None,
-                           centres=vis.centres[i] if vis.centres else None)
+                           centres=vis.centres[i] if vis.centres else None, upsample=upsample)
     return rgb, ~np.isnan(components[..., 0])
+
+
+def figure_upsampling(upsample, image, source):
+    """The upsampling of a figure's or montage's PCA panels, resolved once for ``source`` (the
+    guide opened and its defaults taken once for all panels); ``None`` for nearest, and an
+    already resolved one as it is.
+
+    ``"guided"`` (or an :class:`~embedview.Upsample` ``"guided"`` without a guide) takes ``image``,
+    the whole image or stack the embeddings came from, as its guide: the panels are then drawn
+    as :func:`embedview.visualize` draws with ``Upsample("guided", guide=image)``.
+
+    Examples
+    --------
+    >>> import embedview
+    >>> src = embedview.open_source(np.zeros((1, 4, 8, 8), np.float32), original_size=(40, 60))
+    >>> figure_upsampling("guided", np.zeros((40, 60)), src).method, figure_upsampling(None, None, src)
+    ('guided', None)
+    """
+    from dataclasses import replace
+
+    from .._inputs.sources import open_source
+    from .._outputs.guide import Upsample, Upsampling
+
+    if upsample is None or isinstance(upsample, Upsampling):
+        return upsample
+    up = Upsample(upsample) if isinstance(upsample, str) else upsample
+    if isinstance(up, Upsample) and up.method == "guided" and up.guide is None:
+        if image is None:
+            raise EmbedviewError("upsample='guided' follows the edges of the image: pass the image too.")
+        up = replace(up, guide=image)
+    src = open_source(source)
+    return Upsample.of(up).resolve(src.shape, str(src.name))
 
 
 class Drawn(NamedTuple):
@@ -236,9 +270,9 @@ def text_legend(text: str) -> Callable:
 
 
 def pca_panel(source, vis, pixel_size: int, z: int | None = None,
-              rgb_components: tuple[int, ...] | None = None) -> Drawn:
+              rgb_components: tuple[int, ...] | None = None, upsample=None) -> Drawn:
     """The PCA panel of a figure (:func:`draw_plane`) with its variance label."""
-    rgb, valid = draw_plane(source, vis, pixel_size, z, rgb_components)
+    rgb, valid = draw_plane(source, vis, pixel_size, z, rgb_components, upsample)
     return Drawn(rgb, valid, legend=text_legend(pca_legend(vis, z, rgb_components)))
 
 
@@ -270,7 +304,7 @@ def compose(image_rgb: np.ndarray, pca_rgb: np.ndarray, valid: np.ndarray,
 
 def make_figure(source, vis, image: np.ndarray, *, z: int | None = None,
                 rgb_components: tuple[int, ...] | None = None, max_side: int = MAX_SIDE,
-                image_name: str = "the image", draw=None) -> np.ndarray:
+                image_name: str = "the image", draw=None, upsample=None) -> np.ndarray:
     """Image | PCA | overlay of one plane, at image resolution or downsampled to ``max_side``.
 
     Parameters
@@ -292,6 +326,9 @@ def make_figure(source, vis, image: np.ndarray, *, z: int | None = None,
     draw : callable, optional
         ``draw(pixel_size, z) -> Drawn`` for the middle panel instead of the PCA of ``vis``
         (e.g. a similarity map drawn at the figure's pixel size, with its colour bar).
+    upsample : optional
+        How the PCA panel's cells become pixels, as for :func:`embedview.visualize`; ``"guided"``
+        is guided by ``image`` (:func:`figure_upsampling`).
 
     Returns
     -------
@@ -310,7 +347,10 @@ def make_figure(source, vis, image: np.ndarray, *, z: int | None = None,
     if len(vis.image_shape) == 3:
         z = vis.image_shape[0] // 2 if z is None else int(z)
     p = figure_pixel_size(vis.image_shape[-2:], max_side, extra_height=LEGEND_ROOM)
-    drawn = draw(p, z) if draw is not None else pca_panel(source, vis, p, z, rgb_components)
+    if draw is None:
+        drawn = pca_panel(source, vis, p, z, rgb_components, figure_upsampling(upsample, image, source))
+    else:
+        drawn = draw(p, z)
     shown = display_rgb(downsample(plane, p))
     picture = compose(shown, drawn.rgb, drawn.valid)
     w = shown.shape[1]
@@ -323,14 +363,15 @@ def make_figure(source, vis, image: np.ndarray, *, z: int | None = None,
 
 
 def figure(source, image, vis=None, *, z: int | None = None, rgb_components: tuple[int, ...] | None = None,
-           path=None, max_side: int = MAX_SIDE) -> np.ndarray:
+           upsample=None, path=None, max_side: int = MAX_SIDE) -> np.ndarray:
     """The image | PCA | overlay figure of one plane, as a uint8 array (and a PNG file if asked).
 
     The PCA panel is drawn again at the figure's pixel size (a whole number of image pixels,
     so that the figure is at most ``max_side`` wide and high) with the fitted basis of
     ``vis``, placed exactly as :func:`embedview.visualize` places it; the overlay is half
     image, half PCA where something is drawn. The image panel stretches the image's 1st–99th
-    percentile to the full range.
+    percentile to the full range. ``upsample`` draws the PCA panel's cells sharper (the
+    geometry stays exact); ``"guided"`` follows the edges of ``image``.
 
     Parameters
     ----------
@@ -346,6 +387,9 @@ def figure(source, image, vis=None, *, z: int | None = None, rgb_components: tup
         Slice of a stack to draw (default: the middle one).
     rgb_components : tuple of int, optional
         As given to :func:`embedview.visualize`.
+    upsample : {"nearest", "bilinear", "guided"} or Upsample, optional
+        How the PCA panel's cells become pixels, as for :func:`embedview.visualize` (default
+        nearest); ``"guided"`` is guided by ``image``.
     path : str or os.PathLike, optional
         Also write the figure there, as a ``.png``. An existing file is replaced only if
         embedview wrote it.
@@ -382,12 +426,13 @@ def figure(source, image, vis=None, *, z: int | None = None, rgb_components: tup
         raise EmbedviewError(f"vis describes an image of shape {list(vis.image_shape)} but the embeddings one of "
                              f"{list(src.shape)}; pass the visualization of these embeddings.")
     name, image = checked_image(image, src, z)  # a wrong image fails before the PCA runs
+    upsampling = figure_upsampling(upsample, image, src)  # and so does a wrong upsample
     if vis is None:
         from .._run.visualize import visualize
 
         vis = visualize(src, rgb_components=rgb_components)
     picture = make_figure(src, vis, image, z=z, rgb_components=rgb_components, max_side=max_side,
-                          image_name=name)
+                          image_name=name, upsample=upsampling)
     if out is not None:
         write_figure(out, picture, {"source": src.name, "image": name[len("the image "):] or None})
     return picture
@@ -452,12 +497,13 @@ class FigureFile:
         elif z is not None:
             raise EmbedviewError("z= chooses the slice of the figure; pass image= too.")
 
-    def write(self, vis, rgb_components=None, draw=None) -> list[Path]:
-        """Write the figure of ``vis`` (or of ``draw``, as :func:`make_figure`); the paths written."""
+    def write(self, vis, rgb_components=None, draw=None, upsample=None) -> list[Path]:
+        """Write the figure of ``vis`` (or of ``draw``, as :func:`make_figure`), its PCA panel drawn
+        with ``upsample`` (as the main output); the paths written."""
         if self.plane is None:
             return []
         picture = make_figure(self.src, vis, self.plane, z=self.slice, rgb_components=rgb_components,
-                              image_name=f"the image {self.image}", draw=draw)
+                              image_name=f"the image {self.image}", draw=draw, upsample=upsample)
         write_figure(self.path, picture, {"source": self.src.name, "image": str(self.image)})
         return [self.path]
 
@@ -478,11 +524,12 @@ def input_names(paths: list[Path]) -> list[str]:
     return names
 
 
-def panel(src, vis, slice_, rgb_components, n_panels: int) -> np.ndarray:
-    """One input's picture for :func:`side_by_side` of ``n_panels``, at a whole pixel size that fits."""
+def panel(src, vis, slice_, rgb_components, n_panels: int, upsample=None) -> np.ndarray:
+    """One input's picture for :func:`side_by_side` of ``n_panels``, at a whole pixel size that fits,
+    drawn with ``upsample`` (nearest or bilinear: several inputs have no one guide)."""
     z = (src.n_slices // 2 if slice_ is None else int(slice_)) if src.is_stack else None
     p = figure_pixel_size(src.image_shape, max_side=max(64, 3 * MAX_SIDE // (2 * n_panels)))
-    return draw_plane(src, vis, p, z, rgb_components)[0]
+    return draw_plane(src, vis, p, z, rgb_components, upsample)[0]
 
 
 def side_by_side(panels: list[np.ndarray], captions: list[str] | None = None, gap: int = GAP) -> np.ndarray:

@@ -25,6 +25,7 @@ from .figure import (
     downsample,
     draw_plane,
     figure_pixel_size,
+    figure_upsampling,
     pca_legend,
     text_legend,
     write_figure,
@@ -59,12 +60,14 @@ def montage_slices(n_slices: int | None, count, name: str = "montage") -> list[i
 
 
 def make_montage(source, vis, slices: list[int], image: np.ndarray | None = None, *,
-                 rgb_components: tuple[int, ...] | None = None, max_side: int = MAX_SIDE) -> np.ndarray:
+                 rgb_components: tuple[int, ...] | None = None, max_side: int = MAX_SIDE,
+                 upsample=None) -> np.ndarray:
     """The montage of ``slices`` of ``vis`` (image tile over PCA tile with ``image``), on white.
 
     Each tile is :func:`~embedview._workflows.figure.draw_plane` of its slice at the montage's
     pixel size, captioned ``z = <slice>``; the PCA's explained variance is written under the
-    tiles (:func:`~embedview._workflows.figure.pca_legend`).
+    tiles (:func:`~embedview._workflows.figure.pca_legend`). ``upsample`` draws the PCA tiles as
+    :func:`embedview.visualize` would (``"guided"``: guided by ``image``, each slice by its plane).
 
     Returns
     -------
@@ -79,9 +82,10 @@ def make_montage(source, vis, slices: list[int], image: np.ndarray | None = None
     cols = math.ceil(len(slices) / rows)  # rows as full as they can be: 4 tiles 2 × 2, not 3 + 1
     p = figure_pixel_size((h, w), max_side, across=cols, down=rows * per,
                           extra_height=rows * CAPTION_ROOM + LEGEND_ROOM)
+    upsampling = figure_upsampling(upsample, image, source)  # resolved once for every tile
     tiles = []
     for z in slices:
-        pca = draw_plane(source, vis, p, z, rgb_components)[0]
+        pca = draw_plane(source, vis, p, z, rgb_components, upsampling)[0]
         tiles.append(pca if image is None else _stacked(display_rgb(downsample(image[z], p)), pca))
     th, tw = tiles[0].shape[:2]
     width = cols * tw + (cols - 1) * GAP
@@ -102,7 +106,8 @@ def _stacked(top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
 
 
 def montage(source, image=None, vis=None, *, slices: int = DEFAULT_SLICES,
-            rgb_components: tuple[int, ...] | None = None, path=None, max_side: int = MAX_SIDE) -> np.ndarray:
+            rgb_components: tuple[int, ...] | None = None, upsample=None, path=None,
+            max_side: int = MAX_SIDE) -> np.ndarray:
     """A montage of evenly spaced slices of a stack in one basis, as a uint8 array (and a PNG if asked).
 
     Each tile is the slice's PCA picture drawn again at the montage's whole pixel size (at most
@@ -123,6 +128,9 @@ def montage(source, image=None, vis=None, *, slices: int = DEFAULT_SLICES,
         How many slices: evenly spaced, the first and last included (all if the stack has fewer).
     rgb_components : tuple of int, optional
         As given to :func:`embedview.visualize`.
+    upsample : {"nearest", "bilinear", "guided"} or Upsample, optional
+        How the PCA tiles' cells become pixels, as for :func:`embedview.visualize` (default
+        nearest); ``"guided"`` needs ``image`` and guides each tile with its slice.
     path : str or os.PathLike, optional
         Also write the montage there, as a ``.png``.
     max_side : int
@@ -157,11 +165,13 @@ def montage(source, image=None, vis=None, *, slices: int = DEFAULT_SLICES,
     name = None
     if image is not None:
         name, image = checked_image(image, src, None)
+    upsampling = figure_upsampling(upsample, image, src)  # a wrong upsample fails before the PCA runs
     if vis is None:
         from .._run.visualize import visualize
 
         vis = visualize(src, rgb_components=rgb_components)
-    picture = make_montage(src, vis, chosen, image, rgb_components=rgb_components, max_side=max_side)
+    picture = make_montage(src, vis, chosen, image, rgb_components=rgb_components, max_side=max_side,
+                           upsample=upsampling)
     if out is not None:
         write_figure(out, picture, {"source": src.name, "slices": chosen,
                               "image": name[len("the image "):] if name else None})
@@ -203,11 +213,13 @@ class MontageFile:
             self.image = array if array is not None else checked_image(image, src, None)[1]
         self.path = path or check_output(out.with_name(f"{out.stem}_montage.png"), inputs=inputs)
 
-    def write(self, vis, rgb_components=None) -> list[Path]:
-        """Write the montage of ``vis``; the paths written."""
+    def write(self, vis, rgb_components=None, upsample=None) -> list[Path]:
+        """Write the montage of ``vis``, its PCA tiles drawn with ``upsample`` (as the main output);
+        the paths written."""
         if self.path is None:
             return []
-        picture = make_montage(self.src, vis, self.slices, self.image, rgb_components=rgb_components)
+        picture = make_montage(self.src, vis, self.slices, self.image, rgb_components=rgb_components,
+                               upsample=upsample)
         write_figure(self.path, picture, {"source": self.src.name, "slices": self.slices,
                                     "image": None if self.image_name is None else str(self.image_name)})
         return [self.path]

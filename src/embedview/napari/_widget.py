@@ -21,6 +21,8 @@ SIMILARITY_MODIFIER = "Shift"
 _FILE = "(the file below)"
 _NO_IMAGE = "(none: image pixel coordinates)"
 _COMPUTING = "computing…"
+#: The widget's "upsample" choices: :func:`embedview.visualize`'s methods.
+UPSAMPLE_CHOICES = ("nearest", "bilinear", "guided")
 
 
 class EmbeddingPCAWidget(Container):
@@ -31,6 +33,11 @@ class EmbeddingPCAWidget(Container):
     coordinates: ``world = image_translate + image_scale * (translate + scale * i)``. It is
     computed by :func:`embedview.visualize` in a worker thread with napari's progress; the
     layer ``"<name> PCA"`` is added, or updated in place on later runs.
+
+    "upsample" is :func:`embedview.visualize`'s ``upsample``: ``guided`` follows the edges of
+    the chosen image layer's data (its level 0 if multiscale; grey or RGB), which must be the
+    image the embeddings describe. ``bilinear`` and ``guided`` interpolate within a cell, so a
+    pixel size of 0 (the embedding grid) draws at pixel size 1 (the image's resolution) with them.
 
     Shift+click on the canvas draws the cosine similarity of every cell to the clicked image
     pixel's cell (:func:`embedview.similarity`, in a worker thread) as the layer
@@ -68,8 +75,14 @@ class EmbeddingPCAWidget(Container):
         self.rgb_components = LineEdit(label="rgb components", value="0, 1, 2",
                                        tooltip="the principal components shown as red, green, blue: "
                                                "one to three, counted from 0")
+        self.upsample = ComboBox(label="upsample", choices=list(UPSAMPLE_CHOICES), value="nearest",
+                                 tooltip="how cells become pixels: nearest (flat cells), bilinear, or guided "
+                                         "(edge-aware: follows the edges of the 'align to' image layer); "
+                                         "bilinear and guided draw at pixel size 1 when the pixel size is 0")
         self.pixel_size = FloatSpinBox(label="pixel size", value=0.0, min=0.0, max=1e6, step=1.0,
-                                       tooltip="output pixel size in image pixels; 0: the embedding grid, fitted to the image")
+                                       tooltip="output pixel size in image pixels; 0: the embedding grid, fitted "
+                                               "to the image (with upsample bilinear or guided: 1, the image's "
+                                               "resolution, since they interpolate within a cell)")
         self.run_button = PushButton(text="Run")
         self.variance = Label(label="explained variance", value="")
         # room for three lines and the full width up front: the dock does not grow with the text
@@ -80,7 +93,8 @@ class EmbeddingPCAWidget(Container):
         label.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         self.hint = Label(value=f"{SIMILARITY_MODIFIER}+click on the image: similarity to that point")
         self.extend([self.embeddings_layer, self.path, self.image_layer, self.fit, self.normalize,
-                     self.rgb_components, self.pixel_size, self.run_button, self.variance, self.hint])
+                     self.rgb_components, self.upsample, self.pixel_size, self.run_button, self.variance,
+                     self.hint])
 
         self.embeddings_layer.changed.connect(self._on_embeddings_layer)
         self.run_button.changed.connect(self.run)
@@ -124,9 +138,14 @@ class EmbeddingPCAWidget(Container):
             raise EmbedviewError(
                 f"rgb components {self.rgb_components.value!r} must be one to three numbers ≥ 0 "
                 "separated by commas, e.g. '0, 1, 2'.")
+        upsample = self.upsample.value
+        pixel_size = self.pixel_size.value or None
+        if pixel_size is None and upsample != "nearest":  # they interpolate within a cell: finer pixels
+            pixel_size = 1.0
+        # "guided" names the method here (also in the layer's metadata); run() adds the guide
         return {"n_components": max(shown) + 1, "fit": self.fit.value,
                 "normalize": self.normalize.value, "rgb_components": shown,
-                "pixel_size": self.pixel_size.value or None}
+                "pixel_size": pixel_size, "upsample": upsample}
 
     def _path(self) -> str | None:
         path = os.fspath(self.path.value or "")
@@ -152,8 +171,15 @@ class EmbeddingPCAWidget(Container):
             show_error(f"embedview: {err}")
             return None
         image = self.image_layer.value
+        guide = None
+        if options["upsample"] == "guided":
+            if image is None:
+                show_error("embedview: upsample guided follows the edges of the image: choose its layer "
+                           "in 'align to'.")
+                return None
+            guide = _guide_of(image)
         # unexpected exceptions reach napari's own error notification (with its traceback)
-        worker = create_worker(_compute, path, options, _ignore_errors=True, _start_thread=False,
+        worker = create_worker(_compute, path, options, guide, _ignore_errors=True, _start_thread=False,
                                _progress={"total": 0, "desc": f"Embedding PCA of {layer_name(path)}"})
         worker.returned.connect(lambda result: self._show(*result, path, options, image))
         worker.finished.connect(self._finished)
@@ -307,6 +333,12 @@ def _pixel_under(image, position, dims) -> tuple[int, ...]:
     return tuple(int(v) for v in np.floor(data + 0.5))
 
 
+def _guide_of(layer) -> tuple[str, Any, bool]:
+    """``(name, data, rgb)`` of an image layer as the guide of ``upsample="guided"``: its data, level 0
+    of a multiscale layer (read by windows in the worker, never copied whole)."""
+    return layer.name, layer.data[0] if layer.multiscale else layer.data, bool(layer.rgb)
+
+
 def _check_shape(image, expected) -> None:
     if image is None:
         return
@@ -336,11 +368,23 @@ def _similarity(path: str, pixel: tuple[int, ...], pixel_size):
         return None, None, str(err)
 
 
-def _compute(path: str, options: dict):
-    """``(vis, None)``, or ``(None, message)`` for input embedview cannot use (worker thread)."""
+def _compute(path: str, options: dict, guide: tuple | None = None):
+    """``(vis, None)``, or ``(None, message)`` for input embedview cannot use (worker thread).
+
+    ``guide``: :func:`_guide_of` the image layer that ``options["upsample"] == "guided"`` follows.
+    """
     import embedview
 
     try:
+        if guide is not None:
+            name, data, rgb = guide
+            src = embedview.open_source(path)
+            shape = [int(v) for v in (data.shape[:-1] if rgb else data.shape)]
+            if shape != [int(v) for v in src.shape]:
+                return None, (f"upsample guided follows the image layer {name!r}, but it has shape {shape} and the "
+                              f"embeddings describe an image of {list(src.shape)}; choose the image they were "
+                              "computed from in 'align to'.")
+            path, options = src, {**options, "upsample": embedview.Upsample("guided", guide=data)}
         return embedview.visualize(path, **options), None
     except embedview.EmbedviewError as err:  # one sentence, no traceback: a plain notification
         return None, str(err)
