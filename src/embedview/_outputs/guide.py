@@ -132,7 +132,7 @@ def _open(image):
                 import tifffile
 
                 return tifffile.memmap(str(path), mode="r"), path
-            except Exception:
+            except (ValueError, OSError):  # compressed or tiled: read_image below decodes it (or says why not)
                 pass
         from .io import read_image
 
