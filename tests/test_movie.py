@@ -169,3 +169,17 @@ def test_a_saved_basis_draws_the_same_movie(tmp_path, capsys):
     run_ok(capsys, "render", STACK, "-o", tmp_path / "loaded.gif", "--basis", tmp_path / "basis.npz", "-q")
     fitted, loaded = gif_frames(tmp_path / "fitted.gif"), gif_frames(tmp_path / "loaded.gif")
     assert len(loaded) == 5 and all(np.array_equal(a, b) for a, b in zip(fitted, loaded))
+
+
+def test_guided_frames_are_the_guided_pictures(tmp_path):
+    """The movie draws through the one pipeline: --upsample reaches its frames (API and CLI)."""
+    rng = np.random.default_rng(0)
+    image = (rng.normal(size=(5, 300, 400)) * 10 + np.where(np.hypot(*np.mgrid[:300, :400] - 150) < 90, 200, 60))
+    image = np.clip(image, 0, 255).astype(np.uint8)
+    path = embedview.movie(str(STACK), tmp_path / "g.gif", image=image, upsample="guided")
+    guided = embedview.visualize(str(STACK), pixel_size=1, upsample=embedview.Upsample("guided", guide=image)).rgb
+    nearest = embedview.visualize(str(STACK), pixel_size=1).rgb
+    frames = gif_frames(path)
+    assert len(frames) == 5
+    assert error(frames[0][:, 408:], guided[0]) < GIF_ERROR < error(guided[0], nearest[0]) * 10
+    assert error(frames[0][:, 408:], guided[0]) < error(frames[0][:, 408:], nearest[0])

@@ -116,8 +116,10 @@ def test_the_montage_and_stack_figure_are_drawn_with_the_upsampling(tmp_path, ca
 
 def test_bad_upsample_of_figures_and_montages(tmp_path, stack_image):
     src = embedview.open_source(STACK)
-    with pytest.raises(embedview.EmbedviewError, match="follows the edges of the image: pass the image too"):
+    with pytest.raises(embedview.EmbedviewError, match="follows the edges of the image: pass the image"):
         embedview.montage(src, upsample="guided")
+    with pytest.raises(embedview.EmbedviewError, match="follows the edges of the image: pass the image"):
+        embedview.movie(src, tmp_path / "m.gif", upsample="guided")
     with pytest.raises(embedview.EmbedviewError, match="upsample method must be one of"):
         embedview.figure(src, stack_image, upsample="cubic", path=tmp_path / "f.png")
     with pytest.raises(embedview.EmbedviewError, match=r"has shape \[600, 900\]"):

@@ -72,9 +72,14 @@ class Upsample:
     radius: int = 1
 
     @classmethod
-    def of(cls, value) -> "Upsample":
-        """``value`` (``None``, a method name or an :class:`Upsample`) as an :class:`Upsample`, checked."""
+    def of(cls, value, image=None) -> "Upsample":
+        """``value`` (``None``, a method name or an :class:`Upsample`) as an :class:`Upsample`, checked;
+        ``"guided"`` without a guide takes ``image`` (the picture's image, e.g. a figure's) as its guide."""
+        from dataclasses import replace
+
         up = cls() if value is None else cls(value) if isinstance(value, str) else value
+        if isinstance(up, Upsample) and up.method == "guided" and up.guide is None and image is not None:
+            up = replace(up, guide=image)
         if not isinstance(up, Upsample):
             raise EmbedviewError(f"upsample must be 'nearest', 'bilinear', 'guided' or an embedview.Upsample; "
                                  f"got {type(value).__name__}.")
@@ -87,7 +92,7 @@ class Upsample:
         if isinstance(up.radius, bool) or not isinstance(up.radius, int) or not 1 <= up.radius <= 8:
             raise EmbedviewError(f"radius must be an integer from 1 to 8; got {up.radius!r}.")
         if up.method == "guided" and up.guide is None:
-            raise EmbedviewError("upsample='guided' needs the image as guide: pass "
+            raise EmbedviewError("upsample='guided' follows the edges of the image: pass the image as its guide, "
                                  "upsample=embedview.Upsample('guided', guide=image).")
         return up
 

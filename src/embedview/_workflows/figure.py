@@ -199,20 +199,13 @@ def figure_upsampling(upsample, image, source):
     >>> figure_upsampling("guided", np.zeros((40, 60)), src).method, figure_upsampling(None, None, src)
     ('guided', None)
     """
-    from dataclasses import replace
-
     from .._inputs.sources import open_source
     from .._outputs.guide import Upsample, Upsampling
 
     if upsample is None or isinstance(upsample, Upsampling):
         return upsample
-    up = Upsample(upsample) if isinstance(upsample, str) else upsample
-    if isinstance(up, Upsample) and up.method == "guided" and up.guide is None:
-        if image is None:
-            raise EmbedviewError("upsample='guided' follows the edges of the image: pass the image too.")
-        up = replace(up, guide=image)
     src = open_source(source)
-    return Upsample.of(up).resolve(src.shape, str(src.name))
+    return Upsample.of(upsample, image=image).resolve(src.shape, str(src.name))
 
 
 class Drawn(NamedTuple):

@@ -25,7 +25,7 @@ RANGE_SLICES = 16
 
 
 def movie(source, path, *, model=None, image=None, fps: float = DEFAULT_FPS, pixel_size=None,
-          rgb_components=None, mask=None) -> Path:
+          rgb_components=None, mask=None, upsample=None) -> Path:
     """Write a stack's PCA pictures as a movie, one frame per slice, all in one basis.
 
     Parameters
@@ -51,6 +51,9 @@ def movie(source, path, *, model=None, image=None, fps: float = DEFAULT_FPS, pix
         Which components become red, green and blue.
     mask : array, optional
         Fit on, and draw, only the cells under this ``(Z, H, W)`` or ``(H, W)`` mask.
+    upsample : {"nearest", "bilinear", "guided"} or Upsample, optional
+        How cells become frame pixels (:class:`embedview.Upsample`); ``"guided"`` follows the
+        edges of ``image``.
 
     Returns
     -------
@@ -68,8 +71,12 @@ def movie(source, path, *, model=None, image=None, fps: float = DEFAULT_FPS, pix
 
     named = [("the embeddings", source), ("the image", image)]
     inputs = [(what, f) for what, f in named if isinstance(f, (str, os.PathLike))]
+    if upsample is not None:
+        from .._outputs.guide import Upsample
+
+        upsample = Upsample.of(upsample, image=image)
     return write_movie(open_source(source), path, model=model, image=image, fps=fps, inputs=inputs,
-                       pixel_size=pixel_size, rgb_components=rgb_components, mask=mask)
+                       pixel_size=pixel_size, rgb_components=rgb_components, mask=mask, upsample=upsample)
 
 
 def write_movie(src, output, *, model=None, image=None, fps: float | None = DEFAULT_FPS, quiet: bool = True,
