@@ -235,7 +235,11 @@ class Guide:
             else:  # other array-likes (dask, ...): row by row, each row's span once
                 block = np.stack([np.asarray(arr[lead + (int(y), slice(int(c[0]), int(c[-1]) + 1)) + chan])[c - c[0]]
                                   for y in r])
-        block = np.asarray(block)
+        if isinstance(arr, np.memmap):
+            block = np.array(block)  # a copy, so that the map's pages can go
+            _drop_mapped_pages(arr)
+        else:
+            block = np.asarray(block)
         return block if block.ndim == 3 else block[..., None]
 
     def _normalize(self, block: np.ndarray) -> np.ndarray:
@@ -348,6 +352,19 @@ def _runs(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Start positions and values of the runs of equal values in nondecreasing ``ids``."""
     starts = np.flatnonzero(np.diff(ids, prepend=ids[0] - 1))
     return starts, ids[starts]
+
+
+def _drop_mapped_pages(array) -> None:
+    """Unmap the pages a memory-mapped guide has touched (they stay in the page cache).
+
+    A window's pixels are copied out as they are read; without this the mapped pages would pile
+    up in the process's resident memory until the whole image (137 MiB for 12000² uint8) counts.
+    """
+    import mmap
+
+    base = getattr(array, "base", None)
+    if isinstance(array, np.memmap) and isinstance(base, mmap.mmap) and hasattr(base, "madvise"):
+        base.madvise(mmap.MADV_DONTNEED)
 
 
 def _memmap_spec(array) -> dict | None:
