@@ -103,3 +103,17 @@ def test_the_api_keeps_parameter_names(files):
 ])
 def test_in_cli_terms(api, cli):
     assert in_cli_terms(api) == cli
+
+
+def test_a_bad_size_argument_is_not_called_damaged_metadata(files, capsys):
+    """A size the user gave is the user's to fix; only sizes read from a file blame the file."""
+    x = np.zeros((1, 8, 16, 16), np.float32)
+    for bad in [(0, 10), "ab", (10, 10, 10)]:
+        with pytest.raises(embedview.EmbedviewError, match="give the original image's height and width") as err:
+            embedview.visualize(x, original_size=bad)
+        assert "damaged" not in str(err.value)
+    with pytest.raises(embedview.EmbedviewError, match="give the original image's height and width"):
+        embedview.from_tokens(np.zeros((17, 8), np.float32), image_size=(0, 4), patch_size=4)
+    assert main(["render", str(files["tokens"]), "-o", "x.png", "--image-size", "0,4", "--patch-size", "16"]) == 2
+    err = capsys.readouterr().err
+    assert "--image-size" in err and "give the original image's height and width" in err and "damaged" not in err

@@ -22,8 +22,14 @@ from .errors import EmbedviewError
 MAX_SIDE = 2**20
 
 
-def check_ints(values, what: str, where: str, n: int | None = 2, low: int = 1, high: int = MAX_SIDE) -> tuple[int, ...]:
-    """``values`` as a tuple of ``n`` integers in ``[low, high]``, or an error naming ``what`` of ``where``.
+#: What to do about a bad number read from a file's metadata.
+DAMAGED = "the file's metadata is damaged, recompute or re-copy it."
+
+
+def check_ints(values, what: str, where: str, n: int | None = 2, low: int = 1, high: int = MAX_SIDE,
+               fix: str = DAMAGED) -> tuple[int, ...]:
+    """``values`` as a tuple of ``n`` integers in ``[low, high]``, or an error naming ``what`` of
+    ``where`` and saying ``fix`` (by default: the file's metadata is damaged).
 
     Accepts what JSON metadata may hold for an integer (``3``, ``3.0``) and nothing else: no
     strings, booleans, fractions, NaN or infinities.
@@ -53,8 +59,7 @@ def check_ints(values, what: str, where: str, n: int | None = 2, low: int = 1, h
     if not ok:
         count = "" if n is None else f"{n} "
         shown = repr(values) if len(repr(values)) <= 80 else repr(values)[:77] + "..."
-        raise EmbedviewError(f"{what} of {where} must be {count}integers from {low} to {high}, got {shown}; "
-                             "the file's metadata is damaged, recompute or re-copy it.")
+        raise EmbedviewError(f"{what} of {where} must be {count}integers from {low} to {high}, got {shown}; {fix}")
     return tuple(result)
 
 

@@ -30,7 +30,7 @@ import numpy as np
 from .._common.errors import EmbedviewError
 from .._common.geometry import MAX_SIDE, CellGrid, Tiling, check_ints
 from .._common.limits import check_piece_fits
-from .source_base import Piece, Source, check_size
+from .source_base import GIVEN, Piece, Source, check_size
 
 #: Limits on what metadata may claim, checked at open before anything is allocated: slices of
 #: a stack, pieces (slices × tiles), channels, and bytes of one piece's features.
@@ -277,9 +277,10 @@ def check_feature_shape(shape, name) -> tuple[int | None, int, tuple[int, int]]:
     return n_slices, n_channels, grid
 
 
-def from_features(features, original_size, name, metadata) -> Source:
-    """A source from an untiled features array ``(1, C, h, w)``/``(Z, 1, C, h, w)`` of an ``(H, W)`` image."""
-    image_shape = check_size(original_size, "original_size", name)
+def from_features(features, original_size, name, metadata, given: bool = False) -> Source:
+    """A source from an untiled features array ``(1, C, h, w)``/``(Z, 1, C, h, w)`` of an ``(H, W)``
+    image; ``given``: ``original_size`` is an argument, not the file's metadata."""
+    image_shape = check_size(original_size, "original_size", name, *([GIVEN] if given else []))
     _check_array(features, f"the features of {name}")
     n_slices, n_channels, grid_shape = check_feature_shape(features.shape, name)
     grid = CellGrid.sam(image_shape, grid_shape)

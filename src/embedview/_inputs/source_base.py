@@ -19,7 +19,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from .._common.errors import EmbedviewError
-from .._common.geometry import CellGrid, OutputGrid, Tiling, check_ints, sam_cell_size
+from .._common.geometry import DAMAGED, CellGrid, OutputGrid, Tiling, check_ints, sam_cell_size
 from .chunks import direct_reader
 
 
@@ -179,6 +179,11 @@ class Source:
         return data
 
 
-def check_size(size, what, name) -> tuple[int, int]:
-    """Two positive ints ``(H, W)``, or an error naming ``what`` of ``name``."""
-    return check_ints(size, f"{what} (H, W)", name)
+#: What to do about a bad image size given as an argument (not read from a file).
+GIVEN = "give the original image's height and width in pixels."
+
+
+def check_size(size, what, name, fix: str = DAMAGED) -> tuple[int, int]:
+    """Two positive ints ``(H, W)``, or an error naming ``what`` of ``name`` and saying ``fix``
+    (:data:`GIVEN` for an argument, the default for a file's metadata)."""
+    return check_ints(size, f"{what} (H, W)", name, fix=fix)

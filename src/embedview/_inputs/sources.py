@@ -56,7 +56,7 @@ def open_source(source, original_size=None) -> Source:
         if original_size is None:
             raise EmbedviewError(
                 "a plain feature array needs the image size: pass original_size=(H, W).")
-        return chunks_checked(from_features(source, original_size, name="the feature array", metadata={}))
+        return chunks_checked(from_features(source, original_size, name="the feature array", metadata={}, given=True))
     raise EmbedviewError(
         f"cannot visualize a {type(source).__name__}; pass a micro_sam embedding path, an "
         "ImageEmbeddings dict or a feature array with original_size=(H, W).")

@@ -17,7 +17,7 @@ import numpy as np
 
 from .._common.errors import EmbedviewError
 from .._common.limits import check_piece_fits
-from .source_base import Piece, Source, check_size
+from .source_base import GIVEN, Piece, Source, check_size
 from .vit_geometry import Preprocess, as_preprocess, describe_input, grid_candidates, inner_bounds, pair
 
 
@@ -198,7 +198,7 @@ def from_tokens(tokens, image_size: tuple[int, int], patch_size: int | tuple[int
         raise EmbedviewError(
             f"tokens of {name} have shape {list(data.shape)}; expected (N, C) or (B, N, C) "
             "(for a feature map (C, h, w) use from_feature_map).")
-    image = check_size(image_size, "image_size", name)
+    image = check_size(image_size, "image_size", name, GIVEN)
     pre, patch = as_preprocess(preprocess), pair(patch_size, "patch_size")
     if not isinstance(prefix_tokens, (int, np.integer)) or prefix_tokens < 0:
         raise EmbedviewError(f"prefix_tokens must be a non-negative integer, got {prefix_tokens!r}.")
@@ -269,7 +269,7 @@ def from_feature_map(fmap, image_size: tuple[int, int], patch_size: int | tuple[
         raise EmbedviewError(
             f"the feature map {name} has shape {list(data.shape)}; expected {spelled} "
             "(for tokens (N, C) use from_tokens).")
-    image = check_size(image_size, "image_size", name)
+    image = check_size(image_size, "image_size", name, GIVEN)
     pre = as_preprocess(preprocess)
     grid = tuple(int(v) for v in (data.shape[-3:-1] if channels_last else data.shape[-2:]))
     input_size = pre.input_size(image)
