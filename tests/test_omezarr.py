@@ -1,5 +1,9 @@
 """OME-Zarr output: levels, chunking, scale/translate metadata and values equal to the in-memory render."""
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -78,3 +82,24 @@ def test_a_failed_run_leaves_no_output(tmp_path, monkeypatch):
 def test_output_must_be_zarr(tmp_path):
     with pytest.raises(embedview.EmbedviewError, match="OME-Zarr"):
         embedview.visualize(DATA / "2d.zarr", output=tmp_path / "pca.png")
+
+
+def test_a_masked_tiled_file_with_a_huge_claimed_image_writes_only_what_it_draws(tmp_path):
+    """Two tiles of a masked file claiming a 2²⁰-pixel side: the OME-Zarr output (about 10⁵ pixels
+    a side) writes and downsamples only the windows the tiles meet; the rest reads as fill (black,
+    NaN). Composing every empty window took minutes."""
+    path = tmp_path / "huge.zarr"
+    shutil.copytree(DATA / "tiled2d_masked.zarr", path)
+    zarr.open_group(str(path / "features"), mode="r+").attrs["shape"] = [2**20, 2**20]
+    out = tmp_path / "out.zarr"
+    done = subprocess.run([sys.executable, "-m", "embedview", "render", str(path), "-o", str(out), "-q"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    root = zarr.open_group(str(out), mode="r")
+    level0 = root["0"]
+    assert level0.shape[-2:] == (104858, 104858)
+    corner = level0[:, :100, :110]
+    assert corner.any()  # the present tiles are drawn
+    assert not level0[:, 50000:50010, 50000:50010].any()  # nothing drawn far away: black fill
+    written = sum(len(files) for _, _, files in os.walk(out / "0"))
+    assert written <= 4  # the chunks the two tiles meet, not 103² of them

@@ -54,10 +54,17 @@ def level_transforms(scale, translate, level: int) -> tuple[list[float], list[fl
     return out_scale, out_translate
 
 
-def windows(shape: tuple[int, int], chunk: int = CHUNK) -> list[tuple[slice, slice]]:
-    """Chunk-aligned windows ``(rows, cols)`` covering a plane of ``shape``, in C order."""
-    return [(slice(y, min(y + chunk, shape[0])), slice(x, min(x + chunk, shape[1])))
-            for y in range(0, shape[0], chunk) for x in range(0, shape[1], chunk)]
+def windows(shape: tuple[int, int], chunk: int = CHUNK):
+    """Chunk-aligned windows ``(rows, cols)`` covering a plane of ``shape``, in C order (made as
+    they are asked for: a huge output's windows are never all listed at once)."""
+    for y in range(0, shape[0], chunk):
+        for x in range(0, shape[1], chunk):
+            yield window_at(shape, chunk, y // chunk, x // chunk)
+
+
+def window_at(shape: tuple[int, int], chunk: int, i: int, j: int) -> tuple[slice, slice]:
+    """Window ``(i, j)`` of :func:`windows` (``i``, ``j`` counted in chunks)."""
+    return slice(i * chunk, min((i + 1) * chunk, shape[0])), slice(j * chunk, min((j + 1) * chunk, shape[1]))
 
 
 @dataclass
@@ -117,12 +124,23 @@ class OmeZarrWriter:
         self.levels[0][index] = np.moveaxis(rgb, -1, 0)
         self.components[index] = np.moveaxis(components, -1, 0)
 
-    def finish(self, scale, translate, metadata: dict, progress=None) -> None:
-        """Compute the coarser levels (window by window) and write the OME metadata."""
+    def finish(self, scale, translate, metadata: dict, progress=None, drawn=None) -> None:
+        """Compute the coarser levels (window by window) and write the OME metadata.
+
+        ``drawn``: the level-0 windows written, as ``(z, i, j)`` (``i``, ``j`` in chunks), if not
+        all were: a coarser window over none of them is left as its fill value (black), so a
+        masked tiled file's empty regions cost nothing.
+        """
+        planes = [None] if self.n_slices is None else range(self.n_slices)
         for level in range(1, len(self.levels)):
-            for z in ([None] if self.n_slices is None else range(self.n_slices)):
-                for window in windows(self.levels[level].shape[-2:], self.chunk):
-                    self._downsample(level, z, window)
+            shape = self.levels[level].shape[-2:]
+            if drawn is None:
+                todo = ((z, w) for z in planes for w in windows(shape, self.chunk))
+            else:  # a window of this level covers 2 × 2 windows of the level below
+                drawn = {(z, i // 2, j // 2) for z, i, j in drawn}
+                todo = ((z, window_at(shape, self.chunk, i, j)) for z, i, j in sorted(drawn, key=_plane_order))
+            for z, window in todo:
+                self._downsample(level, z, window)
             if progress is not None:
                 progress.update()
         self.root.attrs.update(ome_attributes(
@@ -163,3 +181,8 @@ def ome_attributes(is_stack: bool, n_levels: int, scale, translate, metadata: di
                   "rdefs": {"model": "color", "defaultZ": 0}},
         MARKER: {**folder_marker(), **metadata},  # marks the folder as embedview's: a later write may replace it
     }
+
+
+def _plane_order(key: tuple) -> tuple:
+    z, i, j = key
+    return (-1 if z is None else z, i, j)

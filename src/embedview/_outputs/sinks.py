@@ -97,6 +97,7 @@ class ZarrSink:
         self.path, self.pieces, self.grid, self.chunk = Path(path), pieces, grid, chunk or CHUNK
         self.n_slices, self.k = n_slices, n_components
         self.placer = Placer(grid, upsample, engine)  # pickles as its options (the guide as its path)
+        self.drawn: set = set()  # the windows written, (z, i, j) in chunks: the coarser levels need no others
         self.writer = OmeZarrWriter(self.path, grid.shape, n_slices, n_components, self.chunk)
         cell_grid = pieces[0].grid.shape
         nbytes = len(pieces) * n_components * cell_grid[0] * cell_grid[1] * 4
@@ -112,9 +113,14 @@ class ZarrSink:
         def jobs():  # made as they are run: a huge output's windows are never all listed at once here
             for z in zs:
                 here = [(i, p) for i, p in enumerate(self.pieces) if (p.z or 0) == z]
+                key = None if self.n_slices is None else z
                 for window in windows(self.grid.shape, self.chunk):
-                    yield (None if self.n_slices is None else z, window,
-                           [(i, p) for i, p in here if self._meets(p, window)], basis, shown)
+                    todo = [(i, p) for i, p in here if self._meets(p, window)]
+                    # A window no piece meets (a masked tiled file's missing tiles) is all fill
+                    # values, black and NaN, as the fresh arrays already read: nothing to write.
+                    if todo:
+                        self.drawn.add((key, window[0].start // self.chunk, window[1].start // self.chunk))
+                        yield key, window, todo, basis, shown
 
         run = (lambda f, items: [f(*item) for item in items]) if executor is None else executor.map
         run(self._write_window, jobs())
@@ -128,7 +134,7 @@ class ZarrSink:
         self.writer.write(z, window, rgb, components)
 
     def finish(self, scale, translate, metadata: dict) -> None:
-        self.writer.finish(scale, translate, metadata)
+        self.writer.finish(scale, translate, metadata, drawn=self.drawn)
         self.close()
 
     def __getstate__(self) -> dict:
@@ -136,6 +142,7 @@ class ZarrSink:
         # caches are rebuilt there.
         state = dict(self.__dict__)
         state["writer"] = _WindowWriter(self.path)
+        state["drawn"] = None  # the parent's record, growing as windows are handed out
         return state
 
     def __setstate__(self, state: dict) -> None:
