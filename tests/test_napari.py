@@ -208,7 +208,7 @@ def test_widget_draws_over_the_image_layer_and_updates_it(viewer, qtbot, notes):
     start = lambda lyr: np.asarray(lyr.extent.world)[0] - np.asarray(lyr.scale) / 2  # noqa: E731
     np.testing.assert_allclose(start(layer), start(image))
     ratio = vis.basis.explained_variance_ratio
-    assert widget.variance.value.startswith("R ") and widget.variance.value.endswith("%)")
+    assert widget.variance.value.startswith("R: PC1 ") and widget.variance.value.endswith("%)")
     assert f"{100 * ratio[0]:.1f}%" in widget.variance.value
     assert not notes
 
@@ -223,7 +223,7 @@ def test_widget_draws_over_the_image_layer_and_updates_it(viewer, qtbot, notes):
     np.testing.assert_array_equal(layer.data, vis.rgb)
     np.testing.assert_allclose(layer.scale, np.multiply(image.scale, 4))
     np.testing.assert_allclose(start(layer), start(image))
-    assert "R " in widget.variance.value and "G " in widget.variance.value and "B " not in widget.variance.value
+    assert "R: PC3 " in widget.variance.value and "G: PC1 " in widget.variance.value and "B:" not in widget.variance.value
     assert layer.metadata["embedview"]["options"]["normalize"] == "channel"
 
 

@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-from .._outputs.legend import variance_text  # noqa: F401  (the widget's label: one formatter for it and the figure)
 from ._detect import is_embedview_picture, is_micro_sam_container
 
 #: Overlay defaults: half opacity over the image, so both stay readable on a grey image.

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, LineEdit, PushButton
 
-from ._reader import layer_kwargs, layer_name, variance_text
+from .._outputs.legend import variance_text
+from ._reader import layer_kwargs, layer_name
 
 if TYPE_CHECKING:
     import napari
@@ -206,7 +207,8 @@ class EmbeddingPCAWidget(Container):
         kwargs = layer_kwargs(vis, path, name=f"{layer_name(path)} PCA", options=options)
         kwargs["scale"], kwargs["translate"] = _on_layer(image, kwargs["scale"], kwargs["translate"])
         _check_shape(image, vis.image_shape)
-        self.variance.value = variance_text(kwargs["metadata"]["embedview"]["explained_variance_ratio"])
+        self.variance.value = variance_text(kwargs["metadata"]["embedview"]["explained_variance_ratio"],
+                                            components=options["rgb_components"])
         self.add_or_update(vis.rgb, kwargs)
 
     # ---- similarity click ---------------------------------------------------------------------
