@@ -228,3 +228,20 @@ def test_torch_equals_numpy_within_one_level(tiled_scene, method):
     difference = np.abs(torch_vis.rgb.astype(int) - numpy_vis.rgb.astype(int))
     assert difference.max() <= 1
     np.testing.assert_allclose(torch_vis.components, numpy_vis.components, rtol=1e-4, atol=1e-4)
+
+
+def test_several_inputs_each_guided_by_its_own_image():
+    """One basis over two inputs, each drawn guided by its own image: as drawing each alone with that basis."""
+    (fa, la, ga, _), (fb, _, gb, _) = scenes.single((120, 180), grid=12), scenes.single((120, 180), grid=12, seed=1)
+    ups = [embedview.Upsample("guided", guide=ga), embedview.Upsample("guided", guide=gb)]
+    model = embedview.PCA()
+    both = model.fit_transform(fa, fb, original_size=la.shape, pixel_size=1, upsample=ups)
+    for vis, features, up in zip(both, (fa, fb), ups):
+        alone = embedview.PCA.from_basis(model.basis_).transform(features, original_size=la.shape, pixel_size=1,
+                                                                 upsample=up)
+        np.testing.assert_array_equal(vis.rgb, alone.rgb)
+    assert not np.array_equal(both[0].rgb, both[1].rgb)
+    with pytest.raises(embedview.EmbedviewError, match="one per input"):
+        model.fit_transform(fa, fb, original_size=la.shape, upsample=embedview.Upsample("guided", guide=ga))
+    with pytest.raises(embedview.EmbedviewError, match="one entry per input: 2; got 1"):
+        model.fit_transform(fa, fb, original_size=la.shape, upsample=ups[:1])

@@ -167,7 +167,8 @@ class PCA:
 
         Returns one :class:`Visualization`, or a list of them for several inputs (``output``
         then is a list: one ``.zarr`` path or ``None`` per input). ``upsample``: as for
-        :meth:`transform` (``guided`` for one input only).
+        :meth:`transform`, or for several inputs a list, one per input (each ``guided`` by its
+        own image).
         """
         return self._run(sources, mask=mask, foreground=foreground, pixel_size=pixel_size,
                          rgb_components=rgb_components, output=output, metadata=metadata,
@@ -437,7 +438,12 @@ def _upsampling(upsample, sources) -> list:
     """The resolved upsampling of each input (the guide checked against its shape, before any work)."""
     from .._outputs.guide import Upsample
 
+    if isinstance(upsample, (list, tuple)):  # one per input: each guided by its own image
+        if len(upsample) != len(sources):
+            raise EmbedviewError(f"upsample= needs one entry per input: {len(sources)}; got {len(upsample)}.")
+        return [Upsample.of(u).resolve(src.shape, str(src.name)) for u, src in zip(upsample, sources)]
     up = Upsample.of(upsample)
     if up.method == "guided" and len(sources) > 1:
-        raise EmbedviewError("upsample='guided' guides one input with its image; draw the inputs one at a time.")
+        raise EmbedviewError("upsample='guided' guides one input with its image; for several inputs give one "
+                             "per input: upsample=[Upsample('guided', guide=image), ...].")
     return [up.resolve(src.shape, str(src.name)) for src in sources]
