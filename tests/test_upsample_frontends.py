@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 import embedview
+from _cli import run_ok
 from embedview import Upsample
 from embedview._run.visualize import render_plane
 from embedview._workflows.figure import GAP, LEGEND_ROOM, figure_pixel_size
-from embedview.cli import main
 
 from _fixtures import DATA
 
@@ -34,12 +34,6 @@ def stack_image(tmp_path_factory):
     path = tmp_path_factory.mktemp("frontends") / "stack.npy"
     np.save(path, np.clip(image, 0, 65535).astype(np.uint16))
     return path
-
-
-def run_ok(capsys, *argv):
-    code = main([str(a) for a in argv])
-    assert code == 0, capsys.readouterr().err
-    capsys.readouterr()
 
 
 def middle_panel(figure: np.ndarray, shape) -> np.ndarray:

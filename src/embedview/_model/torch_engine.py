@@ -20,7 +20,7 @@ import numpy as np
 
 from .._common.errors import EmbedviewError
 from .fit import Accumulator, Basis, rescale
-from .upsample import axis_taps, nearest_cells
+from .upsample import METHODS, TINY, axis_taps, nearest_cells
 
 #: Pinned staging buffers: one being filled on the host while the other may still be copying.
 _STAGING_SLOTS = 2
@@ -113,7 +113,7 @@ class TorchEngine:
         keep the device's temporaries near :data:`_UPSAMPLE_BYTES`.
         """
         torch = self._torch
-        if method not in ("nearest", "bilinear", "guided"):
+        if method not in METHODS:
             raise EmbedviewError(f"unknown upsampling method {method!r}; use 'nearest', 'bilinear' or 'guided'.")
         if method == "guided" and (cell_guide is None or pixel_guide is None):
             raise EmbedviewError("upsampling method 'guided' needs cell_guide and pixel_guide; pass both.")
@@ -148,7 +148,7 @@ class TorchEngine:
         taps = [[(torch.from_numpy(i).to(dev), torch.from_numpy(w).to(dev)) for i, w in
                  axis_taps(u, n, method, float(sigma_spatial), int(radius))]
                 for u, n in ((rows, vh), (cols, vw))]
-        tiny = float(np.finfo(np.float32).tiny)
+        tiny = TINY
         for a, b in _bands(ny, nx, 5 * k + 3 * g + 10):
             num = table.new_zeros((k, b - a, nx))
             den = table.new_zeros((b - a, nx))

@@ -15,8 +15,6 @@ METHODS = ("nearest", "bilinear", "guided")
 
 #: A weight sum at or below this counts as zero (underflow): the pixel takes its nearest cell.
 TINY = float(np.finfo(np.float32).tiny)
-#: The guide value given to cells that may not count: its range weight underflows to exactly 0.
-FAR = 1e18
 
 
 def nearest_cells(u: np.ndarray, n_valid: int) -> np.ndarray:
@@ -99,13 +97,11 @@ def upsample_cells(cells, rows, cols, valid, method, *, cell_guide=None, pixel_g
     if guided:
         cg = np.asarray(cell_guide, dtype=np.float32)[:, :vh, :vw]
         ok &= np.isfinite(cg).all(axis=0)
-        # A cell that may not count gets a guide value so far away that its weight is exactly 0.
-        cg = np.where(ok, cg, np.float32(FAR)).astype(np.float32)
+        cg = np.where(ok, cg, np.float32(0)).astype(np.float32)  # no NaN in the sums; `okf` zeroes them
         pg = np.ascontiguousarray(np.moveaxis(np.asarray(pixel_guide, dtype=np.float32), -1, 0))
         scale = np.float32(-0.5 / (float(sigma_range) ** 2))
         gbuf = np.empty((cg.shape[0],) + shape, np.float32)
-    else:
-        okf = ok.astype(np.float32)
+    okf = ok.astype(np.float32)  # a cell that may not count (not drawn, no guide) weighs 0
     table = np.where(ok, cells, np.float32(0)).astype(np.float32)
     num = np.zeros((k,) + shape, np.float32)
     den = np.zeros(shape, np.float32)
@@ -117,7 +113,7 @@ def upsample_cells(cells, rows, cols, valid, method, *, cell_guide=None, pixel_g
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
         for iy, wy in taps_y:
             t_rows = table[:, iy]
-            g_rows = cg[:, iy] if guided else okf[iy]
+            g_rows, ok_rows = (cg[:, iy] if guided else None), okf[iy]
             for ix, wx in taps_x:
                 np.multiply.outer(wy, wx, out=w)
                 if guided:
@@ -128,9 +124,8 @@ def upsample_cells(cells, rows, cols, valid, method, *, cell_guide=None, pixel_g
                     np.multiply(d2, scale, out=tmp)
                     np.exp(tmp, out=tmp)
                     w *= tmp
-                else:
-                    np.take(g_rows, ix, axis=1, out=tmp)
-                    w *= tmp
+                np.take(ok_rows, ix, axis=1, out=tmp)
+                w *= tmp
                 den += w
                 np.take(t_rows, ix, axis=2, out=tbuf)
                 tbuf *= w

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,9 @@ RANGE_NOISE = 3.0
 RANGE_FLOOR = 0.05
 #: Default spatial sigma, in cells.
 SPATIAL_SIGMA = 1.0
+#: Pieces whose cell means are kept (least recently used dropped first): more than the pieces
+#: one row of output windows meets, however large the image.
+CACHED_PIECES = 256
 #: Pixels per band when cell means are summed (bounds the float copy of the guide).
 BAND_PIXELS = 2**22
 
@@ -194,18 +198,21 @@ class Guide:
         self.channels = 1 if c in (None, 1, 2) else 3
         self.lo, self.hi, self.noise = self._statistics()
         self._means: dict = {}
+        self._lock = threading.Lock()
 
     # -- pickling: a path or a memory map travels as its spec, not as its pixels ---------------
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["_means"] = {}
+        state["_lock"] = None
         if self.path is not None or self._memmap is not None:
             state["_array"] = None
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     @property
     def array(self):
@@ -259,9 +266,17 @@ class Guide:
         in the cell): ``(g, h, w)`` float32 over ``grid``'s whole shape, NaN where no pixel falls.
         Cached per ``(z, grid)``."""
         key = (z, grid)
-        if key not in self._means:
-            self._means[key] = self._cell_means(z, grid)
-        return self._means[key]
+        with self._lock:  # windows are drawn by several threads
+            means = self._means.pop(key, None)
+        if means is None:
+            means = self._cell_means(z, grid)
+        with self._lock:
+            self._means[key] = means  # most recently used last
+            # Bounded: OME-Zarr windows go in C order, so the pieces of the last window rows are
+            # the ones asked for again.
+            while len(self._means) > CACHED_PIECES:
+                del self._means[next(iter(self._means))]
+        return means
 
     def _cell_means(self, z, grid) -> np.ndarray:
         out = np.full((self.channels,) + tuple(grid.shape), np.nan, np.float32)

@@ -436,8 +436,12 @@ def _same_basis(a, b) -> bool:
 
 def _upsampling(upsample, sources) -> list:
     """The resolved upsampling of each input (the guide checked against its shape, before any work)."""
-    from .._outputs.guide import Upsample
+    from .._outputs.guide import Upsample, Upsampling
 
+    if isinstance(upsample, Upsampling):  # resolved by the caller (e.g. once for a picture and its figure)
+        if upsample.guide is not None and any(upsample.guide.image_shape != tuple(s.shape) for s in sources):
+            raise EmbedviewError("the resolved upsampling's guide was opened for another image shape.")
+        return [upsample] * len(sources)
     if isinstance(upsample, (list, tuple)):  # one per input: each guided by its own image
         if len(upsample) != len(sources):
             raise EmbedviewError(f"upsample= needs one entry per input: {len(sources)}; got {len(upsample)}.")

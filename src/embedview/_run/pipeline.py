@@ -108,10 +108,12 @@ def execute(inputs: Inputs, job: Job, *, fit: str = "joint", pixel_size=None, ou
     grids = [src.output_grid(pixel_size) for src in sources]
     k = job.options.n_components
     upsample = list(upsample) if upsample is not None else [None] * len(sources)
-    device = None if execution.device == "cpu" else execution.device
     with contextlib.ExitStack() as stack:
         executor = execution.executor(inputs)
         stack.enter_context(contextlib.closing(executor))
+        # The sinks upsample on the executor's own engine when it has one here (a Dask executor's
+        # engines live in its workers: the sinks get the device's name and build theirs).
+        device = getattr(executor, "engine", None) or (None if execution.device == "cpu" else execution.device)
         for src, grid, out in zip(sources, grids, outputs):  # in-memory pictures sized before anything is read
             if draw and out is None:
                 check_picture_fits(src.n_slices or 1, grid.shape, k, clustered=job.clustered)

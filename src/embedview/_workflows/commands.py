@@ -135,6 +135,7 @@ def render(embeddings, output, *, model=None, image=None, slice_: int | None = N
     [PosixPath('pca.png'), PosixPath('pca_figure.png')]
     """
     from .._common.output_paths import check_output
+    from .._outputs.guide import Upsample
     from .._outputs.io import write_output
     from .._run.estimator import PCA
     from .._run.pipeline import Execution
@@ -163,6 +164,8 @@ def render(embeddings, output, *, model=None, image=None, slice_: int | None = N
             "rgb_components": list(rgb) if rgb else None}
     if draw.get("upsample") is not None:  # an OME-Zarr output records the resolved numbers too
         meta["upsample"] = {"method": draw["upsample"].method}
+        # Resolved once (the guide opened, its statistics sampled) for the picture, figure and montage.
+        draw["upsample"] = Upsample.of(draw["upsample"], image=image).resolve(src.shape, str(src.name))
     # A .zarr output is written chunk by chunk while it is computed: memory stays bounded.
     direct = out.suffix.lower() == ".zarr"
     vis = model._run([src], output=out if direct else None, metadata=meta, fitted=fitted,
