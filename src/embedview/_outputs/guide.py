@@ -135,17 +135,9 @@ class Upsampling:
 def _open(image):
     """``(array-like, path or None)`` for a path or an array-like."""
     if isinstance(image, (str, os.PathLike)):
-        path = Path(image)
-        if path.suffix.lower() in (".tif", ".tiff") and path.is_file():
-            try:  # uncompressed, contiguous TIFF: memory-mapped, not loaded
-                import tifffile
+        from .io import read_image  # .npy and uncompressed TIFF memory-mapped
 
-                return tifffile.memmap(str(path), mode="r"), path
-            except (ValueError, OSError):  # compressed or tiled: read_image below decodes it (or says why not)
-                pass
-        from .io import read_image
-
-        return read_image(path), path
+        return read_image(image), Path(image)
     if not all(hasattr(image, a) for a in ("shape", "dtype", "__getitem__")):
         raise EmbedviewError(f"the guide must be an image array or a path; got {type(image).__name__}.")
     return image, None

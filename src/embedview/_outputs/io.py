@@ -34,8 +34,8 @@ def read_image(path) -> np.ndarray:
     Returns
     -------
     ndarray
-        ``(H, W)``, ``(H, W, 3|4)``, or ``(Z, H, W[, 3|4])`` as stored. ``.npy`` files are
-        memory-mapped, so a large stack is not loaded whole.
+        ``(H, W)``, ``(H, W, 3|4)``, or ``(Z, H, W[, 3|4])`` as stored. ``.npy`` files and
+        uncompressed TIFFs are memory-mapped (read-only), so a large stack is not loaded whole.
 
     Examples
     --------
@@ -55,7 +55,10 @@ def read_image(path) -> np.ndarray:
         elif ext in (".tif", ".tiff"):
             import tifffile
 
-            image = tifffile.imread(path)
+            try:  # uncompressed and contiguous: memory-mapped, not loaded (as a .npy is)
+                image = tifffile.memmap(path, mode="r")
+            except (ValueError, OSError):  # compressed or tiled: decoded whole
+                image = tifffile.imread(path)
         else:
             image = _read_pillow(path)
     except EmbedviewError:
