@@ -61,8 +61,18 @@ def test_micro_sam_stack(tmp_path, capsys, ext):
             assert image.info["duration"] == 250 and image.info["loop"] == 0
 
 
-def test_tiled_stack_with_the_python_entry(tmp_path):
+@pytest.mark.parametrize("on_disk", [False, True])
+def test_tiled_stack_with_the_python_entry(tmp_path, monkeypatch, on_disk):
+    """The projected pieces wait in memory, or (many of them) in a scratch zarr that goes away."""
+    import tempfile
+
+    from embedview._outputs import sinks
+
+    monkeypatch.setattr(sinks, "MEMORY_STORE_BYTES", -1 if on_disk else 2**40)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "scratch"))
+    os.mkdir(tmp_path / "scratch")
     out = embedview.movie(str(TILED_STACK), tmp_path / "tiled.gif", pixel_size=2)
+    assert os.listdir(tmp_path / "scratch") == []
     frames = gif_frames(out)
     picture = embedview.visualize(str(TILED_STACK), pixel_size=2).rgb
     assert len(frames) == 2 and frames[0].shape == picture.shape[1:] == (300, 350, 3)

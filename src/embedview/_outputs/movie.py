@@ -23,7 +23,7 @@ from .._common.errors import EmbedviewError
 from .._inputs.sources import Piece
 from .._model.fit import Basis
 from .render import Placer
-from .sinks import MEMORY_STORE_BYTES, _DiskStore, compose
+from .sinks import compose, projected_store
 
 #: Frames per second unless asked otherwise.
 DEFAULT_FPS = 5.0
@@ -181,14 +181,13 @@ class MovieOutput:
         from .._common.output_paths import atomic_path
 
         pieces = src.pieces()
-        cells = pieces[0].grid.shape
-        big = len(pieces) * n_components * cells[0] * cells[1] * 4 > MEMORY_STORE_BYTES
         with contextlib.ExitStack() as stack:
             tmp = stack.enter_context(atomic_path(self.path))
-            scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="embedview-movie-"))) if big else None
+            store = projected_store(pieces, n_components, lambda: Path(stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="embedview-movie-"))) / "projected")
             writer = open_writer(tmp, self.fps)
             stack.callback(writer.close)  # closed (the file complete) before it is moved into place
-            yield MovieSink(writer, pieces, grid, n_components, self.frame, scratch, placing)
+            yield MovieSink(writer, pieces, grid, n_components, self.frame, store, placing)
 
 
 class MovieSink:
@@ -204,22 +203,21 @@ class MovieSink:
     n_components : int
     frame : callable, optional
         As :attr:`MovieOutput.frame`.
-    scratch : Path, optional
-        A folder for the projected pieces (a scratch zarr) when they are too many to keep in memory.
+    store : dict or scratch zarr
+        Where the projected pieces wait (:func:`embedview._outputs.sinks.projected_store`).
     placing : tuple
         The :class:`Placer`'s arguments after the grid (how cells become pixels), as the other
         sinks' placers get them: a movie frame is drawn exactly as an OME-Zarr window.
     """
 
-    def __init__(self, writer, pieces: list[Piece], grid, n_components: int, frame=None, scratch=None,
+    def __init__(self, writer, pieces: list[Piece], grid, n_components: int, frame=None, store=None,
                  placing=()):
         self.writer, self.pieces, self.grid, self.k, self.frame = writer, pieces, grid, n_components, frame
         self.placer = Placer(grid, *placing)
         self.by_slice: dict[int, list] = {}  # slice → its pieces' indices and pieces
         for i, piece in enumerate(pieces):
             self.by_slice.setdefault(piece.z or 0, []).append((i, piece))
-        self.store = {} if scratch is None else _DiskStore(Path(scratch) / "projected", len(pieces), n_components,
-                                                           pieces[0].grid.shape)
+        self.store = {} if store is None else store
         self.written = 0
 
     def place(self, index: int, piece: Piece, projected: np.ndarray) -> None:

@@ -59,6 +59,16 @@ def compose(placer: Placer, parts, window: tuple[slice, slice], k: int, basis: B
     return components, rgb
 
 
+def projected_store(pieces: list[Piece], n_components: int, folder, on_disk: bool | None = None):
+    """Where a sink keeps the projected pieces until it composes windows: a dict, or (``on_disk``,
+    by default when they exceed :data:`MEMORY_STORE_BYTES`) a scratch zarr at ``folder()``, a
+    callable called only then."""
+    cells = pieces[0].grid.shape
+    if on_disk is None:
+        on_disk = len(pieces) * n_components * cells[0] * cells[1] * 4 > MEMORY_STORE_BYTES
+    return _DiskStore(Path(folder()), len(pieces), n_components, cells) if on_disk else {}
+
+
 class MemorySink:
     """The whole picture in memory: ``components`` ``(Z, y, x, k)`` and ``rgb`` ``(Z, y, x, 3)``."""
 
@@ -99,11 +109,7 @@ class ZarrSink:
         self.placer = Placer(grid, upsample, engine)  # pickles as its options (the guide as its path)
         self.drawn: set = set()  # the windows written, (z, i, j) in chunks: the coarser levels need no others
         self.writer = OmeZarrWriter(self.path, grid.shape, n_slices, n_components, self.chunk)
-        cell_grid = pieces[0].grid.shape
-        nbytes = len(pieces) * n_components * cell_grid[0] * cell_grid[1] * 4
-        if on_disk is None:
-            on_disk = nbytes > MEMORY_STORE_BYTES
-        self.store = _DiskStore(self.path / "_projected", len(pieces), n_components, cell_grid) if on_disk else {}
+        self.store = projected_store(pieces, n_components, lambda: self.path / "_projected", on_disk)
 
     def place(self, index: int, piece: Piece, projected: np.ndarray) -> None:
         self.store[index] = projected
