@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import _scenes as scenes
 import embedview
@@ -203,6 +205,9 @@ def test_cli(tmp_path, capsys):
     rgb, _, attrs = read_ome_zarr(tmp_path / "g.zarr")
     np.testing.assert_array_equal(rgb, embedview.read_image(tmp_path / "g.png"))
     assert "0.2" in str(attrs) and "guided" in str(attrs)
+    with Image.open(tmp_path / "g.png") as png:  # the PNG records the numbers used too
+        recorded = json.loads(png.text["embedview"])["upsample"]
+    assert recorded["method"] == "guided" and recorded["sigma_range"] == 0.2 and recorded["sigma_spatial"] == 1.0
     assert main(["render", str(emb), str(emb), "-o", str(tmp_path / "two"), "--upsample", "bilinear",
                  "--pixel-size", "2", "-q"]) == 0
 

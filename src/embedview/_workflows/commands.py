@@ -162,10 +162,12 @@ def render(embeddings, output, *, model=None, image=None, slice_: int | None = N
     rgb = draw.get("rgb_components")
     meta = {"source": str(embeddings), "fit": fit_mode, "normalize": model.normalize,
             "rgb_components": list(rgb) if rgb else None}
-    if draw.get("upsample") is not None:  # an OME-Zarr output records the resolved numbers too
-        meta["upsample"] = {"method": draw["upsample"].method}
-        # Resolved once (the guide opened, its statistics sampled) for the picture, figure and montage.
+    if draw.get("upsample") is not None:
+        # Resolved once (the guide opened, its statistics sampled) for the picture, figure and
+        # montage; every output records the numbers used.
         draw["upsample"] = Upsample.of(draw["upsample"], image=image).resolve(src.shape, str(src.name))
+        if draw["upsample"] is not None:
+            meta["upsample"] = draw["upsample"].describe()
     # A .zarr output is written chunk by chunk while it is computed: memory stays bounded.
     direct = out.suffix.lower() == ".zarr"
     vis = model._run([src], output=out if direct else None, metadata=meta, fitted=fitted,
