@@ -132,6 +132,23 @@ class Upsampling:
         return out
 
 
+def resolve_upsampling(upsample, image_shape, name: str = "the embeddings", image=None) -> "Upsampling | None":
+    """``upsample`` resolved for embeddings of ``image_shape`` (``None`` for nearest).
+
+    An :class:`Upsampling` resolved before is checked against the shape and kept, so one guide is
+    opened once for several pictures of the same embeddings (a picture, its figure, its
+    montage); anything else is :meth:`Upsample.of` (``"guided"`` without a guide taking
+    ``image``), then :meth:`Upsample.resolve`.
+    """
+    if isinstance(upsample, Upsampling):
+        if upsample.guide is not None and tuple(upsample.guide.image_shape) != tuple(int(s) for s in image_shape):
+            raise EmbedviewError(f"the upsampling's guide describes an image of shape "
+                                 f"{list(upsample.guide.image_shape)} but {name} one of {list(image_shape)}; "
+                                 "resolve it for these embeddings.")
+        return upsample
+    return Upsample.of(upsample, image=image).resolve(image_shape, name)
+
+
 def _open(image):
     """``(array-like, path or None)`` for a path or an array-like."""
     if isinstance(image, (str, os.PathLike)):

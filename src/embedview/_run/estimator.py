@@ -436,18 +436,14 @@ def _same_basis(a, b) -> bool:
 
 def _upsampling(upsample, sources) -> list:
     """The resolved upsampling of each input (the guide checked against its shape, before any work)."""
-    from .._outputs.guide import Upsample, Upsampling
+    from .._outputs.guide import resolve_upsampling
 
-    if isinstance(upsample, Upsampling):  # resolved by the caller (e.g. once for a picture and its figure)
-        if upsample.guide is not None and any(upsample.guide.image_shape != tuple(s.shape) for s in sources):
-            raise EmbedviewError("the resolved upsampling's guide was opened for another image shape.")
-        return [upsample] * len(sources)
     if isinstance(upsample, (list, tuple)):  # one per input: each guided by its own image
         if len(upsample) != len(sources):
             raise EmbedviewError(f"upsample= needs one entry per input: {len(sources)}; got {len(upsample)}.")
-        return [Upsample.of(u).resolve(src.shape, str(src.name)) for u, src in zip(upsample, sources)]
-    up = Upsample.of(upsample)
-    if up.method == "guided" and len(sources) > 1:
+    elif len(sources) > 1 and (getattr(upsample, "method", upsample) == "guided"):
         raise EmbedviewError("upsample='guided' guides one input with its image; for several inputs give one "
                              "per input: upsample=[Upsample('guided', guide=image), ...].")
-    return [up.resolve(src.shape, str(src.name)) for src in sources]
+    else:
+        upsample = [upsample] * len(sources)
+    return [resolve_upsampling(u, src.shape, str(src.name)) for u, src in zip(upsample, sources)]

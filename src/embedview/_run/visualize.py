@@ -192,17 +192,10 @@ def render_plane(source, basis: Basis, pixel_size, z: int | None = None,
     >>> rgb.shape
     (600, 900, 3)
     """
-    from .._outputs.guide import Upsample, Upsampling
+    from .._outputs.guide import resolve_upsampling
 
     src = open_source(source)
-    if isinstance(upsample, Upsampling):
-        upsampling = upsample
-        if upsampling.guide is not None and tuple(upsampling.guide.image_shape) != tuple(src.shape):
-            raise EmbedviewError(f"the upsampling's guide describes an image of shape "
-                                 f"{list(upsampling.guide.image_shape)} but {src.name} one of {list(src.shape)}; "
-                                 "resolve it for these embeddings.")
-    else:
-        upsampling = Upsample.of(upsample).resolve(src.shape, str(src.name))
+    upsampling = resolve_upsampling(upsample, src.shape, str(src.name))
     grid = OutputGrid.for_image(src.image_shape, pixel_size)
     check_picture_fits(1, grid.shape, basis.n_components)
     pieces = [p for p in src.pieces() if p.z == z]

@@ -135,7 +135,7 @@ def render(embeddings, output, *, model=None, image=None, slice_: int | None = N
     [PosixPath('pca.png'), PosixPath('pca_figure.png')]
     """
     from .._common.output_paths import check_output
-    from .._outputs.guide import Upsample
+    from .._outputs.guide import resolve_upsampling
     from .._outputs.io import write_output
     from .._run.estimator import PCA
     from .._run.pipeline import Execution
@@ -165,7 +165,7 @@ def render(embeddings, output, *, model=None, image=None, slice_: int | None = N
     if draw.get("upsample") is not None:
         # Resolved once (the guide opened, its statistics sampled) for the picture, figure and
         # montage; every output records the numbers used.
-        draw["upsample"] = Upsample.of(draw["upsample"], image=image).resolve(src.shape, str(src.name))
+        draw["upsample"] = resolve_upsampling(draw["upsample"], src.shape, str(src.name), image=image)
         if draw["upsample"] is not None:
             meta["upsample"] = draw["upsample"].describe()
     # A .zarr output is written chunk by chunk while it is computed: memory stays bounded.

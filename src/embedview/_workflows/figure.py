@@ -200,12 +200,12 @@ def figure_upsampling(upsample, image, source):
     ('guided', None)
     """
     from .._inputs.sources import open_source
-    from .._outputs.guide import Upsample, Upsampling
+    from .._outputs.guide import resolve_upsampling
 
-    if upsample is None or isinstance(upsample, Upsampling):
-        return upsample
+    if upsample is None:
+        return None
     src = open_source(source)
-    return Upsample.of(upsample, image=image).resolve(src.shape, str(src.name))
+    return resolve_upsampling(upsample, src.shape, str(src.name), image=image)
 
 
 class Drawn(NamedTuple):
