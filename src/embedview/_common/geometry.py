@@ -147,14 +147,15 @@ class CellGrid:
         b = min(self.valid_shape[axis], _ceil_frac((Fraction(stop) - o) / s))
         return a, max(a, b)
 
-    def cell_of(self, coords: np.ndarray, axis: int) -> np.ndarray:
-        """Index of the cell covering each image coordinate (index space), clipped to valid cells."""
+    def cell_of(self, coords: np.ndarray, axis: int, clip: bool = True) -> np.ndarray:
+        """Index of the cell covering each image coordinate (index space), clipped to valid cells
+        (unless ``clip`` is False: then coordinates off the grid get indices outside it)."""
         # Floats are exact enough: a pixel centre off a cell edge is off it by a fraction with a
         # small denominator (≥ 1/(2·H·P) cells for a ViT), far above the 1e-9 that puts centres
         # exactly on an edge into the cell after it.
         s, o = float(self.cell_size[axis]), float(self.origin[axis])
         idx = np.floor((np.asarray(coords, dtype=np.float64) - o) / s + 1e-9)
-        return np.clip(idx, 0, self.valid_shape[axis] - 1).astype(np.intp)
+        return (np.clip(idx, 0, self.valid_shape[axis] - 1) if clip else idx).astype(np.intp)
 
 
 @dataclass(frozen=True)

@@ -365,7 +365,7 @@ def _pixel_cells(grid, axis: int, n_pixels: int) -> tuple[int, np.ndarray]:
     b = min(n_pixels, math.ceil(o + nv * s) + 1)
     if b <= a:
         return 0, np.empty(0, np.intp)
-    idx = np.floor((np.arange(a, b, dtype=np.float64) + 0.5 - o) / s + 1e-9).astype(np.intp)
+    idx = grid.cell_of(np.arange(a, b, dtype=np.float64) + 0.5, axis, clip=False)
     keep = np.flatnonzero((idx >= 0) & (idx < nv))
     if keep.size == 0:
         return 0, np.empty(0, np.intp)
