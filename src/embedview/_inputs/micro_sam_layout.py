@@ -45,6 +45,11 @@ ROOT_ATTRIBUTES = ("data_signature", "tile_shape", "halo", "model_type", "model_
                    "micro_sam_version", "model_hash", "input_size", "original_size")
 
 
+#: The root attribute of embeddings that embedview's encoders wrote: the encoder's declaration
+#: (``preprocess``, ``patch_size``, ...), from which the cells' grid is derived exactly.
+ENCODER_KEY = "embedview_encoder"
+
+
 #: ``vfm_mode`` of micro_sam's vision-foundation-model containers (micro_sam/models/vfm.py:
 #: DINOv2, DINOv3, UNI, SAM3), and the layout each one is.
 VFM_LAYOUTS = {"2d": "single", "3d": "stack", "tiled-2d": "tiled", "tiled-3d": "tiled stack"}
@@ -283,13 +288,32 @@ def from_features(features, original_size, name, metadata, given: bool = False) 
     image_shape = check_size(original_size, "original_size", name, *([GIVEN] if given else []))
     _check_array(features, f"the features of {name}")
     n_slices, n_channels, grid_shape = check_feature_shape(features.shape, name)
-    grid = CellGrid.sam(image_shape, grid_shape)
+    grid = grid_rule(metadata, name)(image_shape, grid_shape)
     whole = tuple((0, n) for n in image_shape)
     zs = [None] if n_slices is None else range(n_slices)
     pieces = [Piece(z, None, grid, whole) for z in zs]
     layout = "single" if n_slices is None else "stack"
     return Source(name, layout, image_shape, n_slices, n_channels, features,
                   metadata=metadata, _pieces=pieces)
+
+
+def grid_rule(metadata, name):
+    """How a block's cells lie: derived from the encoder's declaration that embedview recorded
+    (:data:`ENCODER_KEY`), else SAM's rule (:meth:`~embedview._common.geometry.CellGrid.sam`)."""
+    declared = (metadata or {}).get(ENCODER_KEY)
+    if not isinstance(declared, Mapping) or "preprocess" not in declared:
+        return CellGrid.sam
+    from .vit_geometry import as_preprocess, pair
+
+    try:
+        pre, patch = as_preprocess(declared["preprocess"]), pair(declared.get("patch_size"), "patch_size")
+    except EmbedviewError as err:
+        raise EmbedviewError(f"{name} records an encoder embedview cannot read ({err}); recompute the embeddings.") from None
+
+    def grid(extent, grid_shape, origin=(0, 0)) -> CellGrid:
+        g = pre.cell_grid(extent, patch, grid_shape)
+        return CellGrid(tuple(int(o) + go for o, go in zip(origin, g.origin)), g.cell_size, g.shape, g.extent)
+    return grid
 
 
 def _check_array(array, what: str) -> None:
@@ -322,6 +346,7 @@ def _from_tiles(group, name, metadata) -> Source:
         raise EmbedviewError(f"{name} holds no tiles; it is not a usable micro_sam embedding file.")
     n_slices = n_channels = grid_shape = None
     pieces_by_tile, arrays = {}, {}
+    rule = grid_rule(metadata, name)
     for tile in present:
         array = arrays[tile] = _checked_node(members[str(tile)], f"{name}/features/{tile}", array=True)
         _check_array(array, f"tile {tile} of {name}")
@@ -339,7 +364,7 @@ def _from_tiles(group, name, metadata) -> Source:
             raise EmbedviewError(
                 f"tile {tile} of {name} says its block is {list(stated)} pixels but shape, tile_shape "
                 f"and halo give {list(extent)}; the file's metadata is inconsistent.")
-        pieces_by_tile[tile] = (CellGrid.sam(extent, grid_shape, origin=(oy0, ox0)), tiling.inner(tile))
+        pieces_by_tile[tile] = (rule(extent, grid_shape, origin=(oy0, ox0)), tiling.inner(tile))
     if (n_slices or 1) * len(present) > MAX_PIECES:
         raise EmbedviewError(f"{name} has {n_slices} slices of {len(present)} tiles, more than the {MAX_PIECES} "
                              "pieces embedview reads; split the stack.")
@@ -467,15 +492,71 @@ def write_micro_sam_embeddings(path, features, *, original_size, tile_shape=None
     return path
 
 
-def _write_array(group, name, array, attrs, bar) -> None:
-    shape = tuple(int(v) for v in array.shape)
-    # micro_sam's chunks: one whole feature grid (of one slice).
+def _create_features(group, name, shape, attrs):
+    """A features array as micro_sam creates one: float32, one chunk per feature grid (of one slice)."""
+    shape = tuple(int(v) for v in shape)
     chunks = (1,) * (len(shape) - 3) + shape[-3:]
     # every chunk written, even one equal to the fill value: a missing chunk means a damaged file
     out = group.create_array(name, shape=shape, chunks=chunks, dtype="float32", fill_value=0.0,
                              config={"write_empty_chunks": True})
     if attrs:
         out.attrs.update(attrs)
+    return out
+
+
+class ContainerWriter:
+    """micro_sam's container written piece by piece into an open zarr group (for embedview's encoders).
+
+    Parameters
+    ----------
+    root : zarr.Group
+        An empty group (a temporary folder's, or in memory).
+    original_size : (int, int)
+    n_slices : int or None
+    tiling : Tiling or None
+    n_channels, grid_shape :
+        Every piece's features are ``(n_channels, *grid_shape)``.
+    input_sizes : mapping of tile id (None untiled) to (int, int)
+        Each block's size after the resize and crop, as micro_sam records it.
+    """
+
+    def __init__(self, root, original_size, n_slices, tiling, n_channels, grid_shape, input_sizes):
+        self.root, self.tiling = root, tiling
+        self.original_size, self.input_sizes = [int(v) for v in original_size], input_sizes
+        shape = ((1,) if n_slices is None else (n_slices, 1)) + (int(n_channels),) + tuple(grid_shape)
+        if tiling is None:
+            self.arrays = {None: _create_features(root, "features", shape, {})}
+        else:
+            group = root.create_group("features")
+            group.attrs.update({"shape": self.original_size, "tile_shape": list(tiling.tile_shape),
+                                "halo": list(tiling.halo)})
+            self.arrays = {t: _create_features(group, str(t), shape, {
+                "original_size": [b - a for a, b in tiling.outer(t)], "input_size": list(input_sizes[t])})
+                for t in range(tiling.n_tiles)}
+
+    def write(self, z, tile, features) -> None:
+        """Store one piece's ``(C, h, w)`` features."""
+        self.arrays[tile][(0,) if z is None else (z, 0)] = np.asarray(features, np.float32)
+
+    def finish(self, *, data_signature, model_type, model_name, micro_sam_version, model_hash, encoder) -> None:
+        """Write the root attributes in micro_sam's order, then embedview's marker and the encoder's declaration."""
+        from .._common.output_paths import MARKER, folder_marker
+
+        tiled = self.tiling is not None
+        self.root.attrs.update({
+            "data_signature": data_signature,
+            "tile_shape": list(self.tiling.tile_shape) if tiled else None,
+            "halo": list(self.tiling.halo) if tiled else None,
+            "model_type": model_type, "model_name": model_name, "micro_sam_version": micro_sam_version,
+            "model_hash": model_hash,
+            "input_size": None if tiled else list(self.input_sizes[None]),
+            "original_size": None if tiled else self.original_size,
+            MARKER: folder_marker(), ENCODER_KEY: encoder})
+
+
+def _write_array(group, name, array, attrs, bar) -> None:
+    shape = tuple(int(v) for v in array.shape)
+    out = _create_features(group, name, shape, attrs)
     for i in range(shape[0]):
         out[i] = np.asarray(array[i], np.float32)
         bar.update()

@@ -18,6 +18,11 @@ Geometry conventions (all exact, in fractions):
   ``int(round((H_r - h) / 2.0))`` (Python rounds halves to even); a crop larger than the image
   pads it with ``(h - H_r) // 2`` before, so the offset is negative. ``crop_offset`` gives the
   offset explicitly (Hugging Face's ``center_crop`` uses ``(H_r - h) // 2``).
+- Rounding of an int resize: ``"floor"`` (torchvision, above) or ``"nearest"`` (SAM's
+  ``ResizeLongestSide``: ``int(n * (N * 1.0 / long) + 0.5)``, in its float arithmetic).
+- Pad: after the crop the input may be padded to ``pad = (h, w)``, at the end (``pad_side="end"``:
+  SAM's bottom/right padding, the cells do not move) or centred (``"centre"``: ``(h - H_c) // 2``
+  before, so the cells start that much later).
 - Patches: cell ``i`` covers model-input pixels ``[i * P, (i + 1) * P)``, so on the original
   image it starts at ``(c + i * P) * H / H_r`` (``c`` the crop offset) and is ``P * H / H_r``
   wide; cells may be non-square. A grid of ``input // P`` cells (the remainder dropped, as a
@@ -38,6 +43,9 @@ from .._common.errors import EmbedviewError
 from .._common.geometry import CellGrid, _ceil_frac
 
 RESIZE_MODES = ("shortest", "longest")
+ROUNDINGS = ("floor", "nearest")
+PAD_SIDES = ("end", "centre")
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
 
 
 def pair(value, what: str) -> tuple[int, int]:
@@ -73,6 +81,15 @@ class Preprocess:
     crop_offset : (int, int), optional
         Top-left corner of the crop in resized pixels, replacing the centre rule (e.g.
         ``((H_r - h) // 2, (W_r - w) // 2)`` for Hugging Face's ``center_crop``).
+    rounding : {"floor", "nearest"}
+        How an int ``resize`` rounds the other side: torchvision truncates, SAM rounds.
+    pad : None, int or (int, int)
+        Size the (cropped) input is padded to, with zeros after normalization (SAM: 1024).
+    pad_side : {"end", "centre"}
+        ``"end"``: bottom/right (SAM); ``"centre"``: ``(h - H_c) // 2`` before.
+    interpolation : str
+        The resize's filter, as Pillow names it (``"bilinear"``: SAM's, through torchvision on
+        a PIL image). It does not move the cells; encoders resample with it.
 
     Examples
     --------
@@ -82,12 +99,19 @@ class Preprocess:
     >>> g = pre.cell_grid((480, 640), 14, (16, 16))
     >>> float(g.cell_size[0]), float(g.origin[0])    # 14 * 480/256 pixels, from 16 * 480/256
     (26.25, 30.0)
+    >>> sam = Preprocess("longest:1024", rounding="nearest", pad=1024)   # SAM's ResizeLongestSide + pad
+    >>> sam.resized_size((400, 600)), sam.input_size((400, 600))
+    ((683, 1024), (1024, 1024))
     """
 
     resize: int | tuple[int, int] | str | None = None
     resize_mode: str = "shortest"
     crop: int | tuple[int, int] | None = None
     crop_offset: tuple[int, int] | None = None
+    rounding: str = "floor"
+    pad: int | tuple[int, int] | None = None
+    pad_side: str = "end"
+    interpolation: str = "bilinear"
 
     def __post_init__(self):
         resize, mode = self.resize, self.resize_mode
@@ -116,6 +140,10 @@ class Preprocess:
                 offset = ()
             if len(offset) != 2:
                 raise EmbedviewError(f"crop_offset must be two integers (top, left), got {self.crop_offset!r}.")
+        for key, allowed in (("rounding", ROUNDINGS), ("pad_side", PAD_SIDES), ("interpolation", INTERPOLATIONS)):
+            if getattr(self, key) not in allowed:
+                raise EmbedviewError(f"{key} must be one of {', '.join(map(repr, allowed))}; got {getattr(self, key)!r}.")
+        object.__setattr__(self, "pad", None if self.pad is None else pair(self.pad, "pad"))
         object.__setattr__(self, "resize", resize)
         object.__setattr__(self, "resize_mode", mode)
         object.__setattr__(self, "crop", crop)
@@ -129,8 +157,11 @@ class Preprocess:
         if isinstance(self.resize, tuple):
             return self.resize
         short, long = (w, h) if w <= h else (h, w)
+        if self.rounding == "nearest":  # SAM's ResizeLongestSide.get_preprocess_shape, its floats
+            scale = self.resize * 1.0 / (short if self.resize_mode == "shortest" else long)
+            new_short, new_long = int(short * scale + 0.5), int(long * scale + 0.5)
         # torchvision's _compute_resized_output_size, float division then truncation included
-        if self.resize_mode == "shortest":
+        elif self.resize_mode == "shortest":
             new_short, new_long = self.resize, int(self.resize * long / short)
         else:
             new_short, new_long = int(self.resize * short / long), self.resize
@@ -141,18 +172,40 @@ class Preprocess:
         return (new_long, new_short) if w <= h else (new_short, new_long)
 
     def crop_start(self, image_size) -> tuple[int, int]:
-        """Top-left corner of the crop in resized pixels (negative where the crop pads)."""
+        """Top-left corner of the model input in resized pixels (negative where a crop or a centred pad pads)."""
         resized = self.resized_size(image_size)
         if self.crop is None:
+            start = (0, 0)
+        elif self.crop_offset is not None:
+            start = self.crop_offset
+        else:
+            start = tuple(-((c - n) // 2) if c > n else int(round((n - c) / 2.0))
+                          for c, n in zip(self.crop, resized))
+        before = self.pad_before(image_size)
+        return tuple(s - b for s, b in zip(start, before))
+
+    def cropped_size(self, image_size) -> tuple[int, int]:
+        """``(h, w)`` after the resize and the crop, before any pad (micro_sam's ``input_size``)."""
+        return self.crop if self.crop is not None else self.resized_size(image_size)
+
+    def pad_before(self, image_size) -> tuple[int, int]:
+        """Zeros padded above and left of the cropped input."""
+        if self.pad is None or self.pad_side == "end":
             return 0, 0
-        if self.crop_offset is not None:
-            return self.crop_offset
-        return tuple(-((c - n) // 2) if c > n else int(round((n - c) / 2.0))
-                     for c, n in zip(self.crop, resized))
+        return tuple(max(0, p - n) // 2 for p, n in zip(self.pad, self.cropped_size(image_size)))
 
     def input_size(self, image_size) -> tuple[int, int]:
-        """``(h, w)`` of the model input."""
-        return self.crop if self.crop is not None else self.resized_size(image_size)
+        """``(h, w)`` of the model input (padded where ``pad`` says, never cut by it)."""
+        size = self.cropped_size(image_size)
+        return size if self.pad is None else tuple(max(p, n) for p, n in zip(self.pad, size))
+
+    def describe(self) -> dict:
+        """The recipe as JSON-able fields (recorded in written embeddings); ``Preprocess(**d)`` rebuilds it."""
+        def plain(v):
+            return list(v) if isinstance(v, tuple) else v
+        return {"resize": plain(self.resize), "resize_mode": self.resize_mode, "crop": plain(self.crop),
+                "crop_offset": plain(self.crop_offset), "rounding": self.rounding, "pad": plain(self.pad),
+                "pad_side": self.pad_side, "interpolation": self.interpolation}
 
     def cell_grid(self, image_size, patch_size, grid_shape) -> CellGrid:
         """The exact grid of ``grid_shape`` patches of ``patch_size`` input pixels on the original image.
@@ -185,8 +238,8 @@ def as_preprocess(preprocess) -> Preprocess:
             return Preprocess(**preprocess)
         except TypeError:
             raise EmbedviewError(
-                f"preprocess {dict(preprocess)!r} has keys other than resize, resize_mode, crop and "
-                "crop_offset; pass those only.") from None
+                f"preprocess {dict(preprocess)!r} has keys other than resize, resize_mode, crop, "
+                "crop_offset, rounding, pad, pad_side and interpolation; pass those only.") from None
     raise EmbedviewError(
         f"preprocess must be a Preprocess, a dict of its fields or None, got a {type(preprocess).__name__}.")
 

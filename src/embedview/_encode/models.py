@@ -1,0 +1,47 @@
+"""A model as the user names it (or an :class:`~.encoder.Encoder`) to an encoder on a device."""
+
+from __future__ import annotations
+
+from .._common.errors import EmbedviewError
+from .encoder import Encoder, require_torch
+
+DEVICES = ("cpu", "cuda", "mps")
+
+
+def resolve_encoder(model, checkpoint=None, device=None) -> Encoder:
+    """The encoder for ``model`` (a name, or an :class:`Encoder`) on ``device`` (default: cuda, mps, else cpu)."""
+    if isinstance(model, Encoder):
+        if checkpoint is not None:
+            raise EmbedviewError("checkpoint is for a model given by name; an Encoder brings its own weights.")
+        encoder = model
+    elif isinstance(model, str):
+        from . import sam
+
+        if not (sam.is_sam_name(model) or (checkpoint is not None and model[:5] in sam.ARCHITECTURES)):
+            raise EmbedviewError(sam.unknown_model_message(model))
+        require_torch()
+        encoder = sam.sam_encoder(model, checkpoint)
+    elif model is None:
+        raise EmbedviewError("pass the model to encode with: a name such as 'vit_t' or 'vit_b_lm', or an embedview.Encoder.")
+    else:
+        raise EmbedviewError(f"model must be a name or an embedview.Encoder, got a {type(model).__name__}.")
+    return encoder.to(pick_device(device))
+
+
+def pick_device(device=None) -> str:
+    """``device`` checked (cpu, cuda, cuda:N, mps), or the best one present."""
+    torch = require_torch()
+    if device is None:
+        if torch.cuda.is_available():
+            return "cuda"
+        mps = getattr(torch.backends, "mps", None)
+        return "mps" if mps is not None and mps.is_available() else "cpu"
+    text = str(device)
+    kind, _, index = text.partition(":")
+    if kind not in DEVICES or (index and not (kind == "cuda" and index.isdigit())):
+        raise EmbedviewError(f"device must be cpu, cuda, cuda:N or mps, got {text!r}.")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise EmbedviewError("device cuda was asked for, but PyTorch sees no CUDA GPU here; pass --device cpu.")
+    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise EmbedviewError("device mps was asked for, but PyTorch sees no Apple GPU here; pass --device cpu.")
+    return text
