@@ -16,7 +16,7 @@ def test_the_import_graph_is_acyclic():
 
 # The pipeline's layers, bottom up: a module imports only from its own layer or the ones below.
 # The front-ends (the public package, cli, micro_sam, napari) sit on top.
-LAYERS = ["_common", "_inputs", "_model", "_outputs", "_run", "_workflows"]
+LAYERS = ["_common", "_inputs", "_model", "_outputs", "_run", "_encode", "_workflows"]
 
 
 def _layer(module: str) -> int:
@@ -51,7 +51,8 @@ def test_the_command_line_is_parser_and_dispatch():
     imported |= {alias.name for node in tree.body if isinstance(node, ast.Import) for alias in node.names}
     assert imported <= {"__future__", "argparse", "sys", "_common.errors", "_common.version"}, imported
     commands = [n for n in functions if n.endswith("_command")]
-    assert {"_render_command", "_fit_command", "_similarity_command", "_info_command", "_demo_command"} <= set(commands)
+    assert {"_render_command", "_fit_command", "_similarity_command", "_info_command", "_demo_command",
+                                "_encode_command"} <= set(commands)
     for node in tree.body:  # each command's body is short: the work is in the library
         if isinstance(node, ast.FunctionDef) and node.name in commands:
             assert node.end_lineno - node.lineno < 25, node.name

@@ -48,6 +48,8 @@ _EXPORTS = {
     "movie": "_workflows.movie",
     "montage": "_workflows.montage",
     "Upsample": "_outputs.guide",
+    "Encoder": "_encode.encoder",
+    "encode": "_encode.run",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -93,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=_render_command)
 
+    _add_encode(commands)
+
     p = commands.add_parser(
         "fit", help="fit one basis over several inputs and save it (.npz) for `render --basis`",
         description="Fit one PCA basis, with its colour ranges, jointly over the cells of all inputs and "
@@ -394,6 +396,39 @@ def _render_command(args) -> int:
 def _option_inputs(args) -> list:
     """The files options were read from: outputs must leave them alone."""
     return [("the mask", args.mask), ("the basis", args.basis)]
+
+
+# ---------------------------------------------------------------------------------------------
+# encode
+
+
+def _add_encode(commands) -> None:
+    p = commands.add_parser(
+        "encode", help="compute embeddings of an image with a model (SAM family) into micro_sam's .zarr layout",
+        description="Run the model's image encoder over the image (slice by slice, tile by tile) with its exact "
+                    "preprocessing and write micro_sam's embedding file, which micro_sam reuses. Weights come from "
+                    "--checkpoint or micro_sam's cache; embedview never downloads.")
+    p.add_argument("image", help="the image: .npy, .tif/.tiff, .png, .jpg, a zarr array")
+    p.add_argument("-o", "--output", required=True, metavar="EMB.zarr", help="the embedding file to write")
+    p.add_argument("--model", required=True, metavar="NAME", help="micro_sam's name: vit_b, vit_l, vit_h, vit_t, "
+                                                                  "vit_b_lm, vit_t_lm, vit_b_em_organelles, ...")
+    p.add_argument("--checkpoint", metavar="FILE", help="the weights (else micro_sam's cache)")
+    p.add_argument("--ndim", type=int, choices=(2, 3), default=None, help="3: a stack (Z, H, W[, C]) (default: from the shape)")
+    p.add_argument("--tile-shape", type=_int_list, default=None, metavar="H,W", help="encode in tiles of this size")
+    p.add_argument("--halo", type=_int_list, default=None, metavar="H,W", help="the tiles' overlap (default 0,0)")
+    p.add_argument("--device", default=None, help="cpu, cuda or mps (default: a GPU if there is one)")
+    p.add_argument("--batch-size", type=_positive_int, default=1, metavar="N", help="blocks per forward pass (default 1)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    p.set_defaults(func=_encode_command)
+
+
+def _encode_command(args) -> int:
+    from ._workflows.encode import encode_file
+
+    encode_file(args.image, args.output, model=args.model, checkpoint=args.checkpoint, ndim=args.ndim,
+                tile_shape=args.tile_shape, halo=args.halo, device=args.device, batch_size=args.batch_size,
+                quiet=args.quiet)
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,7 +19,6 @@ def resolve_encoder(model, checkpoint=None, device=None) -> Encoder:
 
         if not (sam.is_sam_name(model) or (checkpoint is not None and model[:5] in sam.ARCHITECTURES)):
             raise EmbedviewError(sam.unknown_model_message(model))
-        require_torch()
         encoder = sam.sam_encoder(model, checkpoint)
     elif model is None:
         raise EmbedviewError("pass the model to encode with: a name such as 'vit_t' or 'vit_b_lm', or an embedview.Encoder.")

@@ -54,22 +54,28 @@ def sam_preprocess() -> Preprocess:
                       interpolation="bilinear")
 
 
-def known_names() -> list[str]:
-    """micro_sam's encoder names: its own registry where micro_sam is installed, else embedview's copy."""
-    registry = _micro_sam()[0] or MODELS
+def known_names(ask_micro_sam: bool = False) -> list[str]:
+    """micro_sam's encoder names: embedview's copy of its registry, and (``ask_micro_sam``) the
+    installed micro_sam's own (a newer one may know more)."""
+    registry = {**MODELS, **((_micro_sam()[0] or {}) if ask_micro_sam else {})}
     names = [n for n in registry if not n.endswith("_decoder")]
     return sorted(names, key=lambda n: (n[:5], len(n), n))
 
 
 def is_sam_name(name: str) -> bool:
-    return name in ARCHITECTURES or name in known_names()
+    """Whether micro_sam knows ``name``; only a name unknown to embedview's copy that starts like
+    micro_sam's (``vit_b_...``) costs importing micro_sam."""
+    if name in ARCHITECTURES or name in MODELS:
+        return True
+    return name[:5] in ARCHITECTURES and name in known_names(ask_micro_sam=True)
 
 
 _MICRO_SAM: list = []
 
 
 def _micro_sam() -> tuple[dict | None, str | None]:
-    """micro_sam's registry (name → hash) and cache folder, where micro_sam is installed and imports."""
+    """micro_sam's registry (name → hash) and cache folder, where micro_sam is installed and imports
+    (asked only for names embedview's copy lacks: micro_sam.util imports torch, elf, skimage)."""
     if not _MICRO_SAM:
         import importlib.util
 
@@ -89,12 +95,10 @@ def _micro_sam() -> tuple[dict | None, str | None]:
 
 
 def cache_folder() -> Path:
-    """Where micro_sam keeps its weights: micro_sam's own answer, else ``$MICROSAM_CACHEDIR/models``,
+    """Where micro_sam keeps its weights (its ``microsam_cachedir()`` rule): ``$MICROSAM_CACHEDIR/models``,
     else pooch's ``os_cache("micro_sam")/models``."""
     if os.environ.get("MICROSAM_CACHEDIR"):
         return Path(os.path.expanduser(os.environ["MICROSAM_CACHEDIR"])) / "models"
-    if _micro_sam()[1]:
-        return Path(_micro_sam()[1])
     try:
         import pooch
 
@@ -125,7 +129,7 @@ def file_hash(path) -> str | None:
 def sam_encoder(name: str, checkpoint=None) -> Encoder:
     """The image encoder of the SAM-family model ``name`` with its weights, as an :class:`Encoder`."""
     architecture = name[:5]
-    if architecture not in ARCHITECTURES or not (checkpoint is not None or name in known_names()):
+    if architecture not in ARCHITECTURES or not (checkpoint is not None or is_sam_name(name)):
         raise EmbedviewError(unknown_model_message(name))
     if checkpoint is None:
         path = cache_folder() / name
@@ -134,7 +138,7 @@ def sam_encoder(name: str, checkpoint=None) -> Encoder:
                 f"no weights for {name}: embedview looks in micro_sam's cache ({path}, set by MICROSAM_CACHEDIR) "
                 f"and never downloads; fetch them once with micro_sam (python -c \"import micro_sam.util as u; "
                 f"u.get_sam_model('{name}')\") or pass --checkpoint FILE.")
-        model_hash = (_micro_sam()[0] or MODELS).get(name)
+        model_hash = MODELS.get(name) or (_micro_sam()[0] or {}).get(name)
     else:
         path = Path(checkpoint)
         if not path.is_file():
