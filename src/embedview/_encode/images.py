@@ -81,15 +81,20 @@ def open_image(image, ndim: int | None = None) -> Image:
         ndim = 2 if len(shape) == 2 or (len(shape) == 3 and shape[-1] <= 4) else 3
     if ndim not in (2, 3):
         raise EmbedviewError(f"ndim must be 2 (one image) or 3 (a stack), got {ndim!r}.")
-    rank = len(shape) - (ndim - 2)  # 2 or 3 axes after the slice axis
-    if rank not in (2, 3) or (rank == 3 and shape[-1] > 64):
+    if not _fits(shape, ndim):
         what = "(H, W) or (H, W, C)" if ndim == 2 else "(Z, H, W) or (Z, H, W, C)"
+        other = f"pass ndim={5 - ndim} or " if _fits(shape, 5 - ndim) else "pass "
         raise EmbedviewError(f"{name} has shape {list(shape)}, but an image of ndim={ndim} is {what}; "
-                             f"pass ndim={5 - ndim} or an image of that shape.")
+                             f"{other}an image of that shape (channels last, at most 64).")
     spatial = shape[ndim - 2:ndim]
     if min(shape) < 1:
         raise EmbedviewError(f"{name} is empty (shape {list(shape)}).")
     return Image(array, shape[0] if ndim == 3 else None, spatial, name, path)
+
+
+def _fits(shape, ndim: int) -> bool:
+    rank = len(shape) - (ndim - 2)  # axes after the slice axis: 2, or 3 with channels last
+    return rank == 2 or (rank == 3 and shape[-1] <= 64)
 
 
 def _read(path: Path):

@@ -169,8 +169,8 @@ def sam_encoder(name: str, checkpoint=None) -> Encoder:
 def unknown_model_message(name) -> str:
     names = ", ".join(known_names())
     return (f"unknown model {name!r}; the SAM family by micro_sam's names: {names} (or an architecture "
-            f"{', '.join(ARCHITECTURES)} with --checkpoint FILE), or from Python any torch module as "
-            "embedview.Encoder(module, patch_size=..., preprocess=...).")
+            f"{', '.join(ARCHITECTURES)} with a checkpoint file), or from Python any torch module wrapped in "
+            "an embedview.Encoder.")
 
 
 def _load_state(path: Path) -> dict:
