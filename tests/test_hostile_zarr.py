@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import embedview
+from _cli import run_fails, run_ok
 from embedview import EmbedviewError, describe
 from embedview.cli import main
 
@@ -214,6 +215,52 @@ def test_missing_chunk_of_arrays_handed_over_open(tmp_path):
 def test_missing_tile_of_a_masked_file_is_still_drawn_black(tmp_path):
     vis = embedview.visualize(copy_fixture("tiled2d_masked", tmp_path))
     assert (~vis.valid).any() and vis.valid.any()
+
+
+def test_missing_tile_folder_of_an_unmasked_file_is_refused(tmp_path, capsys):
+    """A whole tile folder gone from an unmasked tiling would draw a black hole: refused, by render and info."""
+    import shutil
+
+    path = copy_fixture("tiled2d", tmp_path)
+    shutil.rmtree(path / "features" / "4")
+    before = snapshot(path)
+    for command in (["render", path, "-o", tmp_path / "out.png"], ["info", path]):
+        err = run_fails(capsys, tmp_path, *command)
+        assert "tile 4 of" in err and "is missing" in err and "recompute" in err, err
+    assert snapshot(path) == before
+
+
+def test_missing_listed_tile_of_a_masked_file_is_refused(tmp_path, capsys):
+    """A masked tiling lacking a tile its own tiles_in_mask lists is refused; unlisted ones stay black."""
+    import shutil
+
+    path = copy_fixture("tiled2d_masked", tmp_path)
+    shutil.rmtree(path / "features" / "1")
+    err = run_fails(capsys, tmp_path, "render", path, "-o", tmp_path / "out.png")
+    assert "tile 1 of" in err and "tiles_in_mask lists it" in err, err
+    set_attrs(path / "features", tiles_in_mask=[0])  # the mask says so: drawn, tile 1 black
+    vis = embedview.visualize(path)
+    assert (~vis.valid).any() and vis.valid.any()
+    out = run_ok(capsys, "info", path).out
+    assert "missing tiles:" in out and "outside the mask" in out, out
+
+
+@pytest.mark.parametrize("value", [[0, 99], ["0"], {"0": [0], "1": "x"}, 3, [True]])
+def test_damaged_tiles_in_mask_is_refused(value, tmp_path):
+    path = copy_fixture("tiled2d_masked", tmp_path)
+    set_attrs(path / "features", tiles_in_mask=value)
+    with pytest.raises(EmbedviewError, match="tiles_in_mask"):
+        embedview.open_source(path)
+
+
+def test_tiles_in_mask_of_a_stack_is_a_dict_per_slice(tmp_path):
+    """micro_sam records a masked tiled stack's tiles per slice ({"z": [ids]}): their union must be there."""
+    path = copy_fixture("tiled3d", tmp_path)
+    set_attrs(path / "features", tiles_in_mask={"0": [0, 1], "1": [1, 2, 3]})
+    assert embedview.open_source(path).layout == "tiled stack"
+    set_attrs(path / "features", tiles_in_mask={"0": [0], "1": [7]})
+    with pytest.raises(EmbedviewError, match="tiles_in_mask"):  # 7 is not a tile of this 2×2 tiling
+        embedview.open_source(path)
 
 
 def test_info_of_a_file_claiming_a_million_tiles_is_bounded(tmp_path, capsys):

@@ -320,6 +320,8 @@ def _from_tiles(group, name, metadata) -> Source:
     present = sorted(int(k) for k in members if k.isdigit() and str(int(k)) == k and int(k) < tiling.n_tiles)
     if not present:
         raise EmbedviewError(f"{name} holds no tiles; it is not a usable micro_sam embedding file.")
+    _check_tiles_present(present, _tiles_in_mask(gattrs.get("tiles_in_mask"), tiling.n_tiles, name),
+                         tiling.n_tiles, name)
     n_slices = n_channels = grid_shape = None
     pieces_by_tile, arrays = {}, {}
     for tile in present:
@@ -349,6 +351,41 @@ def _from_tiles(group, name, metadata) -> Source:
     layout = "tiled" if n_slices is None else "tiled stack"
     return Source(name, layout, shape, n_slices, n_channels, group, tiling=tiling,
                   tile_arrays=arrays, metadata=metadata, _pieces=pieces)
+
+
+def _tiles_in_mask(value, n_tiles: int, name: str) -> set[int] | None:
+    """The tile ids a masked tiling says it computed (``None``: not masked, every tile is computed).
+
+    micro_sam records them as a list for a 2D tiling and as ``{"z": [ids]}`` for a stack (a tile
+    exists if any slice lists it).
+    """
+    if value is None:
+        return None
+    ids = set()
+    for ids_of_slice in value.values() if isinstance(value, dict) else [value]:
+        ids.update(check_ints(ids_of_slice, "tiles_in_mask", name, n=None, low=0, high=n_tiles - 1))
+    return ids
+
+
+def _check_tiles_present(present: list[int], in_mask: set[int] | None, n_tiles: int, name: str) -> None:
+    """Refuse a tiled file lacking a tile it should hold: any tile unmasked, a listed one masked.
+
+    A missing tile would be drawn black without a word; tiles outside a mask are meant to be black.
+    Cost: one pass over the tiles present (and the mask's list), never over every tile id.
+    """
+    if in_mask is None:
+        if len(present) == n_tiles:
+            return
+        missing = next(t for t, p in enumerate(present + [n_tiles]) if t != p)
+        raise EmbedviewError(
+            f"tile {missing} of {name} is missing (no features/{missing} in the file, which was not computed "
+            "with a mask, so every tile must be there); the file is incomplete, recompute the embeddings "
+            "(or re-copy the file).")
+    missing = sorted(in_mask.difference(present))
+    if missing:
+        raise EmbedviewError(
+            f"tile {missing[0]} of {name} is missing although the file's tiles_in_mask lists it (no "
+            f"features/{missing[0]}); the file is incomplete, recompute the embeddings (or re-copy the file).")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -135,7 +135,8 @@ def format_info(info: dict) -> str:
                                f"{size(tiles['halo'])}; {tiles['present']} of {tiles['count']} present"))
         missing = tiles["missing"]
         if missing:
-            why = " (masked)" if tiles["tiles_in_mask"] is not None else ""
+            # open_source refuses any other missing tile: these are outside the mask, drawn black
+            why = " (outside the mask: drawn black)" if tiles["tiles_in_mask"] is not None else ""
             more = tiles.get("missing_count", len(missing)) - len(missing)
             lines.append(("missing tiles", ", ".join(map(str, missing)) + (f" and {more} more" if more > 0 else "") + why))
     model = info["model_type"] or "unknown"
