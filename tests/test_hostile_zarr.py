@@ -263,6 +263,21 @@ def test_tiles_in_mask_of_a_stack_is_a_dict_per_slice(tmp_path):
         embedview.open_source(path)
 
 
+@pytest.mark.parametrize("case", ["tiled2d", "tiled2d_zarr2"])
+def test_stray_desktop_files_in_a_tiled_file_give_no_warning(case, tmp_path, capsys):
+    """.DS_Store, ._* and Thumbs.db inside a container are not zarr nodes; zarr's warning about them is not shown."""
+    import warnings
+
+    path = copy_fixture(case, tmp_path)
+    for name in (".DS_Store", "features/.DS_Store", "features/._0", "features/Thumbs.db"):
+        (path / name).write_bytes(b"\0\1junk")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for quiet in ([], ["-q"]):
+            run_ok(capsys, "render", *quiet, path, "-o", tmp_path / f"out{len(quiet)}.png")
+    assert not [w for w in caught if "not recognized" in str(w.message)], [str(w.message) for w in caught]
+
+
 def test_info_of_a_file_claiming_a_million_tiles_is_bounded(tmp_path, capsys):
     path = copy_fixture("tiled2d_masked", tmp_path)
     set_attrs(path / "features", shape=[2**20, 2**20])  # 2048 × 2048 tiles of 512: ~4 M, 3 present

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from fractions import Fraction
 from typing import Mapping
 
@@ -44,6 +45,10 @@ SAM_PATCH = 16
 ROOT_ATTRIBUTES = ("data_signature", "tile_shape", "halo", "model_type", "model_name",
                    "micro_sam_version", "model_hash", "input_size", "original_size")
 
+
+#: zarr's warning for a file in a group that is no node, for the files desktops leave in folders
+#: (macOS ``.DS_Store`` and ``._*``, Windows ``Thumbs.db`` and ``desktop.ini``).
+STRAY_FILES_WARNING = r"Object at (\.DS_Store|\._[^/ ]*|Thumbs\.db|desktop\.ini) is not recognized"
 
 #: ``vfm_mode`` of micro_sam's vision-foundation-model containers (micro_sam/models/vfm.py:
 #: DINOv2, DINOv3, UNI, SAM3), and the layout each one is.
@@ -313,7 +318,10 @@ def _from_tiles(group, name, metadata) -> Source:
     tiling = Tiling(shape, check_ints(_attr(gattrs, "tile_shape", name, where), "tile_shape", name),
                     check_ints(_attr(gattrs, "halo", name, where), "halo", name, low=0))
     try:  # every tile's metadata parsed once, here
-        members = dict(group.members())
+        with warnings.catch_warnings():  # filters are process-wide: they reach zarr's event-loop thread
+            # files a desktop leaves in folders are not the user's concern (other strays still warn)
+            warnings.filterwarnings("ignore", message=STRAY_FILES_WARNING)
+            members = dict(group.members())
     except Exception as err:
         raise EmbedviewError(f"the tiles of {name} could not be listed ({_why(err)}); the file is damaged, "
                              "recompute or re-copy it.") from None
