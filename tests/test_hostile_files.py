@@ -455,6 +455,36 @@ def test_large_and_tiny_features_draw_the_same_picture(device):
         assert diff.max() <= 1 and (diff > 0).mean() < 0.02, factor
 
 
+@pytest.mark.parametrize("device", ["cpu", "torch:cpu"])
+def test_float64_features_beyond_float32_draw_the_same_picture(device, tmp_path):
+    """float64 around 1e-300 would flush to 0 in float32 (grey), around 1e300 overflow (refused as
+    infinite): each source is scaled by a power of two before the cast, exactly."""
+    if device != "cpu":
+        _torch()
+    x = _features().astype(np.float64)
+    def draw(f):
+        return embedview.visualize(x * f, original_size=(256, 256), pixel_size=PATCH,
+                                   execution=embedview.Execution(device=device))
+    ref = draw(1.0)
+    for factor in [2.0**-1000, 2.0**1000, 2.0**-200, 2.0**200]:
+        np.testing.assert_array_equal(draw(factor).rgb, ref.rgb, err_msg=str(factor))
+    for factor in [1e-300, 1e300]:  # x·f rounds in float64: the same picture to a level
+        assert np.abs(draw(factor).rgb.astype(int) - ref.rgb.astype(int)).max() <= 1, factor
+    tokens = _tokens().astype(np.float64)  # a feature file: the same, through the CLI
+    np.save(tmp_path / "one.npy", tokens)
+    np.save(tmp_path / "tiny.npy", tokens * 2.0**-1010)
+    for name in ("one", "tiny"):
+        assert main(["render", str(tmp_path / f"{name}.npy"), "-o", str(tmp_path / f"{name}.npy.png"),
+                     "--device", device, *CLI_GEOMETRY]) == 0
+    from PIL import Image
+
+    pictures = [np.asarray(Image.open(tmp_path / f"{name}.npy.png")) for name in ("one", "tiny")]
+    np.testing.assert_array_equal(pictures[0], pictures[1])
+    x[1, 0, :, 5, 5] = np.inf  # a genuinely infinite cell is still refused as such
+    with pytest.raises(EmbedviewError, match=r"^1 cells of slice 1 .* NaN or infinite"):
+        draw(1e300)
+
+
 def test_large_features_with_nan_cells_count_only_those(tmp_path, capsys):
     x = _features() * np.float32(1e20)
     x[1, 0, :, 5, 5] = np.nan

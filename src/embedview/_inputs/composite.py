@@ -51,8 +51,13 @@ class Inputs:
     def name_of(self, piece: Piece) -> str:
         return self.sources[piece.input].name
 
+    @property
+    def feature_scale(self) -> float:
+        """The first input's (:attr:`Source.feature_scale`): one scale for every input, so one fit holds them."""
+        return self.sources[0].feature_scale
+
     def read(self, piece: Piece) -> np.ndarray:
-        return self.sources[piece.input].read(piece)
+        return self.sources[piece.input].read(piece, self.feature_scale)
 
     read_each = Source.read_each  # read-ahead crosses the inputs
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from .._common.errors import EmbedviewError
 from .._common.limits import check_fits
+from .._common.numerics import power_of_two
 from .._common.threads import blas_threads
 
 
@@ -295,7 +296,7 @@ def rescale(finite: bool, largest_square: float, magnitude) -> float | None:
     m = float(magnitude())
     if not np.isfinite(m):
         return None
-    scale = float(2.0 ** -np.frexp(m)[1]) if m > 0 else 1.0
+    scale = power_of_two(m)
     if not finite:  # overflow can be mended only by scaling down
         return scale if scale < 1.0 else None
     return scale if scale > 1.0 else 1.0  # underflow only by scaling up
