@@ -485,6 +485,25 @@ def test_float64_features_beyond_float32_draw_the_same_picture(device, tmp_path)
         draw(1e300)
 
 
+def test_a_basis_of_scaled_float64_features_reads_other_inputs_at_its_scale(tmp_path):
+    """The basis records the power of two its features were read with (also in its file), so it
+    draws another input (here the same features, at another magnitude in its first piece) alike."""
+    x = _features().astype(np.float64) * 2.0**-1000
+    model = embedview.PCA().fit(x, original_size=(256, 256))
+    assert model.basis_.feature_scale > 2.0**990
+    again = model.transform(x, original_size=(256, 256), pixel_size=PATCH)
+    np.testing.assert_array_equal(again.rgb, model.fit_transform(x, original_size=(256, 256), pixel_size=PATCH).rgb)
+    other = x.copy()
+    other[0] *= 4.0  # its own first piece would choose another scale
+    loaded = embedview.PCA.load(model.save(tmp_path / "b.npz"))
+    assert loaded.basis_.feature_scale == model.basis_.feature_scale
+    vis = loaded.transform(other, original_size=(256, 256), pixel_size=PATCH)
+    np.testing.assert_array_equal(vis.rgb[1], again.rgb[1])  # slice 1 is the same data: the same colours
+    _rewrite(tmp_path / "b.npz", meta={"feature_scale": 3.0})
+    with pytest.raises(EmbedviewError, match="feature_scale 3.0 is not a power of two"):
+        embedview.PCA.load(tmp_path / "b.npz")
+
+
 def test_large_features_with_nan_cells_count_only_those(tmp_path, capsys):
     x = _features() * np.float32(1e20)
     x[1, 0, :, 5, 5] = np.nan

@@ -208,6 +208,10 @@ class Source:
             return 1.0
         return power_of_two(largest)
 
+    def use_feature_scale(self, scale: float) -> None:
+        """Read with ``scale`` (a fitted basis's :attr:`~embedview._model.fit.Basis.feature_scale`)."""
+        self.__dict__["feature_scale"] = float(scale)
+
 
 #: What to do about a bad image size given as an argument (not read from a file).
 GIVEN = "give the original image's height and width in pixels."

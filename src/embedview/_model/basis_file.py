@@ -25,7 +25,9 @@ FORMAT = "embedview-basis"
 VERSION = 1
 _ARRAYS = ("mean", "components", "explained_variance", "explained_variance_ratio", "lo", "hi")
 _REFIT = "fit it again with `embedview fit`"
-_SCALARS = {"n_samples": int, "n_outliers": int, "scale_reference": float}
+_SCALARS = {"n_samples": int, "n_outliers": int, "scale_reference": float, "feature_scale": float}
+#: Scalars older files lack, and the value they meant.
+_DEFAULTS = {"feature_scale": 1.0}
 _RESERVED = {"format", "version", "n_channels", "n_components", *_SCALARS, "normalize", "fitted_on",
              "created", "embedview_version"}
 
@@ -88,6 +90,7 @@ def save_basis(path, basis: Basis, *, normalize: str, fitted_on: list[str],
         "n_samples": int(basis.n_samples),
         "n_outliers": int(basis.n_outliers),
         "scale_reference": float(basis.scale_reference),
+        "feature_scale": float(basis.feature_scale),
         "normalize": str(normalize),
         "fitted_on": [str(p) for p in fitted_on],
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -172,7 +175,7 @@ def load_basis(path) -> tuple[Basis, dict]:
             f"components of {meta.get('n_channels')} channels but the arrays hold {k} of {c}; {_REFIT}.")
     scalars = {}
     for key, kind in _SCALARS.items():
-        value = meta.get(key)
+        value = meta.get(key, _DEFAULTS.get(key))
         if type(value) not in (int, float) or (kind is int and type(value) is not int):
             raise EmbedviewError(f"the basis file {path} is damaged: its metadata has no valid "
                                  f"{key} ({value!r}); {_REFIT}.")
@@ -180,6 +183,9 @@ def load_basis(path) -> tuple[Basis, dict]:
             raise EmbedviewError(f"the basis file {path} is damaged: its metadata has {key} {value!r}, not a "
                                  f"non-negative number; {_REFIT}.")
         scalars[key] = kind(value)
+    if not (scalars["feature_scale"] > 0 and math.frexp(scalars["feature_scale"])[0] == 0.5):
+        raise EmbedviewError(f"the basis file {path} is damaged: its feature_scale {scalars['feature_scale']!r} "
+                             f"is not a power of two; {_REFIT}.")
     _check_values(arrays, f"the basis file {path}", _REFIT)
     basis = Basis(arrays["mean"], arrays["components"], arrays["explained_variance"],
                   arrays["explained_variance_ratio"], lo=arrays["lo"], hi=arrays["hi"], **scalars)

@@ -36,6 +36,10 @@ class Basis:
         High-norm cells left out of the fit (see :class:`Accumulator`).
     lo, hi : ndarray, shape (k,), optional
         Colour ranges: component values drawn as 0 and 255.
+    feature_scale : float
+        The power of two the features were multiplied by before the fit (1 but for float64
+        features beyond float32's range, see :attr:`~embedview._inputs.source_base.Source.feature_scale`);
+        other inputs are read with it, so one basis draws them all alike.
 
     Examples
     --------
@@ -58,6 +62,7 @@ class Basis:
     hi: np.ndarray | None = None
     scale_reference: float = 1.0
     n_outliers: int = 0
+    feature_scale: float = 1.0
 
     @property
     def n_components(self) -> int:
