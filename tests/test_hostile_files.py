@@ -590,6 +590,12 @@ BASIS_DAMAGE = {
     "mismatched-k": (lambda b: {"lo": np.zeros(2)}, "inconsistent"),
     "mismatched-c": (lambda b: {"mean": np.zeros(5)}, "inconsistent"),
     "no-components": (lambda b: {"components": np.zeros((0, 6))}, "inconsistent"),
+    # ranges no cell reaches (the picture: black or one colour), or beyond float32 (black)
+    "huge-ranges": (lambda b: {"lo": np.array([-1e308, -2.0, 0.0]), "hi": np.array([1e308, 2.0, 0.0])},
+                    "colour ranges reaches 1e\\+308, beyond what a float32 picture holds"),
+    "far-ranges": (lambda b: {"hi": np.array([1e6, 2.0, 0.0])}, "far beyond the features' scale"),
+    "huge-mean": (lambda b: {"mean": np.full(6, 1e300)}, "mean reaches 1e\\+300"),
+    "ratios-above-one": (lambda b: {"explained_variance_ratio": np.array([0.9, 0.9, 0.1])}, "add up to more than 1"),
 }
 
 
@@ -603,6 +609,51 @@ def test_damaged_basis_is_refused(case, tmp_path):
         load_basis(path)
     message = str(err.value)
     assert str(path) in message and message.endswith("fit it again with `embedview fit`.")
+
+
+def _foreground_basis_path(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1, 6, 16, 16)).astype(np.float32)
+    x[0, :, 4:9, 4:9] += 8  # a bright square: the foreground
+    return embedview.PCA(3).fit(x, original_size=(64, 64), foreground="auto").save(tmp_path / "fg.npz")
+
+
+FOREGROUND_DAMAGE = {
+    "nan-threshold": ({"threshold": float("nan")}, "threshold is nan, not a finite number"),
+    "inf-threshold": ({"threshold": float("inf")}, "threshold is inf"),
+    "far-threshold": ({"threshold": 1e9}, "threshold reaches 1e\\+09, far beyond the features' scale"),
+    "string-threshold": ({"threshold": "a"}, "threshold is 'a'"),
+    "zero-components": ({"components": np.zeros((3, 6)).tolist()}, "component 0 is all zeros"),
+    "skewed-components": ({"components": (2 * np.eye(3, 6)).tolist()}, "not orthonormal"),
+    "zero-fraction": ({"fraction": 0.0}, "fraction 0.0 is not a share"),
+    "bad-side": ({"side": "left"}, "foreground rule in .* is damaged; fit the basis again"),
+    "nan-mean": ({"mean": [float("nan")] * 6}, "foreground rule in .* is damaged; fit the basis again"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FOREGROUND_DAMAGE))
+def test_damaged_foreground_rule_is_refused(case, tmp_path, capsys):
+    """A threshold that is NaN, infinite or beyond any cell, zero components: black pictures, refused."""
+    path = _foreground_basis_path(tmp_path)
+    assert embedview.PCA.load(path).selections_[0].rule.side in ("above", "below")  # undamaged: loads
+    with np.load(path, allow_pickle=False) as data:
+        rule = json.loads(data["metadata"].tobytes())["foreground"]
+    changes, expected = FOREGROUND_DAMAGE[case]
+    _rewrite(path, meta={"foreground": {**rule, **changes}})
+    with pytest.raises(EmbedviewError, match=expected) as err:
+        embedview.PCA.load(path)
+    assert str(err.value).endswith("fit the basis again (embedview fit --foreground auto).")
+    features = tmp_path / "f.npy"
+    np.save(features, _tokens())
+    err = _one_error_line(_cli_fails(capsys, "render", features, "--basis", path, "-o", tmp_path / "o.png",
+                                     *CLI_GEOMETRY))
+    assert "foreground rule in" in err and not (tmp_path / "o.png").exists()
+
+
+def _cli_fails(capsys, *argv) -> str:
+    capsys.readouterr()
+    assert main([str(a) for a in argv]) == 2
+    return capsys.readouterr().err
 
 
 def test_basis_member_claiming_a_huge_array_is_refused_under_a_limit(tmp_path):
