@@ -682,3 +682,67 @@ def test_damaged_basis_through_the_cli(tmp_path, capsys):
                  *CLI_GEOMETRY]) == 2
     assert "colour range of component 0" in _one_error_line(capsys.readouterr().err)
     assert _snapshot(tmp_path) == before
+
+
+# ---------------------------------------------------------------------------------------------
+# image files claiming more pixels than they hold: checked from the header, never decoded
+
+
+def _tiff_claiming(path: Path, side: int) -> Path:
+    """A 300-byte compressed TIFF whose header claims ``side`` × ``side`` pixels."""
+    import tifffile
+
+    tifffile.imwrite(path, np.zeros((64, 64), np.uint8), compression="zlib", metadata=None)
+    with tifffile.TiffFile(path, mode="r+b") as tif:
+        for tag in ("ImageWidth", "ImageLength", "RowsPerStrip"):
+            tif.pages[0].tags[tag].overwrite(side)
+    return path
+
+
+def _png_claiming(path: Path, side: int) -> Path:
+    """A tiny PNG whose IHDR claims ``side`` × ``side`` pixels (its CRC mended)."""
+    import zlib
+
+    from PIL import Image
+
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(path)
+    raw = bytearray(path.read_bytes())
+    raw[16:24] = struct.pack(">II", side, side)
+    raw[29:33] = struct.pack(">I", zlib.crc32(bytes(raw[12:29])))
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def _embeddings_of(tmp_path: Path, size: int) -> Path:
+    from embedview._inputs.micro_sam_layout import write_micro_sam_embeddings
+
+    tmp_path.mkdir()
+    return write_micro_sam_embeddings(tmp_path / "e.zarr", _features()[0], original_size=(size, size))
+
+
+@pytest.mark.parametrize("make", [_tiff_claiming, _png_claiming])
+def test_an_image_claiming_a_huge_size_is_refused_from_its_header(make, tmp_path, capsys, monkeypatch):
+    """49152² pixels claimed by a few hundred bytes: refused before decoding (2.4 GiB), for another
+    shape than the embeddings' and, for the right one, against the memory limit or Pillow's bomb limit."""
+    image = make(tmp_path / f"big{'.tif' if make is _tiff_claiming else '.png'}", 49152)
+    small, big = _embeddings_of(tmp_path / "s", 256), _embeddings_of(tmp_path / "b", 49152)
+    before = _snapshot(tmp_path)
+    err = _one_error_line(_cli_fails(capsys, "render", small, "--image", image, "-o", tmp_path / "o.png"))
+    assert ("has shape [49152, 49152] but the embeddings describe an image of shape [256, 256]" in err
+            or "claims 2,415,919,104 pixels, more than Pillow decodes safely" in err)
+    monkeypatch.setenv("EMBEDVIEW_MEMORY_LIMIT", "1G")
+    err = _one_error_line(_cli_fails(capsys, "render", big, "--image", image, "-o", tmp_path / "o.png"))
+    assert ("decoding the image" in err and "more than the 1.0 GiB allowed" in err) or "more than Pillow decodes" in err
+    assert _snapshot(tmp_path) == before
+
+
+def test_a_large_png_gives_no_pillow_warning(tmp_path):
+    """Pillow's decompression-bomb warning (above 89 M pixels) is not shown: the size is checked by embedview."""
+    import warnings
+
+    from embedview._outputs.io import image_header
+
+    path = _png_claiming(tmp_path / "p.png", 10000)  # 100 M pixels: Pillow would warn
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert image_header(path)[0] == (10000, 10000)
