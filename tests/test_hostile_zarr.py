@@ -253,13 +253,30 @@ def test_damaged_tiles_in_mask_is_refused(value, tmp_path):
         embedview.open_source(path)
 
 
-def test_tiles_in_mask_of_a_stack_is_a_dict_per_slice(tmp_path):
-    """micro_sam records a masked tiled stack's tiles per slice ({"z": [ids]}): their union must be there."""
+def test_a_masked_tiled_stack_lists_its_tiles_per_slice(tmp_path, capsys):
+    """micro_sam records a masked tiled stack's tiles per slice ({"z": [ids]}) and writes a tile's
+    chunks only for the slices that list it: those are drawn, the others are black; a listed chunk
+    that is missing is still refused."""
     path = copy_fixture("tiled3d", tmp_path)
+    whole = embedview.visualize(path)
     set_attrs(path / "features", tiles_in_mask={"0": [0, 1], "1": [1, 2, 3]})
-    assert embedview.open_source(path).layout == "tiled stack"
-    set_attrs(path / "features", tiles_in_mask={"0": [0], "1": [7]})
-    with pytest.raises(EmbedviewError, match="tiles_in_mask"):  # 7 is not a tile of this 2×2 tiling
+    for tile, z in ((2, 0), (3, 0), (0, 1)):  # as micro_sam leaves them: never written
+        (path / f"features/{tile}/c/{z}/0/0/0/0").unlink()
+    vis = embedview.visualize(path, fit="per_slice")
+    assert vis.valid[0].any() and vis.valid[1].any() and not (vis.valid == whole.valid).all()
+    inner = embedview.open_source(path).tiling.inner
+    for tile, z in ((2, 0), (3, 0), (0, 1)):  # each missing tile's inner block is black
+        (y0, y1), (x0, x1) = (tuple(int(v) // int(vis.scale[-1 - a]) for v in r) for a, r in zip((1, 0), inner(tile)))
+        assert not vis.valid[z, y0:y1, x0:x1].any()
+    run_ok(capsys, "info", path)
+    (path / "features/1/c/1/0/0/0/0").unlink()  # slice 1 lists tile 1: its chunk must be there
+    with pytest.raises(EmbedviewError, match=r"chunk features/1/c/1/0/0/0/0 .* is missing"):
+        embedview.open_source(path)
+    set_attrs(path / "features", tiles_in_mask={"0": [0], "7": [1]})
+    with pytest.raises(EmbedviewError, match=r"tiles_in_mask for slices \[0, 7\], but its features are 2 slices"):
+        embedview.open_source(path)
+    set_attrs(path / "features", tiles_in_mask={"0": [0], "1": [9]})
+    with pytest.raises(EmbedviewError, match="tiles_in_mask"):  # 9 is not a tile of this 2×2 tiling
         embedview.open_source(path)
 
 
