@@ -206,7 +206,8 @@ def test_opening_needs_the_one_step_the_readme_shows(viewer, settings, monkeypat
     """napari's own reader also claims ``.zarr`` folders, and nothing a plugin declares outranks it:
     ``viewer.open(path)`` uses it (its default is ``plugin="napari"``), which cannot read these files;
     the GUI asks which reader. So the README and the widget show the one step: choose embedview
-    when asked (*remember* keeps the choice for that folder only), or ``plugin="embedview"``."""
+    when asked (*remember* keeps the choice for that folder only), ``plugin="embedview"``, or
+    ``napari --plugin embedview PATH``."""
     from napari._qt.dialogs.qt_reader_dialog import QtReaderDialog
     from napari.plugins import _npe2
 
@@ -225,6 +226,11 @@ def test_opening_needs_the_one_step_the_readme_shows(viewer, settings, monkeypat
     [layer] = viewer.open(str(path), plugin="embedview")  # the Python step
     assert layer.rgb and layer.source.reader_plugin == "embedview"
     viewer.layers.clear()
+    qt_viewer = viewer.window._qt_viewer
+    qt_viewer._qt_open([str(path)], stack=False, plugin="embedview")  # what `napari --plugin embedview PATH` does
+    [layer] = viewer.layers
+    assert layer.rgb and layer.source.reader_plugin == "embedview"
+    viewer.layers.clear()
 
     # the GUI (File › Open Folder, a drop, `napari PATH`): napari asks; embedview chosen, "remember" ticked
     asked = []
@@ -234,7 +240,6 @@ def test_opening_needs_the_one_step_the_readme_shows(viewer, settings, monkeypat
         return "embedview", True
 
     monkeypatch.setattr(QtReaderDialog, "get_user_choices", choose)
-    qt_viewer = viewer.window._qt_viewer
     qt_viewer._qt_open([str(path)], stack=False)
     assert asked == [["embedview", "napari builtins"]]
     [layer] = viewer.layers
