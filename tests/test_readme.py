@@ -120,3 +120,10 @@ def test_ci_runs_the_readme_install_lines_and_test_command():
     runs_lines = next(i for i, line in enumerate(ci) if "tests/_readme.py install-lines" in line)
     installs_torch = next(i for i, line in enumerate(ci) if line.startswith("pip install") and "torch==" in line)
     assert installs_torch < runs_lines < ci.index(command)  # the CPU build first: ".[torch]" then keeps it
+
+
+def test_docs_napari_is_the_readme_section():
+    """docs/napari.md is the README's napari section, word for word (one text, not two that drift)."""
+    start = TEXT.index("## In napari")
+    section = TEXT[start:TEXT.index("\n## ", start + 1)].rstrip("\n") + "\n"
+    assert (README.parent / "docs" / "napari.md").read_text(encoding="utf-8") == section

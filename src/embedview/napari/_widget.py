@@ -40,7 +40,11 @@ class EmbeddingPCAWidget(Container):
     in the layer's metadata). The picture is placed on the chosen image layer's world
     coordinates: ``world = image_translate + image_scale * (translate + scale * i)``. It is
     computed by :func:`embedview.visualize` in a worker thread with napari's progress; the
-    layer ``"<name> PCA"`` is added, or updated in place on later runs.
+    layer ``"<name> PCA"`` is added, or updated in place on later runs. The chosen image layer's
+    trailing axes must be the image the embeddings describe (``(H, W)``, or ``(Z, H, W)`` for a
+    stack): else one notification says so and nothing is drawn. The choices follow the viewer's
+    layers; the layers the widget draws are marked (:data:`WIDGET_KEY`) and never offered as
+    embeddings.
 
     "upsample" is :func:`embedview.visualize`'s ``upsample``: ``guided`` follows the edges of
     the chosen image layer's data (its level 0 if multiscale; grey or RGB), which must be the
