@@ -37,7 +37,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .._common.errors import EmbedviewError
+from .._common.errors import EmbedviewError, arg
 from .._common.threads import blas_threads
 from .._inputs.composite import Inputs
 from .._inputs.sources import Piece, Source, open_source
@@ -62,8 +62,8 @@ def _import_dask():
         import distributed  # noqa: F401  (every remote scheduler needs it; "threads" checks it too)
     except ImportError:
         raise EmbedviewError(
-            f"scheduler= needs Dask and dask.distributed, which are not installed; run {_INSTALL} "
-            "or leave scheduler unset.") from None
+            f"{arg('scheduler')} needs Dask and dask.distributed, which are not installed; run {_INSTALL} "
+            f"or do not pass {arg('scheduler')}.") from None
     return dask
 
 
@@ -404,14 +404,10 @@ def _file_path(src: Source, scheduler) -> str:
     name = src.name
     if not (isinstance(name, str) and os.path.isdir(name)):
         raise EmbedviewError(
-            f"with scheduler={_describe(scheduler)} the workers open the features by path, but "
+            f"with {arg('scheduler', scheduler) if isinstance(scheduler, str) else 'this scheduler'} the workers open the features by path, but "
             f"{name} is not a micro_sam .zarr container; save the embeddings as one or use "
-            "scheduler='threads'.")
+            f"{arg('scheduler', 'threads')}.")
     return os.path.abspath(name)
-
-
-def _describe(scheduler) -> str:
-    return repr(scheduler) if isinstance(scheduler, str) else type(scheduler).__name__
 
 
 # ---------------------------------------------------------------------------------------------
