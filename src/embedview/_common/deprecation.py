@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import operator
 import warnings
 
 import numpy as np
@@ -42,10 +43,13 @@ def shown_components(rgb_components, n_components: int) -> tuple[int, ...]:
     """The components shown as red, green and blue (default the first three), checked."""
     if rgb_components is None:
         return tuple(range(min(3, n_components)))
-    shown = tuple(int(c) for c in rgb_components)
+    try:  # whole numbers only: not "abc", not 1.5
+        shown = tuple(operator.index(c) for c in rgb_components) if not isinstance(rgb_components, str) else ()
+    except TypeError:
+        shown = ()
     if not 1 <= len(shown) <= 3 or any(not 0 <= c < n_components for c in shown):
         raise EmbedviewError(
-            f"{arg('rgb_components', list(rgb_components))} must name one to three of the {n_components} "
+            f"{arg('rgb_components', list(rgb_components) if isinstance(rgb_components, (list, tuple)) else rgb_components)} must name one to three of the {n_components} "
             f"computed components (0 to {n_components - 1}).")
     return shown
 
@@ -63,7 +67,14 @@ def foreground_options(foreground) -> dict | None:
     threshold, side = foreground.get("threshold"), foreground.get("side")
     if side is not None and side not in FOREGROUND_SIDES:
         raise EmbedviewError(f"{arg('foreground_side', side)} must be 'above' or 'below'.")
-    return {"threshold": None if threshold is None else float(threshold), "side": side}
+    try:
+        threshold = None if threshold is None else float(threshold)
+    except (TypeError, ValueError):
+        threshold = np.nan
+    if threshold is not None and not np.isfinite(threshold):
+        raise EmbedviewError(f"the foreground threshold must be a finite number; got {foreground.get('threshold')!r}.",
+                             param="foreground_threshold")
+    return {"threshold": threshold, "side": side}
 
 
 def cluster_options(clusters, components, n_components) -> tuple[int, int] | None:

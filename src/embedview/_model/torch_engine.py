@@ -142,7 +142,7 @@ class TorchEngine:
             g = guide.shape[0]
             ok &= torch.isfinite(guide).all(dim=0)
             guide = torch.where(ok, guide, 0.0)
-            scale = float(np.float32(-0.5 / float(sigma_range) ** 2))
+            scale = float(np.float32(-0.5 / max(float(sigma_range) ** 2, 1e-37)))  # as upsample_cells
         values = torch.where(ok, table, 0.0)
         ok = ok.to(torch.float32)
         taps = [[(torch.from_numpy(i).to(dev), torch.from_numpy(w).to(dev)) for i, w in

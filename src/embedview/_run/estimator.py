@@ -400,7 +400,11 @@ def cluster(visualizations, k: int, components: int | None = None, seed: int = 0
     from .._outputs.visualization import Visualization
 
     single = isinstance(visualizations, Visualization)
-    vis_list = [visualizations] if single else list(visualizations)
+    vis_list = [visualizations] if single else [None] if isinstance(visualizations, (str, bytes)) or not hasattr(
+        visualizations, "__iter__") else list(visualizations)
+    if not all(isinstance(v, Visualization) for v in vis_list):
+        raise EmbedviewError(f"cluster() takes visualizations, not a {type(visualizations).__name__}; draw the embeddings "
+                             "first: embedview.cluster(embedview.visualize(source), k).")
     if not vis_list or any(v.components is None for v in vis_list):
         raise EmbedviewError("cluster() needs visualizations in memory; draw them without output=.")
     clusters, m = cluster_options(k, components, vis_list[0].components.shape[-1])

@@ -142,7 +142,13 @@ def _slice_pieces(src: Source, z) -> list[Piece]:
 
 
 def _point_query(src: Source, point, z) -> tuple[int | None, np.ndarray]:
-    point = tuple(int(v) for v in point)
+    try:
+        numbers = [float(v) for v in point]
+    except (TypeError, ValueError):
+        numbers = [np.nan]
+    if not all(np.isfinite(v) and v == int(v) for v in numbers):
+        raise EmbedviewError(f"{arg('point', point)} must be (y, x) or (z, y, x) image pixel indices (whole numbers).")
+    point = tuple(int(v) for v in numbers)
     if len(point) == 3:
         if not src.is_stack:
             raise EmbedviewError(f"point {list(point)} has three coordinates but {src.name} is a 2D image; give (y, x).")
