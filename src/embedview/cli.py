@@ -250,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"{(err.strerror or str(err)).rstrip('.')}{where}.")
     except KeyboardInterrupt:
         print("embedview: interrupted", file=sys.stderr)
+        _quiet_from_now_on()
         return 143 if interrupted.get("signal") else 130
     except Exception as err:  # a bug of embedview's, not the input's
         if getattr(args, "debug", False):
@@ -263,6 +264,18 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         interrupted["restore"]()
+
+
+def _quiet_from_now_on() -> None:
+    """After "interrupted", nothing more: what Dask's cluster and zarr's event loop say while they
+    wind down (a half-started cluster closed at exit, a task cancelled in a loop thread) is not
+    the user's to read; their clean-up still runs."""
+    import logging
+    import threading
+
+    logging.disable(logging.CRITICAL)  # asyncio's "Task exception was never retrieved", distributed's logs
+    sys.unraisablehook = lambda unraisable: None  # "Exception ignored in" __del__ and atexit callbacks
+    threading.excepthook = lambda args: None
 
 
 def _on_sigterm() -> dict:
@@ -424,12 +437,10 @@ def _similarity_command(args) -> int:
 
 
 def _info_command(args) -> int:
-    import json
-
-    from ._workflows.info import describe, format_info
+    from ._workflows.info import describe, format_info, info_json
 
     info = describe(args.embeddings)
-    print(json.dumps(info, indent=2) if args.json else format_info(info))
+    print(info_json(info) if args.json else format_info(info))
     return 0
 
 

@@ -272,6 +272,7 @@ class _ClientBackend:
             cluster = local_cluster(os.cpu_count() or 1)
             return cls(distributed.Client(cluster, set_as_default=False), cluster)
         if isinstance(scheduler, str) and ("://" in scheduler or _looks_like_host_port(scheduler)):
+            _check_address(scheduler)  # before a Client exists: a half-made one hangs 10 s in __del__
             try:
                 client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False)
             except (OSError, TimeoutError, ValueError) as err:
@@ -394,6 +395,23 @@ def _cancel(client, futures) -> None:
         client.cancel([f for f in futures if f is not None])
 
 
+def _check_address(address: str) -> None:
+    """Refuse an address that dask.distributed cannot parse (``tcp://[::1``, ``tcp://host:99999``)."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+    from distributed.comm.registry import get_backend
+
+    try:
+        scheme, location = parse_address(address, strict=False)
+        get_backend(scheme)
+        if scheme in ("tcp", "tls", "ws", "wss"):
+            port = parse_host_port(location)[1]
+            if not 0 < port < 65536:
+                raise ValueError(f"port {port} is not between 1 and 65535")
+    except (ValueError, TypeError) as err:
+        raise EmbedviewError(f"{arg('scheduler', address)} is not a Dask scheduler address ({err}); "
+                             "write it as tcp://host:8786.") from None
+
+
 def _looks_like_host_port(text: str) -> bool:
     host, _, port = text.rpartition(":")
     return bool(host) and port.isdigit()
@@ -429,6 +447,7 @@ class _Job:
     def source(self) -> Inputs:
         if self.src is not None:
             return self.src
+        _quiet_refusals()
         return _open_on_worker(self.paths, tuple(_stamp(p) for p in self.paths))
 
     def engine(self):
@@ -452,6 +471,20 @@ def _stamp(path: str) -> tuple:
             st = os.stat(os.path.join(path, meta))
             stamps.append((meta, st.st_mtime_ns, st.st_size))
     return tuple(stamps)
+
+
+@functools.cache
+def _quiet_refusals() -> None:
+    """In a worker process: a task that refuses bad input (an EmbedviewError, sent back to the
+    client, which says it in one sentence) is not logged by the worker as a failure with its
+    traceback; every other failure still is."""
+    import logging
+
+    def not_a_refusal(record) -> bool:
+        return not (str(record.msg).startswith("Compute Failed")
+                    and any("EmbedviewError(" in str(a) for a in record.args or ()))
+
+    logging.getLogger("distributed.worker").addFilter(not_a_refusal)
 
 
 @functools.lru_cache(maxsize=8)
