@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import embedview
-from embedview._workflows.demo import DemoEncoder, make_cells_scene, write_demo_embeddings
 from embedview._common.errors import api_only, arg
+from embedview._workflows.demo import DemoEncoder, make_cells_scene, write_demo_embeddings
 from embedview.cli import _command_parser, _flag_of, build_parser, main
 
 SMALL = DemoEncoder(n_channels=8, grid=16)

@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)  # --help and usage errors exit here, before any import
     from ._common.output_paths import undo_on_failure
 
-    interrupted = _on_sigterm()
+    interrupted = _on_interrupt()
     try:
         with undo_on_failure():
             return args.func(args)
@@ -250,8 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"{(err.strerror or str(err)).rstrip('.')}{where}.")
     except KeyboardInterrupt:
         print("embedview: interrupted", file=sys.stderr)
-        _quiet_from_now_on()
-        return 143 if interrupted.get("signal") else 130
+        return 128 + interrupted.get("signal", 2)  # 130 Ctrl-C, 143 SIGTERM
     except Exception as err:  # a bug of embedview's, not the input's
         if getattr(args, "debug", False):
             import traceback
@@ -278,21 +277,23 @@ def _quiet_from_now_on() -> None:
     threading.excepthook = lambda args: None
 
 
-def _on_sigterm() -> dict:
-    """Handle SIGTERM like Ctrl-C (a KeyboardInterrupt, so temporaries are removed) until restored."""
+def _on_interrupt() -> dict:
+    """Handle SIGTERM like Ctrl-C (a KeyboardInterrupt, so temporaries are removed) until
+    restored; from either signal on, the process prints nothing but ``embedview: interrupted``."""
     import signal
 
     state = {"restore": lambda: None}
 
     def interrupt(signum, frame):
         state["signal"] = signum
+        _quiet_from_now_on()
         raise KeyboardInterrupt
 
     try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
+        previous = {s: signal.signal(s, interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     except (ValueError, OSError):  # not the main thread: leave signals alone
         return state
-    state["restore"] = lambda: signal.signal(signal.SIGTERM, previous)
+    state["restore"] = lambda: [signal.signal(s, handler) for s, handler in previous.items()]
     return state
 
 

@@ -295,7 +295,7 @@ class _ClientBackend:
         futures = self.client.compute(list(tasks) + watch, optimize_graph=False)
         results, watched = futures[:len(tasks)], futures[len(tasks):]
         del futures
-        with _cluster_errors(self.client, results):
+        with _cluster_errors(self.client, results, self.close):
             if watched:
                 for future in as_completed(watched, loop=self.client.loop):
                     bar.update(sizes[future.key])
@@ -309,7 +309,7 @@ class _ClientBackend:
         futures = self.client.compute(list(tasks), optimize_graph=False)
         order = {f.key: j for j, f in enumerate(futures)}
         sizes, done, following = list(sizes), set(), 0
-        with _cluster_errors(self.client, futures):
+        with _cluster_errors(self.client, futures, self.close):
             for future in as_completed(futures, loop=self.client.loop):
                 j = order[future.key]
                 done.add(j)
@@ -352,7 +352,10 @@ def local_cluster(n_workers: int, **kwargs):
     import dask
     import distributed
 
-    options = dict(threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.ERROR)
+    # The workers log nothing: what fails in a task comes back to the client (a refusal is one
+    # sentence, anything else an exception with its traceback), and a cluster torn down by an
+    # interrupt would log every broken connection.
+    options = dict(threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.CRITICAL)
     with dask.config.set({f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in WORKER_ENVIRON.items()}):
         return distributed.LocalCluster(n_workers=n_workers, **{**options, **kwargs})
 
@@ -366,8 +369,10 @@ def _shutdown(client, cluster) -> None:
 
 
 @contextlib.contextmanager
-def _cluster_errors(client, futures):
-    """Cancel what is left on failure; a worker lost too often becomes one clear sentence."""
+def _cluster_errors(client, futures, close):
+    """Cancel what is left on failure; a worker lost too often becomes one clear sentence; on an
+    interrupt, also ``close()`` the cluster we started at once, so that no worker still writes
+    into an output's temporary while it is removed."""
     from concurrent.futures import CancelledError
 
     from distributed.scheduler import KilledWorker
@@ -385,8 +390,10 @@ def _cluster_errors(client, futures):
         raise EmbedviewError(
             "the Dask computation was cancelled (the scheduler or client went away); check the "
             "cluster and run again.") from None
-    except BaseException:
+    except BaseException as err:
         _cancel(client, futures)
+        if not isinstance(err, Exception):  # KeyboardInterrupt (Ctrl-C, or SIGTERM in the command)
+            close()
         raise
 
 
@@ -447,7 +454,6 @@ class _Job:
     def source(self) -> Inputs:
         if self.src is not None:
             return self.src
-        _quiet_refusals()
         return _open_on_worker(self.paths, tuple(_stamp(p) for p in self.paths))
 
     def engine(self):
@@ -471,20 +477,6 @@ def _stamp(path: str) -> tuple:
             st = os.stat(os.path.join(path, meta))
             stamps.append((meta, st.st_mtime_ns, st.st_size))
     return tuple(stamps)
-
-
-@functools.cache
-def _quiet_refusals() -> None:
-    """In a worker process: a task that refuses bad input (an EmbedviewError, sent back to the
-    client, which says it in one sentence) is not logged by the worker as a failure with its
-    traceback; every other failure still is."""
-    import logging
-
-    def not_a_refusal(record) -> bool:
-        return not (str(record.msg).startswith("Compute Failed")
-                    and any("EmbedviewError(" in str(a) for a in record.args or ()))
-
-    logging.getLogger("distributed.worker").addFilter(not_a_refusal)
 
 
 @functools.lru_cache(maxsize=8)
