@@ -135,6 +135,9 @@ class EmbedviewError(ValueError):
     def __str__(self) -> str:
         return self.render()
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
 
 def _parts(message: str) -> list[tuple[bool, list]]:
     """``message`` as (is it API-only advice, [text | Arg, ...]) runs."""
