@@ -172,3 +172,36 @@ def test_info_json_is_strict(tmp_path, capsys):
 def test_an_error_quoting_a_file_name_is_escaped(tmp_path, capsys):
     err = run_fails(capsys, tmp_path, "info", tmp_path / "a\x1b[2Jb\x07.zarr")
     assert "\x1b" not in err and "\x07" not in err and "a\\x1b[2Jb\\x07.zarr" in err
+
+
+# ---------------------------------------------------------------------------------------------
+# an interrupt: one line, and no temporary left (zarr's loop may still be writing into it)
+
+
+@pytest.fixture(scope="module")
+def tiled_stack(tmp_path_factory):
+    image, labels = make_cells_scene((3, 400, 600))
+    return write_demo_embeddings(tmp_path_factory.mktemp("stack") / "stack.zarr", image, labels,
+                                 tile_shape=(160, 160), halo=(16, 16), encoder=SMALL)
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.2])
+def test_sigterm_during_a_zarr_render_is_one_line(tiled_stack, tmp_path, delay):
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "embedview", "render", str(tiled_stack), "-o",
+                             str(tmp_path / "s.zarr"), "--pixel-size", "0.25", "-q"],
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=SRC))
+    try:
+        deadline = time.monotonic() + 30
+        while not os.listdir(tmp_path) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)  # the output's temporary is there: zarr writes into it
+        time.sleep(delay)
+        assert proc.poll() is None, "finished before it could be interrupted"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143 and err == "embedview: interrupted\n", err
+    assert os.listdir(tmp_path) == []

@@ -277,6 +277,27 @@ def _quiet_from_now_on() -> None:
     threading.excepthook = lambda args: None
 
 
+def _let_writes_land(timeout: float = 2.0) -> None:
+    """Wait (a moment at most) for the writes zarr's event loop has in flight: the main thread is
+    interrupted, not that loop, which would otherwise write into an output's temporary after it
+    is removed and leave it behind."""
+    sync = sys.modules.get("zarr.core.sync")
+    loop = getattr(sync, "loop", [None])[0]
+    if loop is None or loop.is_closed() or not loop.is_running():
+        return
+    import asyncio
+
+    async def settle():
+        pending = asyncio.all_tasks() - {asyncio.current_task()}
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+
+    try:
+        asyncio.run_coroutine_threadsafe(settle(), loop).result(timeout + 0.5)
+    except Exception:  # noqa: BLE001  (an interrupt goes on whatever this finds)
+        pass
+
+
 def _on_interrupt() -> dict:
     """Handle SIGTERM like Ctrl-C (a KeyboardInterrupt, so temporaries are removed) until
     restored; from either signal on, the process prints nothing but ``embedview: interrupted``."""
@@ -287,6 +308,7 @@ def _on_interrupt() -> dict:
     def interrupt(signum, frame):
         state["signal"] = signum
         _quiet_from_now_on()
+        _let_writes_land()
         raise KeyboardInterrupt
 
     try:

@@ -281,8 +281,8 @@ class _ClientBackend:
                     f"({type(err).__name__}); start it (`dask scheduler`) or check the address.") from None
             return _OwnedClient(client)
         raise EmbedviewError(
-            f"scheduler must be 'threads', 'processes', the address of a Dask scheduler "
-            f"('tcp://host:8786') or a distributed.Client; got {scheduler!r}.")
+            f"{arg('scheduler', scheduler)} must be 'threads', 'processes', the address of a Dask scheduler "
+            "('tcp://host:8786') or a distributed.Client.")
 
     def slots(self) -> int:
         return max(1, sum(self.client.nthreads().values()))
@@ -369,7 +369,7 @@ def _shutdown(client, cluster) -> None:
 
 
 @contextlib.contextmanager
-def _cluster_errors(client, futures, close):
+def _cluster_errors(client, futures, close=lambda: None):
     """Cancel what is left on failure; a worker lost too often becomes one clear sentence; on an
     interrupt, also ``close()`` the cluster we started at once, so that no worker still writes
     into an output's temporary while it is removed."""
