@@ -24,7 +24,7 @@ FOREGROUND_SIDES = ("above", "below")
 
 def check_choice(name: str, value, choices) -> None:
     if value not in choices:
-        raise EmbedviewError(f"{arg(name, value)} must be one of {', '.join(map(repr, choices))}.")
+        raise EmbedviewError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}.", param=name)
 
 
 def check_n_components(n_components, n_channels: int) -> None:

@@ -142,7 +142,7 @@ def _make_source(data, *, tokens, batched, image, patch, grid, pre, prefix, chan
     if any(a >= b for a, b in inner):
         raise EmbedviewError(
             f"the patch grid of {name} covers no pixel of the {image[0]}×{image[1]} image; "
-            "check preprocess (resize, crop, crop_offset).")
+            f"check {arg('preprocess')}{api_only(' (resize, crop, crop_offset)')}.")
     features = _Features(data, tokens=tokens, batched=batched, n_slices=n_slices,
                          n_channels=n_channels, grid=grid, prefix=prefix, channels_last=channels_last)
     zs = [None] if n_slices is None else range(n_slices)
