@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
 
             traceback.print_exc()
         else:
-            detail = " ".join(str(err).split())[:500]
+            detail = printable(" ".join(str(err).split())[:500])
             print(f"embedview: internal error: {type(err).__name__}: {detail or 'no detail'} "
                   "(run again with --debug to see the traceback)", file=sys.stderr)
         return 1
