@@ -18,7 +18,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from .._common.errors import EmbedviewError, arg
+from .._common.errors import EmbedviewError
 from .._common.geometry import DAMAGED, CellGrid, OutputGrid, Tiling, check_ints, sam_cell_size
 from .chunks import direct_reader
 
@@ -132,7 +132,8 @@ class Source:
         if pixel_size is None:
             pixel_size = self.default_pixel_size()
         elif isinstance(pixel_size, str):
-            raise EmbedviewError(f"{arg('pixel_size', pixel_size)} must be a number, a (y, x) pair or None.")
+            raise EmbedviewError(f"pixel_size must be a number, a (y, x) pair or None; got {pixel_size!r}.",
+                                 param="pixel_size")
         return OutputGrid.for_image(self.image_shape, pixel_size)
 
     def read_each(self, pieces: Iterable[Piece], ahead: int = 2) -> Iterator[tuple[Piece, np.ndarray]]:
