@@ -28,7 +28,10 @@ def folder(tmp_path):
 
 def test_an_unknown_model_lists_the_known_names_and_families(folder, capsys):
     err = run_fails(capsys, folder, "encode", folder / "grey.npy", "-o", folder / "emb.zarr", "--model", "resnet50")
-    assert "unknown model 'resnet50'" in err and "vit_b_lm" in err and "vit_t" in err and "Encoder" in err
+    assert "--model resnet50 is unknown" in err and "vit_b_lm" in err and "vit_t" in err and "--checkpoint FILE" in err
+    with pytest.raises(EmbedviewError, match=r"model='resnet50' is unknown.*wrapped in an embedview.Encoder") as info:
+        embedview.encode(folder / "grey.npy", "resnet50")
+    assert info.value.param == "model"
 
 
 def test_missing_weights_say_where_they_are_looked_for(folder, capsys, monkeypatch):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._common.errors import EmbedviewError
+from .._common.errors import EmbedviewError, arg
 
 
 @dataclass(frozen=True)
@@ -80,12 +80,12 @@ def open_image(image, ndim: int | None = None) -> Image:
     if ndim is None:
         ndim = 2 if len(shape) == 2 or (len(shape) == 3 and shape[-1] <= 4) else 3
     if ndim not in (2, 3):
-        raise EmbedviewError(f"ndim must be 2 (one image) or 3 (a stack), got {ndim!r}.")
+        raise EmbedviewError(f"{arg('ndim', ndim)} is not 2 (one image) or 3 (a stack).")
     if not _fits(shape, ndim):
         what = "(H, W) or (H, W, C)" if ndim == 2 else "(Z, H, W) or (Z, H, W, C)"
-        other = f"pass ndim={5 - ndim} or " if _fits(shape, 5 - ndim) else "pass "
-        raise EmbedviewError(f"{name} has shape {list(shape)}, but an image of ndim={ndim} is {what}; "
-                             f"{other}an image of that shape (channels last, at most 64).")
+        other = f"pass {arg('ndim', 5 - ndim)} or " if _fits(shape, 5 - ndim) else "pass "
+        raise EmbedviewError(f"{name} has shape {list(shape)}, but an image of {arg('ndim', ndim)} is {what}; "
+                             f"{other}an image of that shape (channels last, at most 64).", param="ndim")
     spatial = shape[ndim - 2:ndim]
     if min(shape) < 1:
         raise EmbedviewError(f"{name} is empty (shape {list(shape)}).")

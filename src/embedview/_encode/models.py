@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .._common.errors import EmbedviewError
+from .._common.errors import EmbedviewError, api_only, arg
 from .encoder import Encoder, require_torch
 
 DEVICES = ("cpu", "cuda", "mps")
@@ -12,18 +12,20 @@ def resolve_encoder(model, checkpoint=None, device=None) -> Encoder:
     """The encoder for ``model`` (a name, or an :class:`Encoder`) on ``device`` (default: cuda, mps, else cpu)."""
     if isinstance(model, Encoder):
         if checkpoint is not None:
-            raise EmbedviewError("checkpoint is for a model given by name; an Encoder brings its own weights.")
+            raise EmbedviewError(f"{arg('checkpoint')} is for a model given by name; an Encoder brings its own weights.")
         encoder = model
     elif isinstance(model, str):
         from . import sam
 
         if not (sam.is_sam_name(model) or (checkpoint is not None and model[:5] in sam.ARCHITECTURES)):
             raise EmbedviewError(sam.unknown_model_message(model))
+        device = pick_device(device)  # before the weights are read
         encoder = sam.sam_encoder(model, checkpoint)
     elif model is None:
-        raise EmbedviewError("pass the model to encode with: a name such as 'vit_t' or 'vit_b_lm', or an embedview.Encoder.")
+        raise EmbedviewError(f"pass the model to encode with: {arg('model', form='NAME')} such as vit_t or vit_b_lm"
+                             f"{api_only(', or an embedview.Encoder')}.")
     else:
-        raise EmbedviewError(f"model must be a name or an embedview.Encoder, got a {type(model).__name__}.")
+        raise EmbedviewError(f"model must be a name or an embedview.Encoder, got a {type(model).__name__}.", param="model")
     return encoder.to(pick_device(device))
 
 
@@ -38,9 +40,11 @@ def pick_device(device=None) -> str:
     text = str(device)
     kind, _, index = text.partition(":")
     if kind not in DEVICES or (index and not (kind == "cuda" and index.isdigit())):
-        raise EmbedviewError(f"device must be cpu, cuda, cuda:N or mps, got {text!r}.")
+        raise EmbedviewError(f"{arg('device', text)} is not cpu, cuda, cuda:N or mps.")
     if kind == "cuda" and not torch.cuda.is_available():
-        raise EmbedviewError("device cuda was asked for, but PyTorch sees no CUDA GPU here; pass --device cpu.")
+        raise EmbedviewError(f"{arg('device', text)} was asked for, but PyTorch sees no CUDA GPU here; pass "
+                             f"{arg('device', 'cpu')}.")
     if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise EmbedviewError("device mps was asked for, but PyTorch sees no Apple GPU here; pass --device cpu.")
+        raise EmbedviewError(f"{arg('device', text)} was asked for, but PyTorch sees no Apple GPU here; pass "
+                             f"{arg('device', 'cpu')}.")
     return text

@@ -16,7 +16,7 @@ import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
-from .._common.errors import EmbedviewError
+from .._common.errors import EmbedviewError, arg
 from .._common.geometry import Tiling
 from .._common.progress import progress_bar
 from .._inputs.vit_geometry import pair
@@ -65,13 +65,14 @@ def encode(image, model, *, checkpoint=None, ndim: int | None = None, tile_shape
     img = open_image(image, ndim)
     tiling = _tiling(img, tile_shape, halo)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise EmbedviewError(f"batch_size must be a positive whole number, got {batch_size!r}.")
+        raise EmbedviewError(f"{arg('batch_size', batch_size)} is not a positive whole number.")
     if output is not None:
         from .._common.output_paths import check_output, guard_output
 
         check_output(output)
         if not str(output).lower().endswith(".zarr"):
-            raise EmbedviewError(f"embeddings are written as a .zarr folder (micro_sam's container); end {output} with .zarr.")
+            raise EmbedviewError(f"embeddings are written as a .zarr folder (micro_sam's container); end {output} "
+                                 "with .zarr.", param="output")
         guard_output(output, [("the image", img.path), ("the checkpoint", checkpoint)])
     from .models import resolve_encoder
 
@@ -93,20 +94,21 @@ def encode(image, model, *, checkpoint=None, ndim: int | None = None, tile_shape
 def _tiling(img: Image, tile_shape, halo) -> Tiling | None:
     if tile_shape is None:
         if halo is not None:
-            raise EmbedviewError("halo is the overlap of tiles; pass tile_shape too (or neither).")
+            raise EmbedviewError(f"{arg('halo', halo)} is the overlap of tiles; pass {arg('tile_shape', form='H,W')} "
+                                 "too (or neither).")
         return None
     tile = pair(tile_shape, "tile_shape")
     margin = (0, 0) if halo is None else _halo(halo)
     if tile[0] >= img.shape[0] and tile[1] >= img.shape[1]:
-        raise EmbedviewError(f"the tile shape {list(tile)} is not smaller than the {img.shape[0]}×{img.shape[1]} image, "
-                             "so there is nothing to tile; leave tile_shape and halo out.")
+        raise EmbedviewError(f"{arg('tile_shape', list(tile))} is not smaller than the {img.shape[0]}×{img.shape[1]} "
+                             f"image, so there is nothing to tile; leave {arg('tile_shape')} and {arg('halo')} out.")
     return Tiling(img.shape, tile, margin)
 
 
 def _halo(halo) -> tuple[int, int]:
     values = (halo, halo) if isinstance(halo, int) else tuple(halo)
     if len(values) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
-        raise EmbedviewError(f"halo must be a whole number ≥ 0 or a (y, x) pair of them, got {halo!r}.")
+        raise EmbedviewError(f"{arg('halo', halo)} is not a whole number ≥ 0 or a (y, x) pair of them.")
     return values
 
 

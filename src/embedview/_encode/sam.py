@@ -20,7 +20,7 @@ import os
 import sys
 from pathlib import Path
 
-from .._common.errors import EmbedviewError
+from .._common.errors import EmbedviewError, api_only, arg
 from .._inputs.vit_geometry import Preprocess
 from .encoder import Encoder, require_torch
 
@@ -137,28 +137,29 @@ def sam_encoder(name: str, checkpoint=None) -> Encoder:
             raise EmbedviewError(
                 f"no weights for {name}: embedview looks in micro_sam's cache ({path}, set by MICROSAM_CACHEDIR) "
                 f"and never downloads; fetch them once with micro_sam (python -c \"import micro_sam.util as u; "
-                f"u.get_sam_model('{name}')\") or pass --checkpoint FILE.")
+                f"u.get_sam_model('{name}')\") or pass {arg('checkpoint', form='FILE')}.", param="model")
         model_hash = MODELS.get(name) or (_micro_sam()[0] or {}).get(name)
     else:
         path = Path(checkpoint)
         if not path.is_file():
-            raise EmbedviewError(f"the checkpoint {path} does not exist or is not a file; pass a SAM checkpoint (.pt, .pth).")
+            raise EmbedviewError(f"the checkpoint {path} does not exist or is not a file; pass a SAM checkpoint "
+                                 "(.pt, .pth).", param="checkpoint")
         model_hash = file_hash(path)
     state = _load_state(path)
     found = _architecture_of(state)
     if found is None:
         raise EmbedviewError(f"{path} holds no SAM image encoder weights (no image_encoder.* entries); pass a "
-                             f"checkpoint of {name}.")
+                             f"checkpoint of {name}.", param="checkpoint")
     if found != architecture:
-        raise EmbedviewError(f"{path} holds {found} weights, not {architecture}'s; pass --model {found} (or a "
-                             f"checkpoint of {name}).")
+        raise EmbedviewError(f"{path} holds {found} weights, not {architecture}'s; pass {arg('model', found)} (or a "
+                             f"checkpoint of {name}).", param="checkpoint")
     sam = _build(architecture)
     try:
         sam.load_state_dict(state)
     except RuntimeError as err:
         first = str(err).strip().splitlines()
         raise EmbedviewError(f"the weights in {path} do not fit {architecture} ({first[1].strip() if len(first) > 1 else first[0]}); "
-                             f"pass a checkpoint of {name}.") from None
+                             f"pass a checkpoint of {name}.", param="checkpoint") from None
     module = sam.image_encoder
     mean = tuple(float(v) for v in sam.pixel_mean.flatten())
     std = tuple(float(v) for v in sam.pixel_std.flatten())
@@ -168,9 +169,9 @@ def sam_encoder(name: str, checkpoint=None) -> Encoder:
 
 def unknown_model_message(name) -> str:
     names = ", ".join(known_names())
-    return (f"unknown model {name!r}; the SAM family by micro_sam's names: {names} (or an architecture "
-            f"{', '.join(ARCHITECTURES)} with a checkpoint file), or from Python any torch module wrapped in "
-            "an embedview.Encoder.")
+    return (f"{arg('model', name)} is unknown; the SAM family by micro_sam's names: {names} (or an architecture "
+            f"{', '.join(ARCHITECTURES)} with {arg('checkpoint', form='FILE')})"
+            f"{api_only(', or any torch module wrapped in an embedview.Encoder')}.")
 
 
 def _load_state(path: Path) -> dict:
@@ -181,11 +182,12 @@ def _load_state(path: Path) -> dict:
         text = " ".join(str(err).split())[:160]
         raise EmbedviewError(f"{path} could not be loaded as weights with torch.load(weights_only=True) "
                              f"({type(err).__name__}: {text}); pass a plain state dict (micro_sam's "
-                             "export_custom_sam_model writes one).") from None
+                             "export_custom_sam_model writes one).", param="checkpoint") from None
     if isinstance(state, dict) and isinstance(state.get("model_state"), dict):  # torch_em's training format
         state = {k[4:] if k.startswith("sam.") else k: v for k, v in state["model_state"].items()}
     if not isinstance(state, dict):
-        raise EmbedviewError(f"{path} holds a {type(state).__name__}, not a state dict of weights; pass a SAM checkpoint.")
+        raise EmbedviewError(f"{path} holds a {type(state).__name__}, not a state dict of weights; pass a SAM "
+                             "checkpoint.", param="checkpoint")
     return state
 
 
