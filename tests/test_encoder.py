@@ -63,3 +63,42 @@ def test_a_tiled_stack_is_written_as_micro_sam_lays_it_out(tmp_path):
 
     assert root.attrs["data_signature"] == hashlib.sha1(stack.tobytes()).hexdigest()
     assert embedview.visualize(src).rgb.shape[:1] == (2,)
+
+
+class Probe(torch.nn.Module):
+    """Each cell's feature is its patch's mean input value (a patch embedding set to averaging),
+    as a feature map or as tokens behind ``prefix`` extra ones."""
+
+    def __init__(self, patch, prefix=None):
+        super().__init__()
+        self.pool, self.prefix = torch.nn.AvgPool2d(patch), prefix
+
+    def forward(self, x):
+        out = self.pool(x)
+        if self.prefix is None:
+            return out
+        tokens = out.flatten(2).transpose(1, 2)
+        return torch.cat([torch.full_like(tokens[:, :1], -1.0)] * self.prefix + [tokens], dim=1)
+
+
+@pytest.mark.parametrize("shape", [(300, 256), (256, 256)])
+@pytest.mark.parametrize("style, patch, preprocess, prefix", [
+    ("SAM: longest side, rounded, bottom/right pad", 16,
+     embedview.Preprocess("longest:1024", rounding="nearest", pad=1024), None),
+    ("DINO: shortest side, centre crop", 14, embedview.Preprocess("shortest:112", crop=98), 1),
+    ("fixed square", 16, embedview.Preprocess((224, 224)), 4),
+])
+def test_a_probe_encoder_finds_every_cell_where_the_declared_grid_puts_it(shape, style, patch, preprocess, prefix):
+    """On a ramp image (pixel value = its column), the probe's feature is the column at its
+    patch's centre, measured through the real resize: the derived grid puts every cell there."""
+    image = np.broadcast_to(np.arange(shape[1], dtype=np.uint8), shape).copy()
+    encoder = embedview.Encoder(Probe(patch, prefix), patch_size=patch, preprocess=preprocess, mean=(0, 0, 0),
+                                std=(1, 1, 1), pixel_range=255, prefix_tokens=prefix or 0, name="probe")
+    src = embedview.encode(image, encoder, device="cpu")
+    piece = src.pieces()[0]
+    grid, features = piece.grid, src.read(piece)[0]
+    rows = range(1, grid.valid_shape[0] - 1)
+    cols = range(1, grid.valid_shape[1] - 1)
+    measured = np.array([[features[i, j] + 0.5 for j in cols] for i in rows])  # the column's centre
+    expected = np.array([float(grid.origin[1] + (j + Fraction(1, 2)) * grid.cell_size[1]) for j in cols])
+    assert np.abs(measured - expected).max() < 0.15, style
