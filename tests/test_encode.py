@@ -213,3 +213,17 @@ def test_encoded_embeddings_render_in_memory_as_from_the_file(encoded, encoder):
     a = embedview.visualize(in_memory).rgb
     b = embedview.visualize(embedview.open_source(str(encoded["page_grey"][0]))).rgb
     assert a.shape == b.shape and np.mean(np.abs(a.astype(int) - b.astype(int)) > 1) < 1e-3
+
+
+def test_render_with_a_model_equals_encode_then_render(encoded, tmp_path, capsys):
+    """``render IMAGE --model`` encodes on the way; its picture and figure (``--image`` defaults to
+    the input) equal rendering the encoded file with that image."""
+    from PIL import Image
+
+    image = DATA / "page_grey_image.npy"
+    run_ok(capsys, "render", image, "-o", tmp_path / "direct.png", "--model", "vit_t", "--checkpoint", CHECKPOINT, "-q")
+    run_ok(capsys, "render", encoded["page_grey"][0], "-o", tmp_path / "two_step.png", "--image", image, "-q")
+    for suffix in (".png", "_figure.png"):
+        direct = np.asarray(Image.open(tmp_path / f"direct{suffix}"))
+        two_step = np.asarray(Image.open(tmp_path / f"two_step{suffix}"))
+        np.testing.assert_array_equal(direct, two_step)

@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     _add_run(p)
     _add_geometry(p)
+    p.add_argument("--model", default=None, metavar="NAME", help="the input is an image: encode it with this model "
+                                                                "first (as `embedview encode`; --image defaults to it)")
+    p.add_argument("--checkpoint", metavar="FILE", help="with --model: its weights (else micro_sam's cache)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=_render_command)
 
@@ -411,6 +414,10 @@ def _render_command(args) -> int:
     from ._workflows.commands import options_from_args, render, render_many
 
     options = options_from_args(args)
+    if args.model is not None:  # the input is an image: encode it on the way
+        from ._workflows.encode import encode_for_render
+
+        args.embeddings, args.image = encode_for_render(args)
     if len(args.embeddings) > 1:
         extra = next((flag for flag, given in (("--image", args.image), ("--fps", args.fps is not None),
                                                ("--montage", args.montage is not None)) if given), None)
@@ -431,7 +438,7 @@ def _render_command(args) -> int:
 
 def _option_inputs(args) -> list:
     """The files options were read from: outputs must leave them alone."""
-    return [("the mask", args.mask), ("the basis", args.basis)]
+    return [("the mask", args.mask), ("the basis", args.basis), ("the checkpoint", getattr(args, "checkpoint", None))]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -160,7 +160,7 @@ def render(embeddings, output, *, model=None, image=None, slice_: int | None = N
     fitted = hasattr(model, "bases_")
     fit_mode = "joint" if fitted else model.fit_mode
     rgb = draw.get("rgb_components")
-    meta = {"source": str(embeddings), "fit": fit_mode, "normalize": model.normalize,
+    meta = {"source": str(getattr(embeddings, "name", embeddings)), "fit": fit_mode, "normalize": model.normalize,
             "rgb_components": list(rgb) if rgb else None}
     if draw.get("upsample") is not None:
         # Resolved once (the guide opened, its statistics sampled) for the picture, figure and

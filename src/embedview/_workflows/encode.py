@@ -20,3 +20,28 @@ def encode_file(image, output, *, model, checkpoint=None, ndim=None, tile_shape=
         print(f"wrote {output}: {src.layout}, {len(src.pieces())} piece(s) of {src.n_channels} channels on "
               f"{grid[0]}×{grid[1]} cells ({src.metadata.get('model_name')})")
     return Path(output)
+
+
+def encode_for_render(args):
+    """``render IMAGE --model NAME``: the image encoded on the way (in memory), ``--image`` defaulting to it.
+
+    Returns ``(embeddings, image)`` for the rest of the render command: a source in place of the
+    embedding file, and the image for the figure and the guide. The output is checked before the
+    model runs, so a bad ``-o`` costs no encoding.
+    """
+    from .._common.errors import EmbedviewError, arg
+    from .._common.output_paths import check_output
+    from .._encode.images import open_image
+    from .._encode.run import encode
+
+    if len(args.embeddings) != 1:
+        raise EmbedviewError(f"{arg('model', args.model)} encodes one image; render several images one at a time.")
+    image = args.embeddings[0]
+    img = open_image(image)
+    check_output(args.output, stack=img.n_slices is not None,
+                 inputs=[("the image", image), ("the checkpoint", args.checkpoint)])
+    # --device is the PCA's (numpy on cpu); the encoder takes a GPU where one is asked for, else the best present
+    device = args.device if str(args.device).startswith(("cuda", "mps")) else None
+    src = encode(img.array, args.model, checkpoint=args.checkpoint, device=device, progress=not args.quiet)
+    src.name = str(image)
+    return [src], args.image if args.image is not None else image
