@@ -102,3 +102,27 @@ def test_a_probe_encoder_finds_every_cell_where_the_declared_grid_puts_it(shape,
     measured = np.array([[features[i, j] + 0.5 for j in cols] for i in rows])  # the column's centre
     expected = np.array([float(grid.origin[1] + (j + Fraction(1, 2)) * grid.cell_size[1]) for j in cols])
     assert np.abs(measured - expected).max() < 0.15, style
+
+
+class Recorded:
+    """An image array that records every window read from it."""
+
+    def __init__(self, array):
+        self.array, self.shape, self.dtype, self.reads = array, array.shape, array.dtype, []
+
+    def __getitem__(self, index):
+        out = self.array[index]
+        self.reads.append(out.size)
+        return out
+
+
+def test_a_tiled_image_is_read_window_by_window():
+    """Tiles are read as their outer blocks (and the signature band by band), never the whole image."""
+    image = Recorded(np.random.default_rng(2).integers(0, 255, (300, 400, 3), dtype=np.uint8))
+    encoder = embedview.Encoder(torch.nn.Conv2d(3, 2, 16, stride=16), patch_size=16, preprocess=embedview.Preprocess(
+        "longest:64", rounding="nearest", pad=64), pixel_range=255, name="tiny")
+    src = embedview.encode(image, encoder, tile_shape=(100, 100), halo=(10, 10), device="cpu")
+    assert len(src.pieces()) == 12
+    tile_reads = [n for n in image.reads if n <= 120 * 120 * 3]
+    assert len(tile_reads) == 12 and max(tile_reads) == 120 * 120 * 3
+    assert len(image.reads) == 13  # and one band for the data signature (the image is under 64 MiB)
