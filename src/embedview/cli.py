@@ -146,9 +146,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="another seed draws another scene (same encoder)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=_demo_command)
+    for name in ("render", "fit", "similarity", "demo"):
+        _add_overwrite(commands.choices[name])
     for sub in commands.choices.values():  # --debug after the command works too
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
+
+
+def _add_overwrite(p) -> None:
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing files that embedview did not write (never an input, nor a folder "
+                        "embedview did not write); by default an output replaces only embedview's own")
 
 
 def _add_pca(p) -> None:
@@ -286,7 +294,8 @@ _BARE = ("image_size", "patch_size", "prefix_tokens", "preprocess", "rgb_compone
 #: Whole phrases, translated first.
 _PHRASES = {"(a PCA each)": "(--separate-bases)",
             "nonfinite='omit'": "--omit-nonfinite", "outliers='keep'": "--keep-outliers",
-            "leave scheduler unset": "leave out --scheduler", " to embedview.open_features": ""}
+            "leave scheduler unset": "leave out --scheduler", " to embedview.open_features": "",
+            "overwrite=True": "--overwrite"}
 
 
 def in_cli_terms(message: str) -> str:
@@ -380,14 +389,14 @@ def _render_command(args) -> int:
             raise EmbedviewError(f"{extra} is for one input; with several inputs the side-by-side figure is "
                                  "written instead.")
         render_many(args.embeddings, args.output, separate_bases=args.separate_bases, ext=args.ext,
-                    slice_=args.slice, quiet=args.quiet, inputs=_option_inputs(args), **options)
+                    slice_=args.slice, quiet=args.quiet, inputs=_option_inputs(args), overwrite=args.overwrite, **options)
         return 0
     if args.separate_bases:
         raise EmbedviewError("--separate-bases is for several inputs.")
     if args.ext:
         raise EmbedviewError("--ext chooses the format of several inputs' pictures; for one input, end -o with it.")
     render(args.embeddings[0], args.output, image=args.image, slice_=args.slice, montage=args.montage,
-           quiet=args.quiet, inputs=_option_inputs(args), fps=args.fps, **options)
+           quiet=args.quiet, inputs=_option_inputs(args), fps=args.fps, overwrite=args.overwrite, **options)
     return 0
 
 
@@ -403,7 +412,7 @@ def _option_inputs(args) -> list:
 def _fit_command(args) -> int:
     from ._workflows.commands import fit, options_from_args
 
-    fit(args.embeddings, args.output, quiet=args.quiet, **options_from_args(args))
+    fit(args.embeddings, args.output, quiet=args.quiet, overwrite=args.overwrite, **options_from_args(args))
     return 0
 
 
@@ -416,7 +425,8 @@ def _similarity_command(args) -> int:
     from ._workflows.similarity_map import similarity_map
 
     similarity_map(args.embeddings, args.output, point=args.point, mask=args.mask, image=args.image,
-                   z=args.slice, pixel_size=args.pixel_size, quiet=args.quiet, geometry=geometry_from_args(args))
+                   z=args.slice, pixel_size=args.pixel_size, quiet=args.quiet, geometry=geometry_from_args(args),
+                   overwrite=args.overwrite)
     return 0
 
 
@@ -441,5 +451,5 @@ def _info_command(args) -> int:
 def _demo_command(args) -> int:
     from ._workflows.demo import demo
 
-    demo(args.output, seed=args.seed, quiet=args.quiet)
+    demo(args.output, seed=args.seed, quiet=args.quiet, overwrite=args.overwrite)
     return 0

@@ -10,13 +10,21 @@
 - :class:`embedview._outputs.movie.MovieSink` keeps them likewise and composes one movie frame
   per slice.
 
-Both compose their windows with :func:`compose`.
+Both compose their windows with :func:`compose`. Every sink follows :class:`Sink`, the one
+writer contract: the pipeline places pieces, colours slices and finishes. A sink that writes a
+file writes it under the temporary name that :func:`embedview._common.output_paths.atomic_path`
+gives (which alone applies the overwrite rule, renames when complete and removes what a
+failure leaves), and puts embedview's ownership marker in it (:mod:`embedview._common.ownership`);
+a :class:`MemorySink`'s picture becomes a file, by format, in
+:func:`embedview._outputs.io.write_picture`.
 """
 
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -69,6 +77,33 @@ def projected_store(pieces: list[Piece], n_components: int, folder, on_disk: boo
     return _DiskStore(Path(folder()), len(pieces), n_components, cells) if on_disk else {}
 
 
+@runtime_checkable
+class Sink(Protocol):
+    """Where the pipeline draws one input's picture (:func:`embedview._run.pipeline.execute`)."""
+
+    def place(self, index: int, piece: Piece, projected: np.ndarray) -> None:
+        """Take the projected piece number ``index`` of the input (``(k, h, w)`` at cell resolution)."""
+
+    def colour(self, zs, basis: Basis, shown, executor=None) -> None:
+        """Colour the slices ``zs`` once their colour ranges (``basis``) are known."""
+
+    def finish(self, scale, translate, metadata: dict) -> None:
+        """Complete the picture (files: everything but the rename, which ``atomic_path`` does)."""
+
+
+@dataclass(frozen=True)
+class ZarrOutput:
+    """An OME-Zarr output of the pipeline: the folder ``path`` and whether it may replace a
+    folder embedview marked as something else (``overwrite``; never one it did not write).
+
+    Pass it as ``output=`` (``embedview.visualize``, :meth:`embedview.PCA.transform`) where a
+    plain path would refuse to replace such a folder.
+    """
+
+    path: Path
+    overwrite: bool = False
+
+
 class MemorySink:
     """The whole picture in memory: ``components`` ``(Z, y, x, k)`` and ``rgb`` ``(Z, y, x, 3)``."""
 
@@ -83,6 +118,9 @@ class MemorySink:
     def colour(self, zs, basis: Basis, shown, executor=None) -> None:
         for z in zs:
             colour(self.components[z], basis, shown, self.rgb[z])
+
+    def finish(self, scale, translate, metadata: dict) -> None:
+        """Nothing to complete: the picture stays in memory (:func:`embedview._outputs.io.write_output` writes it)."""
 
 
 class ZarrSink:

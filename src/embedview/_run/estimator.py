@@ -279,17 +279,19 @@ class PCA:
 
     # -- files ----------------------------------------------------------------------------------
 
-    def save(self, path, *, fitted_on=()) -> Path:
+    def save(self, path, *, fitted_on=(), overwrite: bool = False) -> Path:
         """Write the fitted basis and colour ranges to a ``.npz`` basis file (see :func:`embedview.save_basis`).
 
         A foreground rule learned by :meth:`fit` is saved with it (in the file's metadata), so
-        :meth:`load` draws other inputs with the same foreground.
+        :meth:`load` draws other inputs with the same foreground. ``overwrite=True`` may replace a
+        file embedview did not write as a basis.
         """
         from .._model.basis_file import save_basis
 
         basis, selection = self.basis_, self.selections_[0]
         extra = {"foreground": _foreground_to_json(selection)} if isinstance(selection, Foreground) else None
-        return save_basis(path, basis, normalize=self.normalize, fitted_on=[str(f) for f in fitted_on], extra=extra)
+        return save_basis(path, basis, normalize=self.normalize, fitted_on=[str(f) for f in fitted_on], extra=extra,
+                          overwrite=overwrite)
 
     @classmethod
     def load(cls, path, **params) -> "PCA":

@@ -165,7 +165,7 @@ def _zarr_sink(out, src, grid, k, executor, upsample=None, device=None):
     from .._common.output_paths import atomic_path
     from .._outputs.sinks import ZarrSink
 
-    with atomic_path(out, directory=True) as tmp:
+    with atomic_path(getattr(out, "path", out), directory=True, overwrite=getattr(out, "overwrite", False)) as tmp:
         # Workers elsewhere read the projected pieces from disk, not from this process's memory.
         sink = ZarrSink(tmp, src.pieces(), grid, src.n_slices, k, on_disk=True if executor.remote else None,
                          upsample=upsample, engine=device)
@@ -270,12 +270,13 @@ def output_guard(outputs, sources, extra=()) -> list:
         if out is None:
             checked.append(None)
             continue
+        overwrite = getattr(out, "overwrite", False)  # a movie's or ZarrOutput's
         if hasattr(out, "open_sink"):  # a movie: its path as every output's
-            check_output(out.path, stack=src.is_stack, inputs=read)
+            check_output(out.path, stack=src.is_stack, inputs=read, overwrite=overwrite)
             checked.append(out)
             continue
-        path = check_output(out, stack=src.is_stack, inputs=read)
+        path = check_output(getattr(out, "path", out), stack=src.is_stack, inputs=read, overwrite=overwrite)
         if path.suffix.lower() != ".zarr":
             raise EmbedviewError(f"output= writes OME-Zarr: give a path ending in .zarr, not {path.name}.")
-        checked.append(path)
+        checked.append(type(out)(path, overwrite) if hasattr(out, "overwrite") else path)
     return checked

@@ -198,12 +198,15 @@ class MontageFile:
         ``image`` already read and checked (the figure's), so that it is not read twice.
     path : Path, optional
         Where to write the montage, already checked (default ``<out stem>_montage.png``).
+    overwrite : bool
+        May replace a file embedview did not write.
     """
 
-    def __init__(self, src, out: Path, count, image, inputs, array=None, path=None):
+    def __init__(self, src, out: Path, count, image, inputs, array=None, path=None, overwrite: bool = False):
         from .._common.output_paths import check_output
+        from .figure import companion
 
-        self.src, self.image_name, self.slices = src, image, None
+        self.src, self.image_name, self.slices, self.overwrite = src, image, None, overwrite
         self.path = self.image = None
         if count is None and (image is None or not src.is_stack):
             return
@@ -211,7 +214,7 @@ class MontageFile:
                                      DEFAULT_SLICES if count is None else count)
         if image is not None:
             self.image = array if array is not None else checked_image(image, src, None)[1]
-        self.path = path or check_output(out.with_name(f"{out.stem}_montage.png"), inputs=inputs)
+        self.path = path or check_output(companion(out, "montage"), inputs=inputs, overwrite=overwrite)
 
     def write(self, vis, rgb_components=None, upsample=None) -> list[Path]:
         """Write the montage of ``vis``, its PCA tiles drawn with ``upsample`` (as the main output);
@@ -221,5 +224,6 @@ class MontageFile:
         picture = make_montage(self.src, vis, self.slices, self.image, rgb_components=rgb_components,
                                upsample=upsample)
         write_figure(self.path, picture, {"source": self.src.name, "slices": self.slices,
-                                    "image": None if self.image_name is None else str(self.image_name)})
+                                    "image": None if self.image_name is None else str(self.image_name)},
+                     self.overwrite)
         return [self.path]
