@@ -206,7 +206,10 @@ def _npy(f, size):
     # The trailer must begin exactly where the array's data ends (numpy's own bounded header parser).
     f.seek(0)
     version = np.lib.format.read_magic(f)
-    shape, fortran, dtype = np.lib.format._read_array_header(f, version)
+    read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+    if read is None:
+        return None
+    shape, fortran, dtype = read(f)  # numpy's parser: a bounded header, no pickle
     if dtype.hasobject or f.tell() + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize != start:
         return None
     f.seek(start)
