@@ -169,7 +169,7 @@ def test_check_output_errors(tmp_path, target, match):
 def test_atomic_path_leaves_nothing_on_failure(tmp_path):
     (tmp_path / "out.txt").write_text("old")
     with pytest.raises(RuntimeError):
-        with atomic_path(tmp_path / "out.txt") as tmp:
+        with atomic_path(tmp_path / "out.txt", overwrite=True) as tmp:  # the user's file: only with overwrite
             tmp.write_text("half")
             raise RuntimeError("boom")
     assert _names(tmp_path) == ["out.txt"] and (tmp_path / "out.txt").read_text() == "old"

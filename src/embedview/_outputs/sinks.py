@@ -21,6 +21,7 @@ a :class:`MemorySink`'s picture becomes a file, by format, in
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +103,22 @@ class ZarrOutput:
 
     path: Path
     overwrite: bool = False
+
+    @contextlib.contextmanager
+    def open(self, src, grid: OutputGrid, n_components: int, upsample=None, engine=None, remote: bool = False):
+        """The :class:`ZarrSink` writing ``src``'s picture into a temporary folder that becomes
+        :attr:`path` when the run completes (the one overwrite rule, rename and clean-up:
+        :func:`embedview._common.output_paths.atomic_path`). ``remote``: the windows are written
+        by other processes, which read the projected pieces from disk."""
+        from .._common.output_paths import atomic_path
+
+        with atomic_path(self.path, directory=True, overwrite=self.overwrite) as tmp:
+            sink = ZarrSink(tmp, src.pieces(), grid, src.n_slices, n_components, on_disk=True if remote else None,
+                            upsample=upsample, engine=engine)
+            try:
+                yield sink
+            finally:
+                sink.close()
 
 
 class MemorySink:

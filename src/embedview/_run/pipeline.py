@@ -159,20 +159,14 @@ def _visualization(src, grid, sink, out, bases, selections, metadata) -> Visuali
     return Visualization(rgb, components, scale, translate, bases, src.layout, src.shape, selections=selections)
 
 
-@contextlib.contextmanager
 def _zarr_sink(out, src, grid, k, executor, upsample=None, device=None):
-    """A :class:`ZarrSink` writing ``src``'s picture into a temporary folder renamed to ``out``."""
-    from .._common.output_paths import atomic_path
-    from .._outputs.sinks import ZarrSink
+    """A :class:`ZarrSink` writing ``src``'s picture into a temporary folder renamed to ``out``
+    (a path or a :class:`~embedview._outputs.sinks.ZarrOutput`)."""
+    from .._outputs.sinks import ZarrOutput
 
-    with atomic_path(getattr(out, "path", out), directory=True, overwrite=getattr(out, "overwrite", False)) as tmp:
-        # Workers elsewhere read the projected pieces from disk, not from this process's memory.
-        sink = ZarrSink(tmp, src.pieces(), grid, src.n_slices, k, on_disk=True if executor.remote else None,
-                         upsample=upsample, engine=device)
-        try:
-            yield sink
-        finally:
-            sink.close()
+    spec = out if isinstance(out, ZarrOutput) else ZarrOutput(out)
+    # Workers elsewhere read the projected pieces from disk, not from this process's memory.
+    return spec.open(src, grid, k, upsample, device, remote=executor.remote)
 
 
 class _Sinks:
