@@ -529,16 +529,16 @@ def folder_names(paths: list[Path], suffixes: list[str]) -> tuple[list[str], str
     """Every name in the output folder of several inputs: ``(picture names, side-by-side name)``.
 
     The one place those names are chosen, so no two are the same, even on a file system that
-    ignores case: the pictures are named after the inputs (:func:`input_names`), the
-    side-by-side figure is ``side_by_side.png``, and a picture that would take a name already
-    given (an input named ``side_by_side``, stems equal but for case) gets ``_2``, ``_3``, ...
+    ignores case: the pictures are named after the inputs (:func:`input_names`: distinct even
+    ignoring case), the side-by-side figure is ``side_by_side.png``, and a picture that would
+    take a name already given (an input named ``side_by_side``) gets ``_2``, ``_3``, ...
 
     Examples
     --------
     >>> folder_names([Path("side_by_side.zarr"), Path("b.zarr")], [".png", ".png"])
     (['side_by_side_2.png', 'b.png'], 'side_by_side.png')
     >>> folder_names([Path("A.zarr"), Path("a.zarr")], [".png", ".png"])
-    (['A.png', 'a_2.png'], 'side_by_side.png')
+    (['0_A.png', '1_a.png'], 'side_by_side.png')
     """
     side = f"{SIDE_BY_SIDE}.png"
     taken = {side.casefold()}
