@@ -423,8 +423,15 @@ def test_overwrite_never_replaces_an_input_or_a_foreign_folder(work, capsys):
     assert "even with" in refused(capsys, work, "render", "emb.zarr", "-o", "mine.zarr", "--overwrite")
 
 
-def test_the_demo_image_is_not_a_picture(work, capsys):
+def test_the_demo_image_is_not_a_picture(work, capsys, monkeypatch):
     """`render demo/embeddings.zarr -o demo/image.png` (the README's input) is refused; a demo re-run is not."""
+    from embedview._workflows import demo
+
+    monkeypatch.setattr(demo, "DEMO_LAYOUTS", {  # the demo's files, small
+        "image": ((96, 128), None, None), "stack": ((2, 64, 96), None, None),
+        "tiled_image": ((160, 200), (96, 128), (8, 8)), "tiled_stack": ((2, 160, 200), (96, 128), (8, 8))})
+    real = demo.DemoEncoder
+    monkeypatch.setattr(demo, "DemoEncoder", lambda *a, **k: real(*a, **k) if a or k else SMALL)
     assert main(["demo", "-o", "d", "-q"]) == 0
     err = refused(capsys, work, "render", "emb.zarr", "-o", "d/image.png")
     assert "demo file, not a picture" in err and "--overwrite" in err
@@ -528,3 +535,31 @@ def test_ffmpeg_failing_is_an_error(work, capsys, monkeypatch):
     fake.chmod(0o755)
     monkeypatch.setattr(imageio_ffmpeg, "get_ffmpeg_exe", lambda: str(fake))
     assert "no space left" in refused(capsys, work, "render", "stack.zarr", "-o", "m.mp4")
+
+
+def test_the_readme_promise(work, capsys):
+    """README: "An output replaces only what embedview wrote there before, as the same kind of file
+    ..., and never an input or a folder holding one; `--overwrite` ... never an input or a folder
+    embedview did not write." Each clause, as written."""
+    readme = " ".join((Path(SRC).parent / "README.md").read_text().split())
+    promise = ("An output replaces only what embedview wrote there before, as the same kind of file (its files "
+               "carry embedview's metadata: a picture replaces a picture, never the demo's image or a file you made), "
+               "and never an input or a folder holding one; `--overwrite` (`overwrite=True` in Python) lets it "
+               "replace a file embedview did not write, but never an input or a folder embedview did not write.")
+    assert promise in readme
+    # what embedview wrote there before is replaced (.png, .tif, .zarr, a basis: test_embedview_outputs_are_replaced)
+    for emb, out in (("emb.zarr", "own.npy"), ("emb.zarr", "own.npz"), ("stack.zarr", "own.gif")):
+        for _ in range(2):
+            assert main(["render", emb, "-o", out, "-q"]) == 0
+    assert main(["fit", "emb.zarr", "-o", "own_basis.npz", "-q"]) == 0
+    assert "basis, not a picture" in refused(capsys, work, "render", "emb.zarr", "-o", "own_basis.npz")
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(work / "made.png")  # a file you made
+    assert "--overwrite" in refused(capsys, work, "render", "emb.zarr", "-o", "made.png")
+    assert "would overwrite" in refused(capsys, work, "render", "emb.zarr", "-o", "image.png", "--image",
+                                        "image.png", "--overwrite")  # an input
+    assert "holds them" in refused(capsys, work, "render", "emb.zarr", "-o", ".", "--overwrite")  # holding one
+    (work / "yours.zarr").mkdir()
+    assert "did not write" in refused(capsys, work, "render", "emb.zarr", "-o", "yours.zarr", "--overwrite")
+    (work / "yours.zarr").rmdir()
+    assert main(["render", "emb.zarr", "-o", "made.png", "-q", "--overwrite"]) == 0
+    no_leftovers(work)

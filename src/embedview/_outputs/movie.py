@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -129,7 +130,9 @@ class _Mp4Writer:
                "-pix_fmt", "yuv420p", "-crf", str(crf), "-metadata", f"comment={comment('picture')}",
                "-v", "error", "-f", "mp4", str(self.path)]
         self._log = tempfile.TemporaryFile()
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log)
+        # Its own session: Ctrl-C interrupts embedview, which then closes ffmpeg's input (as imageio does).
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log,
+                                      start_new_session=os.name == "posix")
         self._size = (h, w)
 
     def append(self, frame: np.ndarray) -> None:
