@@ -232,14 +232,23 @@ def _npz(f, size):
         return None
     f.seek(0)
     with zipfile.ZipFile(f) as z:
-        info = z.getinfo("embedview.npy")
-        if info.file_size > 2**16:
+        names = set(z.namelist())
+        # An older embedview's files have no marker member, only their metadata (a basis: its format).
+        name = "embedview.npy" if "embedview.npy" in names else "metadata.npy"
+        info = z.getinfo(name)
+        if info.file_size > 2**20:
             return None
         with z.open(info) as member:
             array = np.lib.format.read_array(member, allow_pickle=False)
-    if array.dtype != np.uint8 or array.ndim != 1:
+    if array.dtype == np.uint8 and array.ndim == 1:
+        found = _json(array.tobytes().decode("utf-8"))
+    elif array.dtype.kind == "U" and array.ndim == 0:
+        found = _json(str(array))
+    else:
         return None
-    return _json(array.tobytes().decode("utf-8"))
+    if name == "metadata.npy" and isinstance(found, dict) and found.get("format") == "embedview-basis":
+        return {**found, KIND_KEY: "basis"}
+    return found if name == "embedview.npy" or isinstance(found, dict) and KIND_KEY not in found else None
 
 
 def _gif(f, size):
