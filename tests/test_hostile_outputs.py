@@ -474,6 +474,8 @@ def test_metadata_must_be_json(work):
         embedview.write_output(vis, "p.png", metadata={"a": object()})
     with pytest.raises(EmbedviewError, match="plain JSON"):
         embedview.write_output(vis, "p.png", metadata={"a": float("nan")})
+    with pytest.raises(EmbedviewError, match="plain JSON"):
+        embedview.PCA().fit_transform("emb.zarr", output="p.zarr", metadata={"a": {1, 2}})
     assert snapshot(work) == before
 
 

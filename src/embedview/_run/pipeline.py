@@ -99,6 +99,10 @@ def execute(inputs: Inputs, job: Job, *, fit: str = "joint", pixel_size=None, ou
     ``upsample``: per input, its resolved upsampling (:class:`embedview._outputs.guide.Upsampling`)
     or ``None`` (nearest).
     """
+    from .._outputs.io import check_metadata
+
+    for meta in metadata if isinstance(metadata, list) else [metadata]:  # plain JSON, before any work
+        check_metadata(meta)
     execution = execution or Execution()
     sources = inputs.sources
     pieces = inputs.pieces()
