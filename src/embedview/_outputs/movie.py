@@ -233,15 +233,19 @@ class MovieOutput:
     overwrite: bool = False
 
     @contextlib.contextmanager
-    def open_sink(self, src, grid, n_components: int, *placing):
-        """The :class:`MovieSink` writing ``src``'s frames into a temporary file renamed to :attr:`path`.
+    def open_sink(self, src, grid, n_components: int, upsample=None, engine=None, *, remote: bool = False):
+        """The :class:`MovieSink` writing ``src``'s frames into a temporary file renamed to :attr:`path`
+        (the :class:`~embedview._outputs.sinks.Output` contract). One frame is in memory at a time.
 
-        ``placing``: the :class:`Placer`'s other arguments, as the pipeline gives every sink's placer.
+        ``upsample``, ``engine``: the :class:`Placer`'s, as the pipeline gives every sink's placer.
         """
         import tempfile
 
+        from .._common.limits import check_picture_fits
         from .._common.output_paths import atomic_path
 
+        check_picture_fits(1, grid.shape, n_components)  # one frame at a time, never the stack
+        placing = (upsample, engine)
         pieces = src.pieces()
         with contextlib.ExitStack() as stack:
             tmp = stack.enter_context(atomic_path(self.path, overwrite=self.overwrite))

@@ -92,6 +92,25 @@ class Sink(Protocol):
         """Complete the picture (files: everything but the rename, which ``atomic_path`` does)."""
 
 
+@runtime_checkable
+class Output(Protocol):
+    """A file output of the pipeline: where it goes, whether it may replace a file embedview did
+    not write, and the sink that writes it (:class:`ZarrOutput`, :class:`embedview._outputs.movie.MovieOutput`).
+
+    ``open_sink`` is a context manager: it checks what the sink needs (e.g. memory), writes under
+    :func:`embedview._common.output_paths.atomic_path` (the overwrite rule, the rename when the
+    block completes, the clean-up when it fails) and yields the :class:`Sink`; ``remote``: the
+    executor's workers write from other processes.
+    """
+
+    path: Path
+    overwrite: bool
+
+    def open_sink(self, src, grid: OutputGrid, n_components: int, upsample=None, engine=None, *,
+                  remote: bool = False):
+        ...
+
+
 @dataclass(frozen=True)
 class ZarrOutput:
     """An OME-Zarr output of the pipeline: the folder ``path`` and whether it may replace a
@@ -104,8 +123,16 @@ class ZarrOutput:
     path: Path
     overwrite: bool = False
 
+    def __post_init__(self):
+        from .._common.errors import EmbedviewError
+
+        object.__setattr__(self, "path", Path(self.path))
+        if self.path.suffix.lower() != ".zarr":
+            raise EmbedviewError(f"output= writes OME-Zarr: give a path ending in .zarr, not {self.path.name}.")
+
     @contextlib.contextmanager
-    def open(self, src, grid: OutputGrid, n_components: int, upsample=None, engine=None, remote: bool = False):
+    def open_sink(self, src, grid: OutputGrid, n_components: int, upsample=None, engine=None, *,
+                  remote: bool = False):
         """The :class:`ZarrSink` writing ``src``'s picture into a temporary folder that becomes
         :attr:`path` when the run completes (the one overwrite rule, rename and clean-up:
         :func:`embedview._common.output_paths.atomic_path`). ``remote``: the windows are written

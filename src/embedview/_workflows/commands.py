@@ -259,7 +259,7 @@ def _render_many(embeddings, out_dir, model, separate_bases, ext, slice_, quiet,
     for group, group_paths, group_metas in runs:
         this = model if fitted else PCA(**model.get_params())
         one = len(group) == 1  # _run takes one output and metadata for one input, lists for several
-        specs = [ZarrOutput(p, overwrite) for p in group_paths]
+        specs = [ZarrOutput(p, overwrite) for p in group_paths] if direct else None
         output = (specs[0] if one else specs) if direct else None
         result = this._run([Inputs(group)], output=output, metadata=group_metas[0] if one else group_metas,
                            fitted=fitted, extra_inputs=inputs, **draw)
