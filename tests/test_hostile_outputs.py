@@ -456,14 +456,12 @@ def test_api_overwrite(work):
     with pytest.raises(EmbedviewError, match="overwrite=True"):
         model.save("mine.npz")
     model.save("mine.npz", overwrite=True)
-    from embedview._outputs.sinks import ZarrOutput
-
     embedview.visualize("emb.zarr", output="p.zarr")
     (work / "e.zarr").mkdir()
     (work / "e.zarr" / ".zattrs").write_text(json.dumps({"embedview": _io.folder_marker("embeddings")}))
     with pytest.raises(EmbedviewError, match="embeddings, not a picture"):
         embedview.visualize("emb.zarr", output="e.zarr")
-    embedview.visualize("emb.zarr", output=ZarrOutput("e.zarr", overwrite=True))
+    embedview.visualize("emb.zarr", output=embedview.ZarrOutput("e.zarr", overwrite=True))
     assert read_ome_zarr(work / "e.zarr")[2]["embedview"]["embedview_kind"] == "picture"
 
 

@@ -190,9 +190,10 @@ class PCA:
         mask : array, optional
             Draw only the cells on this mask of ``source``'s image (a foreground rule learned by
             :meth:`fit` applies within it).
-        output : str or Path, optional
+        output : str, Path or ZarrOutput, optional
             Write the picture to this ``.zarr`` folder (OME-Zarr) chunk by chunk instead of
-            returning it in memory.
+            returning it in memory (``embedview.ZarrOutput(path, overwrite=True)``: see
+            :func:`embedview._common.output_paths.guard_output`).
         metadata : dict, optional
             Extra JSON-able entries recorded in the ``output``.
         original_size : (int, int), optional
