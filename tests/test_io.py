@@ -210,16 +210,19 @@ def test_every_picture_carries_the_marker(tmp_path, vis2d, vis3d, ext):
         np.testing.assert_array_equal(np.load(out, mmap_mode="r"), vis2d.rgb)
 
 
-def test_a_basis_carries_its_own_kind_and_old_ones_count(tmp_path):
+def test_a_basis_is_marked_by_its_format(tmp_path):
     from embedview._common.ownership import owner_kind
 
     model = embedview.PCA().fit(np.random.default_rng(0).normal(size=(1, 8, 16, 16)).astype(np.float32),
                                 original_size=(64, 64))
     path = model.save(tmp_path / "b.npz")
-    assert owner_kind(path) == "basis"
-    with np.load(path) as data:  # an older embedview's basis: no marker member, its format in its metadata
-        np.savez(tmp_path / "old.npz", **{k: data[k] for k in data.files if k != "embedview"})
-    assert owner_kind(tmp_path / "old.npz") == "basis"
+    assert owner_kind(path) == "basis"  # its metadata's format: the file keeps only its documented members
+    with np.load(path) as data:
+        meta = json.loads(data["metadata"].tobytes())
+        meta["format"] = "something else"
+        np.savez(tmp_path / "other.npz", **{k: data[k] for k in data.files if k != "metadata"},
+                 metadata=np.frombuffer(json.dumps(meta).encode(), np.uint8))
+    assert owner_kind(tmp_path / "other.npz") == "picture"  # an embedview file, but not a basis
     embedview.PCA.load(path)
 
 

@@ -2,7 +2,8 @@
 
 Every file and folder embedview writes records ``{"embedview_version": ..., "embedview_kind": KIND}``
 (:func:`marker`) in its format's own metadata: a PNG ``tEXt`` chunk ``embedview``, the TIFF's
-JSON ImageDescription, an NPZ member ``embedview``, a GIF comment, an MP4 comment, the zarr
+JSON ImageDescription, an NPZ member ``embedview`` (a basis file: its ``metadata`` member, whose
+``format`` is ``embedview-basis``), a GIF comment, an MP4 comment, the zarr
 root attribute ``embedview``; a ``.npy`` header has no room, so the marker is a trailer after
 the array's data (:data:`NPY_TRAILER_END`), which numpy's readers ignore. :func:`owner_kind`
 reads it back within bounded bytes (a few MiB at most, whatever the file's size), so a hostile
@@ -233,7 +234,7 @@ def _npz(f, size):
     f.seek(0)
     with zipfile.ZipFile(f) as z:
         names = set(z.namelist())
-        # An older embedview's files have no marker member, only their metadata (a basis: its format).
+        # A basis file (and an older embedview's picture) has no marker member, only its metadata.
         name = "embedview.npy" if "embedview.npy" in names else "metadata.npy"
         info = z.getinfo(name)
         if info.file_size > 2**20:

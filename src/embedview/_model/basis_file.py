@@ -101,12 +101,11 @@ def save_basis(path, basis: Basis, *, normalize: str, fitted_on: list[str],
     except (TypeError, ValueError) as err:
         raise EmbedviewError(f"cannot write the basis to {path}: its metadata is not plain JSON "
                              f"({err}); pass only numbers, strings, lists and dicts in extra.") from None
-    from .._common.ownership import marker
-
-    owner = np.frombuffer(json.dumps(marker("basis")).encode(), np.uint8)  # embedview's marker of a basis
+    # The metadata's format and embedview_version are the file's ownership marker (a basis:
+    # embedview._common.ownership reads them), so the file holds only its documented members.
     with atomic_path(path, kind="basis", overwrite=overwrite) as tmp:
         with open(tmp, "wb") as f:  # a file object: np.savez must not append its own ".npz"
-            np.savez(f, **arrays, metadata=np.frombuffer(text.encode("utf-8"), np.uint8), embedview=owner)
+            np.savez(f, **arrays, metadata=np.frombuffer(text.encode("utf-8"), np.uint8))
     return path
 
 
