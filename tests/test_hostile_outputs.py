@@ -412,6 +412,9 @@ def test_a_users_gif_and_a_basis_need_overwrite(work, capsys):
     assert main(["fit", "emb.zarr", "-o", "mine.npz", "-q"]) == 0  # a basis replaces a basis
     err = refused(capsys, work, "render", "emb.zarr", "-o", "mine.npz")  # a picture does not replace a basis
     assert "basis, not a picture" in err
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(work / "sim.png")
+    assert "--overwrite" in refused(capsys, work, "similarity", "emb.zarr", "-o", "sim.png", "--point", "10,10")
+    assert main(["similarity", "emb.zarr", "-o", "sim.png", "--point", "10,10", "-q", "--overwrite"]) == 0
 
 
 def test_overwrite_never_replaces_an_input_or_a_foreign_folder(work, capsys):
@@ -432,7 +435,10 @@ def test_the_demo_image_is_not_a_picture(work, capsys, monkeypatch):
         "tiled_image": ((160, 200), (96, 128), (8, 8)), "tiled_stack": ((2, 160, 200), (96, 128), (8, 8))})
     real = demo.DemoEncoder
     monkeypatch.setattr(demo, "DemoEncoder", lambda *a, **k: real(*a, **k) if a or k else SMALL)
-    assert main(["demo", "-o", "d", "-q"]) == 0
+    (work / "d").mkdir()
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(work / "d" / "labels.png")  # the user's, at a demo name
+    assert "--overwrite" in refused(capsys, work, "demo", "-o", "d", "-q")
+    assert main(["demo", "-o", "d", "-q", "--overwrite"]) == 0
     err = refused(capsys, work, "render", "emb.zarr", "-o", "d/image.png")
     assert "demo file, not a picture" in err and "--overwrite" in err
     refused(capsys, work, "render", "emb.zarr", "-o", "d/tiled_embeddings.zarr")  # embeddings, not a picture
