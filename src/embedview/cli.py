@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", help="the image the embeddings came from (.npy, .tif, .png, .jpg, ...): "
                                    "also write OUTPUT_figure.png with image | PCA | overlay (a movie: "
                                    "image | PCA in every frame)")
-    p.add_argument("--fps", type=float, default=None, metavar="N", help="frames per second of a movie (default 5)")
+    p.add_argument("--fps", type=float, default=None, metavar="N", help="frames per second of a movie, 0.01 to 100 (default 5)")
     p.add_argument("--slice", type=int, default=None, metavar="Z", help="slice of a stack for the figure (default: the middle one)")
     p.add_argument("--montage", type=int, nargs="?", const=6, default=None, metavar="N",
                    help="for a stack: also write OUTPUT_montage.png, N evenly spaced slices (default 6, "
