@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from fractions import Fraction
 from typing import Mapping
 
@@ -556,10 +557,22 @@ def root_attributes(path: str) -> dict | None:
 
 
 def _load_json(path: str):
-    try:
-        with open(path, "rb") as f:
-            return json.load(f)
-    except (OSError, ValueError):  # unreadable or not JSON: not ours to open
+    """A metadata file's JSON, or None where it is not ours to open: unreadable, not a regular file,
+    larger than any zarr metadata, or not JSON (nested too deep for the parser included).
+
+    At most :data:`~embedview._inputs.container.MAX_METADATA_BYTES` are read, so sniffing any
+    folder (napari asks about every ``.zarr``) costs bounded memory and never raises.
+    """
+    from .container import MAX_METADATA_BYTES
+
+    try:  # non-blocking: a FIFO named zarr.json must not hang the caller; fstat then says what it is
+        with open(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb") as f:
+            info = os.fstat(f.fileno())
+            if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_METADATA_BYTES:
+                return None
+            text = f.read(info.st_size + 1)  # read(n) allocates n bytes up front: only what is there
+        return json.loads(text) if len(text) <= MAX_METADATA_BYTES else None
+    except (OSError, ValueError, RecursionError):  # unreadable, not JSON, or nested too deep
         return None
 
 
