@@ -244,3 +244,20 @@ def test_forged_or_damaged_markers_are_nobodys(tmp_path):
     (tmp_path / "h.zarr").mkdir()
     (tmp_path / "h.zarr" / ".zattrs").write_text(json.dumps({"embedview": {"embedview_kind": "picture"}}))
     assert ownership.owner_kind(tmp_path / "h.zarr") is None  # no version: not the marker
+
+
+def test_one_writer_contract():
+    """Every sink the pipeline draws into follows Sink; every file output follows Output."""
+    from pathlib import Path
+
+    from embedview._outputs.movie import MovieOutput, MovieSink
+    from embedview._outputs.sinks import MemorySink, Output, Sink, ZarrOutput, ZarrSink
+
+    methods = [name for name in vars(Sink) if not name.startswith("_")]
+    assert methods == ["place", "colour", "finish"]
+    for cls in (MemorySink, ZarrSink, MovieSink):
+        assert all(callable(getattr(cls, name, None)) for name in methods), cls
+    for out in (ZarrOutput("p.zarr"), MovieOutput(Path("m.gif"))):
+        assert isinstance(out, Output) and out.overwrite is False
+    with pytest.raises(EmbedviewError, match="ending in .zarr"):
+        ZarrOutput("p.png")

@@ -43,7 +43,7 @@ def movie(source, path, *, model=None, image=None, fps: float = DEFAULT_FPS, pix
         The image stack ``(Z, H, W[, 3|4])`` the embeddings were computed from: each frame
         shows it beside the PCA picture (one display range for the whole stack).
     fps : float
-        Frames per second.
+        Frames per second, 0.01 to 100 (a GIF's frame lasts whole hundredths of a second).
     pixel_size : float or (float, float), optional
         Output pixel size in image pixels; default the smallest whole number that keeps the
         frame's long side within 1024 pixels (1 for smaller images).
