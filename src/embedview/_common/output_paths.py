@@ -37,7 +37,7 @@ MOVIE_FORMATS = (".mp4", ".gif")
 #: The root attribute that marks a folder as embedview's: OME-Zarr outputs and written embeddings.
 MARKER = "embedview"
 #: How the rule names the kinds of :mod:`embedview._common.ownership` in its messages.
-_KIND_NAMES = {"picture": "picture", "basis": "basis", "demo": "demo file", "embeddings": "embeddings"}
+_KIND_NAMES = {"picture": "a picture", "basis": "a basis", "demo": "a demo file", "embeddings": "embeddings"}
 
 
 def folder_marker(kind: str = "picture") -> dict:
@@ -189,7 +189,7 @@ def _check_replaceable(path: Path, directory: bool, kind: str = "picture", overw
 
 def _other_kind(path: Path, found: str, kind: str) -> EmbedviewError:
     return EmbedviewError(
-        f"cannot write {path}: it is embedview's {_KIND_NAMES[found]}, not a {_KIND_NAMES[kind]}, so this "
+        f"cannot write {path}: embedview wrote it as {_KIND_NAMES[found]}, not {_KIND_NAMES[kind]}, so this "
         "output leaves it alone; choose another name, or pass overwrite=True to replace it.")
 
 
