@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 import embedview
+from embedview._common.errors import api_only, arg
 from embedview._workflows.demo import DemoEncoder, make_cells_scene, write_demo_embeddings
-from embedview.cli import in_cli_terms, main
+from embedview.cli import _command_parser, _flag_of, build_parser, main
 
 SMALL = DemoEncoder(n_channels=8, grid=16)
 
@@ -93,16 +94,51 @@ def test_the_api_keeps_parameter_names(files):
         embedview.visualize(str(files["image"]), rgb_components=[0, 1, 7])
 
 
-@pytest.mark.parametrize("api, cli", [
-    ("pass image_size=(H, W) of the image", "pass --image-size H,W of the image"),
-    ("use device='cpu' (the numpy engine)", "use --device cpu (the numpy engine)"),
-    ("pass nonfinite='omit' to", "pass --omit-nonfinite to"),
-    ("run pip install 'embedview[dask]' or leave scheduler unset.", "run pip install 'embedview[dask]' or leave out --scheduler."),
-    ("give the slice as point=(z, y, x) or z=.", "give the slice as --point z,y,x or --slice."),
-    ("/data/fit=3/image_size.zarr has 3 channels", "/data/fit=3/image_size.zarr has 3 channels"),
+@pytest.mark.parametrize("message, api, cli", [
+    (f"pass {arg('image_size', form='H,W')} of the image", "pass image_size=(H, W) of the image",
+     "pass --image-size H,W of the image"),
+    (f"use {arg('device', 'cpu')} (the numpy engine)", "use device='cpu' (the numpy engine)",
+     "use --device cpu (the numpy engine)"),
+    (f"pass {arg('nonfinite', 'omit')} to", "pass nonfinite='omit' to", "pass --omit-nonfinite to"),
+    (f"or do not pass {arg('scheduler')}.", "or do not pass scheduler=.", "or do not pass --scheduler."),
+    (f"give the slice as {arg('point', form='z,y,x')} or {arg('z')}.", "give the slice as point=(z, y, x) or z=.",
+     "give the slice as --point z,y,x or --slice."),
+    (f"{arg('rgb_components', [0, 1, 7])} must name", "rgb_components=[0, 1, 7] must name",
+     "--rgb-components 0,1,7 must name"),
+    (f"pass {arg('patch_size')}{api_only(' to embedview.open_features')}.", "pass patch_size= to embedview.open_features.",
+     "pass --patch-size."),
+    ("/data/fit=3/image_size.zarr has 3 channels", "/data/fit=3/image_size.zarr has 3 channels",
+     "/data/fit=3/image_size.zarr has 3 channels"),
 ])
-def test_in_cli_terms(api, cli):
-    assert in_cli_terms(api) == cli
+def test_messages_name_parameters_once(message, api, cli):
+    """One message, written once: the API reads parameters, the command its flags (from the parser's table)."""
+    err = embedview.EmbedviewError(message)
+    command = _command_parser(build_parser(), "similarity" if "point" in api else "render")
+    assert str(err) == api
+    assert err.render(lambda a: _flag_of(a, command)) == cli
+
+
+def test_errors_know_their_parameter():
+    import pickle
+
+    err = embedview.EmbedviewError(f"{arg('pixel_size', 0)} must be positive.")
+    assert err.param == "pixel_size" and str(err) == "pixel_size=0 must be positive."
+    assert embedview.EmbedviewError("no parameter here.", param="fit").param == "fit"
+    again = pickle.loads(pickle.dumps(err))  # Dask sends errors between processes
+    assert again.param == "pixel_size" and str(again) == str(err)
+    with pytest.raises(embedview.EmbedviewError) as caught:
+        embedview.visualize(np.zeros((1, 8, 4, 4), np.float32), original_size=(16, 16), rgb_components=[0, 9])
+    assert caught.value.param == "rgb_components"
+
+
+def test_an_api_only_parameter_is_not_advised_by_the_command(files, tmp_path, capsys):
+    """A flag the command does not have is not offered: `fit` has no --separate-bases."""
+    rng = np.random.default_rng(0)
+    for c in (6, 8):
+        np.save(tmp_path / f"{c}.npy", rng.normal(size=(1, c, 16, 16)).astype(np.float32))
+    err = _error(capsys, "fit", tmp_path / "6.npy", tmp_path / "8.npy", "-o", tmp_path / "b.npz",
+                 "--image-size", "64,64", "--patch-size", "4")
+    assert "on their own." in err and "PCA each" not in err and "separate" not in err
 
 
 def test_a_bad_size_argument_is_not_called_damaged_metadata(files, capsys):
@@ -117,3 +153,51 @@ def test_a_bad_size_argument_is_not_called_damaged_metadata(files, capsys):
     assert main(["render", str(files["tokens"]), "-o", "x.png", "--image-size", "0,4", "--patch-size", "16"]) == 2
     err = capsys.readouterr().err
     assert "--image-size" in err and "give the original image's height and width" in err and "damaged" not in err
+
+
+# ---------------------------------------------------------------------------------------------
+# advice names only what exists where it is printed
+
+
+def test_info_of_a_vit_file_takes_the_geometry_it_advises(files, capsys):
+    """info advises --image-size/--patch-size for a ViT file: it takes them (as render does)."""
+    err = _error(capsys, "info", files["tokens"])
+    assert "--image-size" in err
+    assert main(["info", str(files["tokens"]), "--image-size", "224,224", "--patch-size", "16",
+                 "--prefix-tokens", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "14 × 14 cells" in out and "patch size 16 × 16" in out
+    info = embedview.describe(files["tokens"], dict(image_size=(224, 224), patch_size=16, prefix_tokens=1))
+    assert info["cell_grid"] == [14, 14]
+
+
+def test_tokens_without_prefix_tokens_say_what_does_not_match(tmp_path, capsys):
+    """(B, N, C) tokens with a CLS token: the advice is --prefix-tokens, not layout='tokens' (no such flag)."""
+    torch = pytest.importorskip("torch")
+    torch.save(torch.zeros(2, 1 + 16, 8), tmp_path / "t.pt")
+    err = _error(capsys, "render", tmp_path / "t.pt", "-o", tmp_path / "x.png", "--image-size", "64,64",
+                 "--patch-size", "16")
+    assert "--prefix-tokens 1" in err and "layout" not in err
+
+
+def test_api_mistakes_point_to_what_to_do():
+    tokens = np.zeros((2, 1 + 16, 8), np.float32)
+    for call in (lambda: embedview.visualize(tokens), lambda: embedview.visualize(tokens, original_size=(64, 64))):
+        with pytest.raises(embedview.EmbedviewError, match=r"shape \[2, 17, 8\].*embedview.from_tokens\(.*--prefix-tokens"):
+            call()
+    x = np.random.default_rng(0).normal(size=(1, 8, 16, 16)).astype(np.float32)
+    with pytest.raises(embedview.EmbedviewError, match=r"a list of 2 is not one input; pass .* separate arguments"):
+        embedview.PCA().fit([x, x], original_size=(64, 64))
+
+
+def test_torch_tensors_are_accepted_by_the_api():
+    """A tensor (CPU, float64, requiring grad) draws as its numpy array; meta and sparse ones are refused."""
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(0).normal(size=(1, 8, 16, 16)).astype(np.float32)
+    ref = embedview.visualize(x, original_size=(64, 64))
+    for tensor in (torch.from_numpy(x), torch.from_numpy(x).requires_grad_(), torch.from_numpy(x).double()):
+        np.testing.assert_array_equal(embedview.visualize(tensor, original_size=(64, 64)).rgb, ref.rgb)
+    for tensor, expected in ((torch.empty(1, 8, 16, 16, device="meta"), "meta tensor"),
+                             (torch.from_numpy(x).to_sparse(), "sparse tensor")):
+        with pytest.raises(embedview.EmbedviewError, match=expected):
+            embedview.visualize(tensor, original_size=(64, 64))

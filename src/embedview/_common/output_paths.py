@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from .errors import EmbedviewError
+from .errors import EmbedviewError, arg
 
 #: Output formats by extension; stacks need one that holds several slices. Movies hold only stacks.
 OUTPUT_FORMATS = {".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF", ".zarr": "zarr", ".npy": "npy", ".npz": "npz",
@@ -164,8 +164,8 @@ def _check_replaceable(path: Path, directory: bool, kind: str = "picture", overw
             raise _other_kind(path, found, kind)
         raise EmbedviewError(
             f"cannot write {path}: it is an existing {'folder' if path.is_dir() else 'file'} that embedview did "
-            "not write (no embedview metadata in its root attributes), so it is left alone, even with "
-            "overwrite=True; choose another name, or remove it yourself if it may go.")
+            f"not write (no embedview metadata in its root attributes), so it is left alone, even with "
+            f"{arg('overwrite', True)}; choose another name, or remove it yourself if it may go.")
     if path.is_dir():
         raise _existing_folder(path)
     try:
@@ -184,13 +184,13 @@ def _check_replaceable(path: Path, directory: bool, kind: str = "picture", overw
         raise _other_kind(path, found, kind)
     raise EmbedviewError(
         f"cannot write {path}: it is an existing file that embedview did not write (no embedview metadata "
-        "in it), so it is left alone; choose another name, or pass overwrite=True to replace it.")
+        f"in it), so it is left alone; choose another name, or pass {arg('overwrite', True)} to replace it.")
 
 
 def _other_kind(path: Path, found: str, kind: str) -> EmbedviewError:
     return EmbedviewError(
         f"cannot write {path}: embedview wrote it as {_KIND_NAMES[found]}, not {_KIND_NAMES[kind]}, so this "
-        "output leaves it alone; choose another name, or pass overwrite=True to replace it.")
+        f"output leaves it alone; choose another name, or pass {arg('overwrite', True)} to replace it.")
 
 
 def _existing_folder(path: Path) -> EmbedviewError:

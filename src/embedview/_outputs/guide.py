@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._common.errors import EmbedviewError
+from .._common.errors import EmbedviewError, arg
 from .._model.upsample import METHODS
 
 #: Pixels read for the normalization and noise estimates (a strided sample, never the whole image).
@@ -27,6 +27,9 @@ RANGE_NOISE = 3.0
 RANGE_FLOOR = 0.05
 #: Default spatial sigma, in cells.
 SPATIAL_SIGMA = 1.0
+#: The sigmas a drawing can use: beyond them the weights are those of nearest or of bilinear
+#: (and a sigma near 0 would divide by zero). Spatial in cells, range in normalized image units.
+SIGMA_BOUNDS = {"sigma_spatial": (1e-2, 1e2), "sigma_range": (1e-4, 1e4)}
 #: Pieces whose cell means are kept (least recently used dropped first): more than the pieces
 #: one row of output windows meets, however large the image.
 CACHED_PIECES = 256
@@ -91,8 +94,9 @@ class Upsample:
             raise EmbedviewError(f"upsample method must be one of {', '.join(METHODS)}; got {up.method!r}.")
         for name in ("sigma_spatial", "sigma_range"):
             v = getattr(up, name)
-            if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                raise EmbedviewError(f"{name} must be a positive number; got {v!r}.")
+            lo, hi = SIGMA_BOUNDS[name]
+            if v is not None and (isinstance(v, bool) or not (isinstance(v, (int, float)) and lo <= v <= hi)):
+                raise EmbedviewError(f"{arg(name, v)} must be a number from {lo:g} to {hi:g}.")
         if isinstance(up.radius, bool) or not isinstance(up.radius, int) or not 1 <= up.radius <= 8:
             raise EmbedviewError(f"radius must be an integer from 1 to 8; got {up.radius!r}.")
         if up.method == "guided" and up.guide is None:
@@ -149,12 +153,13 @@ def resolve_upsampling(upsample, image_shape, name: str = "the embeddings", imag
     return Upsample.of(upsample, image=image).resolve(image_shape, name)
 
 
-def _open(image):
-    """``(array-like, path or None)`` for a path or an array-like."""
+def _open(image, check=None):
+    """``(array-like, path or None)`` for a path (its header's shape given to ``check`` before any
+    pixel is decoded) or an array-like."""
     if isinstance(image, (str, os.PathLike)):
         from .io import read_image  # .npy and uncompressed TIFF memory-mapped
 
-        return read_image(image), Path(image)
+        return read_image(image, check), Path(image)
     if not all(hasattr(image, a) for a in ("shape", "dtype", "__getitem__")):
         raise EmbedviewError(f"the guide must be an image array or a path; got {type(image).__name__}.")
     return image, None
@@ -186,20 +191,24 @@ class Guide:
     """
 
     def __init__(self, image, image_shape, name: str = "the embeddings"):
-        array, self.path = _open(image)
+        image_shape = tuple(int(s) for s in image_shape)
+        n = len(image_shape)
+        label = "the image" if not isinstance(image, (str, os.PathLike)) else f"the image {image}"
+
+        def check(shape):
+            if tuple(shape[:n]) != image_shape or len(shape) > n + 1 or (
+                    len(shape) == n + 1 and shape[n] not in (1, 2, 3, 4)):
+                raise EmbedviewError(f"{label} has shape {list(shape)} but the embeddings ({name}) describe an "
+                                     f"image of shape {list(image_shape)}; pass the image they were computed from.")
+
+        array, self.path = _open(image, check)
         self.name = str(self.path) if self.path is not None else "array"
         self._memmap = _memmap_spec(array)
         self._array = array
         shape = tuple(int(s) for s in array.shape)
-        image_shape = tuple(int(s) for s in image_shape)
-        self.stack = len(image_shape) == 3
-        n = len(image_shape)
+        check(shape)
+        self.stack = n == 3
         self.channels_stored = shape[n] if len(shape) == n + 1 else None
-        if shape[:n] != image_shape or len(shape) > n + 1 or (
-                self.channels_stored is not None and self.channels_stored not in (1, 2, 3, 4)):
-            label = "the image" if self.path is None else f"the image {self.path}"
-            raise EmbedviewError(f"{label} has shape {list(shape)} but the embeddings ({name}) describe an image "
-                                 f"of shape {list(image_shape)}; pass the image they were computed from.")
         if np.dtype(array.dtype).kind not in "biuf":
             raise EmbedviewError(f"the guide image holds {array.dtype} values; expected numbers.")
         self.image_shape = image_shape

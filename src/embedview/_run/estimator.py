@@ -23,7 +23,7 @@ from .._common.deprecation import (
     foreground_options,
     shown_components,
 )
-from .._common.errors import EmbedviewError
+from .._common.errors import EmbedviewError, arg
 from .._inputs.composite import Inputs, open_inputs
 from .._model.colors import NORMALIZE_MODES
 from .._model.fit import Basis
@@ -222,14 +222,14 @@ class PCA:
         upsampling = _upsampling(upsample, inputs.sources) if draw else None
         if fitted:
             if foreground is not None:
-                raise EmbedviewError("foreground='auto' fits a basis, but a basis was given; pass one of them.")
+                raise EmbedviewError(f"{arg('foreground', 'auto')} fits a basis, but a basis was given; pass one of them.")
             bases = self._fitted()
             for src in inputs.sources:
                 _check_basis(bases, src)
             k = bases[0].n_components
         else:
             if self.fit_mode == "per_slice" and many:
-                raise EmbedviewError("fit='per_slice' fits one stack; fit several inputs with fit='joint'.")
+                raise EmbedviewError(f"{arg('fit', 'per_slice')} fits one stack; fit several inputs with {arg('fit', 'joint')}.")
             k = self.n_components
             check_n_components(k, inputs.n_channels)
         shown = shown_components(rgb_components, k)
@@ -305,7 +305,7 @@ class PCA:
         params.setdefault("normalize", meta.get("normalize", "robust"))
         model = cls.from_basis(basis, **params)
         if "foreground" in meta:
-            model.selections_ = (_foreground_from_json(meta["foreground"], basis.n_channels, path),)
+            model.selections_ = (_foreground_from_json(meta["foreground"], basis, path),)
         return model
 
     @classmethod
@@ -328,7 +328,7 @@ def _check_basis(bases: tuple, src) -> None:
     if len(bases) > 1 and src.n_slices != len(bases):
         raise EmbedviewError(
             f"this model has one basis per slice of a {len(bases)}-slice stack, but {src.name} has "
-            f"{src.n_slices or 0} slices; draw it with a model fitted on it (or fit='joint').")
+            f"{src.n_slices or 0} slices; draw it with a model fitted on it (or {arg('fit', 'joint')}).")
 
 
 def _foreground_to_json(selection: Foreground) -> dict:
@@ -340,22 +340,13 @@ def _foreground_to_json(selection: Foreground) -> dict:
             "dtypes": [str(first.mean.dtype), str(first.components.dtype)]}
 
 
-def _foreground_from_json(entry, n_channels: int, path) -> Foreground:
-    from .._model.foreground import ForegroundRule
+def _foreground_from_json(entry, basis: Basis, path) -> Foreground:
+    from .._model.foreground import rule_from_json
 
-    try:
-        mean = np.asarray(entry["mean"], dtype=entry["dtypes"][0])
-        components = np.asarray(entry["components"], dtype=entry["dtypes"][1])
-        rule = ForegroundRule(float(entry["threshold"]), entry["side"], float(entry["fraction"]))
-        ok = mean.shape == (n_channels,) and components.ndim == 2 and components.shape[1] == n_channels
-        ok = ok and rule.side in ("above", "below") and np.isfinite(mean).all() and np.isfinite(components).all()
-    except (KeyError, IndexError, TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise EmbedviewError(f"the foreground rule in {path} is damaged; fit the basis again (embedview fit --foreground auto).")
+    rule, mean, components = rule_from_json(entry, basis.n_channels, basis.scale_reference, path,
+                                            "fit the basis again (embedview fit --foreground auto)")
     zeros = np.zeros(len(components))
-    first = Basis(mean, components, zeros, zeros, 0)
-    return Foreground(first, rule)
+    return Foreground(Basis(mean, components, zeros, zeros, 0), rule)
 
 
 def _transfer(selection, mask_select):
@@ -403,7 +394,11 @@ def cluster(visualizations, k: int, components: int | None = None, seed: int = 0
     from .._outputs.visualization import Visualization
 
     single = isinstance(visualizations, Visualization)
-    vis_list = [visualizations] if single else list(visualizations)
+    vis_list = [visualizations] if single else [None] if isinstance(visualizations, (str, bytes)) or not hasattr(
+        visualizations, "__iter__") else list(visualizations)
+    if not all(isinstance(v, Visualization) for v in vis_list):
+        raise EmbedviewError(f"cluster() takes visualizations, not a {type(visualizations).__name__}; draw the embeddings "
+                             "first: embedview.cluster(embedview.visualize(source), k).")
     if not vis_list or any(v.components is None for v in vis_list):
         raise EmbedviewError("cluster() needs visualizations in memory; draw them without output=.")
     clusters, m = cluster_options(k, components, vis_list[0].components.shape[-1])

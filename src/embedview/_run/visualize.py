@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._common.deprecation import deprecate_parameters, shown_components
-from .._common.errors import EmbedviewError
+from .._common.errors import EmbedviewError, arg
 from .._common.geometry import OutputGrid
 from .._common.limits import check_picture_fits
 from .._inputs.sources import Piece, Source, open_source
@@ -54,7 +54,7 @@ def _visualize_all(source, n_components=None, fit="joint", normalize="robust", p
     if given:
         execution = replace(execution or Execution(), **given)
     if foreground is None and (foreground_threshold is not None or foreground_side is not None):
-        raise EmbedviewError("foreground_threshold and foreground_side need foreground='auto'.")
+        raise EmbedviewError(f"{arg('foreground_threshold')} and {arg('foreground_side')} need {arg('foreground', 'auto')}.")
     if foreground is not None:
         if foreground != "auto":
             raise EmbedviewError(f"foreground must be None or 'auto'; got {foreground!r}.")
@@ -63,10 +63,10 @@ def _visualize_all(source, n_components=None, fit="joint", normalize="robust", p
                   execution=execution)
     if basis is not None:
         if isinstance(basis, Basis) and n_components is not None and n_components != basis.n_components:
-            raise EmbedviewError(f"n_components={n_components!r} but the basis given has {basis.n_components} "
-                                 "components; drop n_components (the basis brings its own).")
+            raise EmbedviewError(f"{arg('n_components', n_components)} but the basis given has {basis.n_components} "
+                                 f"components; drop {arg('n_components')} (the basis brings its own).")
         if fit != "joint":
-            raise EmbedviewError(f"fit={fit!r} fits bases, but a basis was given; drop fit.")
+            raise EmbedviewError(f"{arg('fit', fit)} fits bases, but a basis was given; drop {arg('fit')}.")
         model = PCA.from_basis(basis, **params)
     else:
         model = PCA(3 if n_components is None else n_components, fit=fit, **params)
@@ -223,6 +223,8 @@ def place_plane(src: Source, pieces: list[Piece], basis, grid: OutputGrid, engin
     components = np.full(grid.shape + (basis.n_components,), np.nan, np.float32)
     placer = Placer(grid, upsample, engine)
     options = PassOptions(basis.n_components, nonfinite="omit", select=select)
+    if hasattr(basis, "feature_scale"):  # a Basis (not a similarity's query): read at its fit's scale
+        src.use_feature_scale(basis.feature_scale)
     for piece, projected, _ in LocalExecutor(src, engine).project(pieces, basis, 0.0, options, bar):
         placer.place(components, piece, projected)
     return components

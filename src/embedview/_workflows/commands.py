@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .._common.errors import EmbedviewError
+from .._common.errors import EmbedviewError, arg
 from .._common.output_paths import MOVIE_FORMATS
 from .._inputs.sources import open_embeddings
 from .figure import FigureFile, panel
@@ -151,12 +151,12 @@ def render(embeddings, output, *, model=None, image=None, slice_: int | None = N
         from .movie import write_movie
 
         if slice_ is not None or montage is not None:
-            raise EmbedviewError(f"{'z=' if slice_ is not None else 'montage='} draws chosen slices, but a movie "
-                                 f"shows every slice; drop {'z' if slice_ is not None else 'montage'}.")
+            raise EmbedviewError(f"{arg('z') if slice_ is not None else arg('montage')} draws chosen slices, but a movie "
+                                 f"shows every slice; drop {arg('z') if slice_ is not None else arg('montage')}.")
         return [write_movie(src, output, model=model, image=image, fps=fps, quiet=quiet, inputs=inputs,
                             overwrite=overwrite, **draw)]
     if fps is not None:
-        raise EmbedviewError(f"fps= is the frame rate of a movie; end the output with .mp4 or .gif, not {Path(output).name}.")
+        raise EmbedviewError(f"{arg('fps')} is the frame rate of a movie; end the output with .mp4 or .gif, not {Path(output).name}.")
     # A stack is not one PNG: `-o montage.png --montage` asks for the montage itself.
     montage_only = montage is not None and src.is_stack and Path(output).suffix.lower() == ".png"
     out = check_output(output, stack=src.is_stack and not montage_only, inputs=inputs, overwrite=overwrite)

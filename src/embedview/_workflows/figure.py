@@ -16,7 +16,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from .._common.errors import EmbedviewError
+from .._common.errors import EmbedviewError, arg
 
 #: White pixels between panels.
 GAP = 8
@@ -441,7 +441,8 @@ def checked_image(image, src, z) -> tuple[str, np.ndarray]:
     if isinstance(image, (str, os.PathLike)):
         from .._outputs.io import read_image
 
-        name, image = f"the image {image}", read_image(image)
+        name = f"the image {image}"  # its header's shape checked before any pixel is decoded
+        image = read_image(image, lambda shape: image_plane(np.broadcast_to(np.uint8(0), shape), src.shape, z, name))
     image_plane(image, src.shape, z, name)
     return name, image
 
@@ -495,7 +496,7 @@ class FigureFile:
             self.plane = checked_image(image, src, z)[1]
             self.path = check_output(companion(out, "figure"), inputs=inputs, overwrite=overwrite)
         elif z is not None:
-            raise EmbedviewError("z= chooses the slice of the figure; pass image= too.")
+            raise EmbedviewError(f"{arg('z')} chooses the slice of the figure; pass {arg('image')} too.")
 
     def write(self, vis, rgb_components=None, draw=None, upsample=None) -> list[Path]:
         """Write the figure of ``vis`` (or of ``draw``, as :func:`make_figure`), its PCA panel drawn

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._common.errors import EmbedviewError
+from .._common.errors import EmbedviewError, arg
 from .._outputs.movie import DEFAULT_FPS
 from .figure import DISPLAY_PERCENTILES, checked_image, display_rgb, downsample, side_by_side
 
@@ -103,7 +103,7 @@ def write_movie(src, output, *, model=None, image=None, fps: float | None = DEFA
     fitted = hasattr(model, "bases_")
     if (len(model.bases_) > 1) if fitted else model.fit_mode != "joint":
         raise EmbedviewError("a movie is drawn in one basis, so that a colour means the same in every frame; "
-                             "fit='joint', not 'per_slice'.")
+                             f"{arg('fit', 'joint')}, not 'per_slice'.")
     if draw.get("clusters"):
         raise EmbedviewError("clusters are drawn in memory; write them to .png, .tif, .npy or .npz, not a movie.")
     if draw.get("pixel_size") is None:
