@@ -48,6 +48,7 @@ _EXPORTS = {
     "movie": "_workflows.movie",
     "montage": "_workflows.montage",
     "Upsample": "_outputs.guide",
+    "ZarrOutput": "_outputs.sinks",
     "Encoder": "_encode.encoder",
     "encode": "_encode.run",
 }

@@ -90,15 +90,19 @@ def execute(inputs: Inputs, job: Job, *, fit: str = "joint", pixel_size=None, ou
             execution: Execution | None = None, draw: bool = True, upsample=None):
     """Run the pipeline over ``inputs``; return ``(bases, selections, visualizations)``.
 
-    ``outputs``: one ``.zarr`` path (checked, see :func:`embedview._common.output_paths.check_output`) or ``None``
-    per input: the picture is written there chunk by chunk instead of kept in memory; or an
-    object with ``open_sink(src, grid, k)`` (a context manager giving the sink, e.g. a movie's
-    :class:`embedview._outputs.movie.MovieOutput`).
+    ``outputs``: per input, ``None`` (the picture in memory) or an
+    :class:`~embedview._outputs.sinks.Output` checked by :func:`output_guard` (a
+    :class:`~embedview._outputs.sinks.ZarrOutput`, written chunk by chunk; a movie's
+    :class:`~embedview._outputs.movie.MovieOutput`), whose ``open_sink`` gives the sink.
     ``metadata``: the JSON-able extras recorded in each output (one dict, or a list: one per input).
     ``draw=False`` only fits (the colour ranges still need a projection pass): no pictures.
     ``upsample``: per input, its resolved upsampling (:class:`embedview._outputs.guide.Upsampling`)
     or ``None`` (nearest).
     """
+    from .._outputs.io import check_metadata
+
+    for meta in metadata if isinstance(metadata, list) else [metadata]:  # plain JSON, before any work
+        check_metadata(meta)
     execution = execution or Execution()
     sources = inputs.sources
     pieces = inputs.pieces()
@@ -115,10 +119,8 @@ def execute(inputs: Inputs, job: Job, *, fit: str = "joint", pixel_size=None, ou
         # engines live in its workers: the sinks get the device's name and build theirs).
         device = getattr(executor, "engine", None) or (None if execution.device == "cpu" else execution.device)
         for src, grid, out in zip(sources, grids, outputs):  # in-memory pictures sized before anything is read
-            if draw and out is None:
+            if draw and out is None:  # (a file output's sink checks what it needs when opened)
                 check_picture_fits(src.n_slices or 1, grid.shape, k, clustered=job.clustered)
-            elif draw and hasattr(out, "open_sink"):  # a movie: one frame in memory at a time
-                check_picture_fits(1, grid.shape, k)
         if not draw:
             sinks = [_Discard()] * len(sources)
         else:
@@ -126,10 +128,8 @@ def execute(inputs: Inputs, job: Job, *, fit: str = "joint", pixel_size=None, ou
             for src, grid, out, up in zip(sources, grids, outputs, upsample):
                 if out is None:
                     sinks.append(MemorySink(src.n_slices or 1, grid, k, up, device))
-                elif hasattr(out, "open_sink"):  # e.g. a movie (embedview._outputs.movie.MovieOutput)
-                    sinks.append(stack.enter_context(out.open_sink(src, grid, k, up, device)))
-                else:
-                    sinks.append(stack.enter_context(_zarr_sink(out, src, grid, k, executor, up, device)))
+                else:  # an Output (embedview._outputs.sinks): OME-Zarr, a movie
+                    sinks.append(stack.enter_context(out.open_sink(src, grid, k, up, device, remote=executor.remote)))
         bases, selections = run(inputs, groups, executor, _Sinks(inputs, sinks), job, execution.progress)
         if not draw:
             return bases, selections, None
@@ -149,7 +149,7 @@ def _visualization(src, grid, sink, out, bases, selections, metadata) -> Visuali
     if out is not None:
         from .._outputs.io import output_metadata
 
-        path = getattr(out, "path", out)
+        path = out.path
         vis = Visualization(None, None, scale, translate, bases, src.layout, src.shape, path, selections=selections)
         sink.finish(scale, translate, output_metadata(vis, metadata))
         return vis
@@ -157,22 +157,6 @@ def _visualization(src, grid, sink, out, bases, selections, metadata) -> Visuali
     if not stack:
         components, rgb = components[0], rgb[0]
     return Visualization(rgb, components, scale, translate, bases, src.layout, src.shape, selections=selections)
-
-
-@contextlib.contextmanager
-def _zarr_sink(out, src, grid, k, executor, upsample=None, device=None):
-    """A :class:`ZarrSink` writing ``src``'s picture into a temporary folder renamed to ``out``."""
-    from .._common.output_paths import atomic_path
-    from .._outputs.sinks import ZarrSink
-
-    with atomic_path(out, directory=True) as tmp:
-        # Workers elsewhere read the projected pieces from disk, not from this process's memory.
-        sink = ZarrSink(tmp, src.pieces(), grid, src.n_slices, k, on_disk=True if executor.remote else None,
-                         upsample=upsample, engine=device)
-        try:
-            yield sink
-        finally:
-            sink.close()
 
 
 class _Sinks:
@@ -262,23 +246,18 @@ def _collect(projected_pieces, basis: Basis, place) -> np.ndarray:
 
 
 def output_guard(outputs, sources, extra=()) -> list:
-    """Check each output path (``.zarr``, a movie's output or ``None``): it may not replace any input's files."""
-    from .._common.errors import EmbedviewError
+    """Each output (a ``.zarr`` path, an :class:`~embedview._outputs.sinks.Output` or ``None``) as an
+    ``Output``, checked: it may not replace any input's files, nor what embedview did not write
+    unless its ``overwrite`` says so."""
     from .._common.output_paths import check_output
+    from .._outputs.sinks import ZarrOutput
 
     read = [("the embeddings", s.name if isinstance(s.name, str) and os.path.exists(s.name) else None)
             for s in sources] + list(extra)
     checked = []
     for out, src in zip(outputs, sources):
-        if out is None:
-            checked.append(None)
-            continue
-        if hasattr(out, "open_sink"):  # a movie: its path as every output's
-            check_output(out.path, stack=src.is_stack, inputs=read)
-            checked.append(out)
-            continue
-        path = check_output(out, stack=src.is_stack, inputs=read)
-        if path.suffix.lower() != ".zarr":
-            raise EmbedviewError(f"output= writes OME-Zarr: give a path ending in .zarr, not {path.name}.")
-        checked.append(path)
+        if out is not None:
+            out = out if hasattr(out, "open_sink") else ZarrOutput(out)  # a path: OME-Zarr
+            check_output(out.path, stack=src.is_stack, inputs=read, overwrite=out.overwrite)
+        checked.append(out)
     return checked

@@ -15,7 +15,7 @@ from pathlib import Path
 from .._common.errors import EmbedviewError, arg
 from .._common.output_paths import MOVIE_FORMATS
 from .._inputs.sources import open_embeddings
-from .figure import FigureFile, input_names, panel
+from .figure import FigureFile, panel
 from .info import result_summary
 from .montage import MontageFile
 
@@ -87,7 +87,8 @@ def upsample_from_args(args):
 
 
 def render(embeddings, output, *, model=None, image=None, slice_: int | None = None, montage: int | None = None,
-           quiet: bool = False, inputs=(), geometry=None, fps: float | None = None, **draw) -> list[Path]:
+           quiet: bool = False, inputs=(), geometry=None, fps: float | None = None, overwrite: bool = False,
+           **draw) -> list[Path]:
     """What ``embedview render`` does: draw, write ``output`` and, with ``image``, a figure
     (or, for a ``.mp4``/``.gif`` output, a movie of a stack: :func:`embedview._workflows.movie.write_movie`).
 
@@ -120,6 +121,8 @@ def render(embeddings, output, *, model=None, image=None, slice_: int | None = N
         replace them (:func:`embedview._common.output_paths.guard_output`).
     fps : float, optional
         A movie's frames per second (default 5).
+    overwrite : bool
+        The outputs may replace files embedview did not write (``--overwrite``; never an input).
     **draw
         ``mask``, ``foreground``, ``clusters``, ``cluster_components``, ``pixel_size``,
         ``rgb_components`` (see :class:`embedview.PCA`).
@@ -137,6 +140,7 @@ def render(embeddings, output, *, model=None, image=None, slice_: int | None = N
     from .._common.output_paths import check_output
     from .._outputs.guide import resolve_upsampling
     from .._outputs.io import write_output
+    from .._outputs.sinks import ZarrOutput
     from .._run.estimator import PCA
     from .._run.pipeline import Execution
 
@@ -149,14 +153,16 @@ def render(embeddings, output, *, model=None, image=None, slice_: int | None = N
         if slice_ is not None or montage is not None:
             raise EmbedviewError(f"{arg('z') if slice_ is not None else arg('montage')} draws chosen slices, but a movie "
                                  f"shows every slice; drop {arg('z') if slice_ is not None else arg('montage')}.")
-        return [write_movie(src, output, model=model, image=image, fps=fps, quiet=quiet, inputs=inputs, **draw)]
+        return [write_movie(src, output, model=model, image=image, fps=fps, quiet=quiet, inputs=inputs,
+                            overwrite=overwrite, **draw)]
     if fps is not None:
         raise EmbedviewError(f"{arg('fps')} is the frame rate of a movie; end the output with .mp4 or .gif, not {Path(output).name}.")
     # A stack is not one PNG: `-o montage.png --montage` asks for the montage itself.
     montage_only = montage is not None and src.is_stack and Path(output).suffix.lower() == ".png"
-    out = check_output(output, stack=src.is_stack and not montage_only, inputs=inputs)
-    figure = FigureFile(src, out, image, slice_, inputs)
-    montage_file = MontageFile(src, out, montage, image, inputs, array=figure.plane, path=out if montage_only else None)
+    out = check_output(output, stack=src.is_stack and not montage_only, inputs=inputs, overwrite=overwrite)
+    figure = FigureFile(src, out, image, slice_, inputs, overwrite)
+    montage_file = MontageFile(src, out, montage, image, inputs, array=figure.plane, path=out if montage_only else None,
+                               overwrite=overwrite)
     fitted = hasattr(model, "bases_")
     fit_mode = "joint" if fitted else model.fit_mode
     rgb = draw.get("rgb_components")
@@ -170,9 +176,9 @@ def render(embeddings, output, *, model=None, image=None, slice_: int | None = N
             meta["upsample"] = draw["upsample"].describe()
     # A .zarr output is written chunk by chunk while it is computed: memory stays bounded.
     direct = out.suffix.lower() == ".zarr"
-    vis = model._run([src], output=out if direct else None, metadata=meta, fitted=fitted,
+    vis = model._run([src], output=ZarrOutput(out, overwrite) if direct else None, metadata=meta, fitted=fitted,
                      extra_inputs=inputs, **draw)
-    written = [] if montage_only else [out if direct else write_output(vis, out, metadata=meta)]
+    written = [] if montage_only else [out if direct else write_output(vis, out, metadata=meta, overwrite=overwrite)]
     # the figure and montage draw their PCA as the main output is drawn (guided: by --image)
     written += figure.write(vis, rgb_components=rgb, upsample=draw.get("upsample"))
     written += montage_file.write(vis, rgb_components=rgb, upsample=draw.get("upsample"))
@@ -184,7 +190,8 @@ def render(embeddings, output, *, model=None, image=None, slice_: int | None = N
 
 
 def render_many(embeddings: list, out_dir, *, model=None, separate_bases: bool = False, ext: str | None = None,
-                slice_: int | None = None, quiet: bool = False, inputs=(), geometry=None, **draw) -> list[Path]:
+                slice_: int | None = None, quiet: bool = False, inputs=(), geometry=None, overwrite: bool = False,
+                **draw) -> list[Path]:
     """What ``embedview render A B ... -o DIR`` does: one basis over all inputs (or one each),
     one picture per input and a side-by-side figure ``DIR/side_by_side.png``.
 
@@ -201,16 +208,19 @@ def render_many(embeddings: list, out_dir, *, model=None, separate_bases: bool =
     from .._common.output_paths import undo_on_failure
 
     with undo_on_failure():
-        return _render_many(embeddings, out_dir, model, separate_bases, ext, slice_, quiet, inputs, geometry, draw)
+        return _render_many(embeddings, out_dir, model, separate_bases, ext, slice_, quiet, inputs, geometry, draw,
+                            overwrite)
 
 
-def _render_many(embeddings, out_dir, model, separate_bases, ext, slice_, quiet, inputs, geometry, draw) -> list[Path]:
-    from .._common.output_paths import atomic_path, check_output
+def _render_many(embeddings, out_dir, model, separate_bases, ext, slice_, quiet, inputs, geometry, draw,
+                 overwrite=False) -> list[Path]:
+    from .._common.output_paths import check_output
     from .._inputs.composite import Inputs
-    from .._outputs.io import write_output, write_png
+    from .._outputs.io import write_output
+    from .._outputs.sinks import ZarrOutput
     from .._run.estimator import PCA
     from .._run.pipeline import Execution
-    from .figure import side_by_side
+    from .figure import folder_names, side_by_side, write_figure
 
     model = model if model is not None else PCA(execution=Execution(progress=not quiet))
     if ext is not None and ext.lower() not in MANY_FORMATS:
@@ -218,12 +228,12 @@ def _render_many(embeddings, out_dir, model, separate_bases, ext, slice_, quiet,
     inputs = [("the embeddings", e) for e in embeddings] + list(inputs)
     out = _make_folder(out_dir, inputs)
     sources = [open_embeddings(e, geometry) for e in embeddings]
-    stems = input_names([Path(str(e).rstrip("/")) for e in embeddings])
-    paths = []
-    for src, stem in zip(sources, stems):
-        suffix = ext or (".tif" if src.is_stack else ".png")
-        paths.append(check_output(out / f"{stem}{suffix}", stack=src.is_stack, inputs=inputs))
-    side = check_output(out / "side_by_side.png", inputs=inputs)
+    names, side = folder_names([Path(str(e).rstrip("/")) for e in embeddings],
+                               [ext or (".tif" if src.is_stack else ".png") for src in sources])
+    stems = [Path(name).stem for name in names]
+    paths = [check_output(out / name, stack=src.is_stack, inputs=inputs, overwrite=overwrite)
+             for src, name in zip(sources, names)]
+    side = check_output(out / side, inputs=inputs, overwrite=overwrite)
     for src in sources:  # checked before any work: bad input must leave no output behind
         if src.is_stack and slice_ is not None and not 0 <= slice_ < src.n_slices:
             raise EmbedviewError(f"{src.name} has no slice {slice_}; it has {src.n_slices} slices.")
@@ -249,17 +259,17 @@ def _render_many(embeddings, out_dir, model, separate_bases, ext, slice_, quiet,
     for group, group_paths, group_metas in runs:
         this = model if fitted else PCA(**model.get_params())
         one = len(group) == 1  # _run takes one output and metadata for one input, lists for several
-        output = (group_paths[0] if one else group_paths) if direct else None
+        specs = [ZarrOutput(p, overwrite) for p in group_paths] if direct else None
+        output = (specs[0] if one else specs) if direct else None
         result = this._run([Inputs(group)], output=output, metadata=group_metas[0] if one else group_metas,
                            fitted=fitted, extra_inputs=inputs, **draw)
         visualizations += result if isinstance(result, list) else [result]
     written = list(paths) if direct else [
-        write_output(vis, path, metadata=meta) for vis, path, meta in zip(visualizations, paths, metas)]
+        write_output(vis, path, metadata=meta, overwrite=overwrite) for vis, path, meta in zip(visualizations, paths, metas)]
     rgb = draw.get("rgb_components")
     panels = [panel(src, vis, slice_, rgb, len(sources), draw.get("upsample"))
               for src, vis in zip(sources, visualizations)]
-    with atomic_path(side) as tmp:
-        write_png(tmp, side_by_side(panels, stems), {"sources": list(map(str, embeddings))})
+    write_figure(side, side_by_side(panels, stems), {"sources": list(map(str, embeddings))}, overwrite)
     written.append(side)
     if not quiet:
         how = "one basis each" if separate_bases else "one basis fitted over all of them"
@@ -268,7 +278,7 @@ def _render_many(embeddings, out_dir, model, separate_bases, ext, slice_, quiet,
 
 
 def fit(embeddings: list, output, *, model=None, quiet: bool = False, geometry=None, mask=None,
-        foreground=None) -> Path:
+        foreground=None, overwrite: bool = False) -> Path:
     """What ``embedview fit`` does: one basis (with colour ranges) over all inputs, saved to ``output``.
 
     Examples
@@ -283,10 +293,10 @@ def fit(embeddings: list, output, *, model=None, quiet: bool = False, geometry=N
     out = Path(output)
     if out.suffix.lower() != ".npz":
         raise EmbedviewError(f"a basis is saved as .npz; got {out.name}.")
-    check_output(out, inputs=[("the embeddings", e) for e in embeddings])
+    check_output(out, inputs=[("the embeddings", e) for e in embeddings], kind="basis", overwrite=overwrite)
     sources = [open_embeddings(e, geometry) for e in embeddings]
     model.fit(*sources, mask=mask, foreground=foreground)
-    path = model.save(out, fitted_on=embeddings)
+    path = model.save(out, fitted_on=embeddings, overwrite=overwrite)
     if not quiet:
         basis = model.basis_
         ratios = "/".join(f"{100 * r:.0f}" for r in basis.explained_variance_ratio[:3])

@@ -25,7 +25,7 @@ RANGE_SLICES = 16
 
 
 def movie(source, path, *, model=None, image=None, fps: float = DEFAULT_FPS, pixel_size=None,
-          rgb_components=None, mask=None, upsample=None) -> Path:
+          rgb_components=None, mask=None, upsample=None, overwrite: bool = False) -> Path:
     """Write a stack's PCA pictures as a movie, one frame per slice, all in one basis.
 
     Parameters
@@ -43,7 +43,7 @@ def movie(source, path, *, model=None, image=None, fps: float = DEFAULT_FPS, pix
         The image stack ``(Z, H, W[, 3|4])`` the embeddings were computed from: each frame
         shows it beside the PCA picture (one display range for the whole stack).
     fps : float
-        Frames per second.
+        Frames per second, 0.01 to 100 (a GIF's frame lasts whole hundredths of a second).
     pixel_size : float or (float, float), optional
         Output pixel size in image pixels; default the smallest whole number that keeps the
         frame's long side within 1024 pixels (1 for smaller images).
@@ -54,6 +54,8 @@ def movie(source, path, *, model=None, image=None, fps: float = DEFAULT_FPS, pix
     upsample : {"nearest", "bilinear", "guided"} or Upsample, optional
         How cells become frame pixels (:class:`embedview.Upsample`); ``"guided"`` follows the
         edges of ``image``.
+    overwrite : bool
+        Replace a file at ``path`` that embedview did not write (never an input).
 
     Returns
     -------
@@ -76,11 +78,12 @@ def movie(source, path, *, model=None, image=None, fps: float = DEFAULT_FPS, pix
 
         upsample = Upsample.of(upsample, image=image)
     return write_movie(open_source(source), path, model=model, image=image, fps=fps, inputs=inputs,
-                       pixel_size=pixel_size, rgb_components=rgb_components, mask=mask, upsample=upsample)
+                       pixel_size=pixel_size, rgb_components=rgb_components, mask=mask, upsample=upsample,
+                       overwrite=overwrite)
 
 
 def write_movie(src, output, *, model=None, image=None, fps: float | None = DEFAULT_FPS, quiet: bool = True,
-                inputs=(), **draw) -> Path:
+                inputs=(), overwrite: bool = False, **draw) -> Path:
     """What :func:`movie` and ``embedview render STACK -o movie.mp4`` do, for an opened source.
 
     Everything cheap is checked before the PCA runs: a stack, the output's place and writer,
@@ -94,7 +97,7 @@ def write_movie(src, output, *, model=None, image=None, fps: float | None = DEFA
     from .._run.pipeline import Execution
 
     model = model if model is not None else PCA(execution=Execution(progress=not quiet))
-    out = check_output(output, stack=src.is_stack, inputs=inputs)  # a 2D input is refused here
+    out = check_output(output, stack=src.is_stack, inputs=inputs, overwrite=overwrite)  # a 2D input is refused here
     require_writer(out)
     fps = check_fps(DEFAULT_FPS if fps is None else fps)
     fitted = hasattr(model, "bases_")
@@ -112,7 +115,7 @@ def write_movie(src, output, *, model=None, image=None, fps: float | None = DEFA
     rgb = draw.get("rgb_components")
     meta = {"source": src.name, "fit": "joint", "normalize": model.normalize,
             "rgb_components": list(rgb) if rgb else None}
-    vis = model._run([src], output=MovieOutput(out, fps, frame), metadata=meta, fitted=fitted,
+    vis = model._run([src], output=MovieOutput(out, fps, frame, overwrite), metadata=meta, fitted=fitted,
                      extra_inputs=inputs, **draw)
     if not quiet:
         from .info import result_summary
