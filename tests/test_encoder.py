@@ -126,3 +126,16 @@ def test_a_tiled_image_is_read_window_by_window():
     tile_reads = [n for n in image.reads if n <= 120 * 120 * 3]
     assert len(tile_reads) == 12 and max(tile_reads) == 120 * 120 * 3
     assert len(image.reads) == 13  # and one band for the data signature (the image is under 64 MiB)
+
+
+def test_encoding_again_replaces_embeddings_embedview_wrote(tmp_path):
+    encoder = embedview.Encoder(torch.nn.Conv2d(3, 2, 16, stride=16), patch_size=16, name="tiny")
+    image = np.zeros((32, 48), np.uint8)
+    embedview.encode(image, encoder, output=tmp_path / "e.zarr", device="cpu")
+    again = embedview.encode(image + 1, encoder, output=tmp_path / "e.zarr", device="cpu")
+    import hashlib
+
+    assert again.metadata["data_signature"] == hashlib.sha1((image + 1).tobytes()).hexdigest()
+    assert again.metadata["embedview"]["embedview_kind"] == "embeddings"
+    with pytest.raises(embedview.EmbedviewError, match="would overwrite the embeddings"):
+        embedview.visualize(again, 2, output=tmp_path / "e.zarr")

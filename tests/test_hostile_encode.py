@@ -108,3 +108,16 @@ def test_no_torch_names_the_extra(folder, monkeypatch):
     with pytest.raises(EmbedviewError, match=r"needs PyTorch.*embedview\[encode\]"):
         embedview.encode(folder / "grey.npy", "vit_t", output=folder / "emb.zarr")
     assert not (folder / "emb.zarr").exists()
+
+
+def test_an_output_that_is_not_embedviews_is_left_alone(folder, capsys):
+    """A folder embedview did not write (micro_sam's own embeddings, say) is never replaced, even with
+    --overwrite; a picture embedview wrote is not replaced by embeddings without it."""
+    import zarr
+
+    theirs = folder / "theirs.zarr"
+    zarr.open_group(str(theirs), mode="w").attrs["original_size"] = [60, 80]
+    for extra in ([], ["--overwrite"]):
+        err = run_fails(capsys, None, "encode", folder / "grey.npy", "-o", theirs, "--model", "vit_t", *extra)
+        assert "did not write" in err
+    assert dict(zarr.open_group(str(theirs), mode="r").attrs) == {"original_size": [60, 80]}

@@ -160,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="another seed draws another scene (same encoder)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=_demo_command)
-    for name in ("render", "fit", "similarity", "demo"):
+    for name in ("render", "fit", "similarity", "demo", "encode"):
         _add_overwrite(commands.choices[name])
     for sub in commands.choices.values():  # --debug after the command works too
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -478,7 +478,7 @@ def _encode_command(args) -> int:
 
     encode_file(args.image, args.output, model=args.model, checkpoint=args.checkpoint, ndim=args.ndim,
                 tile_shape=args.tile_shape, halo=args.halo, device=args.device, batch_size=args.batch_size,
-                quiet=args.quiet)
+                quiet=args.quiet, overwrite=args.overwrite)
     return 0
 
 

@@ -27,7 +27,7 @@ AHEAD = 2
 
 
 def encode(image, model, *, checkpoint=None, ndim: int | None = None, tile_shape=None, halo=None, device=None,
-           output=None, batch_size: int = 1, progress: bool = False):
+           output=None, batch_size: int = 1, progress: bool = False, overwrite: bool = False):
     """Compute the embeddings of ``image`` with ``model``, as micro_sam lays them out.
 
     Parameters
@@ -53,6 +53,9 @@ def encode(image, model, *, checkpoint=None, ndim: int | None = None, tile_shape
         Blocks per forward pass.
     progress : bool
         A progress bar over the blocks on stderr.
+    overwrite : bool
+        Replace ``output`` even where it is not embeddings embedview wrote (a folder embedview did
+        not write, e.g. micro_sam's own file, is never replaced).
 
     Returns
     -------
@@ -67,13 +70,13 @@ def encode(image, model, *, checkpoint=None, ndim: int | None = None, tile_shape
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise EmbedviewError(f"{arg('batch_size', batch_size)} is not a positive whole number.")
     if output is not None:
-        from .._common.output_paths import check_output, guard_output
+        from .._common.output_paths import check_output
 
-        check_output(output)
         if not str(output).lower().endswith(".zarr"):
             raise EmbedviewError(f"embeddings are written as a .zarr folder (micro_sam's container); end {output} "
                                  "with .zarr.", param="output")
-        guard_output(output, [("the image", img.path), ("the checkpoint", checkpoint)])
+        check_output(output, inputs=[("the image", img.path), ("the checkpoint", checkpoint)], kind="embeddings",
+                     overwrite=overwrite)
     from .models import resolve_encoder
 
     encoder = resolve_encoder(model, checkpoint, device)
@@ -85,7 +88,7 @@ def encode(image, model, *, checkpoint=None, ndim: int | None = None, tile_shape
         return from_group(root, name=f"the embeddings of {img.name}")
     from .._common.output_paths import atomic_path
 
-    with atomic_path(output, directory=True) as tmp:
+    with atomic_path(output, directory=True, kind="embeddings", overwrite=overwrite) as tmp:
         root = zarr.open_group(str(tmp), mode="w", zarr_format=3)
         _encode_into(root, img, tiling, encoder, batch_size, progress)
     return open_container(str(output))

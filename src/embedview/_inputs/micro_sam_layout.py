@@ -628,7 +628,7 @@ class ContainerWriter:
             "model_hash": model_hash,
             "input_size": None if tiled else list(self.input_sizes[None]),
             "original_size": None if tiled else self.original_size,
-            MARKER: folder_marker(), ENCODER_KEY: encoder})
+            MARKER: folder_marker("embeddings"), ENCODER_KEY: encoder})
 
 
 def _write_array(group, name, array, attrs, bar) -> None:

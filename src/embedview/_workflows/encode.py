@@ -6,7 +6,7 @@ from pathlib import Path
 
 
 def encode_file(image, output, *, model, checkpoint=None, ndim=None, tile_shape=None, halo=None, device=None,
-                batch_size: int = 1, quiet: bool = False) -> Path:
+                batch_size: int = 1, quiet: bool = False, overwrite: bool = False) -> Path:
     """Encode ``image`` with ``model`` into the ``.zarr`` file ``output``; print where it went unless ``quiet``.
 
     The work is :func:`embedview.encode`; this adds the command's report.
@@ -14,7 +14,7 @@ def encode_file(image, output, *, model, checkpoint=None, ndim=None, tile_shape=
     from .._encode.run import encode
 
     src = encode(image, model, checkpoint=checkpoint, ndim=ndim, tile_shape=tile_shape, halo=halo, device=device,
-                 output=output, batch_size=batch_size, progress=not quiet)
+                 output=output, batch_size=batch_size, progress=not quiet, overwrite=overwrite)
     if not quiet:
         grid = src.pieces()[0].grid.shape
         print(f"wrote {output}: {src.layout}, {len(src.pieces())} piece(s) of {src.n_channels} channels on "
@@ -38,7 +38,7 @@ def encode_for_render(args):
         raise EmbedviewError(f"{arg('model', args.model)} encodes one image; render several images one at a time.")
     image = args.embeddings[0]
     img = open_image(image)
-    check_output(args.output, stack=img.n_slices is not None,
+    check_output(args.output, stack=img.n_slices is not None, overwrite=args.overwrite,
                  inputs=[("the image", image), ("the checkpoint", args.checkpoint)])
     # --device is the PCA's (numpy on cpu); the encoder takes a GPU where one is asked for, else the best present
     device = args.device if str(args.device).startswith(("cuda", "mps")) else None
