@@ -85,8 +85,8 @@ class Encoder:
 
     >>> enc = Encoder(lambda x: x, patch_size=14, preprocess=Preprocess("shortest:256", crop=224))
     >>> g = enc.cell_grid((480, 640), (16, 16))
-    >>> float(g.cell_size[0]), float(g.origin[1])
-    (26.25, 108.75)
+    >>> float(g.cell_size[0]), round(float(g.origin[1]), 2)    # 14 · 480/256; crop at 58 of 341 columns
+    (26.25, 108.86)
     """
 
     def __init__(self, module, *, patch_size, preprocess=None, mean=(0.485, 0.456, 0.406),
