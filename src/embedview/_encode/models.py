@@ -4,16 +4,24 @@ from __future__ import annotations
 
 from .._common.errors import EmbedviewError, api_only, arg
 from .encoder import Encoder, require_torch
+from .families import FAMILIES, family_encoder
 
 DEVICES = ("cpu", "cuda", "mps")
 
 
-def resolve_encoder(model, checkpoint=None, device=None) -> Encoder:
-    """The encoder for ``model`` (a name, or an :class:`Encoder`) on ``device`` (default: cuda, mps, else cpu)."""
+def resolve_encoder(model, checkpoint=None, device=None, layer=None) -> Encoder:
+    """The encoder for ``model`` (a name, or an :class:`Encoder`) on ``device`` (default: cuda, mps, else cpu);
+    ``layer``: a block's features instead of the final ones (:mod:`.families`)."""
     if isinstance(model, Encoder):
+        if layer is not None:
+            raise EmbedviewError(f"{arg('layer')} is for a model given by name; an Encoder returns the features of its "
+                                 "own layer.")
         if checkpoint is not None:
             raise EmbedviewError(f"{arg('checkpoint')} is for a model given by name; an Encoder brings its own weights.")
         encoder = model
+    elif isinstance(model, str) and model.partition(":")[0] in FAMILIES:
+        device = pick_device(device)
+        encoder = family_encoder(model, checkpoint, layer)
     elif isinstance(model, str):
         from . import sam
 
@@ -21,6 +29,10 @@ def resolve_encoder(model, checkpoint=None, device=None) -> Encoder:
             raise EmbedviewError(sam.unknown_model_message(model))
         device = pick_device(device)  # before the weights are read
         encoder = sam.sam_encoder(model, checkpoint)
+        if layer is not None:
+            from .layers import sam_block
+
+            encoder = sam_block(encoder, layer)
     elif model is None:
         raise EmbedviewError(f"pass the model to encode with: {arg('model', form='NAME')} such as vit_t or vit_b_lm"
                              f"{api_only(', or an embedview.Encoder')}.")

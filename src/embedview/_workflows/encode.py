@@ -6,7 +6,7 @@ from pathlib import Path
 
 
 def encode_file(image, output, *, model, checkpoint=None, ndim=None, tile_shape=None, halo=None, device=None,
-                batch_size: int = 1, quiet: bool = False, overwrite: bool = False) -> Path:
+                batch_size: int = 1, quiet: bool = False, overwrite: bool = False, layer=None) -> Path:
     """Encode ``image`` with ``model`` into the ``.zarr`` file ``output``; print where it went unless ``quiet``.
 
     The work is :func:`embedview.encode`; this adds the command's report.
@@ -14,7 +14,7 @@ def encode_file(image, output, *, model, checkpoint=None, ndim=None, tile_shape=
     from .._encode.run import encode
 
     src = encode(image, model, checkpoint=checkpoint, ndim=ndim, tile_shape=tile_shape, halo=halo, device=device,
-                 output=output, batch_size=batch_size, progress=not quiet, overwrite=overwrite)
+                 output=output, batch_size=batch_size, progress=not quiet, overwrite=overwrite, layer=layer)
     if not quiet:
         grid = src.pieces()[0].grid.shape
         print(f"wrote {output}: {src.layout}, {len(src.pieces())} piece(s) of {src.n_channels} channels on "
@@ -42,6 +42,7 @@ def encode_for_render(args):
                  inputs=[("the image", image), ("the checkpoint", args.checkpoint)])
     # --device is the PCA's (numpy on cpu); the encoder takes a GPU where one is asked for, else the best present
     device = args.device if str(args.device).startswith(("cuda", "mps")) else None
-    src = encode(img.array, args.model, checkpoint=args.checkpoint, device=device, progress=not args.quiet)
+    src = encode(img.array, args.model, checkpoint=args.checkpoint, device=device, progress=not args.quiet,
+                 layer=getattr(args, "layer", None))
     src.name = str(image)
     return [src], args.image if args.image is not None else image
