@@ -43,7 +43,7 @@ def need(module: str, family: str):
         return importlib.import_module(module)
     except ImportError as err:
         extra = FAMILIES[family][0]
-        raise EmbedviewError(f"{family}: models need {module.split('.')[0]}, which is not installed ({err}); "
+        raise EmbedviewError(f"{FAMILIES[family][1]} models need {module.split('.')[0]}, which is not installed ({err}); "
                              f"install the extra: pip install 'embedview[{extra}]'.") from None
 
 

@@ -14,8 +14,8 @@ def resolve_encoder(model, checkpoint=None, device=None, layer=None) -> Encoder:
     ``layer``: a block's features instead of the final ones (:mod:`.families`)."""
     if isinstance(model, Encoder):
         if layer is not None:
-            raise EmbedviewError(f"{arg('layer')} is for a model given by name; an Encoder returns the features of its "
-                                 "own layer.")
+            raise EmbedviewError(f"{arg('layer', layer)} is for a model given by name; an Encoder returns the features "
+                                 "of its own layer.")
         if checkpoint is not None:
             raise EmbedviewError(f"{arg('checkpoint')} is for a model given by name; an Encoder brings its own weights.")
         encoder = model

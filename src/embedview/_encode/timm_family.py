@@ -130,7 +130,7 @@ def _check_cached(timm, name) -> None:
         repo = hub_id.split("@")[0]
         for file in ("model.safetensors", "pytorch_model.bin", "open_clip_model.safetensors",
                      "open_clip_pytorch_model.bin"):
-            if isinstance(try_to_load_from_cache(repo, file), str):
+            if isinstance(try_to_load_from_cache(repo, file, cache_dir=str(hf_cache())), str):
                 return
         places.append(f"the Hugging Face cache ({hf_cache() / ('models--' + repo.replace('/', '--'))})")
     url = getattr(cfg, "url", None)
