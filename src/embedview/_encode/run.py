@@ -122,7 +122,7 @@ def _halo(halo) -> tuple[int, int]:
 def _encode_into(root, img: Image, tiling, encoder, batch_size: int, progress: bool) -> None:
     from .._inputs.micro_sam_layout import ContainerWriter
     from .encoder import require_torch
-    from .families import layout_attributes
+    from .models import layout_attributes
 
     torch = require_torch()
     zs = [None] if img.n_slices is None else range(img.n_slices)
