@@ -25,119 +25,78 @@ from .._model.foreground import choose_threshold
 from .._model.selection import Foreground
 from .._outputs.sinks import MemorySink
 from .._outputs.visualization import Visualization
-from .executors import LocalExecutor, PassOptions, range_sample_rate
+from .executors import PassOptions, range_sample_rate
+from .settings import Draw, Execution
 
-
-@dataclass(frozen=True)
-class Execution:
-    """Where and how the passes run; accepted as ``execution=`` by :func:`embedview.visualize`
-    and :class:`embedview.PCA`.
-
-    Attributes
-    ----------
-    device : str
-        Where the arithmetic runs: ``"cpu"`` (numpy, the default) or a PyTorch device
-        (``"cuda"``, ``"cuda:1"``, ``"mps"``; ``"torch:cpu"`` runs PyTorch on the CPU). Needs the
-        ``torch`` extra; the result equals the numpy path's (uint8 ±1).
-    scheduler : str or distributed.Client, optional
-        Run the passes with Dask (the ``dask`` extra): ``"threads"``, ``"processes"``, the
-        address of a ``dask.distributed`` scheduler (``"tcp://host:8786"``) or a ``Client``.
-        Workers read the features themselves (the inputs must be file paths for processes and
-        clusters). The result equals the local one. Default: this process, no Dask.
-    progress : bool
-        Show a progress bar on stderr for work that takes over a second.
-
-    Examples
-    --------
-    >>> Execution(scheduler="threads")
-    Execution(device='cpu', scheduler='threads', progress=False)
-    """
-
-    device: str = "cpu"
-    scheduler: object = None
-    progress: bool = False
-
-    def executor(self, inputs: Inputs):
-        """The executor running the passes over ``inputs``."""
-        if self.scheduler is None:
-            from .._model.engines import engine_for
-
-            return LocalExecutor(inputs, engine_for(self.device))
-        from .dask_executor import DaskExecutor  # the workers build their engines: this process may have no GPU
-
-        return DaskExecutor(inputs, self.scheduler, self.device)
+__all__ = ["execute", "run", "Job", "Execution", "output_guard"]
 
 
 @dataclass(frozen=True)
 class Job:
-    """The checked options of one run.
+    """What the estimator asks of one run of the pipeline (built by :meth:`embedview.PCA.run` only).
 
-    ``bases`` / ``selections``: given per group (a fitted model: no fit); ``options.select`` is
-    the image mask's selection; ``foreground`` the fixed parts of the foreground rule;
-    ``clustered``: the pictures will be labelled by :func:`embedview.cluster` (sized for it).
+    ``options``: what every pass agrees on (the executors' contract, sent to Dask workers);
+    ``groups``: ``"joint"`` (one group of all pieces) or ``"per_slice"``; ``bases`` /
+    ``selections``: given per group (a fitted model: no fit); ``options.select`` is the image
+    mask's selection; ``foreground`` the fixed parts of the foreground rule.
     """
 
     options: PassOptions
     normalize: str
-    shown: tuple = (0, 1, 2)
+    groups: str = "joint"
     bases: tuple | None = None
     selections: tuple | None = None
     foreground: dict | None = None
-    clustered: bool = False
 
 
-def execute(inputs: Inputs, job: Job, *, fit: str = "joint", pixel_size=None, outputs=None, metadata=None,
-            execution: Execution | None = None, draw: bool = True, upsample=None):
+def execute(inputs: Inputs, job: Job, draws: list[Draw] | None = None, outputs: list | None = None,
+            execution: Execution | None = None):
     """Run the pipeline over ``inputs``; return ``(bases, selections, visualizations)``.
 
-    ``outputs``: one ``.zarr`` path (checked, see :func:`embedview._common.output_paths.check_output`) or ``None``
-    per input: the picture is written there chunk by chunk instead of kept in memory; or an
-    object with ``open_sink(src, grid, k)`` (a context manager giving the sink, e.g. a movie's
-    :class:`embedview._outputs.movie.MovieOutput`).
-    ``metadata``: the JSON-able extras recorded in each output (one dict, or a list: one per input).
-    ``draw=False`` only fits (the colour ranges still need a projection pass): no pictures.
-    ``upsample``: per input, its resolved upsampling (:class:`embedview._outputs.guide.Upsampling`)
-    or ``None`` (nearest).
+    ``draws``: one :class:`Draw` per input, its upsampling resolved (:meth:`Draw.for_source`);
+    ``None`` only fits (the colour ranges still need a projection pass): no pictures.
+    ``outputs``: one :class:`Output` (checked, see :func:`output_guard`) or ``None`` per input:
+    an ``Output`` is written chunk by chunk (a ``.zarr``, or its own ``sink``, e.g. a movie)
+    instead of kept in memory, with its ``metadata``.
     """
     execution = execution or Execution()
     sources = inputs.sources
     pieces = inputs.pieces()
-    groups = [pieces] if fit == "joint" else [
+    groups = [pieces] if job.groups == "joint" else [
         [p for p in pieces if p.z == z] for z in sorted({p.z for p in pieces}, key=lambda z: z or 0)]
     outputs = list(outputs) if outputs is not None else [None] * len(sources)
-    grids = [src.output_grid(pixel_size) for src in sources]
     k = job.options.n_components
-    upsample = list(upsample) if upsample is not None else [None] * len(sources)
     with contextlib.ExitStack() as stack:
         executor = execution.executor(inputs)
         stack.enter_context(contextlib.closing(executor))
+        if draws is None:
+            bases, selections = run(inputs, groups, executor, _Sinks(inputs, [_Discard()] * len(sources), None),
+                                    job, execution.progress)
+            return bases, selections, None
+        grids = [src.output_grid(draw.pixel_size) for src, draw in zip(sources, draws)]
         # The sinks upsample on the executor's own engine when it has one here (a Dask executor's
         # engines live in its workers: the sinks get the device's name and build theirs).
         device = getattr(executor, "engine", None) or (None if execution.device == "cpu" else execution.device)
-        for src, grid, out in zip(sources, grids, outputs):  # in-memory pictures sized before anything is read
-            if draw and out is None:
-                check_picture_fits(src.n_slices or 1, grid.shape, k, clustered=job.clustered)
-            elif draw and hasattr(out, "open_sink"):  # a movie: one frame in memory at a time
+        for src, grid, out, draw in zip(sources, grids, outputs, draws):  # sized before anything is read
+            if out is None:
+                check_picture_fits(src.n_slices or 1, grid.shape, k, clustered=draw.clustered)
+            elif out.sink is not None:  # a movie: one frame in memory at a time
                 check_picture_fits(1, grid.shape, k)
-        if not draw:
-            sinks = [_Discard()] * len(sources)
-        else:
-            sinks = []
-            for src, grid, out, up in zip(sources, grids, outputs, upsample):
-                if out is None:
-                    sinks.append(MemorySink(src.n_slices or 1, grid, k, up, device))
-                elif hasattr(out, "open_sink"):  # e.g. a movie (embedview._outputs.movie.MovieOutput)
-                    sinks.append(stack.enter_context(out.open_sink(src, grid, k, up, device)))
-                else:
-                    sinks.append(stack.enter_context(_zarr_sink(out, src, grid, k, executor, up, device)))
-        bases, selections = run(inputs, groups, executor, _Sinks(inputs, sinks), job, execution.progress)
-        if not draw:
-            return bases, selections, None
-        metadata = metadata if isinstance(metadata, list) else [metadata] * len(sources)
+        sinks = []
+        for src, grid, out, draw in zip(sources, grids, outputs, draws):
+            if out is None:
+                sinks.append(MemorySink(src.n_slices or 1, grid, k, draw.upsample, device))
+            elif out.sink is not None:  # e.g. a movie (embedview._outputs.movie.MovieOutput)
+                sinks.append(stack.enter_context(out.sink.open_sink(src, grid, k, draw.upsample, device)))
+            else:
+                sinks.append(stack.enter_context(_zarr_sink(out.path, src, grid, k, executor, draw.upsample, device)))
+        shown = [draw.shown(k) for draw in draws]
+        bases, selections = run(inputs, groups, executor, _Sinks(inputs, sinks, shown), job, execution.progress)
         visualizations = []
-        for src, grid, sink, out, meta, up in zip(sources, grids, sinks, outputs, metadata, upsample):
-            if up is not None and out is not None:
-                meta = {**(meta or {}), "upsample": up.describe()}
+        for src, grid, sink, out, draw in zip(sources, grids, sinks, outputs, draws):
+            meta = None if out is None else out.metadata
+            if draw.upsample is not None and out is not None:
+                meta = {**(meta or {}), "upsample": draw.upsample.describe()}
             visualizations.append(_visualization(src, grid, sink, out, bases, selections, meta))
         return bases, selections, visualizations
 
@@ -149,8 +108,7 @@ def _visualization(src, grid, sink, out, bases, selections, metadata) -> Visuali
     if out is not None:
         from .._outputs.io import output_metadata
 
-        path = getattr(out, "path", out)
-        vis = Visualization(None, None, scale, translate, bases, src.layout, src.shape, path, selections=selections)
+        vis = Visualization(None, None, scale, translate, bases, src.layout, src.shape, out.path, selections=selections)
         sink.finish(scale, translate, output_metadata(vis, metadata))
         return vis
     components, rgb = sink.components, sink.rgb
@@ -178,15 +136,15 @@ def _zarr_sink(out, src, grid, k, executor, upsample=None, device=None):
 class _Sinks:
     """One sink per input, addressed as one: each call goes to the sinks of the pieces' inputs."""
 
-    def __init__(self, inputs: Inputs, sinks: list):
-        self.inputs, self.sinks = inputs, sinks
+    def __init__(self, inputs: Inputs, sinks: list, shown: list | None):
+        self.inputs, self.sinks, self.shown = inputs, sinks, shown
 
     def place(self, index: int, piece, projected) -> None:
         self.sinks[piece.input].place(self.inputs.local_index(index, piece), piece, projected)
 
-    def colour(self, group, basis, shown, executor) -> None:
+    def colour(self, group, basis, executor) -> None:
         for i, zs in _slices(group).items():
-            self.sinks[i].colour(zs, basis, shown, executor)
+            self.sinks[i].colour(zs, basis, None if self.shown is None else self.shown[i], executor)
 
 
 
@@ -239,7 +197,7 @@ def run(inputs: Inputs, groups, executor, sinks, job: Job, progress: bool) -> tu
                 basis = basis.with_ranges(*colour_ranges(samples, job.normalize, basis.scale_reference))
             bases.append(basis)
             selections.append(select)
-            sinks.colour(group, basis, job.shown, executor)
+            sinks.colour(group, basis, executor)
     return tuple(bases), tuple(selections)
 
 
@@ -259,7 +217,8 @@ def _collect(projected_pieces, basis: Basis, place) -> np.ndarray:
 
 
 def output_guard(outputs, sources, extra=()) -> list:
-    """Check each output path (``.zarr``, a movie's output or ``None``): it may not replace any input's files."""
+    """Check each :class:`Output` (or ``None``) before any work: it may not replace any input's
+    files, and one written by the pipeline itself is a ``.zarr`` or has its own sink."""
     from .._common.errors import EmbedviewError
     from .._common.output_paths import check_output
 
@@ -270,12 +229,8 @@ def output_guard(outputs, sources, extra=()) -> list:
         if out is None:
             checked.append(None)
             continue
-        if hasattr(out, "open_sink"):  # a movie: its path as every output's
-            check_output(out.path, stack=src.is_stack, inputs=read)
-            checked.append(out)
-            continue
-        path = check_output(out, stack=src.is_stack, inputs=read)
-        if path.suffix.lower() != ".zarr":
+        path = check_output(out.path, stack=src.is_stack, inputs=read)
+        if out.sink is None and path.suffix.lower() != ".zarr":
             raise EmbedviewError(f"output= writes OME-Zarr: give a path ending in .zarr, not {path.name}.")
-        checked.append(path)
+        checked.append(replace(out, path=path))
     return checked
