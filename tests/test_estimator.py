@@ -273,10 +273,9 @@ def test_load_refuses_parameters_of_a_fit_it_does_not_do(tmp_path):
 
 
 def test_every_deprecation_names_its_versions_and_none_outlives_its_removal():
+    import embedview._run.joint  # noqa: F401  (registers its wrappers)
     from embedview._common.deprecation import SCHEDULE
     from embedview._common.version import __version__
-
-    import embedview._run.joint  # noqa: F401  (registers its wrappers)
 
     def version(text):
         return tuple(int(p) for p in text.split(".")[:2])
