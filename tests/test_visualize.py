@@ -154,7 +154,7 @@ def test_high_norm_tokens_do_not_wash_out_the_picture():
     flat[:, outliers] = flat.mean(1, keepdims=True) + 30 * norm * direction / np.linalg.norm(direction, axis=0)
 
     def min_distance(normalize, mode="exclude"):
-        vis = embedview.PCA(normalize=normalize, outliers=mode).fit_transform(features[None], original_size=(1024, 1024))
+        vis, = embedview.PCA(normalize=normalize, outliers=mode).fit_transform(features[None], original_size=(1024, 1024))
         rgb = vis.rgb.reshape(-1, 3).astype(float)
         keep = np.ones(rgb.shape[0], bool)
         keep[outliers] = False
@@ -210,7 +210,7 @@ def test_nonfinite_features_raise_or_are_omitted():
     features[1, 0, 0, 20, 20] = np.inf
     with pytest.raises(EmbedviewError, match=r"4 cells of slice 1 .* nonfinite='omit'"):
         embedview.visualize(features, original_size=(640, 640))
-    vis = embedview.PCA(M - 1, nonfinite="omit").fit_transform(features, original_size=(640, 640))
+    vis, = embedview.PCA(M - 1, nonfinite="omit").fit_transform(features, original_size=(640, 640))
     assert vis.basis.n_samples == 3 * 64 * 64 - 4
     assert (vis.rgb[1, 5:8, 10] == 0).all() and (vis.rgb[1, 20, 20] == 0).all()
     assert vis.valid.sum() == 3 * 64 * 64 - 4
@@ -255,13 +255,13 @@ def test_sampled_fit_stays_within_two_levels_of_the_exact_fit():
     latent = rng.normal(size=(10, 64, 64, 3)) * [16, 4, 1]
     features = (latent @ q[:3] + 0.05 * rng.normal(size=(10, 64, 64, C))).astype(np.float32)
     features = np.moveaxis(features, -1, 1)[:, None]
-    exact = embedview.PCA(fit_sample=None).fit_transform(features, original_size=(512, 512))
-    sampled = embedview.PCA(fit_sample=20000).fit_transform(features, original_size=(512, 512))
+    exact, = embedview.PCA(fit_sample=None).fit_transform(features, original_size=(512, 512))
+    sampled, = embedview.PCA(fit_sample=20000).fit_transform(features, original_size=(512, 512))
     assert exact.basis.n_samples == 10 * 64 * 64
     assert 19000 < sampled.basis.n_samples < 21000
     close = np.abs(exact.rgb.astype(int) - sampled.rgb).max(axis=-1) <= 2
     assert close.mean() >= 0.99
-    again = embedview.PCA(fit_sample=20000).fit_transform(features, original_size=(512, 512))
+    again, = embedview.PCA(fit_sample=20000).fit_transform(features, original_size=(512, 512))
     assert (again.rgb == sampled.rgb).all()  # seeded
 
 

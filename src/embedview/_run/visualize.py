@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._common.deprecation import deprecate_parameters, shown_components
+from .._common.deprecation import FIT_MODES, check_choice, deprecate_parameters, shown_components
 from .._common.errors import EmbedviewError
 from .._common.geometry import OutputGrid
 from .._common.limits import check_picture_fits
@@ -62,6 +62,7 @@ def _visualize_all(source, n_components=None, fit="joint", normalize="robust", p
         if foreground != "auto":
             raise EmbedviewError(f"foreground must be None or 'auto'; got {foreground!r}.")
         foreground = {"threshold": foreground_threshold, "side": foreground_side}
+    check_choice("fit", fit, FIT_MODES)  # visualize's own name for PCA's fit_mode
     draw = Draw(pixel_size, rgb_components, upsample, clusters, cluster_components)
     outputs = None if output is None else [Output.of(output, metadata)]
     if basis is not None:
