@@ -319,3 +319,27 @@ def test_reprs_are_short_and_dump_no_arrays():
     assert text.startswith("Visualization(single, image 600×900, rgb 43×64×3 uint8, scale=(14.0625, 14.0625)")
     assert basis.startswith("Basis(3 components of 8 channels, explained_variance_ratio=[")
     assert len(text) < 200 and len(basis) < 200 and "array" not in text + basis
+
+
+def test_a_visualization_shows_itself_in_a_notebook(tmp_path):
+    """Jupyter's ``_repr_png_``: a small picture (long side ≤ 512; a stack's middle slice) over a
+    legend with its scale and what its colours show."""
+    import io
+
+    from PIL import Image
+
+    vis = embedview.visualize(np.random.default_rng(0).random((1, 8, 64, 64), np.float32), original_size=(600, 900))
+    assert vis.summary().startswith("1 pixel = 14.0625 image pixels; R: PC1 ")
+    picture = np.asarray(Image.open(io.BytesIO(vis._repr_png_())))
+    assert picture.shape[1] == 256 and picture.shape[0] > 4 * 43  # enlarged 4×, legend under it
+    np.testing.assert_array_equal(picture[:4 * 43:4, :4 * 64:4, :3], vis.rgb)
+    big = embedview.visualize(np.random.default_rng(1).random((3, 1, 8, 64, 64), np.float32),
+                              original_size=(600, 900), pixel_size=1, rgb_components=(2, 0, 1))
+    assert big.summary().startswith("slice 1 of 3; 1 pixel = 1 image pixel; R: PC3 ")
+    shown = np.asarray(Image.open(io.BytesIO(big._repr_png_())))
+    assert max(shown.shape[:2]) <= 512 + 60 and shown.shape[1] <= 512
+    np.testing.assert_array_equal(shown[:300, :, :3], big.rgb[1, ::2, ::2][:300])
+    on_disk = embedview.PCA.from_basis(vis.basis).transform(
+        np.zeros((1, 8, 64, 64), np.float32), original_size=(600, 900), output=tmp_path / "a.zarr")
+    assert on_disk._repr_png_() is None and "a.zarr" in repr(on_disk)
+    assert "1 basis of 3 components" in repr(vis)

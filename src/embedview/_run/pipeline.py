@@ -97,7 +97,8 @@ def execute(inputs: Inputs, job: Job, draws: list[Draw] | None = None, outputs: 
             meta = None if out is None else out.metadata
             if draw.upsample is not None and out is not None:
                 meta = {**(meta or {}), "upsample": draw.upsample.describe()}
-            visualizations.append(_visualization(src, grid, sink, out, bases, selections, meta))
+            visualizations.append(replace(_visualization(src, grid, sink, out, bases, selections, meta),
+                                          shown=draw.shown(k)))
         return bases, selections, visualizations
 
 
