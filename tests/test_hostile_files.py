@@ -460,7 +460,7 @@ def test_large_features_with_nan_cells_count_only_those(tmp_path, capsys):
     x[1, 0, :, 5, 5] = np.nan
     with pytest.raises(EmbedviewError, match=r"^1 cells of slice 1 .* NaN or infinite"):
         embedview.visualize(x, original_size=(256, 256), pixel_size=PATCH)
-    vis = embedview.PCA(nonfinite="omit").fit_transform(x, original_size=(256, 256), pixel_size=PATCH)
+    vis, = embedview.PCA(nonfinite="omit").fit_transform(x, original_size=(256, 256), pixel_size=PATCH)
     assert vis.rgb.any()
     big = _tokens() * np.float32(1e20)
     np.save(tmp_path / "big.npy", big)
