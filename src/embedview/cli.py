@@ -278,7 +278,7 @@ _FLAGS = {"image_size": "--image-size", "patch_size": "--patch-size", "prefix_to
           "cluster_components": "--cluster-components", "clusters": "--clusters", "fit_sample": "--fit-sample",
           "foreground_threshold": "--foreground-threshold", "foreground_side": "--foreground-side",
           "foreground": "--foreground", "scheduler": "--scheduler", "device": "--device",
-          "pixel_size": "--pixel-size", "normalize": "--normalize", "fit": "--fit", "mask": "--mask",
+          "pixel_size": "--pixel-size", "normalize": "--normalize", "fit": "--fit", "fit_mode": "--fit", "mask": "--mask",
           "point": "--point", "z": "--slice", "image": "--image", "fps": "--fps", "montage": "--montage"}
 #: Names translated without ``=`` too: no sentence uses them as ordinary words.
 _BARE = ("image_size", "patch_size", "prefix_tokens", "preprocess", "rgb_components", "n_components",
