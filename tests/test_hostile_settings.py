@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 import embedview
+from _cli import run_fails, run_ok
 from embedview import EmbedviewError
 
-from _cli import run_fails, run_ok
 from _fixtures import DATA
 
 EMB = DATA / "2d.zarr"

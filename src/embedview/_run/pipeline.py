@@ -221,7 +221,6 @@ def output_guard(outputs, sources, extra=()) -> list:
     """Check each :class:`Output` (or ``None``) before any work: it may not replace any input's
     files, and one written by the pipeline itself is a ``.zarr`` or has its own sink."""
     from .._common.errors import EmbedviewError
-    from .._common.output_paths import check_output
 
     read = [("the embeddings", s.name if isinstance(s.name, str) and os.path.exists(s.name) else None)
             for s in sources] + list(extra)
@@ -230,7 +229,7 @@ def output_guard(outputs, sources, extra=()) -> list:
         if out is None:
             checked.append(None)
             continue
-        path = check_output(out.path, stack=src.is_stack, inputs=read)
+        path = out.check(stack=src.is_stack, inputs=read)
         if out.sink is None and path.suffix.lower() != ".zarr":
             raise EmbedviewError(f"output= writes OME-Zarr: give a path ending in .zarr, not {path.name}.")
         checked.append(replace(out, path=path))

@@ -168,6 +168,14 @@ class Output:
         """The extension, lower case (``".png"``, ``".zarr"``, ...)."""
         return self.path.suffix.lower()
 
+    def check(self, *, stack: bool = False, inputs=()) -> Path:
+        """This output's path, checked where it may go (:func:`embedview._common.output_paths.check_output`):
+        the one place an output's ``overwrite`` reaches the rule."""
+        from .._common.output_paths import check_output
+
+        # overwrite= is passed only when asked for: the rule's keyword (issue 16) may not be there yet.
+        return check_output(self.path, stack=stack, inputs=inputs, **({"overwrite": True} if self.overwrite else {}))
+
     @classmethod
     def of(cls, value, metadata=None) -> "Output | None":
         """``None``, a path or an :class:`Output` as an :class:`Output` (``metadata`` added)."""

@@ -140,7 +140,6 @@ def render(embeddings, output, *, settings: Settings | None = None, image=None, 
     >>> render("embeddings.zarr", "pca.png", image="image.tif")  # doctest: +SKIP
     [PosixPath('pca.png'), PosixPath('pca_figure.png')]
     """
-    from .._common.output_paths import check_output
     from .._outputs.io import write_output
 
     settings = settings or Settings.default(quiet)
@@ -158,7 +157,7 @@ def render(embeddings, output, *, settings: Settings | None = None, image=None, 
         raise EmbedviewError(f"fps= is the frame rate of a movie; end the output with .mp4 or .gif, not {output.path.name}.")
     # A stack is not one PNG: `-o montage.png --montage` asks for the montage itself.
     montage_only = montage is not None and src.is_stack and output.format == ".png"
-    out = check_output(output.path, stack=src.is_stack and not montage_only, inputs=inputs)
+    out = output.check(stack=src.is_stack and not montage_only, inputs=inputs)
     figure = FigureFile(src, out, image, slice_, inputs)
     montage_file = MontageFile(src, out, montage, image, inputs, array=figure.plane, path=out if montage_only else None)
     fitted = model.is_fitted
@@ -212,7 +211,7 @@ def render_many(embeddings: list, out_dir, *, settings: Settings | None = None, 
 
 def _render_many(embeddings, out_dir: Output, settings: Settings, separate_bases, ext, slice_, quiet,
                  inputs) -> list[Path]:
-    from .._common.output_paths import atomic_path, check_output
+    from .._common.output_paths import atomic_path
     from .._inputs.composite import Inputs
     from .._outputs.io import write_output, write_png
     from .._run.estimator import PCA
@@ -228,8 +227,8 @@ def _render_many(embeddings, out_dir: Output, settings: Settings, separate_bases
     paths = []
     for src, stem in zip(sources, stems):
         suffix = ext or (".tif" if src.is_stack else ".png")
-        paths.append(check_output(out / f"{stem}{suffix}", stack=src.is_stack, inputs=inputs))
-    side = check_output(out / "side_by_side.png", inputs=inputs)
+        paths.append(replace(out_dir, path=out / f"{stem}{suffix}").check(stack=src.is_stack, inputs=inputs))
+    side = replace(out_dir, path=out / "side_by_side.png").check(inputs=inputs)
     for src in sources:  # checked before any work: bad input must leave no output behind
         if src.is_stack and slice_ is not None and not 0 <= slice_ < src.n_slices:
             raise EmbedviewError(f"{src.name} has no slice {slice_}; it has {src.n_slices} slices.")
@@ -278,13 +277,11 @@ def fit(embeddings: list, output, *, settings: Settings | None = None, quiet: bo
     >>> fit(["a.zarr", "b.zarr"], "basis.npz")  # doctest: +SKIP
     PosixPath('basis.npz')
     """
-    from .._common.output_paths import check_output
-
     settings = settings or Settings.default(quiet)
     model, out = settings.model, Output.of(output)
     if out.format != ".npz":
         raise EmbedviewError(f"a basis is saved as .npz; got {out.path.name}.")
-    check_output(out.path, inputs=[("the embeddings", e) for e in embeddings])
+    out.check(inputs=[("the embeddings", e) for e in embeddings])
     sources = [open_embeddings(e, settings.geometry) for e in embeddings]
     model.fit(*sources, mask=settings.mask, foreground=settings.foreground)
     path = model.save(out.path, fitted_on=embeddings)

@@ -89,14 +89,13 @@ def write_movie(src, output, *, settings=None, image=None, fps: float | None = D
     :class:`~embedview._workflows.commands.Settings` (model, drawing, mask, foreground);
     ``inputs`` as for :func:`embedview._workflows.commands.render`.
     """
-    from .._common.output_paths import check_output
     from .._outputs.movie import MovieOutput, check_fps, frame_pixel_size, require_writer
     from .._run.settings import Output
     from .settings import Settings
 
     settings = settings or Settings.default(quiet)
     model, output = settings.model, Output.of(output)
-    out = check_output(output.path, stack=src.is_stack, inputs=inputs)  # a 2D input is refused here
+    out = output.check(stack=src.is_stack, inputs=inputs)  # a 2D input is refused here
     require_writer(out)
     fps = check_fps(DEFAULT_FPS if fps is None else fps)
     fitted = model.is_fitted
