@@ -282,7 +282,7 @@ def test_every_deprecation_names_its_versions_and_none_outlives_its_removal():
 
     names = {what for what, _, _ in SCHEDULE}
     assert {"fit_basis()", "visualize_many()", "save_basis()", "load_basis()", "PCA(fit=)",
-            "visualize(device=)", "visualize(progress=)", "render_plane(device=)"} <= names
+            "visualize(device=)", "visualize(progress=)", "render_plane(device=)", "similarity(progress=)"} <= names
     for what, since, removed_in in SCHEDULE:
         assert version(since) < version(removed_in), what
         assert version(__version__) < version(removed_in), f"{what} was to be removed in {removed_in}"
@@ -298,6 +298,11 @@ def test_compatibility_wrappers_warn_and_still_work():
     with pytest.warns(FutureWarning, match=r"render_plane\(device=...\) is deprecated"):
         rgb, _ = embedview.render_plane(embedview.open_source(a, SIZE), va.basis, 4, device="cpu")
     np.testing.assert_array_equal(rgb, embedview.render_plane(embedview.open_source(a, SIZE), va.basis, 4)[0])
+    src = embedview.open_source(a, SIZE)
+    with pytest.warns(FutureWarning, match=r"similarity\(progress=...\) is deprecated.*Execution\(progress=True\)"):
+        old = embedview.similarity(src, (5, 5), progress=False)
+    np.testing.assert_array_equal(old.components, embedview.similarity(src, (5, 5)).components)
+    assert "similarity" in repr(old) and old.summary().endswith("1.0 at its cell")
     assert "Piece" not in embedview.__all__ and embedview.Piece.__name__ == "Piece"  # importable, not advertised
     assert "fit_basis" not in embedview.__all__ and {"PCA", "Draw", "Output", "Execution"} <= set(embedview.__all__)
 

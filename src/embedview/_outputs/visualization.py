@@ -75,8 +75,13 @@ class Visualization:
         translate = ", ".join(f"{v:.6g}" for v in self.translate)
         extra = "" if self.labels is None else f", {len(self.centres[0])} clusters"
         return (f"Visualization({self.layout}, image {'×'.join(map(str, self.image_shape))}, {where}, "
-                f"scale=({scale}), translate=({translate}), {len(self.bases)} {'basis' if len(self.bases) == 1 else 'bases'} "
-                f"of {self.bases[0].n_components} components{extra})")
+                f"scale=({scale}), translate=({translate}), {self._what()}{extra})")
+
+    def _what(self) -> str:
+        if not self.bases:  # a similarity map
+            return "similarity"
+        return (f"{len(self.bases)} {'basis' if len(self.bases) == 1 else 'bases'} "
+                f"of {self.bases[0].n_components} components")
 
     @property
     def foreground(self) -> tuple:
@@ -111,6 +116,8 @@ class Visualization:
         spatial = self.scale[-2:]
         size = f"{spatial[0]:.6g}" if spatial[0] == spatial[1] else f"{spatial[0]:.6g} × {spatial[1]:.6g}"
         scale = f"1 pixel = {size} image pixel{'s' * (size != '1')}"
+        if not self.bases:
+            return f"{scale}; cosine similarity to the query, 1.0 at its cell"
         if self.labels is not None:
             return f"{scale}; {len(self.centres[0])} k-means clusters of the first {self.centres[0].shape[1]} components"
         shown = self.shown or tuple(range(min(3, self.bases[0].n_components)))

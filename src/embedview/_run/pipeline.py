@@ -93,12 +93,11 @@ def execute(inputs: Inputs, job: Job, draws: list[Draw] | None = None, outputs: 
         shown = [draw.shown(k) for draw in draws]
         bases, selections = run(inputs, groups, executor, _Sinks(inputs, sinks, shown), job, execution.progress)
         visualizations = []
-        for src, grid, sink, out, draw in zip(sources, grids, sinks, outputs, draws):
+        for src, grid, sink, out, draw, rgb in zip(sources, grids, sinks, outputs, draws, shown):
             meta = None if out is None else out.metadata
             if draw.upsample is not None and out is not None:
                 meta = {**(meta or {}), "upsample": draw.upsample.describe()}
-            visualizations.append(replace(_visualization(src, grid, sink, out, bases, selections, meta),
-                                          shown=draw.shown(k)))
+            visualizations.append(replace(_visualization(src, grid, sink, out, bases, selections, meta), shown=rgb))
         return bases, selections, visualizations
 
 
