@@ -317,7 +317,7 @@ def test_info_each_layout(capsys, data, name):
     else:
         assert info["tiles"]["tile_shape"] == list(tile_shape) and info["tiles"]["halo"] == list(halo)
     if tiles:
-        assert info["tiles"]["missing"] == [1, 3, 5] and "missing tiles:     1, 3, 5 (masked)" in text
+        assert info["tiles"]["missing"] == [1, 3, 5] and "missing tiles:     1, 3, 5 (outside the mask: drawn black)" in text
 
 
 def test_info_reads_no_features(tmp_path, capsys, data):

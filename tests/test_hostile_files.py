@@ -455,6 +455,55 @@ def test_large_and_tiny_features_draw_the_same_picture(device):
         assert diff.max() <= 1 and (diff > 0).mean() < 0.02, factor
 
 
+@pytest.mark.parametrize("device", ["cpu", "torch:cpu"])
+def test_float64_features_beyond_float32_draw_the_same_picture(device, tmp_path):
+    """float64 around 1e-300 would flush to 0 in float32 (grey), around 1e300 overflow (refused as
+    infinite): each source is scaled by a power of two before the cast, exactly."""
+    if device != "cpu":
+        _torch()
+    x = _features().astype(np.float64)
+    def draw(f):
+        return embedview.visualize(x * f, original_size=(256, 256), pixel_size=PATCH,
+                                   execution=embedview.Execution(device=device))
+    ref = draw(1.0)
+    for factor in [2.0**-1000, 2.0**1000, 2.0**-200, 2.0**200]:
+        np.testing.assert_array_equal(draw(factor).rgb, ref.rgb, err_msg=str(factor))
+    for factor in [1e-300, 1e300]:  # x·f rounds in float64: the same picture to a level
+        assert np.abs(draw(factor).rgb.astype(int) - ref.rgb.astype(int)).max() <= 1, factor
+    tokens = _tokens().astype(np.float64)  # a feature file: the same, through the CLI
+    np.save(tmp_path / "one.npy", tokens)
+    np.save(tmp_path / "tiny.npy", tokens * 2.0**-1010)
+    for name in ("one", "tiny"):
+        assert main(["render", str(tmp_path / f"{name}.npy"), "-o", str(tmp_path / f"{name}.npy.png"),
+                     "--device", device, *CLI_GEOMETRY]) == 0
+    from PIL import Image
+
+    pictures = [np.asarray(Image.open(tmp_path / f"{name}.npy.png")) for name in ("one", "tiny")]
+    np.testing.assert_array_equal(pictures[0], pictures[1])
+    x[1, 0, :, 5, 5] = np.inf  # a genuinely infinite cell is still refused as such
+    with pytest.raises(EmbedviewError, match=r"^1 cells of slice 1 .* NaN or infinite"):
+        draw(1e300)
+
+
+def test_a_basis_of_scaled_float64_features_reads_other_inputs_at_its_scale(tmp_path):
+    """The basis records the power of two its features were read with (also in its file), so it
+    draws another input (here the same features, at another magnitude in its first piece) alike."""
+    x = _features().astype(np.float64) * 2.0**-1000
+    model = embedview.PCA().fit(x, original_size=(256, 256))
+    assert model.basis_.feature_scale > 2.0**990
+    again = model.transform(x, original_size=(256, 256), pixel_size=PATCH)
+    np.testing.assert_array_equal(again.rgb, model.fit_transform(x, original_size=(256, 256), pixel_size=PATCH).rgb)
+    other = x.copy()
+    other[0] *= 4.0  # its own first piece would choose another scale
+    loaded = embedview.PCA.load(model.save(tmp_path / "b.npz"))
+    assert loaded.basis_.feature_scale == model.basis_.feature_scale
+    vis = loaded.transform(other, original_size=(256, 256), pixel_size=PATCH)
+    np.testing.assert_array_equal(vis.rgb[1], again.rgb[1])  # slice 1 is the same data: the same colours
+    _rewrite(tmp_path / "b.npz", meta={"feature_scale": 3.0})
+    with pytest.raises(EmbedviewError, match="feature_scale 3.0 is not a power of two"):
+        embedview.PCA.load(tmp_path / "b.npz")
+
+
 def test_large_features_with_nan_cells_count_only_those(tmp_path, capsys):
     x = _features() * np.float32(1e20)
     x[1, 0, :, 5, 5] = np.nan
@@ -541,6 +590,12 @@ BASIS_DAMAGE = {
     "mismatched-k": (lambda b: {"lo": np.zeros(2)}, "inconsistent"),
     "mismatched-c": (lambda b: {"mean": np.zeros(5)}, "inconsistent"),
     "no-components": (lambda b: {"components": np.zeros((0, 6))}, "inconsistent"),
+    # ranges no cell reaches (the picture: black or one colour), or beyond float32 (black)
+    "huge-ranges": (lambda b: {"lo": np.array([-1e308, -2.0, 0.0]), "hi": np.array([1e308, 2.0, 0.0])},
+                    "colour ranges reaches 1e\\+308, beyond what a float32 picture holds"),
+    "far-ranges": (lambda b: {"hi": np.array([1e6, 2.0, 0.0])}, "far beyond the features' scale"),
+    "huge-mean": (lambda b: {"mean": np.full(6, 1e300)}, "mean reaches 1e\\+300"),
+    "ratios-above-one": (lambda b: {"explained_variance_ratio": np.array([0.9, 0.9, 0.1])}, "add up to more than 1"),
 }
 
 
@@ -554,6 +609,51 @@ def test_damaged_basis_is_refused(case, tmp_path):
         load_basis(path)
     message = str(err.value)
     assert str(path) in message and message.endswith("fit it again with `embedview fit`.")
+
+
+def _foreground_basis_path(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1, 6, 16, 16)).astype(np.float32)
+    x[0, :, 4:9, 4:9] += 8  # a bright square: the foreground
+    return embedview.PCA(3).fit(x, original_size=(64, 64), foreground="auto").save(tmp_path / "fg.npz")
+
+
+FOREGROUND_DAMAGE = {
+    "nan-threshold": ({"threshold": float("nan")}, "threshold is nan, not a finite number"),
+    "inf-threshold": ({"threshold": float("inf")}, "threshold is inf"),
+    "far-threshold": ({"threshold": 1e9}, "threshold reaches 1e\\+09, far beyond the features' scale"),
+    "string-threshold": ({"threshold": "a"}, "threshold is 'a'"),
+    "zero-components": ({"components": np.zeros((3, 6)).tolist()}, "component 0 is all zeros"),
+    "skewed-components": ({"components": (2 * np.eye(3, 6)).tolist()}, "not orthonormal"),
+    "zero-fraction": ({"fraction": 0.0}, "fraction 0.0 is not a share"),
+    "bad-side": ({"side": "left"}, "foreground rule in .* is damaged; fit the basis again"),
+    "nan-mean": ({"mean": [float("nan")] * 6}, "foreground rule in .* is damaged; fit the basis again"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FOREGROUND_DAMAGE))
+def test_damaged_foreground_rule_is_refused(case, tmp_path, capsys):
+    """A threshold that is NaN, infinite or beyond any cell, zero components: black pictures, refused."""
+    path = _foreground_basis_path(tmp_path)
+    assert embedview.PCA.load(path).selections_[0].rule.side in ("above", "below")  # undamaged: loads
+    with np.load(path, allow_pickle=False) as data:
+        rule = json.loads(data["metadata"].tobytes())["foreground"]
+    changes, expected = FOREGROUND_DAMAGE[case]
+    _rewrite(path, meta={"foreground": {**rule, **changes}})
+    with pytest.raises(EmbedviewError, match=expected) as err:
+        embedview.PCA.load(path)
+    assert str(err.value).endswith("fit the basis again (embedview fit --foreground auto).")
+    features = tmp_path / "f.npy"
+    np.save(features, _tokens())
+    err = _one_error_line(_cli_fails(capsys, "render", features, "--basis", path, "-o", tmp_path / "o.png",
+                                     *CLI_GEOMETRY))
+    assert "foreground rule in" in err and not (tmp_path / "o.png").exists()
+
+
+def _cli_fails(capsys, *argv) -> str:
+    capsys.readouterr()
+    assert main([str(a) for a in argv]) == 2
+    return capsys.readouterr().err
 
 
 def test_basis_member_claiming_a_huge_array_is_refused_under_a_limit(tmp_path):
@@ -582,3 +682,67 @@ def test_damaged_basis_through_the_cli(tmp_path, capsys):
                  *CLI_GEOMETRY]) == 2
     assert "colour range of component 0" in _one_error_line(capsys.readouterr().err)
     assert _snapshot(tmp_path) == before
+
+
+# ---------------------------------------------------------------------------------------------
+# image files claiming more pixels than they hold: checked from the header, never decoded
+
+
+def _tiff_claiming(path: Path, side: int) -> Path:
+    """A 300-byte compressed TIFF whose header claims ``side`` × ``side`` pixels."""
+    import tifffile
+
+    tifffile.imwrite(path, np.zeros((64, 64), np.uint8), compression="zlib", metadata=None)
+    with tifffile.TiffFile(path, mode="r+b") as tif:
+        for tag in ("ImageWidth", "ImageLength", "RowsPerStrip"):
+            tif.pages[0].tags[tag].overwrite(side)
+    return path
+
+
+def _png_claiming(path: Path, side: int) -> Path:
+    """A tiny PNG whose IHDR claims ``side`` × ``side`` pixels (its CRC mended)."""
+    import zlib
+
+    from PIL import Image
+
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(path)
+    raw = bytearray(path.read_bytes())
+    raw[16:24] = struct.pack(">II", side, side)
+    raw[29:33] = struct.pack(">I", zlib.crc32(bytes(raw[12:29])))
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def _embeddings_of(tmp_path: Path, size: int) -> Path:
+    from embedview._inputs.micro_sam_layout import write_micro_sam_embeddings
+
+    tmp_path.mkdir()
+    return write_micro_sam_embeddings(tmp_path / "e.zarr", _features()[0], original_size=(size, size))
+
+
+@pytest.mark.parametrize("make", [_tiff_claiming, _png_claiming])
+def test_an_image_claiming_a_huge_size_is_refused_from_its_header(make, tmp_path, capsys, monkeypatch):
+    """49152² pixels claimed by a few hundred bytes: refused before decoding (2.4 GiB), for another
+    shape than the embeddings' and, for the right one, against the memory limit or Pillow's bomb limit."""
+    image = make(tmp_path / f"big{'.tif' if make is _tiff_claiming else '.png'}", 49152)
+    small, big = _embeddings_of(tmp_path / "s", 256), _embeddings_of(tmp_path / "b", 49152)
+    before = _snapshot(tmp_path)
+    err = _one_error_line(_cli_fails(capsys, "render", small, "--image", image, "-o", tmp_path / "o.png"))
+    assert ("has shape [49152, 49152] but the embeddings describe an image of shape [256, 256]" in err
+            or "claims 2,415,919,104 pixels, more than Pillow decodes safely" in err)
+    monkeypatch.setenv("EMBEDVIEW_MEMORY_LIMIT", "1G")
+    err = _one_error_line(_cli_fails(capsys, "render", big, "--image", image, "-o", tmp_path / "o.png"))
+    assert ("decoding the image" in err and "more than the 1.0 GiB allowed" in err) or "more than Pillow decodes" in err
+    assert _snapshot(tmp_path) == before
+
+
+def test_a_large_png_gives_no_pillow_warning(tmp_path):
+    """Pillow's decompression-bomb warning (above 89 M pixels) is not shown: the size is checked by embedview."""
+    import warnings
+
+    from embedview._outputs.io import image_header
+
+    path = _png_claiming(tmp_path / "p.png", 10000)  # 100 M pixels: Pillow would warn
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert image_header(path)[0] == (10000, 10000)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import embedview
+from _cli import run_fails, run_ok
 from embedview import EmbedviewError, describe
 from embedview.cli import main
 
@@ -214,6 +215,84 @@ def test_missing_chunk_of_arrays_handed_over_open(tmp_path):
 def test_missing_tile_of_a_masked_file_is_still_drawn_black(tmp_path):
     vis = embedview.visualize(copy_fixture("tiled2d_masked", tmp_path))
     assert (~vis.valid).any() and vis.valid.any()
+
+
+def test_missing_tile_folder_of_an_unmasked_file_is_refused(tmp_path, capsys):
+    """A whole tile folder gone from an unmasked tiling would draw a black hole: refused, by render and info."""
+    import shutil
+
+    path = copy_fixture("tiled2d", tmp_path)
+    shutil.rmtree(path / "features" / "4")
+    before = snapshot(path)
+    for command in (["render", path, "-o", tmp_path / "out.png"], ["info", path]):
+        err = run_fails(capsys, tmp_path, *command)
+        assert "tile 4 of" in err and "is missing" in err and "recompute" in err, err
+    assert snapshot(path) == before
+
+
+def test_missing_listed_tile_of_a_masked_file_is_refused(tmp_path, capsys):
+    """A masked tiling lacking a tile its own tiles_in_mask lists is refused; unlisted ones stay black."""
+    import shutil
+
+    path = copy_fixture("tiled2d_masked", tmp_path)
+    shutil.rmtree(path / "features" / "1")
+    err = run_fails(capsys, tmp_path, "render", path, "-o", tmp_path / "out.png")
+    assert "tile 1 of" in err and "tiles_in_mask lists it" in err, err
+    set_attrs(path / "features", tiles_in_mask=[0])  # the mask says so: drawn, tile 1 black
+    vis = embedview.visualize(path)
+    assert (~vis.valid).any() and vis.valid.any()
+    out = run_ok(capsys, "info", path).out
+    assert "missing tiles:" in out and "outside the mask" in out, out
+
+
+@pytest.mark.parametrize("value", [[0, 99], ["0"], {"0": [0], "1": "x"}, 3, [True]])
+def test_damaged_tiles_in_mask_is_refused(value, tmp_path):
+    path = copy_fixture("tiled2d_masked", tmp_path)
+    set_attrs(path / "features", tiles_in_mask=value)
+    with pytest.raises(EmbedviewError, match="tiles_in_mask"):
+        embedview.open_source(path)
+
+
+def test_a_masked_tiled_stack_lists_its_tiles_per_slice(tmp_path, capsys):
+    """micro_sam records a masked tiled stack's tiles per slice ({"z": [ids]}) and writes a tile's
+    chunks only for the slices that list it: those are drawn, the others are black; a listed chunk
+    that is missing is still refused."""
+    path = copy_fixture("tiled3d", tmp_path)
+    whole = embedview.visualize(path)
+    set_attrs(path / "features", tiles_in_mask={"0": [0, 1], "1": [1, 2, 3]})
+    for tile, z in ((2, 0), (3, 0), (0, 1)):  # as micro_sam leaves them: never written
+        (path / f"features/{tile}/c/{z}/0/0/0/0").unlink()
+    vis = embedview.visualize(path, fit="per_slice")
+    assert vis.valid[0].any() and vis.valid[1].any() and not (vis.valid == whole.valid).all()
+    inner = embedview.open_source(path).tiling.inner
+    for tile, z in ((2, 0), (3, 0), (0, 1)):  # each missing tile's inner block is black
+        (y0, y1), (x0, x1) = (tuple(int(v) // int(vis.scale[-1 - a]) for v in r) for a, r in zip((1, 0), inner(tile)))
+        assert not vis.valid[z, y0:y1, x0:x1].any()
+    run_ok(capsys, "info", path)
+    (path / "features/1/c/1/0/0/0/0").unlink()  # slice 1 lists tile 1: its chunk must be there
+    with pytest.raises(EmbedviewError, match=r"chunk features/1/c/1/0/0/0/0 .* is missing"):
+        embedview.open_source(path)
+    set_attrs(path / "features", tiles_in_mask={"0": [0], "7": [1]})
+    with pytest.raises(EmbedviewError, match=r"tiles_in_mask for slices \[0, 7\], but its features are 2 slices"):
+        embedview.open_source(path)
+    set_attrs(path / "features", tiles_in_mask={"0": [0], "1": [9]})
+    with pytest.raises(EmbedviewError, match="tiles_in_mask"):  # 9 is not a tile of this 2×2 tiling
+        embedview.open_source(path)
+
+
+@pytest.mark.parametrize("case", ["tiled2d", "tiled2d_zarr2"])
+def test_stray_desktop_files_in_a_tiled_file_give_no_warning(case, tmp_path, capsys):
+    """.DS_Store, ._* and Thumbs.db inside a container are not zarr nodes; zarr's warning about them is not shown."""
+    import warnings
+
+    path = copy_fixture(case, tmp_path)
+    for name in (".DS_Store", "features/.DS_Store", "features/._0", "features/Thumbs.db"):
+        (path / name).write_bytes(b"\0\1junk")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for quiet in ([], ["-q"]):
+            run_ok(capsys, "render", *quiet, path, "-o", tmp_path / f"out{len(quiet)}.png")
+    assert not [w for w in caught if "not recognized" in str(w.message)], [str(w.message) for w in caught]
 
 
 def test_info_of_a_file_claiming_a_million_tiles_is_bounded(tmp_path, capsys):

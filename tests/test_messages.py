@@ -117,3 +117,51 @@ def test_a_bad_size_argument_is_not_called_damaged_metadata(files, capsys):
     assert main(["render", str(files["tokens"]), "-o", "x.png", "--image-size", "0,4", "--patch-size", "16"]) == 2
     err = capsys.readouterr().err
     assert "--image-size" in err and "give the original image's height and width" in err and "damaged" not in err
+
+
+# ---------------------------------------------------------------------------------------------
+# advice names only what exists where it is printed
+
+
+def test_info_of_a_vit_file_takes_the_geometry_it_advises(files, capsys):
+    """info advises --image-size/--patch-size for a ViT file: it takes them (as render does)."""
+    err = _error(capsys, "info", files["tokens"])
+    assert "--image-size" in err
+    assert main(["info", str(files["tokens"]), "--image-size", "224,224", "--patch-size", "16",
+                 "--prefix-tokens", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "14 × 14 cells" in out and "patch size 16 × 16" in out
+    info = embedview.describe(files["tokens"], dict(image_size=(224, 224), patch_size=16, prefix_tokens=1))
+    assert info["cell_grid"] == [14, 14]
+
+
+def test_tokens_without_prefix_tokens_say_what_does_not_match(tmp_path, capsys):
+    """(B, N, C) tokens with a CLS token: the advice is --prefix-tokens, not layout='tokens' (no such flag)."""
+    torch = pytest.importorskip("torch")
+    torch.save(torch.zeros(2, 1 + 16, 8), tmp_path / "t.pt")
+    err = _error(capsys, "render", tmp_path / "t.pt", "-o", tmp_path / "x.png", "--image-size", "64,64",
+                 "--patch-size", "16")
+    assert "--prefix-tokens 1" in err and "layout" not in err
+
+
+def test_api_mistakes_point_to_what_to_do():
+    tokens = np.zeros((2, 1 + 16, 8), np.float32)
+    for call in (lambda: embedview.visualize(tokens), lambda: embedview.visualize(tokens, original_size=(64, 64))):
+        with pytest.raises(embedview.EmbedviewError, match=r"shape \[2, 17, 8\].*embedview.from_tokens\(.*--prefix-tokens"):
+            call()
+    x = np.random.default_rng(0).normal(size=(1, 8, 16, 16)).astype(np.float32)
+    with pytest.raises(embedview.EmbedviewError, match=r"a list of 2 is not one input; pass .* separate arguments"):
+        embedview.PCA().fit([x, x], original_size=(64, 64))
+
+
+def test_torch_tensors_are_accepted_by_the_api():
+    """A tensor (CPU, float64, requiring grad) draws as its numpy array; meta and sparse ones are refused."""
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(0).normal(size=(1, 8, 16, 16)).astype(np.float32)
+    ref = embedview.visualize(x, original_size=(64, 64))
+    for tensor in (torch.from_numpy(x), torch.from_numpy(x).requires_grad_(), torch.from_numpy(x).double()):
+        np.testing.assert_array_equal(embedview.visualize(tensor, original_size=(64, 64)).rgb, ref.rgb)
+    for tensor, expected in ((torch.empty(1, 8, 16, 16, device="meta"), "meta tensor"),
+                             (torch.from_numpy(x).to_sparse(), "sparse tensor")):
+        with pytest.raises(embedview.EmbedviewError, match=expected):
+            embedview.visualize(tensor, original_size=(64, 64))

@@ -161,6 +161,20 @@ def test_reader_reports_a_damaged_container(viewer, notes, tmp_path, damage):
     assert severity == "error" and message.startswith("embedview: ") and "2d.zarr" in message
 
 
+def test_reader_reports_a_damaged_picture(viewer, notes, tmp_path):
+    out = tmp_path / "pca.zarr"
+    embedview.visualize(DATA / "2d.zarr", pixel_size=1, output=out)  # two levels
+    shutil.rmtree(out / "1")
+    assert callable(get_reader(str(out)))  # ours by its marker
+    assert viewer.open(str(out), plugin="embedview") == [] and len(viewer.layers) == 0
+    (out / "0" / "fifo").parent.mkdir(exist_ok=True)
+    os.mkfifo(out / "0" / "fifo")  # would hang a chunk read: refused by the scan first
+    assert viewer.open(str(out), plugin="embedview") == []
+    [(severity, first), (_, second)] = notes
+    assert severity == "error" and "pca.zarr is damaged" in first and "render it again" in first
+    assert "fifo" in second and "not a regular file" in second
+
+
 def test_reader_opens_vision_foundation_model_files(viewer, tmp_path):
     from _vfm import StandInEncoder, write_vfm_embeddings
 
@@ -175,6 +189,72 @@ def test_reader_opens_vision_foundation_model_files(viewer, tmp_path):
     np.testing.assert_allclose(layer.translate, vis.translate)
     meta = layer.metadata["embedview"]
     assert (meta["layout"], meta["patch_size"], meta["vfm_mode"]) == ("tiled stack", 14, "tiled-3d")
+
+
+@pytest.fixture
+def settings(monkeypatch):
+    """napari's settings for this test only, never saved (the reader preference is one of them)."""
+    from napari import settings as napari_settings
+
+    fresh = napari_settings.NapariSettings(config_path=None)
+    monkeypatch.setattr(napari_settings, "_SETTINGS", fresh)
+    return fresh
+
+
+@pytest.mark.parametrize("kind", ["tiled2d", "2d", "picture"])
+def test_opening_needs_the_one_step_the_readme_shows(viewer, settings, monkeypatch, tmp_path, kind):
+    """napari's own reader also claims ``.zarr`` folders, and nothing a plugin declares outranks it:
+    ``viewer.open(path)`` uses it (its default is ``plugin="napari"``), which cannot read these files;
+    the GUI asks which reader. So the README and the widget show the one step: choose embedview
+    when asked (*remember* keeps the choice for that folder only), ``plugin="embedview"``, or
+    ``napari --plugin embedview PATH``."""
+    from napari._qt.dialogs.qt_reader_dialog import QtReaderDialog
+    from napari.plugins import _npe2
+
+    path = DATA / f"{kind}.zarr"
+    if kind == "picture":
+        path = tmp_path / "pca.zarr"
+        embedview.visualize(DATA / "tiled2d.zarr", output=path)
+    assert {"napari", "embedview"} <= set(_npe2.get_readers(str(path)))
+    try:  # napari's reader: fails (ValueError) or shows the raw features, never embedview's picture
+        layers = viewer.open(str(path))
+    except Exception:
+        layers = []
+    assert all(layer.source.reader_plugin == "napari" for layer in layers)
+    viewer.layers.clear()
+
+    [layer] = viewer.open(str(path), plugin="embedview")  # the Python step
+    assert layer.rgb and layer.source.reader_plugin == "embedview"
+    viewer.layers.clear()
+    qt_viewer = viewer.window._qt_viewer
+    qt_viewer._qt_open([str(path)], stack=False, plugin="embedview")  # what `napari --plugin embedview PATH` does
+    [layer] = viewer.layers
+    assert layer.rgb and layer.source.reader_plugin == "embedview"
+    viewer.layers.clear()
+
+    # the GUI (File › Open Folder, a drop, `napari PATH`): napari asks; embedview chosen, "remember" ticked
+    asked = []
+
+    def choose(dialog):
+        asked.append(sorted(button.text() for button in dialog.reader_btn_group.buttons()))
+        return "embedview", True
+
+    monkeypatch.setattr(QtReaderDialog, "get_user_choices", choose)
+    qt_viewer._qt_open([str(path)], stack=False)
+    assert asked == [["embedview", "napari builtins"]]
+    [layer] = viewer.layers
+    assert layer.rgb and layer.source.reader_plugin == "embedview"
+    assert dict(settings.plugins.extension2reader) == {os.path.realpath(path) + os.sep: "embedview"}
+    viewer.layers.clear()
+    qt_viewer._qt_open([str(path)], stack=False)  # remembered: no question
+    assert len(asked) == 1 and viewer.layers[0].source.reader_plugin == "embedview"
+    other = tmp_path / "other.zarr"  # ... for that folder only: another .zarr is asked about again
+    import zarr
+
+    zarr.open_array(str(other), mode="w", shape=(4, 4), dtype="u1")
+    monkeypatch.setattr(QtReaderDialog, "get_user_choices", lambda dialog: asked.append("other") or (None, False))
+    qt_viewer._qt_open([str(other)], stack=False)
+    assert asked[-1] == "other"
 
 
 # ---- widget ------------------------------------------------------------------------------------
@@ -253,16 +333,78 @@ def test_widget_reports_problems_as_notifications(viewer, qtbot, notes, tmp_path
     widget.rgb_components.value = "red"
     assert widget.run() is None
     widget.rgb_components.value = "0, 1, 2"
-    _run(widget, qtbot)  # shape mismatch: drawn, with a warning
+    _run(widget, qtbot)  # shape mismatch: one error, nothing drawn over the wrong image
     damaged = copy_fixture("2d", tmp_path)
     _truncate_a_chunk(damaged)
     widget.path.value = damaged
+    widget.image_layer.value = None  # image pixel coordinates: the file itself is refused
     _run(widget, qtbot)
     severities = [s for s, _ in notes]
-    assert severities == ["error", "error", "warning", "error"], notes
-    assert "[100, 100]" in notes[2][1] and "[600, 900]" in notes[2][1]
+    assert severities == ["error", "error", "error", "error"], notes
+    assert "'small'" in notes[2][1] and "[100, 100]" in notes[2][1] and "[600, 900]" in notes[2][1]
     assert "damaged" in notes[3][1]
-    assert [lyr.name for lyr in viewer.layers] == ["small", "2d PCA"]
+    assert notes[2][1].startswith("embedview: ") and notes[2][1].count(". ") == 0  # one sentence
+    assert [lyr.name for lyr in viewer.layers] == ["small"]
+    assert widget.variance.value == ""
+
+
+def test_widget_does_not_offer_its_own_layers_as_embeddings(viewer, qtbot, notes):
+    """Its PCA and similarity layers name their file too, but they are pictures: never offered."""
+    [opened] = viewer.open(str(DATA / "2d.zarr"), plugin="embedview")
+    viewer.add_image(np.zeros((600, 900), np.uint8), name="image")
+    widget = EmbeddingPCAWidget(viewer)
+    widget.path.value = DATA / "2d.zarr"
+    _run(widget, qtbot)
+    _click(viewer, widget, qtbot, (300.0, 450.0))
+    assert [lyr.name for lyr in viewer.layers] == ["2d", "image", "2d PCA", "2d similarity"]
+    assert list(widget.embeddings_layer.choices) == [None, opened]
+    assert [layer.name for layer in widget.image_layer.choices if layer is not None] == ["image"]
+    assert viewer.layers["2d PCA"].metadata["embedview"]["drawn_by_widget"] == "PCA"
+    assert not notes
+
+
+def test_widget_follows_layer_changes_and_refuses_an_image_of_another_size(viewer, qtbot, notes):
+    """"align to" offers the layers there are now (names included), and a choice that changed under
+    the user, to an image of another size, is refused when drawing: one notification, nothing drawn."""
+    widget = EmbeddingPCAWidget(viewer)
+    widget.path.value = DATA / "2d.zarr"
+    assert widget.image_layer.value is None
+    first = viewer.add_image(np.zeros((600, 900), np.uint8), name="first")
+    assert widget.image_layer.value is first  # the first image layer is chosen, as at the start
+    small = viewer.add_image(np.zeros((100, 100), np.uint8), name="small")
+    big = viewer.add_image(np.zeros((600, 900), np.uint8), name="big")
+    widget.image_layer.value = big
+    big.name = "renamed"
+    assert "renamed" in [widget.image_layer.native.itemText(i) for i in range(widget.image_layer.native.count())]
+    viewer.layers.remove(first)
+    assert widget.image_layer.value is big  # a choice still there is kept
+    viewer.layers.remove(big)
+    assert widget.image_layer.value is small  # napari's ComboBox falls back to another image...
+    _run(widget, qtbot)  # ...of another size: refused before anything is computed
+    [(severity, message)] = notes
+    assert severity == "error" and "'small'" in message and "[100, 100]" in message and "[600, 900]" in message
+    assert "choose the image they were computed from in 'align to'" in message
+    assert [lyr.name for lyr in viewer.layers] == ["small"]
+    assert widget.variance.value == ""
+    _click(viewer, widget, qtbot, (50.0, 50.0))  # the similarity click is held to the same rule
+    assert len(notes) == 2 and notes[1][0] == "warning" and "[100, 100]" in notes[1][1]
+    assert [lyr.name for lyr in viewer.layers] == ["small"]
+
+    # a stack's layer must have the slices too; leading axes (time) are allowed
+    widget.path.value = DATA / "3d.zarr"
+    widget.image_layer.value = viewer.add_image(np.zeros((2, 5, 300, 400), np.uint8), name="movie")
+    _run(widget, qtbot)
+    assert "3d PCA" in viewer.layers and len(notes) == 2
+    widget.image_layer.value = viewer.add_image(np.zeros((300, 400), np.uint8), name="one slice")
+    _run(widget, qtbot)
+    assert len(notes) == 3 and "[300, 400]" in notes[2][1] and "[5, 300, 400]" in notes[2][1]
+
+
+def test_widget_shows_how_to_open_a_file_with_embedview(viewer, tmp_path):
+    """napari's viewer.open uses napari's own reader unless told otherwise; the widget says the step."""
+    widget = EmbeddingPCAWidget(viewer)
+    assert 'viewer.open(path, plugin="embedview")' in widget.open_hint.value
+    assert "choose embedview when napari asks" in widget.open_hint.value
 
 
 def test_widget_upsamples_guided_by_the_image_layer(viewer, qtbot, notes):

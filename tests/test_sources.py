@@ -42,7 +42,7 @@ def test_not_a_container(tmp_path):
     other.create_array("labels", shape=(4, 4), dtype="u1")
     with pytest.raises(EmbedviewError, match="no 'features'"):
         embedview.visualize(tmp_path / "other.zarr")
-    with pytest.raises(EmbedviewError, match="cannot visualize a list"):
+    with pytest.raises(EmbedviewError, match="a list of 3 is not one input"):
         embedview.visualize([1, 2, 3])
 
 

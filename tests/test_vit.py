@@ -464,9 +464,15 @@ def test_ambiguous_or_unfitting_3d_arrays_ask_for_layout(tmp_path):
     with pytest.raises(EmbedviewError, match=r"fits both.*layout='tokens' or layout='map'"):
         open_features(tmp_path / "both.npy", image_size=(64, 16), patch_size=16)
     assert open_features(tmp_path / "both.npy", layout="tokens", image_size=(64, 16), patch_size=16).layout == "stack"
+    # neither: what does not match, for the reading its shape suggests (no layout= to try: no such flag)
     np.save(tmp_path / "neither.npy", np.zeros((2, 50, 8), np.float32))
-    with pytest.raises(EmbedviewError, match=r"\[2, 50, 8\] that fits neither.*to see what does not match"):
+    with pytest.raises(EmbedviewError, match=r"has 50 tokens, minus prefix_tokens=5 leaves 45.*pass the right patch_size="):
         open_features(tmp_path / "neither.npy", **GEOMETRY)
+    np.save(tmp_path / "neither_map.npy", np.zeros((8, 5, 5), np.float32))
+    with pytest.raises(EmbedviewError, match=r"has a 5×5 grid"):
+        open_features(tmp_path / "neither_map.npy", **GEOMETRY)
+    with pytest.raises(EmbedviewError, match=r"tokens need patch_size="):
+        open_features(tmp_path / "neither.npy", image_size=GEOMETRY["image_size"])
 
 
 def test_file_errors(tmp_path):

@@ -132,8 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
         "info", help="print what an embedding file holds (reads metadata only)",
         description="Print layout, image size, slices, channels, cell grid and size, tiles (with masked "
                     "or missing ones), model and micro_sam version. Features are not read.")
-    p.add_argument("embeddings", help="micro_sam embedding file (.zarr folder)")
+    p.add_argument("embeddings", help="micro_sam embedding file (.zarr folder), or ViT features with --image-size/--patch-size")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_geometry(p)
     p.set_defaults(func=_info_command)
 
     p = commands.add_parser(
@@ -428,9 +429,10 @@ def _similarity_command(args) -> int:
 def _info_command(args) -> int:
     import json
 
+    from ._workflows.commands import geometry_from_args
     from ._workflows.info import describe, format_info
 
-    info = describe(args.embeddings)
+    info = describe(args.embeddings, geometry_from_args(args))
     print(json.dumps(info, indent=2) if args.json else format_info(info))
     return 0
 

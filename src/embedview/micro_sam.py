@@ -328,18 +328,18 @@ def _tile_blocks(src: Source, pieces: list[Piece], stitching: _Stitching,
 
 def _project_tiled(src: Source, n_components: int, as_rgb: bool) -> np.ndarray:
     stitching = _Stitching.of(src)
-    # Where the stitched cells come from present tiles only: stitch ones (NaN for the missing).
-    present = set(src.present_tiles)
-
-    def ones(tile):
-        return np.ones((1,) + stitching.size(tile), np.float32) if tile in present else None
-
-    valid = np.isfinite(np.concatenate([row[0] for _, row in stitching.rows(ones, 1)], axis=0))
-    valid = None if valid.all() else valid
     zs = [None] if not src.is_stack else range(src.n_slices)
-    slices = []
+    slices, valids = [], {}
     for z in zs:
         pieces = [p for p in src.pieces() if p.z == z]
+        # Where the stitched cells come from present tiles only (a masked stack's differ per slice):
+        # stitch ones (NaN for the missing).
+        present = frozenset(p.tile for p in pieces)
+        if present not in valids:
+            ones = lambda tile: np.ones((1,) + stitching.size(tile), np.float32) if tile in present else None  # noqa: E731
+            valid = np.isfinite(np.concatenate([row[0] for _, row in stitching.rows(ones, 1)], axis=0))
+            valids[present] = None if valid.all() else valid
+        valid = valids[present]
         where = src.name if z is None else f"slice {z} of {src.name}"
         # Pass 1: fit on the stitched (stretched) cells, as micro_sam does.
         acc = Accumulator(src.n_channels)

@@ -30,6 +30,7 @@ class Inputs:
 
     def __init__(self, sources: list[Source]):
         self.sources = list(sources)
+        self._scale = None
         self.n_channels = self.sources[0].n_channels
         self.offsets, self._pieces = [], []
         for i, src in enumerate(self.sources):
@@ -51,8 +52,18 @@ class Inputs:
     def name_of(self, piece: Piece) -> str:
         return self.sources[piece.input].name
 
+    @property
+    def feature_scale(self) -> float:
+        """The first input's (:attr:`Source.feature_scale`), or the one given to :meth:`use_feature_scale`:
+        one scale for every input, so one fit holds them all."""
+        return self._scale if self._scale is not None else self.sources[0].feature_scale
+
+    def use_feature_scale(self, scale: float) -> None:
+        """Read every input with ``scale`` (a fitted basis's :attr:`~embedview._model.fit.Basis.feature_scale`)."""
+        self._scale = float(scale)
+
     def read(self, piece: Piece) -> np.ndarray:
-        return self.sources[piece.input].read(piece)
+        return self.sources[piece.input].read(piece, self.feature_scale)
 
     read_each = Source.read_each  # read-ahead crosses the inputs
 

@@ -118,10 +118,12 @@ def _kind(mode: int) -> str:
     return "not a file"
 
 
-def check_chunks(array, inventory: Inventory, name: str) -> None:
+def check_chunks(array, inventory: Inventory, name: str, slices=None) -> None:
     """Refuse ``array`` (a zarr array of the scanned container) if a chunk is missing or too large.
 
-    Cost: one pass over the array's expected chunk keys (one per piece for micro_sam's files).
+    ``slices``: only the chunks holding these indices of the first axis are read (a masked tiled
+    stack's tile), so only those must be there. Cost: one pass over the array's expected chunk keys
+    (one per piece for micro_sam's files).
     """
     try:
         meta = array.metadata
@@ -141,11 +143,14 @@ def check_chunks(array, inventory: Inventory, name: str) -> None:
     prefix = f"{array.path.strip('/')}/" if array.path.strip("/") else ""
     bound = chunk_bound(math.prod(grid) * itemsize, math.prod(-(-g // i) for g, i in zip(grid, inner)))
     sizes = inventory.sizes
+    rows = None if slices is None else {int(z) // grid[0] for z in slices}
     for index in range(n_chunks):
         coords = []
         for count in reversed(counts):  # C order
             index, c = divmod(index, count)
             coords.append(c)
+        if rows is not None and coords[-1] not in rows:
+            continue
         key = prefix + encode(tuple(reversed(coords)))
         size = sizes.get(key)
         if size is None:

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import json
 import os
+import stat
+import warnings
 from fractions import Fraction
 from typing import Mapping
 
@@ -44,6 +46,10 @@ SAM_PATCH = 16
 ROOT_ATTRIBUTES = ("data_signature", "tile_shape", "halo", "model_type", "model_name",
                    "micro_sam_version", "model_hash", "input_size", "original_size")
 
+
+#: zarr's warning for a file in a group that is no node, for the files desktops leave in folders
+#: (macOS ``.DS_Store`` and ``._*``, Windows ``Thumbs.db`` and ``desktop.ini``).
+STRAY_FILES_WARNING = r"Object at (\.DS_Store|\._[^/ ]*|Thumbs\.db|desktop\.ini) is not recognized"
 
 #: ``vfm_mode`` of micro_sam's vision-foundation-model containers (micro_sam/models/vfm.py:
 #: DINOv2, DINOv3, UNI, SAM3), and the layout each one is.
@@ -89,10 +95,22 @@ def open_container(path: str) -> Source:
         raise EmbedviewError(f"{path} could not be opened as zarr ({_why(err)}); the file looks damaged, "
                              "recompute or re-copy it.") from None
     src = from_group(root, name=path)  # every zarr node it opens goes through _node or _members
-    arrays = [src.features] if src.tiling is None else list(src.tile_arrays.values())
-    for array in arrays:
-        check_chunks(array, inventory, f"the features of {path}")
+    for array, slices in _arrays_and_slices(src):
+        check_chunks(array, inventory, f"the features of {path}", slices)
     return src
+
+
+def _arrays_and_slices(src: Source):
+    """``(array, slices)`` of every features array: the slices its pieces read (``None``: all of them;
+    a masked tiled stack computed each tile only for the slices its mask meets)."""
+    if src.tiling is None:
+        return [(src.features, None)]
+    if not src.is_stack or not isinstance(src.metadata.get("tiles_in_mask"), dict):
+        return [(array, None) for array in src.tile_arrays.values()]
+    slices = {t: set() for t in src.tile_arrays}
+    for piece in src.pieces():
+        slices[piece.tile].add(piece.z)
+    return [(src.tile_arrays[t], slices[t]) for t in src.tile_arrays]
 
 
 def chunks_checked(src: Source) -> Source:
@@ -100,10 +118,10 @@ def chunks_checked(src: Source) -> Source:
     group) where they lie on a local disk, as :func:`open_container` does for a path."""
     from .container import check_chunks, scan
 
-    for array in [src.features] if src.tiling is None else list(src.tile_arrays.values()):
+    for array, slices in _arrays_and_slices(src):
         root = getattr(getattr(getattr(array, "store_path", None), "store", None), "root", None)
         if root is not None and hasattr(array, "metadata"):
-            check_chunks(array, scan(str(root), array.path), f"the features of {src.name}")
+            check_chunks(array, scan(str(root), array.path), f"the features of {src.name}", slices)
     return src
 
 
@@ -313,13 +331,19 @@ def _from_tiles(group, name, metadata) -> Source:
     tiling = Tiling(shape, check_ints(_attr(gattrs, "tile_shape", name, where), "tile_shape", name),
                     check_ints(_attr(gattrs, "halo", name, where), "halo", name, low=0))
     try:  # every tile's metadata parsed once, here
-        members = dict(group.members())
+        with warnings.catch_warnings():  # filters are process-wide: they reach zarr's event-loop thread
+            # files a desktop leaves in folders are not the user's concern (other strays still warn)
+            warnings.filterwarnings("ignore", message=STRAY_FILES_WARNING)
+            members = dict(group.members())
     except Exception as err:
         raise EmbedviewError(f"the tiles of {name} could not be listed ({_why(err)}); the file is damaged, "
                              "recompute or re-copy it.") from None
     present = sorted(int(k) for k in members if k.isdigit() and str(int(k)) == k and int(k) < tiling.n_tiles)
     if not present:
         raise EmbedviewError(f"{name} holds no tiles; it is not a usable micro_sam embedding file.")
+    per_slice = _tiles_in_mask(gattrs.get("tiles_in_mask"), tiling.n_tiles, name)
+    _check_tiles_present(present, None if per_slice is None else set().union(*per_slice.values()),
+                         tiling.n_tiles, name)
     n_slices = n_channels = grid_shape = None
     pieces_by_tile, arrays = {}, {}
     for tile in present:
@@ -344,11 +368,63 @@ def _from_tiles(group, name, metadata) -> Source:
         raise EmbedviewError(f"{name} has {n_slices} slices of {len(present)} tiles, more than the {MAX_PIECES} "
                              "pieces embedview reads; split the stack.")
     zs = [None] if n_slices is None else range(n_slices)
-    pieces = [Piece(z, t, *pieces_by_tile[t]) for z in zs for t in present]
+    if per_slice is not None and (set(per_slice) - {None, *zs} or (n_slices is None and None not in per_slice)):
+        raise EmbedviewError(
+            f"{name} has tiles_in_mask for slices {sorted(k for k in per_slice if k is not None)}, but its "
+            f"features are {'a 2D tiling' if n_slices is None else f'{n_slices} slices'}; the file's "
+            "metadata is inconsistent, recompute the embeddings.")
+    # a masked stack lists the tiles of each slice: the others were never computed (their chunks are absent)
+    listed = (lambda z, t: True) if per_slice is None or None in per_slice else (
+        lambda z, t: t in per_slice.get(z, ()))
+    pieces = [Piece(z, t, *pieces_by_tile[t]) for z in zs for t in present if listed(z, t)]
+    if not pieces:
+        raise EmbedviewError(f"{name} lists no tile in its tiles_in_mask; there is nothing to draw "
+                             "(recompute the embeddings with a mask that meets the image).")
     metadata = {**metadata, "tiles_in_mask": gattrs.get("tiles_in_mask")}
     layout = "tiled" if n_slices is None else "tiled stack"
     return Source(name, layout, shape, n_slices, n_channels, group, tiling=tiling,
                   tile_arrays=arrays, metadata=metadata, _pieces=pieces)
+
+
+def _tiles_in_mask(value, n_tiles: int, name: str) -> dict | None:
+    """The tile ids a masked tiling says it computed, as ``{z: ids}`` (``{None: ids}`` for every
+    slice alike; ``None``: not masked, every tile is computed).
+
+    micro_sam records them as a list for a 2D tiling and as ``{"z": [ids]}`` for a stack (a tile's
+    array exists if any slice lists it; its chunks only for the slices that do).
+    """
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        return {None: set(check_ints(value, "tiles_in_mask", name, n=None, low=0, high=n_tiles - 1))}
+    per_slice = {}
+    for key, ids in value.items():
+        if not (isinstance(key, str) and key.isdigit() and str(int(key)) == key):
+            raise EmbedviewError(f"{name} has tiles_in_mask for the slice {key!r}, not a slice number; the "
+                                 "file's metadata is damaged, recompute the embeddings.")
+        per_slice[int(key)] = set(check_ints(ids, f"tiles_in_mask[{key!r}]", name, n=None, low=0, high=n_tiles - 1))
+    return per_slice
+
+
+def _check_tiles_present(present: list[int], in_mask: set[int] | None, n_tiles: int, name: str) -> None:
+    """Refuse a tiled file lacking a tile it should hold: any tile unmasked, a listed one masked.
+
+    A missing tile would be drawn black without a word; tiles outside a mask are meant to be black.
+    Cost: one pass over the tiles present (and the mask's list), never over every tile id.
+    """
+    if in_mask is None:
+        if len(present) == n_tiles:
+            return
+        missing = next(t for t, p in enumerate(present + [n_tiles]) if t != p)
+        raise EmbedviewError(
+            f"tile {missing} of {name} is missing (no features/{missing} in the file, which was not computed "
+            "with a mask, so every tile must be there); the file is incomplete, recompute the embeddings "
+            "(or re-copy the file).")
+    missing = sorted(in_mask.difference(present))
+    if missing:
+        raise EmbedviewError(
+            f"tile {missing[0]} of {name} is missing although the file's tiles_in_mask lists it (no "
+            f"features/{missing[0]}); the file is incomplete, recompute the embeddings (or re-copy the file).")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -554,10 +630,22 @@ def root_attributes(path: str) -> dict | None:
 
 
 def _load_json(path: str):
-    try:
-        with open(path, "rb") as f:
-            return json.load(f)
-    except (OSError, ValueError):  # unreadable or not JSON: not ours to open
+    """A metadata file's JSON, or None where it is not ours to open: unreadable, not a regular file,
+    larger than any zarr metadata, or not JSON (nested too deep for the parser included).
+
+    At most :data:`~embedview._inputs.container.MAX_METADATA_BYTES` are read, so sniffing any
+    folder (napari asks about every ``.zarr``) costs bounded memory and never raises.
+    """
+    from .container import MAX_METADATA_BYTES
+
+    try:  # non-blocking: a FIFO named zarr.json must not hang the caller; fstat then says what it is
+        with open(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb") as f:
+            info = os.fstat(f.fileno())
+            if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_METADATA_BYTES:
+                return None
+            text = f.read(info.st_size + 1)  # read(n) allocates n bytes up front: only what is there
+        return json.loads(text) if len(text) <= MAX_METADATA_BYTES else None
+    except (OSError, ValueError, RecursionError):  # unreadable, not JSON, or nested too deep
         return None
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from .._common.errors import EmbedviewError
 from .._common.geometry import DAMAGED, CellGrid, OutputGrid, Tiling, check_ints, sam_cell_size
+from .._common.numerics import power_of_two
 from .chunks import direct_reader
 
 
@@ -142,6 +143,7 @@ class Source:
         caller's BLAS work. At most ``ahead + 1`` pieces are in memory.
         """
         pieces = list(pieces)
+        self.feature_scale  # noqa: B018 -- fixed once, here, before threads read pieces
         if len(pieces) < 2:
             for piece in pieces:
                 yield piece, self.read(piece)
@@ -161,11 +163,21 @@ class Source:
             self._readers[tile] = direct_reader(array, 1 if self.n_slices is None else 2) or array.__getitem__
         return self._readers[tile]
 
-    def read(self, piece: Piece) -> np.ndarray:
-        """Load the features of one piece as float32 ``(C, h, w)``."""
+    def read(self, piece: Piece, scale: float | None = None) -> np.ndarray:
+        """Load the features of one piece as float32 ``(C, h, w)``, multiplied by ``scale`` (a power of
+        two; by default :attr:`feature_scale`) before the cast."""
+        scale = self.feature_scale if scale is None else scale
+        data = self._read_raw(piece)
+        if scale != 1.0 and data.dtype == np.float64:  # exact: a power of two, in float64's range
+            data = data * scale
+        return np.asarray(data, dtype=np.float32)
+
+    def _read_raw(self, piece: Piece) -> np.ndarray:
+        """The features of one piece as stored: float64 stays float64, anything else becomes float32."""
         index = (0,) if piece.z is None else (piece.z, 0)
         try:
-            data = np.asarray(self._reader(piece.tile)(index), dtype=np.float32)
+            data = np.asarray(self._reader(piece.tile)(index))
+            data = data if data.dtype == np.float64 else np.asarray(data, dtype=np.float32)
         except Exception as err:  # codec and storage errors differ between zarr versions
             raise EmbedviewError(
                 f"could not read the features of {piece.label} from {self.name} "
@@ -177,6 +189,28 @@ class Source:
                 f"the features of {piece.label} in {self.name} have shape {list(data.shape)}, "
                 f"expected {list(expected)}; the file is inconsistent.")
         return data
+
+    @cached_property
+    def feature_scale(self) -> float:
+        """The power of two every piece is multiplied by before its cast to float32: 1, except for
+        float64 features whose first piece lies outside ``[2**-100, 2**100]`` (float32 would flush
+        ``1e-300`` to 0 and turn ``1e300`` into infinity); then the one that brings its largest finite
+        ``|x|`` into ``[0.5, 1)`` (:func:`~embedview._common.numerics.power_of_two`, the rule the
+        fit uses for float32 pieces). Exact, so the picture of ``x·2**k`` is the picture of ``x``;
+        components and colour ranges are then in units of the scaled features."""
+        array = self.features if self.tiling is None else self.tile_arrays[self._pieces[0].tile]
+        if np.dtype(getattr(array, "dtype", np.float32)) != np.float64 or not self._pieces:
+            return 1.0
+        data = self._read_raw(self._pieces[0])
+        finite = np.abs(data[np.isfinite(data)])
+        largest = float(finite.max()) if finite.size else 0.0
+        if largest == 0.0 or 2.0 ** -100 <= largest <= 2.0 ** 100:
+            return 1.0
+        return power_of_two(largest)
+
+    def use_feature_scale(self, scale: float) -> None:
+        """Read with ``scale`` (a fitted basis's :attr:`~embedview._model.fit.Basis.feature_scale`)."""
+        self.__dict__["feature_scale"] = float(scale)
 
 
 #: What to do about a bad image size given as an argument (not read from a file).

@@ -52,11 +52,26 @@ def open_source(source, original_size=None) -> Source:
         return chunks_checked(from_embeddings_dict(source, name="the ImageEmbeddings dict"))
     if is_group(source):
         return chunks_checked(from_group(source, name=str(getattr(source, "store", "the zarr group"))))
+    if type(source).__module__.partition(".")[0] == "torch":  # a tensor: to numpy (meta and sparse refused)
+        from .vit_arrays import as_array
+
+        source = as_array(source, "the feature tensor")
     if hasattr(source, "shape") and hasattr(source, "ndim"):
+        if source.ndim in (2, 3):  # not micro_sam's (1, C, h, w): most likely bare ViT output
+            raise EmbedviewError(
+                f"the feature array has shape {list(source.shape)}; expected (1, C, h, w) or (Z, 1, C, h, w) "
+                "as micro_sam writes them, or for ViT tokens (N, C) or (B, N, C) use embedview.from_tokens(tokens, "
+                "image_size=(H, W), patch_size=P, prefix_tokens=N), for a feature map (C, h, w) "
+                "embedview.from_feature_map(fmap, image_size=(H, W)), and pass what they return (a saved "
+                ".npy file takes the command line's --image-size, --patch-size and --prefix-tokens).")
         if original_size is None:
             raise EmbedviewError(
                 "a plain feature array needs the image size: pass original_size=(H, W).")
         return chunks_checked(from_features(source, original_size, name="the feature array", metadata={}, given=True))
+    if isinstance(source, (list, tuple)):
+        raise EmbedviewError(
+            f"a {type(source).__name__} of {len(source)} is not one input; pass several embeddings as separate "
+            "arguments (PCA().fit(a, b)), or one array (np.stack) if they are the slices of one stack.")
     raise EmbedviewError(
         f"cannot visualize a {type(source).__name__}; pass a micro_sam embedding path, an "
         "ImageEmbeddings dict or a feature array with original_size=(H, W).")

@@ -29,12 +29,12 @@ class _Features:
     ``(h*w, C)`` then.
     """
 
-    dtype = np.dtype(np.float32)
-
     def __init__(self, data, *, tokens: bool, batched: bool, n_slices: int | None, n_channels: int,
                  grid: tuple[int, int], prefix: int = 0, channels_last: bool = False):
         self._data, self._tokens, self._batched = data, tokens, batched
         self._prefix, self._channels_last, self._grid = prefix, channels_last, grid
+        # float64 stays float64 until Source.read scales it into float32's range
+        self.dtype = np.dtype(np.float64 if np.dtype(data.dtype) == np.float64 else np.float32)
         self.shape = ((1,) if n_slices is None else (n_slices, 1)) + (n_channels,) + tuple(grid)
         self.ndim = len(self.shape)
 
@@ -42,7 +42,7 @@ class _Features:
         return self.shape[0]
 
     def piece(self, z: int) -> np.ndarray:
-        """Float32 ``(C, h, w)`` of frame ``z``."""
+        """``(C, h, w)`` of frame ``z``, float32 (float64 for float64 data)."""
         if self._tokens:
             x = self._data[z, self._prefix:] if self._batched else self._data[self._prefix:]
             x = np.asarray(x).reshape(self._grid + (-1,)).transpose(2, 0, 1)
@@ -50,7 +50,7 @@ class _Features:
             x = np.asarray(self._data[z] if self._batched else self._data[...])
             if self._channels_last:
                 x = x.transpose(2, 0, 1)
-        return np.ascontiguousarray(x, dtype=np.float32)
+        return np.ascontiguousarray(x, dtype=self.dtype)
 
     def __getitem__(self, index):
         index = index if isinstance(index, tuple) else (index,)

@@ -94,21 +94,26 @@ def open_features(path: str | os.PathLike, *, key: str | None = None, layout: st
         raise EmbedviewError(
             f"{path} holds an array of shape {list(data.shape)}; expected tokens (N, C)/(B, N, C) "
             "or a feature map (C, h, w)/(B, C, h, w).")
-    fits = []
-    for make in ((as_tokens,) if patch_size is not None else ()) + (as_map,):
+    fits, failed = [], {}
+    for kind, make in (("tokens", as_tokens),) * (patch_size is not None) + (("map", as_map),):
         try:
             fits.append(make())
-        except EmbedviewError:
-            pass
+        except EmbedviewError as err:
+            failed[kind] = err
     if len(fits) == 1:
         return fits[0]
     spelled = "(h, w, C)" if channels_last else "(C, h, w)"
+    if not fits and patch_size is None:
+        raise EmbedviewError(
+            f"{path} holds an array of shape {list(data.shape)}, tokens (B, N, C) or a feature map {spelled}: "
+            "as a feature map it does not fit the given geometry, and tokens need patch_size= (the model's "
+            "patch size in input pixels); pass it.")
+    if not fits:  # say what does not match for the reading its shape suggests: h == w for a map
+        square = data.shape[0] == data.shape[1] if channels_last else data.shape[1] == data.shape[2]
+        raise failed["map" if square else "tokens"]
     raise EmbedviewError(
-        f"{path} holds an array of shape {list(data.shape)} that "
-        f"{'fits both' if fits else 'fits neither'} tokens (B, N, C) and a feature map {spelled} for "
-        f"the given geometry; pass layout='tokens' or layout='map'"
-        f"{' to see what does not match' if not fits else ''}"
-        f"{' (tokens also need patch_size=)' if patch_size is None else ''}.")
+        f"{path} holds an array of shape {list(data.shape)} that fits both tokens (B, N, C) and a feature "
+        f"map {spelled} for the given geometry; pass layout='tokens' or layout='map'.")
 
 
 def _pick(arrays: dict, key, path: str):

@@ -25,7 +25,9 @@ FORMAT = "embedview-basis"
 VERSION = 1
 _ARRAYS = ("mean", "components", "explained_variance", "explained_variance_ratio", "lo", "hi")
 _REFIT = "fit it again with `embedview fit`"
-_SCALARS = {"n_samples": int, "n_outliers": int, "scale_reference": float}
+_SCALARS = {"n_samples": int, "n_outliers": int, "scale_reference": float, "feature_scale": float}
+#: Scalars older files lack, and the value they meant.
+_DEFAULTS = {"feature_scale": 1.0}
 _RESERVED = {"format", "version", "n_channels", "n_components", *_SCALARS, "normalize", "fitted_on",
              "created", "embedview_version"}
 
@@ -88,6 +90,7 @@ def save_basis(path, basis: Basis, *, normalize: str, fitted_on: list[str],
         "n_samples": int(basis.n_samples),
         "n_outliers": int(basis.n_outliers),
         "scale_reference": float(basis.scale_reference),
+        "feature_scale": float(basis.feature_scale),
         "normalize": str(normalize),
         "fitted_on": [str(p) for p in fitted_on],
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -172,7 +175,7 @@ def load_basis(path) -> tuple[Basis, dict]:
             f"components of {meta.get('n_channels')} channels but the arrays hold {k} of {c}; {_REFIT}.")
     scalars = {}
     for key, kind in _SCALARS.items():
-        value = meta.get(key)
+        value = meta.get(key, _DEFAULTS.get(key))
         if type(value) not in (int, float) or (kind is int and type(value) is not int):
             raise EmbedviewError(f"the basis file {path} is damaged: its metadata has no valid "
                                  f"{key} ({value!r}); {_REFIT}.")
@@ -180,7 +183,10 @@ def load_basis(path) -> tuple[Basis, dict]:
             raise EmbedviewError(f"the basis file {path} is damaged: its metadata has {key} {value!r}, not a "
                                  f"non-negative number; {_REFIT}.")
         scalars[key] = kind(value)
-    _check_values(arrays, f"the basis file {path}", _REFIT)
+    if not (scalars["feature_scale"] > 0 and math.frexp(scalars["feature_scale"])[0] == 0.5):
+        raise EmbedviewError(f"the basis file {path} is damaged: its feature_scale {scalars['feature_scale']!r} "
+                             f"is not a power of two; {_REFIT}.")
+    _check_values(arrays, scalars["scale_reference"], f"the basis file {path}", _REFIT)
     basis = Basis(arrays["mean"], arrays["components"], arrays["explained_variance"],
                   arrays["explained_variance_ratio"], lo=arrays["lo"], hi=arrays["hi"], **scalars)
     return basis, meta
@@ -256,11 +262,53 @@ def _check_version(meta: dict, path: Path) -> None:
 
 #: Largest deviation of ``components @ components.T`` from the identity a basis file may have.
 ORTHONORMAL_TOLERANCE = 1e-4
+#: A colour range end or foreground threshold farther from 0 than this many times the features'
+#: scale (``scale_reference``: ‖mean‖ + RMS spread) lies where no cell can project: damage.
+#: Genuine ones lie within a few times it (high-norm tokens: tens).
+MAX_REFERENCE_MULTIPLE = 1e4
+#: Values the float32 projection must hold: means, colour ranges, thresholds (float32's largest
+#: is 3.4e38; beyond, the picture would be NaN, i.e. black).
+MAX_MAGNITUDE = 1e38
 
 
-def _check_values(arrays: dict, what: str, remedy: str) -> None:
-    """Refuse a basis that would draw a wrong picture: colour ranges that are empty or reversed,
-    components that are not orthonormal, negative variances.
+def check_components(components: np.ndarray, what: str, remedy: str) -> None:
+    """Refuse components that are not unit and orthogonal (a zero one projects every cell to 0).
+
+    Examples
+    --------
+    >>> check_components(np.eye(2, 4), "the basis", "fit it again")
+    >>> check_components(np.zeros((1, 4)), "the basis", "fit it again")
+    Traceback (most recent call last):
+    ...
+    embedview._common.errors.EmbedviewError: the basis is damaged: component 0 is all zeros; fit it again.
+    """
+    norms = np.linalg.norm(components, axis=1)
+    if not norms.all():
+        raise EmbedviewError(f"{what} is damaged: component {int(np.flatnonzero(norms == 0)[0])} is all zeros; "
+                             f"{remedy}.")
+    deviation = float(np.abs(components @ components.T - np.eye(len(components))).max())
+    if not deviation <= ORTHONORMAL_TOLERANCE:
+        raise EmbedviewError(f"{what} is damaged: its components are not orthonormal (off by {deviation:.2g}); "
+                             f"{remedy}.")
+
+
+def check_magnitude(name: str, values, reference: float | None, what: str, remedy: str) -> None:
+    """Refuse ``values`` (finite) beyond float32's range, or beyond :data:`MAX_REFERENCE_MULTIPLE`
+    times ``reference`` (the features' scale; ``None``: no such check)."""
+    values = np.abs(np.asarray(values, np.float64))
+    largest = float(values.max()) if values.size else 0.0
+    if not largest <= MAX_MAGNITUDE:
+        raise EmbedviewError(f"{what} is damaged: its {name} reaches {largest:.3g}, beyond what a float32 "
+                             f"picture holds; {remedy}.")
+    if reference is not None and not largest <= MAX_REFERENCE_MULTIPLE * reference:
+        raise EmbedviewError(f"{what} is damaged: its {name} reaches {largest:.3g}, far beyond the features' "
+                             f"scale ({reference:.3g}), where no cell projects; {remedy}.")
+
+
+def _check_values(arrays: dict, reference: float, what: str, remedy: str) -> None:
+    """Refuse a basis that would draw a wrong picture: colour ranges that are empty, reversed or far
+    beyond the features' scale (``reference``), components that are not orthonormal, a mean float32
+    cannot hold, negative variances or ratios above one.
 
     ``lo == hi == 0`` marks a flat channel (drawn mid-grey), as :func:`~embedview._model.colors.colour_ranges`
     writes it; any other ``lo >= hi`` is damage.
@@ -271,18 +319,14 @@ def _check_values(arrays: dict, what: str, remedy: str) -> None:
         i = int(reversed_[0])
         raise EmbedviewError(f"{what} is damaged: the colour range of component {i} runs from {lo[i]:g} to "
                              f"{hi[i]:g}, not upwards; {remedy}.")
-    components = arrays["components"]
-    norms = np.linalg.norm(components, axis=1)
-    if not norms.all():
-        raise EmbedviewError(f"{what} is damaged: component {int(np.flatnonzero(norms == 0)[0])} is all zeros; "
-                             f"{remedy}.")
-    deviation = float(np.abs(components @ components.T - np.eye(len(components))).max())
-    if deviation > ORTHONORMAL_TOLERANCE:
-        raise EmbedviewError(f"{what} is damaged: its components are not orthonormal (off by {deviation:.2g}); "
-                             f"{remedy}.")
+    check_magnitude("colour ranges", np.concatenate([lo, hi]), reference, what, remedy)
+    check_magnitude("mean", arrays["mean"], None, what, remedy)
+    check_components(arrays["components"], what, remedy)
     negative = [name for name in ("explained_variance", "explained_variance_ratio") if (arrays[name] < 0).any()]
     if negative:
         raise EmbedviewError(f"{what} is damaged: {' and '.join(negative)} hold negative values; {remedy}.")
+    if not float(arrays["explained_variance_ratio"].sum()) <= 1 + 1e-6:
+        raise EmbedviewError(f"{what} is damaged: its explained variance ratios add up to more than 1; {remedy}.")
 
 
 def _check_shapes(arrays: dict, what: str, remedy: str) -> None:

@@ -38,7 +38,8 @@ def colour_ranges(values: np.ndarray, normalize: str, reference: float = 1.0) ->
     else:
         lo, hi = np.full(k, values.min()), np.full(k, values.max())
     lo, hi = lo.astype(np.float64), hi.astype(np.float64)
-    flat = (hi - lo) <= 1e-5 * max(reference, 1e-30)
+    # relative to the features' scale only (no absolute floor): tiny but meaningful data keeps its colours
+    flat = (hi - lo) <= 1e-5 * max(reference, np.finfo(np.float64).tiny)
     return np.where(flat, 0.0, lo), np.where(flat, 0.0, hi)
 
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from .._common.errors import EmbedviewError
 from .._common.limits import check_fits
+from .._common.numerics import power_of_two
 from .._common.threads import blas_threads
 
 
@@ -35,6 +36,10 @@ class Basis:
         High-norm cells left out of the fit (see :class:`Accumulator`).
     lo, hi : ndarray, shape (k,), optional
         Colour ranges: component values drawn as 0 and 255.
+    feature_scale : float
+        The power of two the features were multiplied by before the fit (1 but for float64
+        features beyond float32's range, see :attr:`~embedview._inputs.source_base.Source.feature_scale`);
+        other inputs are read with it, so one basis draws them all alike.
 
     Examples
     --------
@@ -57,6 +62,7 @@ class Basis:
     hi: np.ndarray | None = None
     scale_reference: float = 1.0
     n_outliers: int = 0
+    feature_scale: float = 1.0
 
     @property
     def n_components(self) -> int:
@@ -295,7 +301,7 @@ def rescale(finite: bool, largest_square: float, magnitude) -> float | None:
     m = float(magnitude())
     if not np.isfinite(m):
         return None
-    scale = float(2.0 ** -np.frexp(m)[1]) if m > 0 else 1.0
+    scale = power_of_two(m)
     if not finite:  # overflow can be mended only by scaling down
         return scale if scale < 1.0 else None
     return scale if scale > 1.0 else 1.0  # underflow only by scaling up

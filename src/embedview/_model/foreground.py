@@ -9,6 +9,7 @@ so the user can read it and set it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -59,6 +60,42 @@ class ForegroundRule:
     def describe(self) -> str:
         """One line for the user, e.g. ``foreground: first component above 0.123 (23.4% of cells)``."""
         return f"foreground: first component {self.side} {self.threshold:.6g} ({100 * self.fraction:.1f}% of cells)"
+
+
+def rule_from_json(entry, n_channels: int, reference: float, what: str, remedy: str):
+    """The foreground rule a basis file records (see ``PCA.save``), checked: ``(rule, mean, components)``
+    of the basis whose first component it thresholds.
+
+    ``reference`` is the saved basis's scale (``scale_reference``). Refused, with ``remedy``: a
+    threshold that is not finite or lies far beyond that scale, an unknown side, a fraction outside
+    ``(0, 1]``, components that are zero or not orthonormal, a mean that is not finite or not a
+    float32 value.
+    """
+    from .basis_file import check_components, check_magnitude
+
+    damaged = EmbedviewError(f"the foreground rule in {what} is damaged; {remedy}.")
+    try:
+        mean = np.asarray(entry["mean"], dtype=entry["dtypes"][0])
+        components = np.asarray(entry["components"], dtype=entry["dtypes"][1])
+        threshold, side, fraction = entry["threshold"], entry["side"], entry["fraction"]
+    except (KeyError, IndexError, TypeError, ValueError):
+        raise damaged from None
+    if not (mean.dtype.kind == components.dtype.kind == "f" and mean.shape == (n_channels,)
+            and components.ndim == 2 and components.shape[0] >= 1 and components.shape[1] == n_channels
+            and np.isfinite(mean).all() and np.isfinite(components).all() and side in SIDES):
+        raise damaged
+    for name, value in (("threshold", threshold), ("fraction", fraction)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise EmbedviewError(f"the foreground rule in {what} is damaged: its {name} is {value!r}, not a "
+                                 f"finite number; {remedy}.")
+    if not 0 < fraction <= 1:
+        raise EmbedviewError(f"the foreground rule in {what} is damaged: its fraction {fraction!r} is not a "
+                             f"share of the cells; {remedy}.")
+    where = f"the foreground rule in {what}"
+    check_magnitude("threshold", [threshold], reference, where, remedy)
+    check_magnitude("mean", mean, None, where, remedy)
+    check_components(components, where, remedy)
+    return ForegroundRule(float(threshold), side, float(fraction)), mean, components
 
 
 def choose_threshold(values: np.ndarray, *, threshold: float | None = None,

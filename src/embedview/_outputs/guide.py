@@ -149,12 +149,13 @@ def resolve_upsampling(upsample, image_shape, name: str = "the embeddings", imag
     return Upsample.of(upsample, image=image).resolve(image_shape, name)
 
 
-def _open(image):
-    """``(array-like, path or None)`` for a path or an array-like."""
+def _open(image, check=None):
+    """``(array-like, path or None)`` for a path (its header's shape given to ``check`` before any
+    pixel is decoded) or an array-like."""
     if isinstance(image, (str, os.PathLike)):
         from .io import read_image  # .npy and uncompressed TIFF memory-mapped
 
-        return read_image(image), Path(image)
+        return read_image(image, check), Path(image)
     if not all(hasattr(image, a) for a in ("shape", "dtype", "__getitem__")):
         raise EmbedviewError(f"the guide must be an image array or a path; got {type(image).__name__}.")
     return image, None
@@ -186,20 +187,24 @@ class Guide:
     """
 
     def __init__(self, image, image_shape, name: str = "the embeddings"):
-        array, self.path = _open(image)
+        image_shape = tuple(int(s) for s in image_shape)
+        n = len(image_shape)
+        label = "the image" if not isinstance(image, (str, os.PathLike)) else f"the image {image}"
+
+        def check(shape):
+            if tuple(shape[:n]) != image_shape or len(shape) > n + 1 or (
+                    len(shape) == n + 1 and shape[n] not in (1, 2, 3, 4)):
+                raise EmbedviewError(f"{label} has shape {list(shape)} but the embeddings ({name}) describe an "
+                                     f"image of shape {list(image_shape)}; pass the image they were computed from.")
+
+        array, self.path = _open(image, check)
         self.name = str(self.path) if self.path is not None else "array"
         self._memmap = _memmap_spec(array)
         self._array = array
         shape = tuple(int(s) for s in array.shape)
-        image_shape = tuple(int(s) for s in image_shape)
-        self.stack = len(image_shape) == 3
-        n = len(image_shape)
+        check(shape)
+        self.stack = n == 3
         self.channels_stored = shape[n] if len(shape) == n + 1 else None
-        if shape[:n] != image_shape or len(shape) > n + 1 or (
-                self.channels_stored is not None and self.channels_stored not in (1, 2, 3, 4)):
-            label = "the image" if self.path is None else f"the image {self.path}"
-            raise EmbedviewError(f"{label} has shape {list(shape)} but the embeddings ({name}) describe an image "
-                                 f"of shape {list(image_shape)}; pass the image they were computed from.")
         if np.dtype(array.dtype).kind not in "biuf":
             raise EmbedviewError(f"the guide image holds {array.dtype} values; expected numbers.")
         self.image_shape = image_shape

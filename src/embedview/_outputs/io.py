@@ -8,6 +8,7 @@ Every write goes through :mod:`embedview._common.output_paths`: only where an ou
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -24,18 +25,23 @@ IMAGE_FORMATS = (".npy", ".tif", ".tiff") + PILLOW_IMAGES
 # reading
 
 
-def read_image(path) -> np.ndarray:
+def read_image(path, check=None) -> np.ndarray:
     """Read an image: ``.npy``, ``.tif``/``.tiff`` or a Pillow format (``.png``, ``.jpg``, ...).
 
     Parameters
     ----------
     path : str or os.PathLike
+    check : callable, optional
+        Called with the shape the file's header gives (:func:`image_header`) before any pixel is
+        decoded; raises if it is not the one wanted (e.g. the embeddings' image shape).
 
     Returns
     -------
     ndarray
         ``(H, W)``, ``(H, W, 3|4)``, or ``(Z, H, W[, 3|4])`` as stored. ``.npy`` files and
-        uncompressed TIFFs are memory-mapped (read-only), so a large stack is not loaded whole.
+        uncompressed TIFFs are memory-mapped (read-only), so a large stack is not loaded whole;
+        what must be decoded (compressed TIFF, PNG, JPEG, ...) is checked against the memory limit
+        first, from its header.
 
     Examples
     --------
@@ -49,6 +55,16 @@ def read_image(path) -> np.ndarray:
     ext = _extension(path, IMAGE_FORMATS, f"cannot read the image {path}: unknown extension")
     if not path.is_file():
         raise EmbedviewError(f"the image {path} does not exist or is not a file.")
+    shape, dtype, mapped = image_header(path)
+    _check_kind(path, shape, dtype)
+    if check is not None:
+        check(shape)
+    if not mapped:
+        from .._common.limits import check_fits
+
+        check_fits(2 * math.prod(shape) * dtype.itemsize,  # the decoded pixels, and a converted copy
+                   f"decoding the image {path} ({' × '.join(map(str, shape))} {dtype})",
+                   "pass the image as an uncompressed .tif or a .npy (read from disk as needed)")
     try:
         if ext == ".npy":
             image = np.load(path, mmap_mode="r", allow_pickle=False)
@@ -66,17 +82,100 @@ def read_image(path) -> np.ndarray:
     except Exception as err:  # each reader fails in its own way on a damaged file
         raise EmbedviewError(
             f"could not read the image {path} ({type(err).__name__}: {str(err).strip() or 'no detail'}).") from None
-    if image.ndim < 2 or image.dtype.kind not in "biuf":
-        raise EmbedviewError(
-            f"the image {path} holds a {image.dtype} array of shape {list(image.shape)}; "
-            "expected numbers in 2D (H, W), RGB (H, W, 3) or a stack (Z, H, W).")
+    _check_kind(path, image.shape, image.dtype)
     return image
 
 
-def _read_pillow(path: Path) -> np.ndarray:
+def image_header(path) -> tuple[tuple[int, ...], np.dtype, bool]:
+    """``(shape, dtype, memory_mapped)`` of an image file from its header alone, no pixel decoded.
+
+    ``shape`` is what :func:`read_image` returns (Pillow's palette and colour-space modes as RGB
+    or RGBA); ``memory_mapped``: whether :func:`read_image` maps the file instead of decoding it.
+    Pillow's decompression-bomb limit is not applied here: the caller checks the size itself.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "image.npy")
+    >>> np.save(path, np.zeros((4, 5, 3), np.uint16))
+    >>> image_header(path)
+    ((4, 5, 3), dtype('uint16'), True)
+    """
+    path = Path(path)
+    ext = path.suffix.lower()
+    try:
+        if ext == ".npy":
+            import os
+
+            from .._inputs.vit_files import _read_npy_header  # the one checked .npy header reader
+
+            with open(path, "rb") as f:
+                header = _read_npy_header(f, os.fstat(f.fileno()).st_size, "its array", kinds="biuf")
+            if isinstance(header, str):
+                raise EmbedviewError(f"could not read the image {path}: {header}.")
+            return tuple(int(n) for n in header[0]), np.dtype(header[2]), True
+        if ext in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                # tifffile.memmap maps exactly the series whose data lie in one uncompressed run
+                mapped = series.dataoffset is not None
+                return tuple(int(n) for n in series.shape), np.dtype(series.dtype), mapped
+        return _pillow_header(path) + (False,)
+    except EmbedviewError:
+        raise
+    except Exception as err:  # each reader fails in its own way on a damaged file
+        raise EmbedviewError(
+            f"could not read the image {path} ({type(err).__name__}: {str(err).strip() or 'no detail'}).") from None
+
+
+def _pillow_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    import warnings
+
     from PIL import Image
 
-    with Image.open(path) as img:
+    with warnings.catch_warnings():  # the size is checked by read_image against the memory limit
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(path)
+        except Image.DecompressionBombError as err:  # one sentence, not Pillow's
+            import re
+
+            claimed = re.search(r"\((\d+) pixels\)", str(err))
+            pixels = f"{int(claimed[1]):,} pixels" if claimed else "more pixels"
+            raise EmbedviewError(
+                f"the image {path} claims {pixels}, more than Pillow decodes safely from a {path.suffix} "
+                f"file; pass it as an uncompressed .tif or a .npy instead.") from None
+    with img:
+        w, h = img.size
+        mode = img.mode
+    # as _read_pillow converts: palettes and colour spaces to RGB (RGBA with alpha), LA and 1 to L
+    bands = {"RGB": 3, "RGBA": 4, "RGBX": 4, "RGBa": 4, "P": 3, "PA": 4, "CMYK": 3, "YCbCr": 3, "LAB": 3,
+             "HSV": 3}.get(mode)
+    dtype = {"I;16": np.uint16, "I;16B": np.uint16, "I;16L": np.uint16, "I": np.int32, "F": np.float32}.get(mode, np.uint8)
+    return ((h, w) if bands is None else (h, w, bands)), np.dtype(dtype)
+
+
+def _check_kind(path: Path, shape, dtype) -> None:
+    if len(shape) < 2 or np.dtype(dtype).kind not in "biuf":
+        raise EmbedviewError(
+            f"the image {path} holds a {dtype} array of shape {list(shape)}; "
+            "expected numbers in 2D (H, W), RGB (H, W, 3) or a stack (Z, H, W).")
+
+
+def _read_pillow(path: Path) -> np.ndarray:
+    import warnings
+
+    from PIL import Image
+
+    with warnings.catch_warnings():  # its size was checked from the header (image_header)
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return _decode_pillow(Image.open(path))
+
+
+def _decode_pillow(img) -> np.ndarray:
+    with img:
         if img.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):  # palettes and colour spaces → RGB
             img = img.convert("RGBA" if "A" in img.mode else "RGB")
         elif img.mode == "LA":

@@ -405,7 +405,7 @@ class PCA:
         basis, meta = load_basis(path)
         model = cls.from_basis(basis, nonfinite=nonfinite, execution=execution)
         model.normalize = meta.get("normalize", "robust")
-        selection = _foreground_from_json(meta["foreground"], basis.n_channels, path) if "foreground" in meta else None
+        selection = _foreground_from_json(meta["foreground"], basis, path) if "foreground" in meta else None
         model._learned((basis,), (selection,), str(path))
         return model
 
@@ -486,22 +486,13 @@ def _foreground_to_json(selection: Foreground) -> dict:
             "dtypes": [str(first.mean.dtype), str(first.components.dtype)]}
 
 
-def _foreground_from_json(entry, n_channels: int, path) -> Foreground:
-    from .._model.foreground import ForegroundRule
+def _foreground_from_json(entry, basis: Basis, path) -> Foreground:
+    from .._model.foreground import rule_from_json
 
-    try:
-        mean = np.asarray(entry["mean"], dtype=entry["dtypes"][0])
-        components = np.asarray(entry["components"], dtype=entry["dtypes"][1])
-        rule = ForegroundRule(float(entry["threshold"]), entry["side"], float(entry["fraction"]))
-        ok = mean.shape == (n_channels,) and components.ndim == 2 and components.shape[1] == n_channels
-        ok = ok and rule.side in ("above", "below") and np.isfinite(mean).all() and np.isfinite(components).all()
-    except (KeyError, IndexError, TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise EmbedviewError(f"the foreground rule in {path} is damaged; fit the basis again (embedview fit --foreground auto).")
+    rule, mean, components = rule_from_json(entry, basis.n_channels, basis.scale_reference, path,
+                                            "fit the basis again (embedview fit --foreground auto)")
     zeros = np.zeros(len(components))
-    first = Basis(mean, components, zeros, zeros, 0)
-    return Foreground(first, rule)
+    return Foreground(Basis(mean, components, zeros, zeros, 0), rule)
 
 
 def _transfer(selection, mask_select):

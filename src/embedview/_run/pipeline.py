@@ -177,6 +177,8 @@ def run(inputs: Inputs, groups, executor, sinks, job: Job, progress: bool) -> tu
     selects = list(job.selections) if job.selections is not None else [options.select] * len(groups)
     bases, selections = [], []
     with blas_threads(), contextlib.closing(bar):
+        if not fitting:  # a fitted basis reads its inputs at the scale it was fitted at
+            inputs.use_feature_scale(job.bases[0].feature_scale)
         fitted = list(job.bases) if not fitting else executor.fit_many(groups, options, bar)
         rates = [range_sample_rate(group) for group in groups]
         # Without the foreground pass the bases are final: every group's projection can start at once.
@@ -194,7 +196,8 @@ def run(inputs: Inputs, groups, executor, sinks, job: Job, progress: bool) -> tu
             else:
                 samples = _project_all(executor, group, basis, rate, replace(options, select=select), bar, place)
             if fitting:
-                basis = basis.with_ranges(*colour_ranges(samples, job.normalize, basis.scale_reference))
+                basis = replace(basis.with_ranges(*colour_ranges(samples, job.normalize, basis.scale_reference)),
+                                feature_scale=inputs.feature_scale)
             bases.append(basis)
             selections.append(select)
             sinks.colour(group, basis, executor)

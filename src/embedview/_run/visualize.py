@@ -240,6 +240,8 @@ def place_plane(src: Source, pieces: list[Piece], basis, grid: OutputGrid, engin
     components = np.full(grid.shape + (basis.n_components,), np.nan, np.float32)
     placer = Placer(grid, upsample, engine)
     options = PassOptions(basis.n_components, nonfinite="omit", select=select)
+    if hasattr(basis, "feature_scale"):  # a Basis (not a similarity's query): read at its fit's scale
+        src.use_feature_scale(basis.feature_scale)
     for piece, projected, _ in LocalExecutor(src, engine).project(pieces, basis, 0.0, options, bar):
         placer.place(components, piece, projected)
     return components

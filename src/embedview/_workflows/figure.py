@@ -438,7 +438,8 @@ def checked_image(image, src, z) -> tuple[str, np.ndarray]:
     if isinstance(image, (str, os.PathLike)):
         from .._outputs.io import read_image
 
-        name, image = f"the image {image}", read_image(image)
+        name = f"the image {image}"  # its header's shape checked before any pixel is decoded
+        image = read_image(image, lambda shape: image_plane(np.broadcast_to(np.uint8(0), shape), src.shape, z, name))
     image_plane(image, src.shape, z, name)
     return name, image
 

@@ -12,7 +12,7 @@ from .._common.errors import EmbedviewError
 MAX_LISTED_TILES = 1000
 
 
-def describe(embeddings) -> dict:
+def describe(embeddings, geometry: dict | None = None) -> dict:
     """What an embedding file holds, as a JSON-able dict; reads metadata only, never features.
 
     This is what ``embedview info`` prints (``--json`` prints this dict).
@@ -20,7 +20,10 @@ def describe(embeddings) -> dict:
     Parameters
     ----------
     embeddings : str or os.PathLike
-        A micro_sam embedding container (``.zarr``, zarr v2 or v3).
+        A micro_sam embedding container (``.zarr``, zarr v2 or v3), or a ViT feature file.
+    geometry : dict, optional
+        For a ViT feature file (``.npy``, ``.npz``, ``.safetensors``, ``.pt``): the keyword
+        arguments of :func:`embedview.open_features` (``image_size``, ``patch_size``, ...).
 
     Returns
     -------
@@ -45,9 +48,9 @@ def describe(embeddings) -> dict:
     ...
     """
     from .._inputs.micro_sam_layout import zarr_format
-    from .._inputs.sources import open_source
+    from .._inputs.sources import open_embeddings
 
-    src = open_source(embeddings)
+    src = open_embeddings(embeddings, geometry)
     pieces = src.pieces()
     grid = pieces[0].grid.shape
     cell_sizes = sorted({float(piece.grid.cell_size[0]) for piece in pieces})
@@ -135,13 +138,16 @@ def format_info(info: dict) -> str:
                                f"{size(tiles['halo'])}; {tiles['present']} of {tiles['count']} present"))
         missing = tiles["missing"]
         if missing:
-            why = " (masked)" if tiles["tiles_in_mask"] is not None else ""
+            # open_source refuses any other missing tile: these are outside the mask, drawn black
+            why = " (outside the mask: drawn black)" if tiles["tiles_in_mask"] is not None else ""
             more = tiles.get("missing_count", len(missing)) - len(missing)
             lines.append(("missing tiles", ", ".join(map(str, missing)) + (f" and {more} more" if more > 0 else "") + why))
     model = info["model_type"] or "unknown"
     if info["model_name"] and info["model_name"] != info["model_type"]:
         model += f" ({info['model_name']})"
-    if info.get("patch_size"):  # patches of the resized input: grid side × patch = its longest side
+    if isinstance(info.get("patch_size"), list):  # a ViT feature file's (py, px), from its geometry
+        model += f", patch size {size(info['patch_size'])}"
+    elif info.get("patch_size"):  # patches of the resized input: grid side × patch = its longest side
         model += (f", patch size {info['patch_size']} (input resized to "
                   f"{info['patch_size'] * max(info['cell_grid'])} pixels)")
     if info.get("vfm_mode"):

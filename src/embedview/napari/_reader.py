@@ -18,7 +18,8 @@ def get_reader(path: str | list[str]) -> Callable[[Any], list[tuple]] | None:
     or None for anything else.
 
     Only JSON metadata is read to decide (see :func:`~embedview.napari.is_micro_sam_container`),
-    so other ``.zarr`` folders are left to other readers at no cost.
+    at most 16 MiB of it, so other ``.zarr`` folders are left to other readers at little cost: a
+    metadata file that is larger, not JSON, nested too deep or not a regular file is declined.
 
     Parameters
     ----------
@@ -39,8 +40,9 @@ def get_reader(path: str | list[str]) -> Callable[[Any], list[tuple]] | None:
         if len(path) != 1:
             return None
         path = path[0]
-    if not isinstance(path, (str, os.PathLike)):
+    if not isinstance(path, (str, os.PathLike)) or not isinstance(path := os.fspath(path), str):
         return None
+    # the detectors read at most a few MiB of JSON and decline (never raise) whatever they find
     if is_micro_sam_container(path):
         return read_embeddings
     if is_embedview_picture(path):
@@ -52,14 +54,32 @@ def read_picture(path: str | list[str]) -> list[tuple]:
     """Open an embedview OME-Zarr picture lazily: one multiscale RGB layer, placed by its metadata.
 
     (Generic OME-Zarr readers split the channels into three layers, and some drop the
-    translation; this keeps the picture one RGB layer, exactly where it belongs.)
+    translation; this keeps the picture one RGB layer, exactly where it belongs.) A picture whose
+    metadata or levels are damaged is reported with a napari error notification, no layer added.
     """
-    import dask.array as da
-    import zarr
+    from napari.utils.notifications import show_error
+
+    from .._common.errors import EmbedviewError
+    from .._inputs.container import scan
 
     if isinstance(path, (list, tuple)):
         path = path[0]
-    root = zarr.open_group(os.fspath(path), mode="r")
+    path = os.fspath(path)
+    try:
+        scan(path)  # FIFOs, devices, oversized metadata refused before zarr or dask opens anything
+        return [_picture_layer(path)]
+    except EmbedviewError as err:
+        show_error(f"embedview: {err}")
+    except (LookupError, TypeError, ValueError, StopIteration, OSError) as err:  # ours by its marker, not whole
+        show_error(f"embedview: the picture {path} is damaged ({type(err).__name__}: {err}); render it again.")
+    return [(None,)]
+
+
+def _picture_layer(path: str) -> tuple:
+    import dask.array as da
+    import zarr
+
+    root = zarr.open_group(path, mode="r")
     attrs = dict(root.attrs)
     (multiscale,) = attrs["multiscales"][:1]
     levels = [da.moveaxis(da.from_zarr(root[d["path"]]), 0, -1) for d in multiscale["datasets"]]
@@ -67,10 +87,10 @@ def read_picture(path: str | list[str]) -> list[tuple]:
     scale = next(t["scale"] for t in first if t["type"] == "scale")[1:]
     translate = next(t["translation"] for t in first if t["type"] == "translation")[1:]
     meta = attrs["embedview"]
-    return [(levels if len(levels) > 1 else levels[0],
-             {"name": layer_name(path), "rgb": True, "multiscale": len(levels) > 1,
-              "scale": tuple(scale), "translate": tuple(translate), "opacity": OVERLAY_OPACITY,
-              "blending": OVERLAY_BLENDING, "metadata": {"embedview": meta}}, "image")]
+    return (levels if len(levels) > 1 else levels[0],
+            {"name": layer_name(path), "rgb": True, "multiscale": len(levels) > 1,
+             "scale": tuple(scale), "translate": tuple(translate), "opacity": OVERLAY_OPACITY,
+             "blending": OVERLAY_BLENDING, "metadata": {"embedview": meta}}, "image")
 
 
 def read_embeddings(path: str | list[str]) -> list[tuple]:

@@ -22,6 +22,13 @@ SIMILARITY_MODIFIER = "Shift"
 _FILE = "(the file below)"
 _NO_IMAGE = "(none: image pixel coordinates)"
 _COMPUTING = "computing…"
+#: The one step that opens a .zarr with embedview's reader: napari's own reader also claims .zarr
+#: folders, and ``viewer.open`` uses it unless told otherwise (its default is ``plugin="napari"``).
+OPEN_HINT = ("to open a .zarr as a layer: choose embedview when napari asks,\n"
+             "or viewer.open(path, plugin=\"embedview\")")
+#: Metadata key (under ``"embedview"``) of the layers the widget draws: what they show. They are
+#: pictures, not embeddings, so they are never offered as an "embeddings layer".
+WIDGET_KEY = "drawn_by_widget"
 #: The widget's "upsample" choices: :func:`embedview.visualize`'s methods.
 UPSAMPLE_CHOICES = ("nearest", "bilinear", "guided")
 
@@ -33,7 +40,11 @@ class EmbeddingPCAWidget(Container):
     in the layer's metadata). The picture is placed on the chosen image layer's world
     coordinates: ``world = image_translate + image_scale * (translate + scale * i)``. It is
     computed by :func:`embedview.visualize` in a worker thread with napari's progress; the
-    layer ``"<name> PCA"`` is added, or updated in place on later runs.
+    layer ``"<name> PCA"`` is added, or updated in place on later runs. The chosen image layer's
+    trailing axes must be the image the embeddings describe (``(H, W)``, or ``(Z, H, W)`` for a
+    stack): else one notification says so and nothing is drawn. The choices follow the viewer's
+    layers; the layers the widget draws are marked (:data:`WIDGET_KEY`) and never offered as
+    embeddings.
 
     "upsample" is :func:`embedview.visualize`'s ``upsample``: ``guided`` follows the edges of
     the chosen image layer's data (its level 0 if multiscale; grey or RGB), which must be the
@@ -93,15 +104,17 @@ class EmbeddingPCAWidget(Container):
         label.setMinimumHeight(3 * label.fontMetrics().height() + 4)
         label.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         self.hint = Label(value=f"{SIMILARITY_MODIFIER}+click on the image: similarity to that point")
+        self.open_hint = Label(value=OPEN_HINT)
         self.extend([self.embeddings_layer, self.path, self.image_layer, self.fit, self.normalize,
                      self.rgb_components, self.upsample, self.pixel_size, self.run_button, self.variance,
-                     self.hint])
+                     self.hint, self.open_hint])
 
         self.embeddings_layer.changed.connect(self._on_embeddings_layer)
         self.run_button.changed.connect(self.run)
         events = napari_viewer.layers.events
-        for event in (events.inserted, events.removed, events.reordered):
-            event.connect(self.reset_choices)
+        self._had_images = self.image_layer.value is not None
+        for event in (events.inserted, events.removed, events.reordered, events.renamed):
+            event.connect(self._refresh_choices)
         # clicks count only while the widget exists: closing its dock deletes it
         callbacks, callback = napari_viewer.mouse_drag_callbacks, self._on_click
         callbacks.append(callback)
@@ -110,7 +123,9 @@ class EmbeddingPCAWidget(Container):
     # ---- choices ------------------------------------------------------------------------------
 
     def _embedding_choices(self, _widget=None) -> list[tuple[str, Any]]:
-        layers = [(layer.name, layer) for layer in self._viewer.layers if _source_of(layer)]
+        # layers embedview's reader added name their file; the layers this widget drew are pictures
+        layers = [(layer.name, layer) for layer in self._viewer.layers
+                  if _source_of(layer) and not _drawn_by_widget(layer)]
         return [(_FILE, None)] + layers
 
     def _image_choices(self, _widget=None) -> list[tuple[str, Any]]:
@@ -119,6 +134,22 @@ class EmbeddingPCAWidget(Container):
         layers = [(layer.name, layer) for layer in self._viewer.layers
                   if isinstance(layer, Image) and not _source_of(layer)]
         return layers + [(_NO_IMAGE, None)]
+
+    def _refresh_choices(self, *_event) -> None:
+        """Offer the layers there are now, keeping each choice by layer, not by name (magicgui's
+        ComboBox matches names, so a renamed layer would lose its place). A removed layer is no longer
+        chosen: the first remaining one is; the first image layer added to a viewer that had none is
+        chosen, as at the start. Whether the chosen image fits is checked when drawing."""
+        chosen = {combo: combo.value for combo in (self.embeddings_layer, self.image_layer)}
+        self.reset_choices()
+        for combo, layer in chosen.items():
+            if layer is not None and combo.value is not layer and any(layer is c for c in combo.choices):
+                with combo.changed.blocked():  # the same layer: nothing changed for the user
+                    combo.value = layer
+        images = [layer for _, layer in self._image_choices() if layer is not None]
+        if not self._had_images and images and self.image_layer.value is None:
+            self.image_layer.value = images[0]
+        self._had_images = bool(images)
 
     def _on_embeddings_layer(self, layer) -> None:
         if layer is not None:
@@ -180,7 +211,8 @@ class EmbeddingPCAWidget(Container):
                 return None
             guide = _guide_of(image)
         # unexpected exceptions reach napari's own error notification (with its traceback)
-        worker = create_worker(_compute, path, options, guide, _ignore_errors=True, _start_thread=False,
+        worker = create_worker(_compute, path, options, guide, _target_of(image), _ignore_errors=True,
+                               _start_thread=False,
                                _progress={"total": 0, "desc": f"Embedding PCA of {layer_name(path)}"})
         worker.returned.connect(lambda result: self._show(*result, path, options, image))
         worker.finished.connect(self._finished)
@@ -205,8 +237,8 @@ class EmbeddingPCAWidget(Container):
             show_error(f"embedview: {error}")
             return
         kwargs = layer_kwargs(vis, path, name=f"{layer_name(path)} PCA", options=options)
+        kwargs["metadata"]["embedview"][WIDGET_KEY] = "PCA"
         kwargs["scale"], kwargs["translate"] = _on_layer(image, kwargs["scale"], kwargs["translate"])
-        _check_shape(image, vis.image_shape)
         self.variance.value = variance_text(kwargs["metadata"]["embedview"]["explained_variance_ratio"],
                                             components=options["rgb_components"])
         self.add_or_update(vis.rgb, kwargs)
@@ -254,7 +286,8 @@ class EmbeddingPCAWidget(Container):
         image = self.image_layer.value
         pixel = _pixel_under(image, position, self._viewer.dims)
         pixel_size = self.pixel_size.value or None
-        worker = create_worker(_similarity, path, pixel, pixel_size, _ignore_errors=True, _start_thread=False,
+        worker = create_worker(_similarity, path, pixel, pixel_size, _target_of(image), _ignore_errors=True,
+                               _start_thread=False,
                                _progress={"total": 0, "desc": f"Similarity in {layer_name(path)}"})
         worker.returned.connect(lambda result: self._show_similarity(*result, path, image, pixel_size))
         worker.finished.connect(self._similarity_finished)
@@ -275,6 +308,7 @@ class EmbeddingPCAWidget(Container):
         values = vis.components[..., 0]
         kwargs = layer_kwargs(vis, path, name=f"{layer_name(path)} similarity",
                               options={"point": list(point), "pixel_size": pixel_size})
+        kwargs["metadata"]["embedview"][WIDGET_KEY] = "similarity"
         from embedview._run.similarity import display_range  # the core's colour ramp's range
 
         kwargs.update(rgb=False, colormap="inferno", contrast_limits=display_range(values))
@@ -341,52 +375,72 @@ def _guide_of(layer) -> tuple[str, Any, bool]:
     return layer.name, layer.data[0] if layer.multiscale else layer.data, bool(layer.rgb)
 
 
-def _check_shape(image, expected) -> None:
-    if image is None:
-        return
-    from napari.utils.notifications import show_warning
-
-    shape = tuple(int(v) for v in image.level_shapes[0])
-    if shape[-len(expected):] != tuple(expected):
-        show_warning(
-            f"embedview: the image layer {image.name!r} has shape {list(shape)} but the embeddings "
-            f"describe an image of {list(expected)}; the overlay will not match it, choose the "
-            "image the embeddings were computed from.")
+def _drawn_by_widget(layer) -> bool:
+    return bool(((getattr(layer, "metadata", None) or {}).get("embedview") or {}).get(WIDGET_KEY))
 
 
-def _similarity(path: str, pixel: tuple[int, ...], pixel_size):
+def _target_of(image) -> tuple[str, tuple[int, ...]] | None:
+    """``(name, shape)`` of the "align to" layer for the worker: the shape without RGB's channel
+    axis, of level 0 if multiscale (read on the GUI thread)."""
+    return None if image is None else (image.name, tuple(int(v) for v in image.level_shapes[0]))
+
+
+def _mismatch(target, src) -> str | None:
+    """Why the picture of ``src`` cannot lie on the image layer ``target`` (:func:`_target_of`), or None.
+
+    The layer's trailing axes must be the image the embeddings describe: ``(H, W)``, or
+    ``(Z, H, W)`` for a stack (leading axes, e.g. time, are allowed).
+    """
+    if target is None:
+        return None
+    name, shape = target
+    expected = tuple(int(v) for v in src.shape)
+    if shape[-len(expected):] == expected:
+        return None
+    return (f"the image layer {name!r} has shape {list(shape)} but the embeddings describe an image of "
+            f"{list(expected)}, so the picture would not lie on it; choose the image they were computed from "
+            "in 'align to'.")
+
+
+def _similarity(path: str, pixel: tuple[int, ...], pixel_size, target=None):
     """``(vis, point, None)``, or ``(None, None, message)`` for a point embedview cannot use (worker thread).
 
     ``pixel`` holds every axis of the image layer; its trailing (y, x), or (z, y, x) for a
-    stack, are the query.
+    stack, are the query. ``target``: :func:`_target_of` the "align to" layer, which must fit.
     """
     import embedview
 
     try:
         src = embedview.open_source(path)
+        if (why := _mismatch(target, src)) is not None:
+            return None, None, why
         point = tuple(pixel[-3:] if src.is_stack else pixel[-2:])
         return embedview.similarity(src, point=point, pixel_size=pixel_size), point, None
     except embedview.EmbedviewError as err:  # one sentence, no traceback: a plain notification
         return None, None, str(err)
 
 
-def _compute(path: str, options: dict, guide: tuple | None = None):
+def _compute(path: str, options: dict, guide: tuple | None = None, target=None):
     """``(vis, None)``, or ``(None, message)`` for input embedview cannot use (worker thread).
 
-    ``guide``: :func:`_guide_of` the image layer that ``options["upsample"] == "guided"`` follows.
+    ``guide``: :func:`_guide_of` the image layer that ``options["upsample"] == "guided"`` follows;
+    ``target``: :func:`_target_of` the "align to" layer. The file's image must be the layer's
+    (checked from its metadata, before anything is computed): nothing is drawn over another image.
     """
     import embedview
 
     try:
+        src = embedview.open_source(path)
+        if (why := _mismatch(target, src)) is not None:
+            return None, why
         if guide is not None:
             name, data, rgb = guide
-            src = embedview.open_source(path)
             shape = [int(v) for v in (data.shape[:-1] if rgb else data.shape)]
-            if shape != [int(v) for v in src.shape]:
+            if shape != [int(v) for v in src.shape]:  # the guide is the image itself: no leading axes
                 return None, (f"upsample guided follows the image layer {name!r}, but it has shape {shape} and the "
                               f"embeddings describe an image of {list(src.shape)}; choose the image they were "
                               "computed from in 'align to'.")
-            path, options = src, {**options, "upsample": embedview.Upsample("guided", guide=data)}
-        return embedview.visualize(path, **options), None
+            options = {**options, "upsample": embedview.Upsample("guided", guide=data)}
+        return embedview.visualize(src, **options), None
     except embedview.EmbedviewError as err:  # one sentence, no traceback: a plain notification
         return None, str(err)
