@@ -492,7 +492,7 @@ def test_a_basis_of_scaled_float64_features_reads_other_inputs_at_its_scale(tmp_
     model = embedview.PCA().fit(x, original_size=(256, 256))
     assert model.basis_.feature_scale > 2.0**990
     again = model.transform(x, original_size=(256, 256), pixel_size=PATCH)
-    np.testing.assert_array_equal(again.rgb, model.fit_transform(x, original_size=(256, 256), pixel_size=PATCH).rgb)
+    np.testing.assert_array_equal(again.rgb, model.fit_transform(x, original_size=(256, 256), pixel_size=PATCH)[0].rgb)
     other = x.copy()
     other[0] *= 4.0  # its own first piece would choose another scale
     loaded = embedview.PCA.load(model.save(tmp_path / "b.npz"))
