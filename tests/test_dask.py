@@ -191,9 +191,12 @@ def test_clear_errors(client, monkeypatch):
     features = np.zeros((1, 8, 64, 64), np.float32)
     with pytest.raises(EmbedviewError, match="open the features by path, but the feature array is not a micro_sam .zarr container"):
         embedview.visualize(features, original_size=(64, 64), execution=embedview.Execution(scheduler=client))
-    with pytest.raises(EmbedviewError, match="scheduler must be 'threads', 'processes'"):
+    with pytest.raises(EmbedviewError, match="scheduler='sync' must be 'threads', 'processes'"):
         embedview.visualize(str(DATA / "2d.zarr"), execution=embedview.Execution(scheduler="sync"))
     monkeypatch.setattr("embedview._run.dask_executor.CONNECT_TIMEOUT", 0.5)
+    for address in ("tcp://[::1", "tcp://host:99999", "foo://host:1", "tcp://host:abc"):
+        with pytest.raises(EmbedviewError, match="is not a Dask scheduler address"):
+            embedview.visualize(str(DATA / "2d.zarr"), execution=embedview.Execution(scheduler=address))
     with pytest.raises(EmbedviewError, match="could not reach the Dask scheduler at tcp://127.0.0.1:9"):
         embedview.visualize(str(DATA / "2d.zarr"), execution=embedview.Execution(scheduler="tcp://127.0.0.1:9"))
     monkeypatch.setitem(sys.modules, "distributed", None)
@@ -205,3 +208,62 @@ def test_nothing_imports_dask_without_a_scheduler():
     code = ("import sys, embedview; embedview.visualize(sys.argv[1]); "
             "assert not {'dask', 'distributed'} & set(sys.modules), sorted(m for m in sys.modules if 'dask' in m)")
     subprocess.run([sys.executable, "-c", code, str(DATA / "tiled2d.zarr")], check=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# the command under Dask: one sentence, or one line on an interrupt (subprocesses: what the
+# process prints while it exits counts too)
+
+
+def _command(*argv):
+    return [sys.executable, "-m", "embedview", *map(str, argv)]
+
+
+def _env():
+    return dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1] / "src"), OMP_NUM_THREADS="1")
+
+
+def test_a_malformed_address_is_one_line_at_once(tmp_path):
+    """No half-made Client left to time out in __del__ at exit (it printed a traceback after 10 s)."""
+    done = subprocess.run(_command("render", DATA / "2d.zarr", "-o", tmp_path / "x.png", "--scheduler", "tcp://[::1"),
+                          capture_output=True, text=True, env=_env(), timeout=60)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("embedview: error: --scheduler tcp://[::1 is not a Dask scheduler address")
+
+
+@pytest.mark.slow
+def test_a_damaged_chunk_under_processes_is_the_refusal_alone(tmp_path):
+    import shutil
+
+    damaged = tmp_path / "damaged.zarr"
+    shutil.copytree(DATA / "2d.zarr", damaged)
+    chunk = next(p for p in sorted((damaged / "features").rglob("*")) if p.is_file() and p.name[0].isdigit())
+    chunk.write_bytes(b"garbage")
+    done = subprocess.run(_command("render", damaged, "-o", tmp_path / "x.png", "--scheduler", "processes", "-q"),
+                          capture_output=True, text=True, env=_env(), timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and "the file looks damaged" in done.stderr, done.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [0.0, 1.0])
+def test_sigterm_under_processes_is_one_line_and_leaves_nothing(stack, tmp_path, delay):
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = subprocess.Popen(_command("render", stack, "-o", out / "s.zarr", "--pixel-size", "0.5", "--scheduler",
+                                     "processes", "-q"), stderr=subprocess.PIPE, text=True, env=_env())
+    try:
+        deadline = time.monotonic() + 90
+        while not os.listdir(out) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # the output's temporary appears once the cluster runs
+        time.sleep(delay)
+        assert proc.poll() is None, "finished before it could be interrupted"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143 and err == "embedview: interrupted\n", err
+    assert os.listdir(out) == []

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 import embedview
+from embedview._common.errors import api_only, arg
 from embedview._workflows.demo import DemoEncoder, make_cells_scene, write_demo_embeddings
-from embedview.cli import in_cli_terms, main
+from embedview.cli import _command_parser, _flag_of, build_parser, main
 
 SMALL = DemoEncoder(n_channels=8, grid=16)
 
@@ -93,16 +94,51 @@ def test_the_api_keeps_parameter_names(files):
         embedview.visualize(str(files["image"]), rgb_components=[0, 1, 7])
 
 
-@pytest.mark.parametrize("api, cli", [
-    ("pass image_size=(H, W) of the image", "pass --image-size H,W of the image"),
-    ("use device='cpu' (the numpy engine)", "use --device cpu (the numpy engine)"),
-    ("pass nonfinite='omit' to", "pass --omit-nonfinite to"),
-    ("run pip install 'embedview[dask]' or leave scheduler unset.", "run pip install 'embedview[dask]' or leave out --scheduler."),
-    ("give the slice as point=(z, y, x) or z=.", "give the slice as --point z,y,x or --slice."),
-    ("/data/fit=3/image_size.zarr has 3 channels", "/data/fit=3/image_size.zarr has 3 channels"),
+@pytest.mark.parametrize("message, api, cli", [
+    (f"pass {arg('image_size', form='H,W')} of the image", "pass image_size=(H, W) of the image",
+     "pass --image-size H,W of the image"),
+    (f"use {arg('device', 'cpu')} (the numpy engine)", "use device='cpu' (the numpy engine)",
+     "use --device cpu (the numpy engine)"),
+    (f"pass {arg('nonfinite', 'omit')} to", "pass nonfinite='omit' to", "pass --omit-nonfinite to"),
+    (f"or do not pass {arg('scheduler')}.", "or do not pass scheduler=.", "or do not pass --scheduler."),
+    (f"give the slice as {arg('point', form='z,y,x')} or {arg('z')}.", "give the slice as point=(z, y, x) or z=.",
+     "give the slice as --point z,y,x or --slice."),
+    (f"{arg('rgb_components', [0, 1, 7])} must name", "rgb_components=[0, 1, 7] must name",
+     "--rgb-components 0,1,7 must name"),
+    (f"pass {arg('patch_size')}{api_only(' to embedview.open_features')}.", "pass patch_size= to embedview.open_features.",
+     "pass --patch-size."),
+    ("/data/fit=3/image_size.zarr has 3 channels", "/data/fit=3/image_size.zarr has 3 channels",
+     "/data/fit=3/image_size.zarr has 3 channels"),
 ])
-def test_in_cli_terms(api, cli):
-    assert in_cli_terms(api) == cli
+def test_messages_name_parameters_once(message, api, cli):
+    """One message, written once: the API reads parameters, the command its flags (from the parser's table)."""
+    err = embedview.EmbedviewError(message)
+    command = _command_parser(build_parser(), "similarity" if "point" in api else "render")
+    assert str(err) == api
+    assert err.render(lambda a: _flag_of(a, command)) == cli
+
+
+def test_errors_know_their_parameter():
+    import pickle
+
+    err = embedview.EmbedviewError(f"{arg('pixel_size', 0)} must be positive.")
+    assert err.param == "pixel_size" and str(err) == "pixel_size=0 must be positive."
+    assert embedview.EmbedviewError("no parameter here.", param="fit").param == "fit"
+    again = pickle.loads(pickle.dumps(err))  # Dask sends errors between processes
+    assert again.param == "pixel_size" and str(again) == str(err)
+    with pytest.raises(embedview.EmbedviewError) as caught:
+        embedview.visualize(np.zeros((1, 8, 4, 4), np.float32), original_size=(16, 16), rgb_components=[0, 9])
+    assert caught.value.param == "rgb_components"
+
+
+def test_an_api_only_parameter_is_not_advised_by_the_command(files, tmp_path, capsys):
+    """A flag the command does not have is not offered: `fit` has no --separate-bases."""
+    rng = np.random.default_rng(0)
+    for c in (6, 8):
+        np.save(tmp_path / f"{c}.npy", rng.normal(size=(1, c, 16, 16)).astype(np.float32))
+    err = _error(capsys, "fit", tmp_path / "6.npy", tmp_path / "8.npy", "-o", tmp_path / "b.npz",
+                 "--image-size", "64,64", "--patch-size", "4")
+    assert "on their own." in err and "PCA each" not in err and "separate" not in err
 
 
 def test_a_bad_size_argument_is_not_called_damaged_metadata(files, capsys):

@@ -43,7 +43,7 @@ def test_the_command_line_is_parser_and_dispatch():
     tree = ast.parse((PACKAGE / "cli.py").read_text(encoding="utf-8"))
     functions = [node.name for node in tree.body if isinstance(node, ast.FunctionDef)]
     parser = {"build_parser", "_positive_int", "_positive_float", "_pixel_size", "_int_list"}
-    errors = {"main", "_fail", "_on_sigterm", "in_cli_terms"}
+    errors = {"main", "_fail", "_on_interrupt", "_quiet_from_now_on", "_let_writes_land", "_command_parser", "_flag_of"}
     for name in functions:
         assert (name in parser | errors or name.startswith("_add_") or name.endswith("_command")
                 or name == "_option_inputs"), name

@@ -4,10 +4,11 @@
 :func:`embedview._workflows.similarity_map.similarity_map`, ``demo`` is :func:`embedview._workflows.demo.demo`,
 the figure is :func:`embedview.figure` (:class:`embedview._workflows.figure.FigureFile`). What stays here is
 the command's own: its flags, turning them into keyword arguments, and the library's messages
-reworded in flag names (:func:`in_cli_terms`). Only argparse is imported here; numpy, zarr and
-the rest load inside the commands, so ``embedview --help`` answers at once. Bad input exits
-with status 2 and one sentence on stderr (``embedview: error: ...``), never a traceback or a
-half-written file; a failed run leaves nothing behind. A bug in embedview itself exits with
+read in flag names (the parameters an :class:`EmbedviewError` names, looked up in the parser's own
+table: :func:`_flag_of`). Only argparse is imported here; numpy, zarr and the rest load inside the
+commands, so ``embedview --help`` answers at once. Bad input exits with status 2 and one sentence
+on stderr (``embedview: error: ...``; a usage error adds one line pointing to ``--help``), never a
+traceback or a half-written file; a failed run leaves nothing behind. A bug in embedview itself exits with
 status 1 and one line (``embedview: internal error: ...``; ``--debug`` shows the traceback).
 """
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._common.errors import EmbedviewError
+from ._common.errors import Arg, EmbedviewError, printable
 from ._common.version import __version__
 
 EPILOG = """\
@@ -32,9 +33,16 @@ examples (after the first, each runs as written):
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage error is two lines: the error, and where the help is (not the whole usage)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {printable(message)}\nsee '{self.prog} --help' for the options.\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``embedview`` command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="embedview", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
         description="See what an image encoder sees: PCA pictures of SAM / micro_sam embeddings, "
                     "placed exactly over the image.")
@@ -225,28 +233,32 @@ def main(argv: list[str] | None = None) -> int:
     >>> main(["info", "/nonexistent.zarr"])  # doctest: +SKIP
     2
     """
-    args = build_parser().parse_args(argv)  # --help and usage errors exit here, before any import
+    parser = build_parser()
+    args = parser.parse_args(argv)  # --help and usage errors exit here, before any import
     from ._common.output_paths import undo_on_failure
 
-    interrupted = _on_sigterm()
+    interrupted = _on_interrupt()
     try:
         with undo_on_failure():
             return args.func(args)
     except EmbedviewError as err:
-        return _fail(in_cli_terms(str(err)))
+        return _fail(err.render(lambda name: _flag_of(name, _command_parser(parser, args.command))))
+    except MemoryError:  # past EMBEDVIEW_MEMORY_LIMIT's check: the limit was set above what the machine has
+        return _fail("the picture does not fit in this machine's memory; choose a larger --pixel-size, "
+                     "write a .zarr output, or lower EMBEDVIEW_MEMORY_LIMIT.")
     except OSError as err:  # e.g. a disk filling up while writing
         where = f" ({err.filename})" if err.filename else ""
         return _fail(f"{(err.strerror or str(err)).rstrip('.')}{where}.")
     except KeyboardInterrupt:
         print("embedview: interrupted", file=sys.stderr)
-        return 143 if interrupted.get("signal") else 130
+        return 128 + interrupted.get("signal", 2)  # 130 Ctrl-C, 143 SIGTERM
     except Exception as err:  # a bug of embedview's, not the input's
         if getattr(args, "debug", False):
             import traceback
 
             traceback.print_exc()
         else:
-            detail = " ".join(str(err).split())[:500]
+            detail = printable(" ".join(str(err).split())[:500])
             print(f"embedview: internal error: {type(err).__name__}: {detail or 'no detail'} "
                   "(run again with --debug to see the traceback)", file=sys.stderr)
         return 1
@@ -254,74 +266,97 @@ def main(argv: list[str] | None = None) -> int:
         interrupted["restore"]()
 
 
-def _on_sigterm() -> dict:
-    """Handle SIGTERM like Ctrl-C (a KeyboardInterrupt, so temporaries are removed) until restored."""
+def _quiet_from_now_on() -> None:
+    """After "interrupted", nothing more: what Dask's cluster and zarr's event loop say while they
+    wind down (a half-started cluster closed at exit, a task cancelled in a loop thread) is not
+    the user's to read; their clean-up still runs."""
+    import logging
+    import threading
+
+    logging.disable(logging.CRITICAL)  # asyncio's "Task exception was never retrieved", distributed's logs
+    sys.unraisablehook = lambda unraisable: None  # "Exception ignored in" __del__ and atexit callbacks
+    threading.excepthook = lambda args: None
+
+
+def _let_writes_land(timeout: float = 2.0) -> None:
+    """Wait (a moment at most) for the writes zarr's event loop has in flight: the main thread is
+    interrupted, not that loop, which would otherwise write into an output's temporary after it
+    is removed and leave it behind."""
+    sync = sys.modules.get("zarr.core.sync")
+    loop = getattr(sync, "loop", [None])[0]
+    if loop is None or loop.is_closed() or not loop.is_running():
+        return
+    import asyncio
+
+    async def settle():
+        pending = asyncio.all_tasks() - {asyncio.current_task()}
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+
+    try:
+        asyncio.run_coroutine_threadsafe(settle(), loop).result(timeout + 0.5)
+    except Exception:  # noqa: BLE001  (an interrupt goes on whatever this finds)
+        pass
+
+
+def _on_interrupt() -> dict:
+    """Handle SIGTERM like Ctrl-C (a KeyboardInterrupt, so temporaries are removed) until
+    restored; from either signal on, the process prints nothing but ``embedview: interrupted``."""
     import signal
 
     state = {"restore": lambda: None}
 
     def interrupt(signum, frame):
         state["signal"] = signum
+        _quiet_from_now_on()
+        _let_writes_land()
         raise KeyboardInterrupt
 
     try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
+        previous = {s: signal.signal(s, interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     except (ValueError, OSError):  # not the main thread: leave signals alone
         return state
-    state["restore"] = lambda: signal.signal(signal.SIGTERM, previous)
+    state["restore"] = lambda: [signal.signal(s, handler) for s, handler in previous.items()]
     return state
 
 
-#: The API's parameter names (as its messages spell them, ``name=value``) and the command's flags.
-_FLAGS = {"image_size": "--image-size", "patch_size": "--patch-size", "prefix_tokens": "--prefix-tokens",
-          "grid": "--grid", "preprocess": "--resize/--crop", "resize": "--resize", "crop": "--crop",
-          "key": "--key", "rgb_components": "--rgb-components", "n_components": "--components",
-          "cluster_components": "--cluster-components", "clusters": "--clusters", "fit_sample": "--fit-sample",
-          "foreground_threshold": "--foreground-threshold", "foreground_side": "--foreground-side",
-          "foreground": "--foreground", "scheduler": "--scheduler", "device": "--device",
-          "pixel_size": "--pixel-size", "normalize": "--normalize", "fit": "--fit", "fit_mode": "--fit", "mask": "--mask",
-          "point": "--point", "z": "--slice", "image": "--image", "fps": "--fps", "montage": "--montage"}
-#: Names translated without ``=`` too: no sentence uses them as ordinary words.
-_BARE = ("image_size", "patch_size", "prefix_tokens", "preprocess", "rgb_components", "n_components",
-         "cluster_components", "fit_sample", "foreground_threshold", "foreground_side", "pixel_size")
-#: Whole phrases, translated first.
-_PHRASES = {"(a PCA each)": "(--separate-bases)",
-            "nonfinite='omit'": "--omit-nonfinite", "outliers='keep'": "--keep-outliers",
-            "leave scheduler unset": "leave out --scheduler", " to embedview.open_features": ""}
+#: API parameters whose flag has another name ("/": two flags stand for it).
+_FLAG_DESTS = {"z": "slice", "preprocess": "resize/crop", "fit_mode": "fit"}
+#: API parameter values that a switch stands for.
+_SWITCHES = {("nonfinite", "omit"): "omit_nonfinite", ("outliers", "keep"): "keep_outliers"}
 
 
-def in_cli_terms(message: str) -> str:
-    """An API error message with its parameter names replaced by the command's flags.
+def _command_parser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    """The subcommand's parser (argparse's table of actions: ``dest`` → flags, metavar)."""
+    return next(a for a in parser._actions if a.dest == "command").choices[command]
 
-    The library's messages name Python parameters (``image_size=(H, W)``); printed by the
-    command, they name the flags a user types (``--image-size H,W``).
+
+def _flag_of(name: Arg, parser: argparse.ArgumentParser) -> str | None:
+    """How the command line writes a parameter an error names (``--rgb-components 0,1,7``), or
+    None where this command has no flag for it.
 
     Examples
     --------
-    >>> in_cli_terms("pass image_size=(H, W) and patch_size= (and preprocess= if resized).")
-    'pass --image-size H,W and --patch-size (and --resize/--crop if resized).'
-    >>> in_cli_terms("rgb_components=[0, 1, 7] must name one to three; use device='cpu'.")
-    '--rgb-components 0,1,7 must name one to three; use --device cpu.'
+    >>> from ._common.errors import arg
+    >>> p = _command_parser(build_parser(), "render")
+    >>> str(EmbedviewError(f"use {arg('device', 'cpu')}, {arg('nonfinite', 'omit')} or {arg('preprocess')}"))
+    "use device='cpu', nonfinite='omit' or preprocess="
+    >>> EmbedviewError(f"use {arg('device', 'cpu')}, {arg('nonfinite', 'omit')} or {arg('preprocess')}").render(
+    ...     lambda a: _flag_of(a, p))
+    'use --device cpu, --omit-nonfinite or --resize/--crop'
     """
-    import re
-
-    for phrase, flag in _PHRASES.items():
-        message = message.replace(phrase, flag)
-    value = r"""('[^']*'|"[^"]*"|\[[^\]]*\]|\([^)]*\)|[^\s,;()\[\]]*[^\s,;.()\[\]])?"""
-
-    def flag_value(match):
-        text = (match.group(2) or "").strip("'\"")
-        if text[:1] in "[(":
-            text = ",".join(v.strip().strip("'\"") for v in text[1:-1].split(","))
-        return _FLAGS[match.group(1)] + (f" {text}" if text else "")
-
-    names = "|".join(sorted(_FLAGS, key=len, reverse=True))
-    message = re.sub(rf"(?<![\w./-])({names})={value}", flag_value, message)
-    return re.sub(rf"(?<![\w./-])({'|'.join(_BARE)})\b(?!=)", lambda m: _FLAGS[m.group(1)], message)
+    actions = {action.dest: action for action in parser._actions if action.option_strings}
+    switch = _SWITCHES.get((name.name, name.value))
+    dests = [switch] if switch else _FLAG_DESTS.get(name.name, name.name).split("/")
+    if not all(d in actions for d in dests):
+        return None
+    flags = "/".join(max(actions[d].option_strings, key=len) for d in dests)
+    return flags if switch or not name.value else f"{flags} {name.value}"
 
 
 def _fail(message: str) -> int:
-    print(f"embedview: error: {' '.join(message.split())}", file=sys.stderr)
+    """Print the one sentence; what it quotes from a file cannot forge lines or steer the terminal."""
+    print(f"embedview: error: {printable(' '.join(message.split()))}", file=sys.stderr)
     return 2
 
 
@@ -427,13 +462,11 @@ def _similarity_command(args) -> int:
 
 
 def _info_command(args) -> int:
-    import json
-
     from ._workflows.commands import geometry_from_args
-    from ._workflows.info import describe, format_info
+    from ._workflows.info import describe, format_info, info_json
 
     info = describe(args.embeddings, geometry_from_args(args))
-    print(json.dumps(info, indent=2) if args.json else format_info(info))
+    print(info_json(info) if args.json else format_info(info))
     return 0
 
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import functools
 import inspect
+import operator
 import warnings
 
 import numpy as np
 
-from .errors import EmbedviewError
+from .errors import EmbedviewError, arg
 
 #: The release that introduced the deprecations of issue 16 (the next one after 0.1.0), and the one
 #: that removes them.
@@ -35,41 +36,34 @@ FOREGROUND_SIDES = ("above", "below")
 
 def check_choice(name: str, value, choices) -> None:
     if value not in choices:
-        raise EmbedviewError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}.")
+        raise EmbedviewError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}.", param=name)
 
 
 def check_n_components(n_components, n_channels: int) -> None:
     if not isinstance(n_components, (int, np.integer)) or not 1 <= n_components <= n_channels:
         raise EmbedviewError(
-            f"n_components={n_components!r} is not possible for features with {n_channels} "
+            f"{arg('n_components', n_components)} is not possible for features with {n_channels} "
             f"channels; choose 1 to {n_channels}.")
 
 
 def check_fit_sample(fit_sample) -> None:
     if fit_sample is not None and (not isinstance(fit_sample, (int, np.integer)) or fit_sample < 1000):
-        raise EmbedviewError(f"fit_sample must be None (every cell) or a number of cells ≥ 1000; got {fit_sample!r}.")
+        raise EmbedviewError(f"{arg('fit_sample', fit_sample)} must be None (every cell) or a number of cells ≥ 1000.")
 
 
 def shown_components(rgb_components, n_components: int) -> tuple[int, ...]:
     """The components shown as red, green and blue (default the first three), checked."""
     if rgb_components is None:
         return tuple(range(min(3, n_components)))
-    try:
-        shown = tuple(_whole(c) for c in rgb_components)
-    except (TypeError, ValueError):
-        raise EmbedviewError(f"rgb_components must be one to three component numbers, e.g. (0, 1, 2); "
-                             f"got {rgb_components!r}.") from None
+    try:  # whole numbers only: not "abc", not 1.5
+        shown = tuple(operator.index(c) for c in rgb_components) if not isinstance(rgb_components, str) else ()
+    except TypeError:
+        shown = ()
     if not 1 <= len(shown) <= 3 or any(not 0 <= c < n_components for c in shown):
         raise EmbedviewError(
-            f"rgb_components={list(rgb_components)} must name one to three of the {n_components} "
+            f"{arg('rgb_components', list(rgb_components) if isinstance(rgb_components, (list, tuple)) else rgb_components)} must name one to three of the {n_components} "
             f"computed components (0 to {n_components - 1}).")
     return shown
-
-
-def _whole(value) -> int:
-    if isinstance(value, (bool, str, bytes)) or int(value) != value:
-        raise ValueError(value)
-    return int(value)
 
 
 def foreground_options(foreground) -> dict | None:
@@ -84,23 +78,30 @@ def foreground_options(foreground) -> dict | None:
         raise EmbedviewError(f"foreground must be None, 'auto' or a dict with threshold/side; got {foreground!r}.")
     threshold, side = foreground.get("threshold"), foreground.get("side")
     if side is not None and side not in FOREGROUND_SIDES:
-        raise EmbedviewError(f"foreground_side must be 'above' or 'below'; got {side!r}.")
-    return {"threshold": None if threshold is None else float(threshold), "side": side}
+        raise EmbedviewError(f"{arg('foreground_side', side)} must be 'above' or 'below'.")
+    try:
+        threshold = None if threshold is None else float(threshold)
+    except (TypeError, ValueError):
+        threshold = np.nan
+    if threshold is not None and not np.isfinite(threshold):
+        raise EmbedviewError(f"the foreground threshold must be a finite number; got {foreground.get('threshold')!r}.",
+                             param="foreground_threshold")
+    return {"threshold": threshold, "side": side}
 
 
 def cluster_options(clusters, components, n_components) -> tuple[int, int] | None:
     """``(K, components used)`` for a k-means label picture, checked (``None``: no clusters)."""
     if clusters is None:
         if components is not None:
-            raise EmbedviewError("cluster_components needs clusters=K.")
+            raise EmbedviewError(f"{arg('cluster_components')} needs {arg('clusters', form='K')}.")
         return None
     if not isinstance(clusters, (int, np.integer)) or clusters < 2:
-        raise EmbedviewError(f"clusters must be a number of clusters ≥ 2; got {clusters!r}.")
+        raise EmbedviewError(f"{arg('clusters', clusters)} must be a number of clusters ≥ 2.")
     m = n_components if components is None else components
     if not isinstance(m, (int, np.integer)) or not 1 <= m <= n_components:
         raise EmbedviewError(
-            f"cluster_components={components!r} must lie between 1 and n_components={n_components}; "
-            "raise n_components to cluster in more components.")
+            f"{arg('cluster_components', components)} must lie between 1 and {arg('n_components', n_components)}; "
+            f"raise {arg('n_components')} to cluster in more components.")
     return int(clusters), int(m)
 
 

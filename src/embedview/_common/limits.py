@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from .errors import EmbedviewError
+from .errors import EmbedviewError, arg
 
 ENV_VAR = "EMBEDVIEW_MEMORY_LIMIT"
 #: Results this small are never refused, whatever the limit says.
@@ -105,7 +105,7 @@ def check_piece_fits(n_channels: int, grid: tuple[int, int], name: str, remedy: 
 #: 0.25 (8.6 M pixels) peaks at 21, 63 and 83 bytes per pixel for 1, 3 and 8 components.
 PICTURE_BYTES_PER_COMPONENT = 4
 PICTURE_BYTES_PER_PIXEL = 3 * 16 + 8
-TOO_BIG_REMEDY = "write a .zarr output (drawn window by window) or choose a larger pixel size (pixel_size=)"
+TOO_BIG_REMEDY = f"write a .zarr output (drawn window by window) or choose a larger pixel size ({arg('pixel_size')})"
 
 
 def check_picture_fits(n_slices: int, shape: tuple[int, int], n_components: int, clustered: bool = False,

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from .._common.errors import EmbedviewError
+from .._common.errors import EmbedviewError, api_only
 from .sources import Piece, Source, open_source
 
 
@@ -78,5 +78,5 @@ def open_inputs(sources, original_size=None) -> Inputs:
         names = ", ".join(f"{s.name} ({s.n_channels})" for s in opened)
         raise EmbedviewError(
             f"the embeddings have different numbers of channels: {names}; one basis needs one model, "
-            "so fit each model's embeddings on their own (a PCA each).")
+            f"so fit each model's embeddings on their own{api_only(' (a PCA each)')}.")
     return Inputs(opened)

@@ -133,7 +133,8 @@ class Source:
         if pixel_size is None:
             pixel_size = self.default_pixel_size()
         elif isinstance(pixel_size, str):
-            raise EmbedviewError(f"pixel_size must be a number, a (y, x) pair or None; got {pixel_size!r}.")
+            raise EmbedviewError(f"pixel_size must be a number, a (y, x) pair or None; got {pixel_size!r}.",
+                                 param="pixel_size")
         return OutputGrid.for_image(self.image_shape, pixel_size)
 
     def read_each(self, pieces: Iterable[Piece], ahead: int = 2) -> Iterator[tuple[Piece, np.ndarray]]:

@@ -15,7 +15,7 @@ from typing import Mapping
 
 import numpy as np
 
-from .._common.errors import EmbedviewError
+from .._common.errors import EmbedviewError, api_only, arg
 from .._common.limits import check_piece_fits
 from .source_base import GIVEN, Piece, Source, check_size
 from .vit_geometry import Preprocess, as_preprocess, describe_input, grid_candidates, inner_bounds, pair
@@ -142,7 +142,7 @@ def _make_source(data, *, tokens, batched, image, patch, grid, pre, prefix, chan
     if any(a >= b for a, b in inner):
         raise EmbedviewError(
             f"the patch grid of {name} covers no pixel of the {image[0]}×{image[1]} image; "
-            "check preprocess (resize, crop, crop_offset).")
+            f"check {arg('preprocess')}{api_only(' (resize, crop, crop_offset)')}.")
     features = _Features(data, tokens=tokens, batched=batched, n_slices=n_slices,
                          n_channels=n_channels, grid=grid, prefix=prefix, channels_last=channels_last)
     zs = [None] if n_slices is None else range(n_slices)
@@ -198,31 +198,31 @@ def from_tokens(tokens, image_size: tuple[int, int], patch_size: int | tuple[int
         raise EmbedviewError(
             f"tokens of {name} have shape {list(data.shape)}; expected (N, C) or (B, N, C) "
             "(for a feature map (C, h, w) use from_feature_map).")
-    image = check_size(image_size, "image_size", name, GIVEN)
+    image = check_size(image_size, arg("image_size"), name, GIVEN)
     pre, patch = as_preprocess(preprocess), pair(patch_size, "patch_size")
     if not isinstance(prefix_tokens, (int, np.integer)) or prefix_tokens < 0:
-        raise EmbedviewError(f"prefix_tokens must be a non-negative integer, got {prefix_tokens!r}.")
+        raise EmbedviewError(f"{arg('prefix_tokens', prefix_tokens)} must be a non-negative integer.")
     n = int(data.shape[-2])
     n_patches = n - int(prefix_tokens)
     candidates = grid_candidates(pre.input_size(image), patch)
     if not candidates:
-        raise EmbedviewError(f"{describe_input(image, pre, patch)} holds no whole patch; check patch_size and preprocess.")
+        raise EmbedviewError(f"{describe_input(image, pre, patch)} holds no whole patch; check {arg('patch_size')} and {arg('preprocess')}.")
     if grid is not None:
         grid = pair(grid, "grid")
         if grid not in candidates:
             raise EmbedviewError(
                 f"grid {list(grid)} does not fit {describe_input(image, pre, patch)}, which gives "
-                f"{' or '.join(str(list(g)) for g in candidates)}; pass the right grid=, patch_size= or preprocess=.")
+                f"{' or '.join(str(list(g)) for g in candidates)}; pass the right {arg('grid')}, {arg('patch_size')} or {arg('preprocess')}.")
         candidates = [grid]
     matches = [g for g in candidates if g[0] * g[1] == n_patches]
     if not matches:
         g = candidates[0]
         extra = n - g[0] * g[1]
-        hint = (f"pass prefix_tokens={extra} if the first {extra} tokens are CLS/register tokens "
+        hint = (f"pass {arg('prefix_tokens', extra)} if the first {extra} tokens are CLS/register tokens "
                 f"(1 CLS, or 1 CLS + 4 registers = 5)" if 0 < extra <= 16
-                else "pass the right patch_size=, grid= or preprocess=")
+                else f"pass the right {arg('patch_size')}, {arg('grid')} or {arg('preprocess')}")
         raise EmbedviewError(
-            f"{name} has {n} tokens, minus prefix_tokens={prefix_tokens} leaves {n_patches}, but the "
+            f"{name} has {n} tokens, minus {arg('prefix_tokens', prefix_tokens)} leaves {n_patches}, but the "
             f"{g[0]}×{g[1]} patch grid of {describe_input(image, pre, patch)} needs {g[0] * g[1]}; {hint}.")
     return _make_source(data, tokens=True, batched=data.ndim == 3, image=image, patch=patch,
                         grid=matches[0], pre=pre, prefix=int(prefix_tokens), channels_last=False,
@@ -269,7 +269,7 @@ def from_feature_map(fmap, image_size: tuple[int, int], patch_size: int | tuple[
         raise EmbedviewError(
             f"the feature map {name} has shape {list(data.shape)}; expected {spelled} "
             "(for tokens (N, C) use from_tokens).")
-    image = check_size(image_size, "image_size", name, GIVEN)
+    image = check_size(image_size, arg("image_size"), name, GIVEN)
     pre = as_preprocess(preprocess)
     grid = tuple(int(v) for v in (data.shape[-3:-1] if channels_last else data.shape[-2:]))
     input_size = pre.input_size(image)
@@ -277,7 +277,7 @@ def from_feature_map(fmap, image_size: tuple[int, int], patch_size: int | tuple[
         if any(m % g for m, g in zip(input_size, grid)):
             raise EmbedviewError(
                 f"{name} has a {grid[0]}×{grid[1]} grid, which does not divide the {input_size[0]}×"
-                f"{input_size[1]} model input evenly; pass patch_size= (and preprocess= if the image "
+                f"{input_size[1]} model input evenly; pass {arg('patch_size')} (and {arg('preprocess')} if the image "
                 "was resized or cropped).")
         patch = tuple(m // g for m, g in zip(input_size, grid))
     else:
@@ -287,6 +287,6 @@ def from_feature_map(fmap, image_size: tuple[int, int], patch_size: int | tuple[
             raise EmbedviewError(
                 f"{name} has a {grid[0]}×{grid[1]} grid but {describe_input(image, pre, patch)} gives "
                 f"{' or '.join(str(list(g)) for g in candidates) or 'no whole patch'}; pass the right "
-                "patch_size= or preprocess= (or channels_last=True for (h, w, C)).")
+                f"{arg('patch_size')} or {arg('preprocess')}{api_only(' (or ' + arg('channels_last', True) + ' for (h, w, C))')}.")
     return _make_source(data, tokens=False, batched=data.ndim == 4, image=image, patch=patch, grid=grid,
                         pre=pre, prefix=0, channels_last=bool(channels_last), name=name, metadata={})

@@ -17,7 +17,7 @@ from typing import Mapping
 
 import numpy as np
 
-from .._common.errors import EmbedviewError
+from .._common.errors import EmbedviewError, api_only, arg
 from .._common.limits import check_fits
 from .source_base import Source
 from .vit_arrays import BF16, Deferred, as_array, from_feature_map, from_tokens
@@ -75,8 +75,8 @@ def open_features(path: str | os.PathLike, *, key: str | None = None, layout: st
         raise EmbedviewError(f"{path} does not exist or is not a file; pass a .npy, .npz, .safetensors or .pt file.")
     if image_size is None:
         raise EmbedviewError(
-            f"{path} holds bare features: pass image_size=(H, W) of the original image, and patch_size= "
-            "(and preprocess= if it was resized or cropped) to embedview.open_features.")
+            f"{path} holds bare features: pass {arg('image_size', form='H,W')} of the original image, and {arg('patch_size')} "
+            f"(and {arg('preprocess')} if it was resized or cropped){api_only(' to embedview.open_features')}.")
     data = as_array(_load_array(path, key), f"the array in {path}")
     geometry = dict(image_size=image_size, preprocess=preprocess, name=path)
     def as_tokens():
@@ -86,7 +86,7 @@ def open_features(path: str | os.PathLike, *, key: str | None = None, layout: st
         return from_feature_map(data, patch_size=patch_size, channels_last=channels_last, **geometry)
     if layout == "tokens" or (layout == "auto" and data.ndim == 2):
         if patch_size is None:
-            raise EmbedviewError(f"tokens in {path} need patch_size= (the model's patch size in input pixels).")
+            raise EmbedviewError(f"tokens in {path} need {arg('patch_size')} (the model's patch size in input pixels).")
         return as_tokens()
     if layout == "map" or (layout == "auto" and data.ndim == 4):
         return as_map()
@@ -106,8 +106,8 @@ def open_features(path: str | os.PathLike, *, key: str | None = None, layout: st
     if not fits and patch_size is None:
         raise EmbedviewError(
             f"{path} holds an array of shape {list(data.shape)}, tokens (B, N, C) or a feature map {spelled}: "
-            "as a feature map it does not fit the given geometry, and tokens need patch_size= (the model's "
-            "patch size in input pixels); pass it.")
+            "as a feature map it does not fit the given geometry, and tokens need "
+            f"{arg('patch_size')} (the model's patch size in input pixels); pass it.")
     if not fits:  # say what does not match for the reading its shape suggests: h == w for a map
         square = data.shape[0] == data.shape[1] if channels_last else data.shape[1] == data.shape[2]
         raise failed["map" if square else "tokens"]
@@ -124,7 +124,7 @@ def _pick(arrays: dict, key, path: str):
     if len(arrays) != 1:
         raise EmbedviewError(
             f"{path} holds {len(arrays)} arrays ({', '.join(map(repr, arrays)) or 'none'}); "
-            "pass key= to choose one.")
+            f"pass {arg('key')} to choose one.")
     return next(iter(arrays.values()))
 
 

@@ -34,7 +34,7 @@ from typing import Mapping
 
 import numpy as np
 
-from .._common.errors import EmbedviewError
+from .._common.errors import EmbedviewError, arg
 from .._common.geometry import CellGrid, _ceil_frac
 
 RESIZE_MODES = ("shortest", "longest")
@@ -95,7 +95,7 @@ class Preprocess:
             mode, _, number = resize.partition(":")
             if mode not in RESIZE_MODES or not number.strip().isdigit():
                 raise EmbedviewError(
-                    f"resize={resize!r} is not understood; write 'shortest:N' or 'longest:N', "
+                    f"{arg('resize', resize)} is not understood; write 'shortest:N' or 'longest:N', "
                     "an int with resize_mode=, or the resized (h, w).")
             resize = int(number)
         if mode not in RESIZE_MODES:
@@ -109,7 +109,7 @@ class Preprocess:
         offset = self.crop_offset
         if offset is not None:
             if crop is None:
-                raise EmbedviewError(f"crop_offset={offset!r} needs the crop size: pass crop=(h, w) too.")
+                raise EmbedviewError(f"crop_offset={offset!r} needs the crop size: pass {arg('crop', form='h,w')} too.")
             try:
                 offset = tuple(int(v) for v in offset)
             except (TypeError, ValueError):
@@ -137,7 +137,7 @@ class Preprocess:
         if new_short < 1:
             raise EmbedviewError(
                 f"resizing a {h}×{w} image to {self.resize_mode} side {self.resize} leaves no pixel "
-                "on its shorter side; check image_size and resize.")
+                f"on its shorter side; check {arg('image_size')} and {arg('resize')}.")
         return (new_long, new_short) if w <= h else (new_short, new_long)
 
     def crop_start(self, image_size) -> tuple[int, int]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -135,6 +136,8 @@ def load_basis(path) -> tuple[Basis, dict]:
     ...
     embedview._common.errors.EmbedviewError: the basis file /nonexistent/basis.npz does not exist; fit one with `embedview fit EMB ... -o basis.npz`.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise EmbedviewError(f"a basis file is given by its path (a str or os.PathLike), not a {type(path).__name__}.")
     path = Path(path)
     if not path.is_file():
         raise EmbedviewError(f"the basis file {path} does not exist; fit one with "

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .._common.errors import EmbedviewError
+from .._common.errors import EmbedviewError, arg
 from .._common.limits import check_fits
 from .._common.numerics import power_of_two
 from .._common.threads import blas_threads
@@ -250,7 +250,7 @@ class Accumulator:
             raise EmbedviewError("no valid cells to fit: every cell is padding, masked or not finite.")
         if not 1 <= n_components <= c:
             raise EmbedviewError(
-                f"n_components={n_components} is not possible for features with {c} channels; "
+                f"{arg('n_components', n_components)} is not possible for features with {c} channels; "
                 f"choose 1 to {c}.")
         delta = self.total / n
         mean = self.shift.astype(np.float64) + delta

@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from .._common.errors import EmbedviewError
+from .._common.errors import EmbedviewError, arg
 from .fit import Accumulator, Basis, rescale
 from .upsample import METHODS, TINY, axis_taps, nearest_cells
 
@@ -65,8 +65,8 @@ class TorchEngine:
             import torch
         except ImportError:
             raise EmbedviewError(
-                f"device={label!r} needs PyTorch, which is not installed; install it with "
-                "pip install 'embedview[torch]' (a CUDA build for GPUs), or use device='cpu'.") from None
+                f"{arg('device', label)} needs PyTorch, which is not installed; install it with "
+                f"pip install 'embedview[torch]' (a CUDA build for GPUs), or use {arg('device', 'cpu')}.") from None
         try:
             dev = torch.device(device)
         except (RuntimeError, TypeError):
@@ -142,7 +142,7 @@ class TorchEngine:
             g = guide.shape[0]
             ok &= torch.isfinite(guide).all(dim=0)
             guide = torch.where(ok, guide, 0.0)
-            scale = float(np.float32(-0.5 / float(sigma_range) ** 2))
+            scale = float(np.float32(-0.5 / max(float(sigma_range) ** 2, 1e-37)))  # as upsample_cells
         values = torch.where(ok, table, 0.0)
         ok = ok.to(torch.float32)
         taps = [[(torch.from_numpy(i).to(dev), torch.from_numpy(w).to(dev)) for i, w in
@@ -410,20 +410,20 @@ def _check_available(torch, dev, label: str) -> None:
                 why = (f"PyTorch {torch.__version__} (CUDA {torch.version.cuda}) finds no usable CUDA GPU "
                        "on this machine (no GPU, or no NVIDIA driver)")
             raise EmbedviewError(
-                f"device={label!r} needs a CUDA GPU, but {why}; use device='cpu' (the numpy engine), "
+                f"{arg('device', label)} needs a CUDA GPU, but {why}; use {arg('device', 'cpu')} (the numpy engine), "
                 "or install a CUDA build of PyTorch on a machine with an NVIDIA GPU.")
         count = torch.cuda.device_count()
         if dev.index is not None and dev.index >= count:
             raise EmbedviewError(
-                f"device={label!r} does not exist: this machine has {count} CUDA GPU"
+                f"{arg('device', label)} does not exist: this machine has {count} CUDA GPU"
                 f"{'s' if count != 1 else ''} (cuda:0 to cuda:{count - 1}).")
     elif dev.type == "mps":
         if not torch.backends.mps.is_available():
             why = ("is built without MPS" if not torch.backends.mps.is_built()
                    else "finds no MPS device (it needs Apple silicon and macOS ≥ 12.3)")
             raise EmbedviewError(
-                f"device={label!r} needs Apple's Metal (MPS), but the installed PyTorch "
-                f"{torch.__version__} {why}; use device='cpu' (the numpy engine).")
+                f"{arg('device', label)} needs Apple's Metal (MPS), but the installed PyTorch "
+                f"{torch.__version__} {why}; use {arg('device', 'cpu')} (the numpy engine).")
     elif dev.type != "cpu":
         raise EmbedviewError(
             f"unknown device {label!r}; use 'cpu' (numpy), 'cuda', 'cuda:N', 'mps' or 'torch:cpu'.")

@@ -31,7 +31,8 @@ def axis_taps(u: np.ndarray, n_valid: int, method: str, sigma: float, radius: in
         taps = [(base, (1.0 - (u - base))), (base + 1, u - base)]
     else:
         base = nearest_cells(u, n_valid).astype(np.float64)
-        taps = [(base + d, np.exp(-(u - (base + d)) ** 2 / (2.0 * sigma * sigma)))
+        variance = max(sigma * sigma, np.finfo(np.float64).tiny)  # no division by zero, whatever sigma
+        taps = [(base + d, np.exp(-(u - (base + d)) ** 2 / (2.0 * variance)))
                 for d in range(-radius, radius + 1)]
     out = []
     for idx, w in taps:
@@ -99,7 +100,7 @@ def upsample_cells(cells, rows, cols, valid, method, *, cell_guide=None, pixel_g
         ok &= np.isfinite(cg).all(axis=0)
         cg = np.where(ok, cg, np.float32(0)).astype(np.float32)  # no NaN in the sums; `okf` zeroes them
         pg = np.ascontiguousarray(np.moveaxis(np.asarray(pixel_guide, dtype=np.float32), -1, 0))
-        scale = np.float32(-0.5 / (float(sigma_range) ** 2))
+        scale = np.float32(-0.5 / max(float(sigma_range) ** 2, 1e-37))  # finite in float32, whatever sigma
         gbuf = np.empty((cg.shape[0],) + shape, np.float32)
     okf = ok.astype(np.float32)  # a cell that may not count (not drawn, no guide) weighs 0
     table = np.where(ok, cells, np.float32(0)).astype(np.float32)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._common.errors import EmbedviewError
+from .._common.errors import EmbedviewError, arg
 from .._model.upsample import METHODS
 
 #: Pixels read for the normalization and noise estimates (a strided sample, never the whole image).
@@ -27,6 +27,9 @@ RANGE_NOISE = 3.0
 RANGE_FLOOR = 0.05
 #: Default spatial sigma, in cells.
 SPATIAL_SIGMA = 1.0
+#: The sigmas a drawing can use: beyond them the weights are those of nearest or of bilinear
+#: (and a sigma near 0 would divide by zero). Spatial in cells, range in normalized image units.
+SIGMA_BOUNDS = {"sigma_spatial": (1e-2, 1e2), "sigma_range": (1e-4, 1e4)}
 #: Pieces whose cell means are kept (least recently used dropped first): more than the pieces
 #: one row of output windows meets, however large the image.
 CACHED_PIECES = 256
@@ -91,8 +94,9 @@ class Upsample:
             raise EmbedviewError(f"upsample method must be one of {', '.join(METHODS)}; got {up.method!r}.")
         for name in ("sigma_spatial", "sigma_range"):
             v = getattr(up, name)
-            if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                raise EmbedviewError(f"{name} must be a positive number; got {v!r}.")
+            lo, hi = SIGMA_BOUNDS[name]
+            if v is not None and (isinstance(v, bool) or not (isinstance(v, (int, float)) and lo <= v <= hi)):
+                raise EmbedviewError(f"{arg(name, v)} must be a number from {lo:g} to {hi:g}.")
         if isinstance(up.radius, bool) or not isinstance(up.radius, int) or not 1 <= up.radius <= 8:
             raise EmbedviewError(f"radius must be an integer from 1 to 8; got {up.radius!r}.")
         if up.method == "guided" and up.guide is None:

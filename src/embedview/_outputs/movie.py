@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from .._common.errors import EmbedviewError
+from .._common.errors import EmbedviewError, arg
 from .._inputs.sources import Piece
 from .._model.fit import Basis
 from .render import Placer
@@ -62,7 +62,7 @@ def check_fps(fps) -> float:
     except (TypeError, ValueError):
         value = math.nan
     if isinstance(fps, bool) or not 0 < value <= MAX_FPS:
-        raise EmbedviewError(f"fps={fps!r} must be a number of frames per second above 0 and at most {MAX_FPS:g}.")
+        raise EmbedviewError(f"{arg('fps', fps)} must be a number of frames per second above 0 and at most {MAX_FPS:g}.")
     return value
 
 

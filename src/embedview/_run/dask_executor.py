@@ -37,7 +37,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .._common.errors import EmbedviewError
+from .._common.errors import EmbedviewError, arg
 from .._common.threads import blas_threads
 from .._inputs.composite import Inputs
 from .._inputs.sources import Piece, Source, open_source
@@ -62,8 +62,8 @@ def _import_dask():
         import distributed  # noqa: F401  (every remote scheduler needs it; "threads" checks it too)
     except ImportError:
         raise EmbedviewError(
-            f"scheduler= needs Dask and dask.distributed, which are not installed; run {_INSTALL} "
-            "or leave scheduler unset.") from None
+            f"{arg('scheduler')} needs Dask and dask.distributed, which are not installed; run {_INSTALL} "
+            f"or do not pass {arg('scheduler')}.") from None
     return dask
 
 
@@ -272,6 +272,7 @@ class _ClientBackend:
             cluster = local_cluster(os.cpu_count() or 1)
             return cls(distributed.Client(cluster, set_as_default=False), cluster)
         if isinstance(scheduler, str) and ("://" in scheduler or _looks_like_host_port(scheduler)):
+            _check_address(scheduler)  # before a Client exists: a half-made one hangs 10 s in __del__
             try:
                 client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False)
             except (OSError, TimeoutError, ValueError) as err:
@@ -280,8 +281,8 @@ class _ClientBackend:
                     f"({type(err).__name__}); start it (`dask scheduler`) or check the address.") from None
             return _OwnedClient(client)
         raise EmbedviewError(
-            f"scheduler must be 'threads', 'processes', the address of a Dask scheduler "
-            f"('tcp://host:8786') or a distributed.Client; got {scheduler!r}.")
+            f"{arg('scheduler', scheduler)} must be 'threads', 'processes', the address of a Dask scheduler "
+            "('tcp://host:8786') or a distributed.Client.")
 
     def slots(self) -> int:
         return max(1, sum(self.client.nthreads().values()))
@@ -294,7 +295,7 @@ class _ClientBackend:
         futures = self.client.compute(list(tasks) + watch, optimize_graph=False)
         results, watched = futures[:len(tasks)], futures[len(tasks):]
         del futures
-        with _cluster_errors(self.client, results):
+        with _cluster_errors(self.client, results, self.close):
             if watched:
                 for future in as_completed(watched, loop=self.client.loop):
                     bar.update(sizes[future.key])
@@ -308,7 +309,7 @@ class _ClientBackend:
         futures = self.client.compute(list(tasks), optimize_graph=False)
         order = {f.key: j for j, f in enumerate(futures)}
         sizes, done, following = list(sizes), set(), 0
-        with _cluster_errors(self.client, futures):
+        with _cluster_errors(self.client, futures, self.close):
             for future in as_completed(futures, loop=self.client.loop):
                 j = order[future.key]
                 done.add(j)
@@ -351,7 +352,10 @@ def local_cluster(n_workers: int, **kwargs):
     import dask
     import distributed
 
-    options = dict(threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.ERROR)
+    # The workers log nothing: what fails in a task comes back to the client (a refusal is one
+    # sentence, anything else an exception with its traceback), and a cluster torn down by an
+    # interrupt would log every broken connection.
+    options = dict(threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.CRITICAL)
     with dask.config.set({f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in WORKER_ENVIRON.items()}):
         return distributed.LocalCluster(n_workers=n_workers, **{**options, **kwargs})
 
@@ -365,8 +369,10 @@ def _shutdown(client, cluster) -> None:
 
 
 @contextlib.contextmanager
-def _cluster_errors(client, futures):
-    """Cancel what is left on failure; a worker lost too often becomes one clear sentence."""
+def _cluster_errors(client, futures, close=lambda: None):
+    """Cancel what is left on failure; a worker lost too often becomes one clear sentence; on an
+    interrupt, also ``close()`` the cluster we started at once, so that no worker still writes
+    into an output's temporary while it is removed."""
     from concurrent.futures import CancelledError
 
     from distributed.scheduler import KilledWorker
@@ -384,14 +390,33 @@ def _cluster_errors(client, futures):
         raise EmbedviewError(
             "the Dask computation was cancelled (the scheduler or client went away); check the "
             "cluster and run again.") from None
-    except BaseException:
+    except BaseException as err:
         _cancel(client, futures)
+        if not isinstance(err, Exception):  # KeyboardInterrupt (Ctrl-C, or SIGTERM in the command)
+            close()
         raise
 
 
 def _cancel(client, futures) -> None:
     with contextlib.suppress(Exception):
         client.cancel([f for f in futures if f is not None])
+
+
+def _check_address(address: str) -> None:
+    """Refuse an address that dask.distributed cannot parse (``tcp://[::1``, ``tcp://host:99999``)."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+    from distributed.comm.registry import get_backend
+
+    try:
+        scheme, location = parse_address(address, strict=False)
+        get_backend(scheme)
+        if scheme in ("tcp", "tls", "ws", "wss"):
+            port = parse_host_port(location)[1]
+            if not 0 < port < 65536:
+                raise ValueError(f"port {port} is not between 1 and 65535")
+    except (ValueError, TypeError) as err:
+        raise EmbedviewError(f"{arg('scheduler', address)} is not a Dask scheduler address ({err}); "
+                             "write it as tcp://host:8786.") from None
 
 
 def _looks_like_host_port(text: str) -> bool:
@@ -404,14 +429,10 @@ def _file_path(src: Source, scheduler) -> str:
     name = src.name
     if not (isinstance(name, str) and os.path.isdir(name)):
         raise EmbedviewError(
-            f"with scheduler={_describe(scheduler)} the workers open the features by path, but "
+            f"with {arg('scheduler', scheduler) if isinstance(scheduler, str) else 'this scheduler'} the workers open the features by path, but "
             f"{name} is not a micro_sam .zarr container; save the embeddings as one or use "
-            "scheduler='threads'.")
+            f"{arg('scheduler', 'threads')}.")
     return os.path.abspath(name)
-
-
-def _describe(scheduler) -> str:
-    return repr(scheduler) if isinstance(scheduler, str) else type(scheduler).__name__
 
 
 # ---------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from .._common.deprecation import (
     foreground_options,
     rename_parameter,
 )
-from .._common.errors import EmbedviewError
+from .._common.errors import EmbedviewError, arg
 from .._inputs.composite import Inputs, open_inputs
 from .._model.colors import NORMALIZE_MODES
 from .._model.fit import Basis
@@ -317,14 +317,15 @@ class PCA:
         draws = None if draw is None else _draws(draw, inputs.sources)
         if not refit:
             if foreground is not None:
-                raise EmbedviewError("foreground='auto' fits a basis, but a basis was given; pass one of them.")
+                raise EmbedviewError(f"{arg('foreground', 'auto')} fits a basis, but a basis was given; pass one of them.")
             bases = self.check_is_fitted()
             for src in inputs.sources:
                 _check_basis(bases, src)
             k = bases[0].n_components
         else:
             if self.fit_mode == "per_slice" and n > 1:
-                raise EmbedviewError("fit_mode='per_slice' fits one stack; fit several inputs with fit_mode='joint'.")
+                raise EmbedviewError(f"{arg('fit_mode', 'per_slice')} fits one stack; fit several inputs with "
+                                     f"{arg('fit_mode', 'joint')}.")
             k = self.n_components
             check_n_components(k, inputs.n_channels)
         clusters = None
@@ -474,7 +475,7 @@ def _check_basis(bases: tuple, src) -> None:
     if len(bases) > 1 and src.n_slices != len(bases):
         raise EmbedviewError(
             f"this model has one basis per slice of a {len(bases)}-slice stack, but {src.name} has "
-            f"{src.n_slices or 0} slices; draw it with a model fitted on it (or fit='joint').")
+            f"{src.n_slices or 0} slices; draw it with a model fitted on it (or {arg('fit_mode', 'joint')}).")
 
 
 def _foreground_to_json(selection: Foreground) -> dict:
@@ -540,7 +541,11 @@ def cluster(visualizations, k: int, components: int | None = None, seed: int = 0
     from .._outputs.visualization import Visualization
 
     single = isinstance(visualizations, Visualization)
-    vis_list = [visualizations] if single else list(visualizations)
+    vis_list = [visualizations] if single else [None] if isinstance(visualizations, (str, bytes)) or not hasattr(
+        visualizations, "__iter__") else list(visualizations)
+    if not all(isinstance(v, Visualization) for v in vis_list):
+        raise EmbedviewError(f"cluster() takes visualizations, not a {type(visualizations).__name__}; draw the embeddings "
+                             "first: embedview.cluster(embedview.visualize(source), k).")
     if not vis_list or any(v.components is None for v in vis_list):
         raise EmbedviewError("cluster() needs visualizations in memory; draw them without output=.")
     clusters, m = cluster_options(k, components, vis_list[0].components.shape[-1])

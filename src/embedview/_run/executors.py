@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .._common.errors import EmbedviewError
+from .._common.errors import EmbedviewError, arg
 from .._inputs.sources import Piece
 from .._model.engines import NumpyEngine
 from .._model.fit import Basis
@@ -214,7 +214,7 @@ def raise_nonfinite(src, piece: Piece, cells: np.ndarray):
     count = int((~np.isfinite(cells.reshape(cells.shape[0], -1)).all(axis=0)).sum())
     name = src.name_of(piece) if hasattr(src, "name_of") else src.name
     raise EmbedviewError(
-        f"{count} cells of {piece.label} in {name} are NaN or infinite; pass nonfinite='omit' "
+        f"{count} cells of {piece.label} in {name} are NaN or infinite; pass {arg('nonfinite', 'omit')} "
         "to leave them out of the fit and draw them black.")
 
 

@@ -98,12 +98,8 @@ class Draw:
     cluster_components: int | None = None
 
     def __post_init__(self):
-        if self.rgb_components is not None and not isinstance(self.rgb_components, tuple):
-            try:
-                object.__setattr__(self, "rgb_components", tuple(self.rgb_components))
-            except TypeError:
-                raise EmbedviewError(f"rgb_components must be one to three component numbers, e.g. (0, 1, 2); "
-                                     f"got {self.rgb_components!r}.") from None
+        if isinstance(self.rgb_components, list):  # checked when drawn (shown_components)
+            object.__setattr__(self, "rgb_components", tuple(self.rgb_components))
 
     @property
     def clustered(self) -> bool:

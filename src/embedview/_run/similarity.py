@@ -12,7 +12,7 @@ import contextlib
 import numpy as np
 
 from .._common.deprecation import deprecate_parameters
-from .._common.errors import EmbedviewError
+from .._common.errors import EmbedviewError, arg
 from .._common.progress import progress_bar
 from .._common.threads import blas_threads
 from .._inputs.sources import Piece, Source, open_source
@@ -102,11 +102,11 @@ def similarity(source, point=None, *, mask=None, z: int | None = None, pixel_siz
 
     src = open_source(source, original_size)
     if (point is None) == (mask is None):
-        raise EmbedviewError("give the query as point=(y, x) or as mask=, not both or neither.")
+        raise EmbedviewError(f"give the query as {arg('point', form='y,x')} or as {arg('mask')}, not both or neither.")
     grid = src.output_grid(pixel_size)
     # before the query's features are read; measured: about 95 bytes per output pixel with the output written
     check_picture_fits(1, grid.shape, 1, per_pixel=SIMILARITY_BYTES_PER_PIXEL,
-                       remedy="choose a larger pixel size (pixel_size=)")
+                       remedy=f"choose a larger pixel size ({arg('pixel_size')})")
     with blas_threads():
         if point is not None:
             query_z, query = _point_query(src, point, z)
@@ -156,7 +156,13 @@ def _slice_pieces(src: Source, z) -> list[Piece]:
 
 
 def _point_query(src: Source, point, z) -> tuple[int | None, np.ndarray]:
-    point = tuple(int(v) for v in point)
+    try:
+        numbers = [float(v) for v in point]
+    except (TypeError, ValueError):
+        numbers = [np.nan]
+    if not all(np.isfinite(v) and v == int(v) for v in numbers):
+        raise EmbedviewError(f"{arg('point', point)} must be (y, x) or (z, y, x) image pixel indices (whole numbers).")
+    point = tuple(int(v) for v in numbers)
     if len(point) == 3:
         if not src.is_stack:
             raise EmbedviewError(f"point {list(point)} has three coordinates but {src.name} is a 2D image; give (y, x).")
@@ -167,7 +173,7 @@ def _point_query(src: Source, point, z) -> tuple[int | None, np.ndarray]:
     if not (0 <= point[0] < h and 0 <= point[1] < w):
         raise EmbedviewError(f"point (y, x) = {point} lies outside the image ({h} × {w} pixels).")
     if src.is_stack and z is None:
-        raise EmbedviewError(f"{src.name} is a stack; give the slice as point=(z, y, x) or z=.")
+        raise EmbedviewError(f"{src.name} is a stack; give the slice as {arg('point', form='z,y,x')} or {arg('z')}.")
     for piece in _slice_pieces(src, z):
         (y0, y1), (x0, x1) = piece.inner
         if y0 <= point[0] < y1 and x0 <= point[1] < x1:

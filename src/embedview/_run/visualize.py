@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._common.deprecation import FIT_MODES, check_choice, deprecate_parameters, shown_components
-from .._common.errors import EmbedviewError
+from .._common.errors import EmbedviewError, arg
 from .._common.geometry import OutputGrid
 from .._common.limits import check_picture_fits
 from .._inputs.sources import Piece, Source, open_source
@@ -57,7 +57,7 @@ def _visualize_all(source, n_components=None, fit="joint", normalize="robust", p
     if given:
         execution = replace(execution or Execution(), **given)
     if foreground is None and (foreground_threshold is not None or foreground_side is not None):
-        raise EmbedviewError("foreground_threshold and foreground_side need foreground='auto'.")
+        raise EmbedviewError(f"{arg('foreground_threshold')} and {arg('foreground_side')} need {arg('foreground', 'auto')}.")
     if foreground is not None:
         if foreground != "auto":
             raise EmbedviewError(f"foreground must be None or 'auto'; got {foreground!r}.")
@@ -67,14 +67,14 @@ def _visualize_all(source, n_components=None, fit="joint", normalize="robust", p
     outputs = None if output is None else [Output.of(output, metadata)]
     if basis is not None:
         if isinstance(basis, Basis) and n_components is not None and n_components != basis.n_components:
-            raise EmbedviewError(f"n_components={n_components!r} but the basis given has {basis.n_components} "
-                                 "components; drop n_components (the basis brings its own).")
+            raise EmbedviewError(f"{arg('n_components', n_components)} but the basis given has {basis.n_components} "
+                                 f"components; drop {arg('n_components')} (the basis brings its own).")
         if fit != "joint":
-            raise EmbedviewError(f"fit={fit!r} fits bases, but a basis was given; drop fit.")
+            raise EmbedviewError(f"{arg('fit', fit)} fits bases, but a basis was given; drop {arg('fit')}.")
         for name, value, default in (("normalize", normalize, "robust"), ("outliers", outliers, "exclude"),
                                      ("fit_sample", fit_sample, None)):
             if value != default:  # the basis brings its colour ranges, and nothing is fitted
-                raise EmbedviewError(f"{name}={value!r} describes a fit, but a basis was given; drop {name}.")
+                raise EmbedviewError(f"{arg(name, value)} describes a fit, but a basis was given; drop {arg(name)}.")
         model = PCA.from_basis(basis, nonfinite=nonfinite, execution=execution)
     else:
         model = PCA(3 if n_components is None else n_components, fit_mode=fit, normalize=normalize,

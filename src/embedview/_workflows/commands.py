@@ -15,7 +15,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from .._common.errors import EmbedviewError
+from .._common.errors import EmbedviewError, arg
 from .._common.output_paths import MOVIE_FORMATS
 from .._inputs.sources import open_embeddings
 from .._run.settings import Draw, Output
@@ -150,11 +150,11 @@ def render(embeddings, output, *, settings: Settings | None = None, image=None, 
         from .movie import write_movie
 
         if slice_ is not None or montage is not None:
-            raise EmbedviewError(f"{'z=' if slice_ is not None else 'montage='} draws chosen slices, but a movie "
-                                 f"shows every slice; drop {'z' if slice_ is not None else 'montage'}.")
+            raise EmbedviewError(f"{arg('z') if slice_ is not None else arg('montage')} draws chosen slices, but a movie "
+                                 f"shows every slice; drop {arg('z') if slice_ is not None else arg('montage')}.")
         return [write_movie(src, output, settings=settings, image=image, fps=fps, quiet=quiet, inputs=inputs)]
     if fps is not None:
-        raise EmbedviewError(f"fps= is the frame rate of a movie; end the output with .mp4 or .gif, not {output.path.name}.")
+        raise EmbedviewError(f"{arg('fps')} is the frame rate of a movie; end the output with .mp4 or .gif, not {output.path.name}.")
     # A stack is not one PNG: `-o montage.png --montage` asks for the montage itself.
     montage_only = montage is not None and src.is_stack and output.format == ".png"
     out = output.check(stack=src.is_stack and not montage_only, inputs=inputs)

@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from .._common.errors import EmbedviewError
+from .._common.errors import EmbedviewError, arg
 from .._common.geometry import Tiling
 from .._common.output_paths import atomic_path
 from .._inputs.micro_sam_layout import (
@@ -559,6 +559,7 @@ def write_demo(out_dir, *, seed: int = 0, progress: bool = False) -> dict:
 
     from .._outputs.io import write_png
 
+    seed = check_seed(seed)
     out = Path(out_dir)
     names = demo_files()
     written = {}
@@ -640,8 +641,16 @@ def demo(out_dir, *, seed: int = 0, quiet: bool = False) -> list[Path]:
     """
     from .._common.output_paths import undo_on_failure
 
+    check_seed(seed)
     with undo_on_failure():
         return _demo(Path(out_dir), seed, quiet)
+
+
+def check_seed(seed) -> int:
+    """A scene's seed: a whole number ≥ 0 (numpy's generators take no negative seed)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise EmbedviewError(f"{arg('seed', seed)} must be a whole number ≥ 0 (each draws another scene).")
+    return int(seed)
 
 
 def _demo(out: Path, seed: int, quiet: bool) -> list[Path]:

@@ -16,7 +16,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from .._common.errors import EmbedviewError
+from .._common.errors import EmbedviewError, arg
 
 #: White pixels between panels.
 GAP = 8
@@ -489,7 +489,7 @@ class FigureFile:
             self.plane = checked_image(image, src, z)[1]
             self.path = check_output(out.with_name(f"{out.stem}_figure.png"), inputs=inputs)
         elif z is not None:
-            raise EmbedviewError("z= chooses the slice of the figure; pass image= too.")
+            raise EmbedviewError(f"{arg('z')} chooses the slice of the figure; pass {arg('image')} too.")
 
     def write(self, vis, drawing=None, draw=None) -> list[Path]:
         """Write the figure of ``vis`` (or of ``draw``, as :func:`make_figure`), its PCA panel drawn

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from .._common.errors import EmbedviewError
+from .._common.errors import EmbedviewError, printable
 
 #: ``info`` lists at most this many missing tile ids (and counts the rest).
 MAX_LISTED_TILES = 1000
@@ -157,7 +157,39 @@ def format_info(info: dict) -> str:
               ("micro_sam version", info["micro_sam_version"] or "unknown"),
               ("zarr format", info["zarr_format"] or "unknown")]
     width = max(len(key) for key, _ in lines) + 1
-    return "\n".join(f"{key + ':':<{width}} {value}" for key, value in lines)
+    # what a file says is shown, never obeyed: its newlines and escape codes are printed escaped
+    return "\n".join(f"{key + ':':<{width}} {printable(value)}" for key, value in lines)
+
+
+def info_json(info: dict) -> str:
+    """:func:`describe`'s dict as strict JSON (``embedview info --json``): a NaN or infinite
+    number read from a file becomes ``null``, and every string is escaped by ``json``.
+
+    Examples
+    --------
+    >>> print(info_json({"patch_size": float("nan"), "range": [1.0, float("inf")], "name": "a\x1b[2J"}))
+    {
+      "patch_size": null,
+      "range": [
+        1.0,
+        null
+      ],
+      "name": "a\\u001b[2J"
+    }
+    """
+    import json
+    import math
+
+    def finite(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {str(k): finite(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [finite(v) for v in value]
+        return value
+
+    return json.dumps(finite(info), indent=2, allow_nan=False)
 
 
 def result_summary(vis, src, written, fit: str) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._common.errors import EmbedviewError
+from .._common.errors import EmbedviewError, arg
 from .figure import (
     GAP,
     LEGEND_ROOM,
@@ -50,10 +50,10 @@ def montage_slices(n_slices: int | None, count, name: str = "montage") -> list[i
     ([0, 10, 20, 29, 39, 49], [0, 1, 2, 3], [2])
     """
     if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
-        raise EmbedviewError(f"{name}={count!r} must be the number of slices to show, 1 or more.")
+        raise EmbedviewError(f"{arg(name, count)} must be the number of slices to show, 1 or more.")
     if not n_slices:
-        raise EmbedviewError(f"{name}= draws evenly spaced slices of a stack, but the embeddings describe "
-                             f"a 2D image; leave out {name}=.")
+        raise EmbedviewError(f"{arg(name)} draws evenly spaced slices of a stack, but the embeddings describe "
+                             f"a 2D image; leave out {arg(name)}.")
     if count == 1:
         return [n_slices // 2]
     return [int(v) for v in np.rint(np.linspace(0, n_slices - 1, min(int(count), n_slices)))]

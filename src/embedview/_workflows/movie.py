@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._common.errors import EmbedviewError
+from .._common.errors import EmbedviewError, arg
 from .._outputs.movie import DEFAULT_FPS
 from .figure import DISPLAY_PERCENTILES, checked_image, display_rgb, downsample, side_by_side
 
@@ -101,7 +101,7 @@ def write_movie(src, output, *, settings=None, image=None, fps: float | None = D
     fitted = model.is_fitted
     if (len(model.bases_) > 1) if fitted else model.fit_mode != "joint":
         raise EmbedviewError("a movie is drawn in one basis, so that a colour means the same in every frame; "
-                             "fit='joint', not 'per_slice'.")
+                             f"{arg('fit_mode', 'joint')}, not 'per_slice'.")
     draw = settings.draw
     if draw.clustered:
         raise EmbedviewError("clusters are drawn in memory; write them to .png, .tif, .npy or .npz, not a movie.")

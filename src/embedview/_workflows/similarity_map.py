@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._common.errors import EmbedviewError
+from .._common.errors import EmbedviewError, arg
 from .figure import GAP, Drawn, downsample
 
 
@@ -67,7 +67,7 @@ def similarity_map(embeddings, output, *, point=None, mask=None, image=None, z: 
     given = z
     if point is not None and len(point) == 3:
         if z is not None and z != point[0]:
-            raise EmbedviewError(f"point={list(point)} gives slice {point[0]} but z={z}; give one.")
+            raise EmbedviewError(f"{arg('point', list(point))} gives slice {point[0]} but {arg('z', z)}; give one.")
         given = z = point[0]
     mask_array = None if mask is None else read_image(mask)
     if z is None and src.is_stack and point is not None and len(point) == 2:
