@@ -268,12 +268,13 @@ def test_load_refuses_parameters_of_a_fit_it_does_not_do(tmp_path):
             embedview.PCA.from_basis(model.basis_, **{name: value})
     loaded = embedview.PCA.load(path, nonfinite="omit")  # what drawing uses may be given
     assert loaded.normalize == "channel" and loaded.nonfinite == "omit"
-    with pytest.raises(EmbedviewError, match="path of a basis file"):
+    with pytest.raises(EmbedviewError, match="a basis file is given by its path"):
         embedview.PCA.load(None)
 
 
 def test_every_deprecation_names_its_versions_and_none_outlives_its_removal():
     import embedview._run.joint  # noqa: F401  (registers its wrappers)
+    import embedview._run.similarity  # noqa: F401
     from embedview._common.deprecation import SCHEDULE
     from embedview._common.version import __version__
 

@@ -66,7 +66,7 @@ def test_api_refuses_a_fit_parameter_with_a_fitted_basis(basis):
             embedview.PCA.load(basis, **{name: value})
     with pytest.raises(EmbedviewError, match="unexpected keyword"):
         embedview.PCA.load(basis, colour="red")
-    with pytest.raises(EmbedviewError, match="path of a basis file"):
+    with pytest.raises(EmbedviewError, match="a basis file is given by its path"):
         embedview.PCA.load(None)
     model = embedview.PCA.load(basis)
     with warnings.catch_warnings():

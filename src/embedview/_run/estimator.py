@@ -401,8 +401,6 @@ class PCA:
         from .._model.basis_file import load_basis
 
         _refuse_fit_params(fit_params, "PCA.load(path)")
-        if not isinstance(path, (str, Path)) and not hasattr(path, "__fspath__"):
-            raise EmbedviewError(f"PCA.load takes the path of a basis file (.npz); got {type(path).__name__}.")
         basis, meta = load_basis(path)
         model = cls.from_basis(basis, nonfinite=nonfinite, execution=execution)
         model.normalize = meta.get("normalize", "robust")
