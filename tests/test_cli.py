@@ -140,8 +140,10 @@ def test_render_figure_slice_and_rgb_image(tmp_path, capsys, data):
 def test_render_replaces_an_existing_output(tmp_path, capsys, data):
     _, paths = data
     out = tmp_path / "pca.png"
-    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(out)  # an earlier picture: it may be replaced
-    run_ok(capsys, "render", paths["single"], "-o", out, "-q")
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(out)  # the user's own picture: only with --overwrite
+    assert "--overwrite" in run_fails(capsys, tmp_path, "render", paths["single"], "-o", out)
+    run_ok(capsys, "render", paths["single"], "-o", out, "-q", "--overwrite")
+    run_ok(capsys, "render", paths["single"], "-o", out, "-q")  # embedview's picture now: replaced
     assert embedview.read_image(out).shape[-1] == 3
     assert sorted(os.listdir(tmp_path)) == ["pca.png"]
 
@@ -223,7 +225,7 @@ def test_failure_keeps_the_previous_output(tmp_path, capsys, data):
     out = tmp_path / "out.tif"
     tifffile.imwrite(out, np.zeros((4, 4, 3), np.uint8))
     previous = out.read_bytes()
-    err = run_fails(capsys, tmp_path, "render", root / "nan.zarr", "-o", out)
+    err = run_fails(capsys, tmp_path, "render", root / "nan.zarr", "-o", out, "--overwrite")
     assert "slice 1" in err and out.read_bytes() == previous
 
 

@@ -96,7 +96,7 @@ def test_render_onto_a_foreign_folder_or_file(work, capsys):
     err = refused(capsys, work, "render", "emb.zarr", "-o", "mine.zarr")
     assert "did not write" in err
     (work / "notes.png").write_text("not a picture")
-    assert "not a PNG" in refused(capsys, work, "render", "emb.zarr", "-o", "notes.png")
+    assert "did not write" in refused(capsys, work, "render", "emb.zarr", "-o", "notes.png")
     (work / "data.npy").write_text("not an array")
     refused(capsys, work, "render", "emb.zarr", "-o", "data.npy")
     os.mkfifo(work / "pipe.png")  # opened for its first bytes, it would hang
@@ -153,7 +153,7 @@ def test_several_inputs_into_an_input(work, capsys):
     refused(capsys, work, "render", "emb.zarr", "other.zarr", "-o", "emb.zarr")
     (work / "kept").mkdir()
     (work / "kept" / "emb.png").write_text("my own notes")  # where the first picture would go
-    assert "not a PNG" in refused(capsys, work, "render", "emb.zarr", "other.zarr", "-o", "kept")
+    assert "did not write" in refused(capsys, work, "render", "emb.zarr", "other.zarr", "-o", "kept")
 
 
 def test_demo_into_a_foreign_embeddings_folder(work, capsys):
@@ -382,3 +382,190 @@ def test_concurrent_writers_leave_one_output(work, monkeypatch, exchange):
     assert errors == []
     assert sorted(os.listdir(out)) == [".zattrs"]
     assert sorted(p for p in os.listdir(work) if p.startswith(".c.zarr")) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# an output replaces only what embedview wrote, of its own kind (issue 16)
+
+
+@pytest.mark.parametrize("name, write", [
+    ("holiday.png", lambda p: Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(p)),
+    ("holiday.tif", lambda p: __import__("tifffile").imwrite(p, np.zeros((4, 4), np.uint8))),
+    ("data.npy", lambda p: np.save(p, np.zeros(3))),
+    ("data.npz", lambda p: np.savez(p, a=np.zeros(3))),
+])
+def test_a_users_file_needs_overwrite(work, capsys, name, write):
+    write(work / name)
+    err = refused(capsys, work, "render", "emb.zarr", "-o", name)
+    assert "did not write" in err and "--overwrite" in err and "overwrite=True" not in err
+    assert main(["render", "emb.zarr", "-o", name, "-q", "--overwrite"]) == 0
+    assert main(["render", "emb.zarr", "-o", name, "-q"]) == 0  # now embedview's: replaced without asking
+    no_leftovers(work)
+
+
+def test_a_users_gif_and_a_basis_need_overwrite(work, capsys):
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(work / "mine.gif")
+    assert "--overwrite" in refused(capsys, work, "render", "stack.zarr", "-o", "mine.gif")
+    np.savez(work / "mine.npz", a=np.zeros(3))
+    assert "--overwrite" in refused(capsys, work, "fit", "emb.zarr", "-o", "mine.npz")
+    assert main(["fit", "emb.zarr", "-o", "mine.npz", "-q", "--overwrite"]) == 0
+    assert main(["fit", "emb.zarr", "-o", "mine.npz", "-q"]) == 0  # a basis replaces a basis
+    err = refused(capsys, work, "render", "emb.zarr", "-o", "mine.npz")  # a picture does not replace a basis
+    assert "basis, not a picture" in err
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(work / "sim.png")
+    assert "--overwrite" in refused(capsys, work, "similarity", "emb.zarr", "-o", "sim.png", "--point", "10,10")
+    assert main(["similarity", "emb.zarr", "-o", "sim.png", "--point", "10,10", "-q", "--overwrite"]) == 0
+
+
+def test_overwrite_never_replaces_an_input_or_a_foreign_folder(work, capsys):
+    assert "would overwrite the image" in refused(capsys, work, "render", "emb.zarr", "-o", "image.png",
+                                                  "--image", "image.png", "--overwrite")
+    refused(capsys, work, "render", "emb.zarr", "-o", "emb.zarr", "--overwrite")
+    (work / "mine.zarr").mkdir()
+    (work / "mine.zarr" / "notes.txt").write_text("my own")
+    assert "even with" in refused(capsys, work, "render", "emb.zarr", "-o", "mine.zarr", "--overwrite")
+
+
+def test_the_demo_image_is_not_a_picture(work, capsys, monkeypatch):
+    """`render demo/embeddings.zarr -o demo/image.png` (the README's input) is refused; a demo re-run is not."""
+    from embedview._workflows import demo
+
+    monkeypatch.setattr(demo, "DEMO_LAYOUTS", {  # the demo's files, small
+        "image": ((96, 128), None, None), "stack": ((2, 64, 96), None, None),
+        "tiled_image": ((160, 200), (96, 128), (8, 8)), "tiled_stack": ((2, 160, 200), (96, 128), (8, 8))})
+    real = demo.DemoEncoder
+    monkeypatch.setattr(demo, "DemoEncoder", lambda *a, **k: real(*a, **k) if a or k else SMALL)
+    (work / "d").mkdir()
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(work / "d" / "labels.png")  # the user's, at a demo name
+    assert "--overwrite" in refused(capsys, work, "demo", "-o", "d", "-q")
+    assert main(["demo", "-o", "d", "-q", "--overwrite"]) == 0
+    err = refused(capsys, work, "render", "emb.zarr", "-o", "d/image.png")
+    assert "demo file, not a picture" in err and "--overwrite" in err
+    refused(capsys, work, "render", "emb.zarr", "-o", "d/tiled_embeddings.zarr")  # embeddings, not a picture
+    assert main(["render", "emb.zarr", "-o", "d/pca.png", "-q"]) == 0  # the demo's own picture: a picture
+    assert main(["demo", "-o", "d", "-q"]) == 0
+    no_leftovers(work)
+
+
+def test_api_overwrite(work):
+    vis = embedview.visualize("emb.zarr")
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(work / "mine.png")
+    with pytest.raises(EmbedviewError, match="overwrite=True"):
+        embedview.write_output(vis, "mine.png")
+    embedview.write_output(vis, "mine.png", overwrite=True)
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(work / "fig.png")
+    with pytest.raises(EmbedviewError, match="overwrite=True"):
+        embedview.figure("emb.zarr", "image.png", vis, path="fig.png")
+    embedview.figure("emb.zarr", "image.png", vis, path="fig.png", overwrite=True)
+    model = embedview.PCA().fit("emb.zarr")
+    np.savez(work / "mine.npz", a=np.zeros(3))
+    with pytest.raises(EmbedviewError, match="overwrite=True"):
+        model.save("mine.npz")
+    model.save("mine.npz", overwrite=True)
+    embedview.visualize("emb.zarr", output="p.zarr")
+    (work / "e.zarr").mkdir()
+    (work / "e.zarr" / ".zattrs").write_text(json.dumps({"embedview": _io.folder_marker("embeddings")}))
+    with pytest.raises(EmbedviewError, match="embeddings, not a picture"):
+        embedview.visualize("emb.zarr", output="e.zarr")
+    embedview.visualize("emb.zarr", output=embedview.ZarrOutput("e.zarr", overwrite=True))
+    assert read_ome_zarr(work / "e.zarr")[2]["embedview"]["embedview_kind"] == "picture"
+
+
+def test_metadata_must_be_json(work):
+    vis = embedview.visualize("emb.zarr")
+    before = snapshot(work)
+    with pytest.raises(EmbedviewError, match="plain JSON"):
+        embedview.write_output(vis, "p.png", metadata={"a": object()})
+    with pytest.raises(EmbedviewError, match="plain JSON"):
+        embedview.write_output(vis, "p.png", metadata={"a": float("nan")})
+    with pytest.raises(EmbedviewError, match="plain JSON"):
+        embedview.PCA().fit_transform("emb.zarr", output="p.zarr", metadata={"a": {1, 2}})
+    assert snapshot(work) == before
+
+
+def test_no_name_collision_in_an_output_folder(work, capsys):
+    shutil.copytree(work / "emb.zarr", work / "side_by_side.zarr")
+    assert main(["render", "side_by_side.zarr", "other.zarr", "-o", "out", "-q"]) == 0
+    assert sorted(os.listdir(work / "out")) == ["other.png", "side_by_side.png", "side_by_side_2.png"]
+    assert Image.open(work / "out" / "side_by_side.png").size != Image.open(work / "out" / "side_by_side_2.png").size
+    shutil.copytree(work / "other.zarr", work / "EMB.zarr")  # equal but for case: one file on macOS
+    assert main(["render", "EMB.zarr", "emb.zarr", "-o", "out2", "-q"]) == 0
+    names = os.listdir(work / "out2")
+    assert len(names) == 3 and len({n.casefold() for n in names}) == 3
+
+
+def test_a_long_output_name_fits_its_temporary(work, capsys):
+    name = "p" * 240 + ".png"  # legal (≤ 255 bytes); its temporary must be too
+    for _ in range(2):
+        assert main(["render", "emb.zarr", "-o", name, "-q"]) == 0
+    host, dead = _io._host(), _dead_pid()
+    stale = work / f".{_io._temp_stem(Path(name))}{_io._TEMP_TAG}{host}-{dead}-0123abcd.tmp.png"
+    stale.write_bytes(b"x")
+    assert main(["render", "emb.zarr", "-o", name, "-q"]) == 0
+    assert not stale.exists()
+    no_leftovers(work)
+
+
+@pytest.mark.parametrize("fps", ["1e-5", "0.001", "1000", "nan"])
+def test_fps_out_of_range(work, capsys, fps):
+    assert "--fps" in refused(capsys, work, "render", "stack.zarr", "-o", "m.gif", "--fps", fps)
+
+
+def test_a_failing_movie_writer_leaves_nothing(work, capsys, monkeypatch):
+    """A full disk while ffmpeg writes: one sentence, exit 2, no movie under the final name, no temporary."""
+    pytest.importorskip("imageio_ffmpeg")
+    from embedview._outputs import movie
+
+    def full(self):
+        import errno
+
+        if self._proc is None:
+            return
+        self._proc.kill()
+        self._proc.wait()
+        self._proc = None
+        raise OSError(errno.ENOSPC, "no space left on the device", str(self.path))
+
+    monkeypatch.setattr(movie._Mp4Writer, "close", full)
+    err = refused(capsys, work, "render", "stack.zarr", "-o", "m.mp4")
+    assert "no space left" in err
+
+
+def test_ffmpeg_failing_is_an_error(work, capsys, monkeypatch):
+    """ffmpeg's own failure (its exit status, which imageio never checked) is one sentence."""
+    pytest.importorskip("imageio_ffmpeg")
+    import imageio_ffmpeg
+
+    fake = work / "ffmpeg"
+    fake.write_text("#!/bin/sh\ncat > /dev/null\necho 'No space left on device' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(imageio_ffmpeg, "get_ffmpeg_exe", lambda: str(fake))
+    assert "no space left" in refused(capsys, work, "render", "stack.zarr", "-o", "m.mp4")
+
+
+def test_the_readme_promise(work, capsys):
+    """README: "An output replaces only what embedview wrote there before, as the same kind of file
+    ..., and never an input or a folder holding one; `--overwrite` ... never an input or a folder
+    embedview did not write." Each clause, as written."""
+    readme = " ".join((Path(SRC).parent / "README.md").read_text().split())
+    promise = ("An output replaces only what embedview wrote there before, as the same kind of file (its files "
+               "carry embedview's metadata: a picture replaces a picture, never the demo's image or a file you made), "
+               "and never an input or a folder holding one; `--overwrite` (`overwrite=True` in Python) lets it "
+               "replace a file embedview did not write, but never an input or a folder embedview did not write.")
+    assert promise in readme
+    # what embedview wrote there before is replaced (.png, .tif, .zarr, a basis: test_embedview_outputs_are_replaced)
+    for emb, out in (("emb.zarr", "own.npy"), ("emb.zarr", "own.npz"), ("stack.zarr", "own.gif")):
+        for _ in range(2):
+            assert main(["render", emb, "-o", out, "-q"]) == 0
+    assert main(["fit", "emb.zarr", "-o", "own_basis.npz", "-q"]) == 0
+    assert "basis, not a picture" in refused(capsys, work, "render", "emb.zarr", "-o", "own_basis.npz")
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(work / "made.png")  # a file you made
+    assert "--overwrite" in refused(capsys, work, "render", "emb.zarr", "-o", "made.png")
+    assert "would overwrite" in refused(capsys, work, "render", "emb.zarr", "-o", "image.png", "--image",
+                                        "image.png", "--overwrite")  # an input
+    assert "holds them" in refused(capsys, work, "render", "emb.zarr", "-o", ".", "--overwrite")  # holding one
+    (work / "yours.zarr").mkdir()
+    assert "did not write" in refused(capsys, work, "render", "emb.zarr", "-o", "yours.zarr", "--overwrite")
+    (work / "yours.zarr").rmdir()
+    assert main(["render", "emb.zarr", "-o", "made.png", "-q", "--overwrite"]) == 0
+    no_leftovers(work)

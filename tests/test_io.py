@@ -169,7 +169,7 @@ def test_check_output_errors(tmp_path, target, match):
 def test_atomic_path_leaves_nothing_on_failure(tmp_path):
     (tmp_path / "out.txt").write_text("old")
     with pytest.raises(RuntimeError):
-        with atomic_path(tmp_path / "out.txt") as tmp:
+        with atomic_path(tmp_path / "out.txt", overwrite=True) as tmp:  # the user's file: only with overwrite
             tmp.write_text("half")
             raise RuntimeError("boom")
     assert _names(tmp_path) == ["out.txt"] and (tmp_path / "out.txt").read_text() == "old"
@@ -190,3 +190,74 @@ def test_atomic_path_turns_os_errors_into_one_sentence(tmp_path):
 def test_written_file_has_normal_permissions(tmp_path, vis2d):
     path = write_output(vis2d, tmp_path / "pca.png")
     assert path.stat().st_mode & 0o044  # readable by others, unlike mkstemp's 0600
+
+
+# ---------------------------------------------------------------------------------------------
+# embedview's ownership marker
+
+
+@pytest.mark.parametrize("ext", [".png", ".tif", ".npy", ".npz", ".zarr"])
+def test_every_picture_carries_the_marker(tmp_path, vis2d, vis3d, ext):
+    from embedview._common.ownership import owner_kind
+
+    out = write_output(vis2d, tmp_path / f"p{ext}")
+    assert owner_kind(out) == "picture"
+    stack = write_output(vis3d, tmp_path / f"s{'.gif' if ext == '.png' else ext}")  # a GIF: a stack only
+    assert owner_kind(stack) == "picture"
+    if ext == ".npy":  # the trailer after the data changes nothing numpy reads
+        np.testing.assert_array_equal(np.load(out), vis2d.rgb)
+        np.testing.assert_array_equal(read_image(out), vis2d.rgb)
+        np.testing.assert_array_equal(np.load(out, mmap_mode="r"), vis2d.rgb)
+
+
+def test_a_basis_is_marked_by_its_format(tmp_path):
+    from embedview._common.ownership import owner_kind
+
+    model = embedview.PCA().fit(np.random.default_rng(0).normal(size=(1, 8, 16, 16)).astype(np.float32),
+                                original_size=(64, 64))
+    path = model.save(tmp_path / "b.npz")
+    assert owner_kind(path) == "basis"  # its metadata's format: the file keeps only its documented members
+    with np.load(path) as data:
+        meta = json.loads(data["metadata"].tobytes())
+        meta["format"] = "something else"
+        np.savez(tmp_path / "other.npz", **{k: data[k] for k in data.files if k != "metadata"},
+                 metadata=np.frombuffer(json.dumps(meta).encode(), np.uint8))
+    assert owner_kind(tmp_path / "other.npz") == "picture"  # an embedview file, but not a basis
+    embedview.PCA.load(path)
+
+
+def test_forged_or_damaged_markers_are_nobodys(tmp_path):
+    from embedview._common import ownership
+
+    trailer = ownership.npy_trailer("picture")
+    np.save(tmp_path / "a.npy", np.zeros(4))
+    with open(tmp_path / "a.npy", "ab") as f:
+        f.write(b"x" + trailer)  # not where the data ends
+    (tmp_path / "b.npy").write_bytes(trailer)  # no array at all
+    (tmp_path / "c.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\xff\xff\xff\xfftEXt")  # a chunk claiming 4 GiB
+    (tmp_path / "d.tif").write_bytes(b"II*\x00\xff\xff\xff\x7f")  # an IFD past the end
+    (tmp_path / "e.npz").write_bytes(b"PK\x05\x06" + b"\x00" * 8 + b"\xff\xff\xff\x7f" + b"\x00" * 6)
+    (tmp_path / "f.gif").write_bytes(b"GIF89a" + b"\x00" * 7 + b"\x21\xfe\xff")  # a comment cut short
+    (tmp_path / "g.mp4").write_bytes(b"\x00\x00\x00\x08ftyp" + b"\xff\xff\xff\xffmoov")
+    for name in ("a.npy", "b.npy", "c.png", "d.tif", "e.npz", "f.gif", "g.mp4"):
+        assert ownership.owner_kind(tmp_path / name) is None, name
+    (tmp_path / "h.zarr").mkdir()
+    (tmp_path / "h.zarr" / ".zattrs").write_text(json.dumps({"embedview": {"embedview_kind": "picture"}}))
+    assert ownership.owner_kind(tmp_path / "h.zarr") is None  # no version: not the marker
+
+
+def test_one_writer_contract():
+    """Every sink the pipeline draws into follows Sink; every file output follows Output."""
+    from pathlib import Path
+
+    from embedview._outputs.movie import MovieOutput, MovieSink
+    from embedview._outputs.sinks import MemorySink, Output, Sink, ZarrOutput, ZarrSink
+
+    methods = [name for name in vars(Sink) if not name.startswith("_")]
+    assert methods == ["place", "colour", "finish"]
+    for cls in (MemorySink, ZarrSink, MovieSink):
+        assert all(callable(getattr(cls, name, None)) for name in methods), cls
+    for out in (ZarrOutput("p.zarr"), MovieOutput(Path("m.gif"))):
+        assert isinstance(out, Output) and out.overwrite is False
+    with pytest.raises(EmbedviewError, match="ending in .zarr"):
+        ZarrOutput("p.png")

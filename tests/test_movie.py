@@ -133,7 +133,7 @@ def test_replaces_its_own_movie_but_not_other_files(tmp_path, capsys):
     run_ok(capsys, "render", STACK, "-o", out, "-q", "--fps", "2")  # a GIF there: embedview's to replace
     (tmp_path / "notes.mp4").write_text("my notes")
     err = run_fails(capsys, tmp_path, "render", STACK, "-o", tmp_path / "notes.mp4")
-    assert "not a MP4 file" in err and (tmp_path / "notes.mp4").read_text() == "my notes"
+    assert "did not write" in err and (tmp_path / "notes.mp4").read_text() == "my notes"
 
 
 # ---------------------------------------------------------------------------------------------

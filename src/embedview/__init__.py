@@ -41,6 +41,7 @@ _EXPORTS = {
     "movie": "_workflows.movie",
     "montage": "_workflows.montage",
     "Upsample": "_outputs.guide",
+    "ZarrOutput": "_outputs.sinks",
 }
 # Importable for experts, not advertised: the internals, and the functions that came before the
 # estimator (deprecated since 0.2, removed in 0.3: each call warns).

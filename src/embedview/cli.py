@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", help="the image the embeddings came from (.npy, .tif, .png, .jpg, ...): "
                                    "also write OUTPUT_figure.png with image | PCA | overlay (a movie: "
                                    "image | PCA in every frame)")
-    p.add_argument("--fps", type=float, default=None, metavar="N", help="frames per second of a movie (default 5)")
+    p.add_argument("--fps", type=float, default=None, metavar="N", help="frames per second of a movie, 0.01 to 100 (default 5)")
     p.add_argument("--slice", type=int, default=None, metavar="Z", help="slice of a stack for the figure (default: the middle one)")
     p.add_argument("--montage", type=int, nargs="?", const=6, default=None, metavar="N",
                    help="for a stack: also write OUTPUT_montage.png, N evenly spaced slices (default 6, "
@@ -155,9 +155,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="another seed draws another scene (same encoder)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=_demo_command)
+    for name in ("render", "fit", "similarity", "demo"):
+        _add_overwrite(commands.choices[name])
     for sub in commands.choices.values():  # --debug after the command works too
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
+
+
+def _add_overwrite(p) -> None:
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing files that embedview did not write (never an input, nor a folder "
+                        "embedview did not write); by default an output replaces only embedview's own")
 
 
 def _add_pca(p) -> None:
@@ -453,7 +461,8 @@ def _similarity_command(args) -> int:
     from ._workflows.similarity_map import similarity_map
 
     similarity_map(args.embeddings, args.output, point=args.point, mask=args.mask, image=args.image,
-                   z=args.slice, pixel_size=args.pixel_size, quiet=args.quiet, geometry=geometry_from_args(args))
+                   z=args.slice, pixel_size=args.pixel_size, quiet=args.quiet, geometry=geometry_from_args(args),
+                   overwrite=args.overwrite)
     return 0
 
 
@@ -477,5 +486,5 @@ def _info_command(args) -> int:
 def _demo_command(args) -> int:
     from ._workflows.demo import demo
 
-    demo(args.output, seed=args.seed, quiet=args.quiet)
+    demo(args.output, seed=args.seed, quiet=args.quiet, overwrite=args.overwrite)
     return 0

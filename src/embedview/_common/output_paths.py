@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
-import json
 import os
 import re
 import secrets
@@ -24,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from .errors import EmbedviewError
+from .errors import EmbedviewError, arg
 
 #: Output formats by extension; stacks need one that holds several slices. Movies hold only stacks.
 OUTPUT_FORMATS = {".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF", ".zarr": "zarr", ".npy": "npy", ".npz": "npz",
@@ -35,24 +34,21 @@ MOVIE_FORMATS = (".mp4", ".gif")
 # ---------------------------------------------------------------------------------------------
 # what an output may replace
 
-#: The first bytes of each output format: an existing file is replaced only if it starts so (a
-#: pattern: if it matches them; an MP4 starts with its first box's size, then ``ftyp``).
-MAGIC = {".png": (b"\x89PNG\r\n\x1a\n",), ".tif": (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"),
-         ".tiff": (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"), ".npy": (b"\x93NUMPY",),
-         ".npz": (b"PK\x03\x04", b"PK\x05\x06"), ".gif": (b"GIF87a", b"GIF89a"),
-         ".mp4": (re.compile(rb"\A....ftyp", re.S),)}
 #: The root attribute that marks a folder as embedview's: OME-Zarr outputs and written embeddings.
 MARKER = "embedview"
+#: How the rule names the kinds of :mod:`embedview._common.ownership` in its messages.
+_KIND_NAMES = {"picture": "a picture", "basis": "a basis", "demo": "a demo file", "embeddings": "embeddings"}
 
 
-def folder_marker() -> dict:
-    """What every folder embedview writes records under its root attribute :data:`MARKER`."""
-    from .version import __version__
+def folder_marker(kind: str = "picture") -> dict:
+    """What every folder embedview writes records under its root attribute :data:`MARKER`
+    (:func:`embedview._common.ownership.marker`)."""
+    from .ownership import marker
 
-    return {"embedview_version": __version__}
+    return marker(kind)
 
 
-def check_output(path, stack: bool = False, inputs=()) -> Path:
+def check_output(path, stack: bool = False, inputs=(), *, overwrite: bool = False, kind: str = "picture") -> Path:
     """Check that ``path`` can be written before working: known extension, existing writable
     folder, and :func:`guard_output`'s rule (nothing of the user's, no input, is replaced).
 
@@ -63,6 +59,8 @@ def check_output(path, stack: bool = False, inputs=()) -> Path:
         The output is a stack of slices, which a PNG cannot hold (and a movie needs).
     inputs : iterable of (str, path)
         What the run reads, as for :func:`guard_output`.
+    overwrite, kind
+        As for :func:`guard_output`.
 
     Returns
     -------
@@ -75,7 +73,7 @@ def check_output(path, stack: bool = False, inputs=()) -> Path:
     ...
     embedview._common.errors.EmbedviewError: cannot write /nonexistent-folder/out.png: the folder /nonexistent-folder does not exist.
     """
-    path = guard_output(path, inputs)
+    path = guard_output(path, inputs, overwrite=overwrite, kind=kind)
     ext = _extension(path, OUTPUT_FORMATS, f"cannot write {path}: unknown output extension")
     if stack and ext not in STACK_FORMATS:
         raise EmbedviewError(
@@ -89,13 +87,15 @@ def check_output(path, stack: bool = False, inputs=()) -> Path:
     return path
 
 
-def guard_output(path, inputs=(), *, into: bool = False) -> Path:
+def guard_output(path, inputs=(), *, into: bool = False, overwrite: bool = False, kind: str = "picture") -> Path:
     """The one rule for what an output may touch; an :class:`EmbedviewError` where it would break it.
 
-    An output may replace only what embedview itself wrote at ``path``: a file of the output's
-    format (judged by its first bytes; an empty file holds nothing to lose) or a folder whose
-    root attributes carry :data:`MARKER` (:func:`folder_marker`). It may never be an input, lie
-    inside one, or hold one (paths compared after resolving links).
+    An output may replace only what embedview itself wrote at ``path``, of the output's own
+    ``kind``: a file or folder whose embedview marker (:mod:`embedview._common.ownership`, read
+    within bounded bytes) records that kind; an empty file holds nothing to lose. With
+    ``overwrite`` it may also replace any other regular file, and any folder embedview marked
+    (of another kind); never a folder embedview did not write. It may never be an input, lie
+    inside one, or hold one (paths compared after resolving links), ``overwrite`` or not.
 
     Parameters
     ----------
@@ -105,6 +105,10 @@ def guard_output(path, inputs=(), *, into: bool = False) -> Path:
         ``None`` and things that are not paths (arrays) are skipped.
     into : bool
         ``path`` is a folder written into, not replaced: it may hold inputs, not lie in one.
+    overwrite : bool
+        The user said so (``--overwrite``, ``overwrite=True``): replace files embedview did not write.
+    kind : str
+        What the output is (:data:`embedview._common.ownership.KINDS`).
 
     Returns
     -------
@@ -134,81 +138,65 @@ def guard_output(path, inputs=(), *, into: bool = False) -> Path:
         raise EmbedviewError(f"the output {path} would overwrite {what} {source} ({relation}); "
                              "choose another output name.")
     if not into:
-        _check_replaceable(path, directory=path.suffix.lower() == ".zarr")
+        _check_replaceable(path, path.suffix.lower() == ".zarr", kind, overwrite)
     return path
 
 
-def _check_replaceable(path: Path, directory: bool) -> None:
-    """Refuse to replace what embedview did not write (see :func:`guard_output`)."""
-    if not path.exists():  # nothing there, or a dangling link: nothing to lose
+def _check_replaceable(path: Path, directory: bool, kind: str = "picture", overwrite: bool = False) -> None:
+    """Refuse to replace what embedview did not write, or wrote as another kind (see :func:`guard_output`)."""
+    from .ownership import owner_kind
+
+    if not os.path.lexists(path) or not path.exists():  # nothing there, or a dangling link: nothing to lose
         return
     if directory:
         for _ in range(16):  # another writer may swap the folder while we read its marker: look again
             try:
                 before = os.stat(path)
-                if stat.S_ISDIR(before.st_mode) and _has_marker(path):
-                    return
+                found = owner_kind(path, directory=True) if stat.S_ISDIR(before.st_mode) else None
                 after = os.stat(path)
             except FileNotFoundError:
                 return
             if (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino):
                 break
+        if found == kind or (found is not None and overwrite):
+            return
+        if found is not None:
+            raise _other_kind(path, found, kind)
         raise EmbedviewError(
             f"cannot write {path}: it is an existing {'folder' if path.is_dir() else 'file'} that embedview did "
-            "not write (no embedview metadata in its root attributes), so it is left alone; choose another "
-            "name, or remove it yourself if it may go.")
+            f"not write (no embedview metadata in its root attributes), so it is left alone, even with "
+            f"{arg('overwrite', True)}; choose another name, or remove it yourself if it may go.")
     if path.is_dir():
         raise _existing_folder(path)
-    ext = path.suffix.lower()
-    if ext in MAGIC and not _starts_with(path, MAGIC[ext]):
-        raise EmbedviewError(
-            f"cannot write {path}: it is an existing file that is not a {OUTPUT_FORMATS[ext]} file, so "
-            "embedview did not write it and leaves it alone; choose another name, or remove it yourself "
-            "if it may go.")
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(info.st_mode):
+        raise EmbedviewError(f"cannot write {path}: it is not a regular file (a pipe or a device), so it is "
+                             "left alone; choose another name.")
+    if info.st_size == 0 or overwrite:
+        return
+    found = owner_kind(path, directory=False)
+    if found == kind:
+        return
+    if found is not None:
+        raise _other_kind(path, found, kind)
+    raise EmbedviewError(
+        f"cannot write {path}: it is an existing file that embedview did not write (no embedview metadata "
+        f"in it), so it is left alone; choose another name, or pass {arg('overwrite', True)} to replace it.")
+
+
+def _other_kind(path: Path, found: str, kind: str) -> EmbedviewError:
+    return EmbedviewError(
+        f"cannot write {path}: embedview wrote it as {_KIND_NAMES[found]}, not {_KIND_NAMES[kind]}, so this "
+        f"output leaves it alone; choose another name, or pass {arg('overwrite', True)} to replace it.")
 
 
 def _existing_folder(path: Path) -> EmbedviewError:
     return EmbedviewError(
         f"cannot write {path}: it is an existing folder; with one input -o names the output file: give a "
         f"name ending in {', '.join(OUTPUT_FORMATS)} (e.g. {path / 'pca.png'}), or a new .zarr folder.")
-
-
-def _starts_with(path: Path, magic: tuple[bytes, ...]) -> bool:
-    """A regular file that is empty or starts with one of ``magic`` (FIFOs, devices: no)."""
-    try:
-        info = os.stat(path)
-        if not stat.S_ISREG(info.st_mode):
-            return False
-        if info.st_size == 0:
-            return True
-        with open(path, "rb") as f:
-            head = f.read(max(len(getattr(m, "pattern", m)) for m in magic))
-    except OSError:
-        return False
-    return any(m.match(head) if hasattr(m, "match") else head.startswith(m) for m in magic)
-
-
-def _has_marker(folder: Path) -> bool:
-    """The zarr group ``folder`` (v2 ``.zattrs`` or v3 ``zarr.json``) carries :data:`MARKER`."""
-    for name in (".zattrs", "zarr.json"):
-        attrs = _read_json(folder / name)
-        if name == "zarr.json" and isinstance(attrs, dict):
-            attrs = attrs.get("attributes")
-        if isinstance(attrs, dict) and isinstance(attrs.get(MARKER), dict) and "embedview_version" in attrs[MARKER]:
-            return True
-    return False
-
-
-def _read_json(path: Path, limit: int = 16 * 2**20):
-    """A small regular JSON file's content, or ``None`` (missing, too big, not a file, not JSON)."""
-    try:
-        info = os.stat(path)
-        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
-            return None
-        with open(path, "rb") as f:
-            return json.loads(f.read(limit))
-    except (OSError, ValueError, RecursionError):
-        return None
 
 
 def _extension(path: Path, formats, problem: str) -> str:
@@ -234,14 +222,17 @@ def _check_folder(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path, directory: bool = False) -> Iterator[Path]:
+def atomic_path(path, directory: bool = False, *, kind: str = "picture", overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success move it onto ``path``, else remove it.
 
-    The temporary is named ``.<name>.embedview-<host>-<pid>-<random>.tmp<ext>``; temporaries of
+    The temporary is named ``.<name>.embedview-<host>-<pid>-<random>.tmp<ext>`` (a long name
+    shortened, so it fits in the file system's 255 bytes: :func:`_temp_stem`); temporaries of
     dead runs on this host (SIGKILL, power loss) are removed first (:func:`remove_stale`). What
-    is at ``path`` must be replaceable (:func:`guard_output`). A file is moved in with
+    is at ``path`` must be replaceable by an output of ``kind`` (:func:`guard_output`, with
+    ``overwrite``), before and again after the work. A file is moved in with
     :func:`os.replace`; a folder (``directory=True``, a ``.zarr``) is swapped in by
-    :func:`_swap_in`, so the old or the new output is at ``path`` at every moment.
+    :func:`_swap_in`, so the old or the new output is at ``path`` at every moment. The writer
+    must put embedview's marker of ``kind`` into what it writes (:mod:`embedview._common.ownership`).
 
     Examples
     --------
@@ -255,7 +246,7 @@ def atomic_path(path, directory: bool = False) -> Iterator[Path]:
     path = Path(path)
     _check_folder(path)
     remove_stale(path)
-    _check_replaceable(path, directory)
+    _check_replaceable(path, directory, kind, overwrite)
     existed = os.path.lexists(path)
     try:
         tmp = _make_temp(path, directory)
@@ -264,9 +255,9 @@ def atomic_path(path, directory: bool = False) -> Iterator[Path]:
     try:
         yield tmp
         if directory:
-            _swap_in(tmp, path)
+            _swap_in(tmp, path, kind, overwrite)
         else:
-            _check_replaceable(path, directory)  # still so after the work
+            _check_replaceable(path, directory, kind, overwrite)  # still so after the work
             os.replace(tmp, path)
     except BaseException as err:
         _remove(tmp)
@@ -278,13 +269,47 @@ def atomic_path(path, directory: bool = False) -> Iterator[Path]:
 
 
 _TEMP_TAG = ".embedview-"
+#: A file name's most bytes (NAME_MAX on Linux and macOS), and what a temporary adds to the
+#: output's name at most: ".", the tag, host, a pid of up to 10 digits, random, ".tmp" or ".old12".
+NAME_MAX = 255
+_TEMP_ROOM = 1 + len(_TEMP_TAG) + 8 + 1 + 10 + 1 + 8 + len(".tmp")
+
+
+def _temp_stem(path: Path) -> str:
+    """The part of ``path``'s name its temporaries carry: the name itself, or, where the
+    temporary's name would pass :data:`NAME_MAX` bytes, its start and a hash of the whole name
+    (the same every time, so :func:`remove_stale` finds them).
+
+    Examples
+    --------
+    >>> _temp_stem(Path("pca.png")), len(_temp_stem(Path("x" * 240 + ".png")).encode())
+    ('pca.png', 207)
+    """
+    room = NAME_MAX - _TEMP_ROOM - len(os.fsencode(path.suffix))
+    name = os.fsencode(path.name)
+    if len(name) <= room:
+        return path.name
+    import hashlib
+
+    digest = hashlib.sha1(name).hexdigest()[:8]
+    return _cut(name, room - 9) + "~" + digest
+
+
+def _cut(name: bytes, n: int) -> str:
+    """The first ``n`` bytes of a file name, not splitting a UTF-8 character."""
+    try:
+        name.decode("utf-8")
+    except UnicodeDecodeError:  # not UTF-8: bytes as the file system has them
+        return os.fsdecode(name[:n])
+    return name[:n].decode("utf-8", "ignore")
 
 
 def _make_temp(path: Path, directory: bool) -> Path:
     """Create the temporary file or folder for ``path`` (normal permissions: the umask applies)."""
     parent = path.parent if str(path.parent) else Path(".")
+    stem = _temp_stem(path)
     while True:
-        tmp = parent / f".{path.name}{_TEMP_TAG}{_host()}-{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix}"
+        tmp = parent / f".{stem}{_TEMP_TAG}{_host()}-{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix}"
         try:
             if directory:
                 os.mkdir(tmp, 0o777)
@@ -305,9 +330,10 @@ def remove_stale(path) -> None:
     """
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
-    pattern = re.compile(re.escape(f".{path.name}{_TEMP_TAG}") + r"([0-9a-f]{8})-(\d+)-[0-9a-f]{8}\.(tmp|old)")
+    prefix = f".{_temp_stem(path)}{_TEMP_TAG}"
+    pattern = re.compile(re.escape(prefix) + r"([0-9a-f]{8})-(\d+)-[0-9a-f]{8}\.(tmp|old)")
     try:
-        names = sorted(n for n in os.listdir(parent) if n.startswith(f".{path.name}{_TEMP_TAG}"))
+        names = sorted(n for n in os.listdir(parent) if n.startswith(prefix))
     except OSError:
         return
     for name in names:
@@ -346,7 +372,7 @@ _RENAME_NOREPLACE, _RENAME_EXCHANGE = 1, 2
 _NO_RENAMEAT2 = (errno.EINVAL, errno.ENOSYS, errno.EPERM, errno.EOPNOTSUPP)
 
 
-def _swap_in(tmp: Path, path: Path) -> None:
+def _swap_in(tmp: Path, path: Path, kind: str = "picture", overwrite: bool = False) -> None:
     """Put the folder ``tmp`` at ``path``; at every moment the old or the new folder is there.
 
     On Linux, ``renameat2(RENAME_EXCHANGE)`` swaps the two in one step (and ``tmp``, which then
@@ -362,7 +388,7 @@ def _swap_in(tmp: Path, path: Path) -> None:
     try:
         for _ in range(16):
             if os.path.lexists(path):
-                _check_replaceable(path, directory=True)  # still embedview's, after the work
+                _check_replaceable(path, True, kind, overwrite)  # still embedview's, after the work
                 err = _rename2(tmp, path, _RENAME_EXCHANGE)
                 if err == 0:
                     _remove(tmp)  # the old output now

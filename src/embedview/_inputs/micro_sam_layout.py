@@ -449,7 +449,7 @@ def write_micro_sam_embeddings(path, features, *, original_size, tile_shape=None
                                model_name: str = "embedview-demo",
                                micro_sam_version: str | None = "embedview-demo",
                                model_hash: str | None = None, data_signature: str | None = None,
-                               progress: bool = False):
+                               progress: bool = False, overwrite: bool = False):
     """Write features as micro_sam's ``precompute_image_embeddings`` lays them out, atomically.
 
     Parameters
@@ -471,6 +471,8 @@ def write_micro_sam_embeddings(path, features, *, original_size, tile_shape=None
         Root attributes, as micro_sam records them.
     progress : bool
         Progress bar on stderr.
+    overwrite : bool
+        May replace a folder embedview wrote as something else than embeddings (never one it did not write).
 
     Returns
     -------
@@ -513,7 +515,7 @@ def write_micro_sam_embeddings(path, features, *, original_size, tile_shape=None
         "model_hash": model_hash,
         "input_size": None if tiled else list(sam_input_size(size, max(features.shape[-2:]))),
         "original_size": None if tiled else list(size),
-        MARKER: folder_marker(),  # embedview wrote it: a later write may replace it
+        MARKER: folder_marker("embeddings"),  # embedview wrote these embeddings: a later write may replace them
     }
     import zarr
 
@@ -522,7 +524,7 @@ def write_micro_sam_embeddings(path, features, *, original_size, tile_shape=None
     total = sum(a.shape[0] for a in pieces.values())
     bar = progress_bar(total, progress, desc="writing embeddings")
     try:
-        with atomic_path(path, directory=True) as tmp:
+        with atomic_path(path, directory=True, kind="embeddings", overwrite=overwrite) as tmp:
             root = zarr.open_group(str(tmp), mode="w", zarr_format=zarr_format)
             root.attrs.update(root_attrs)
             if not tiled:

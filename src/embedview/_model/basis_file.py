@@ -34,7 +34,7 @@ _RESERVED = {"format", "version", "n_channels", "n_components", *_SCALARS, "norm
 
 
 def save_basis(path, basis: Basis, *, normalize: str, fitted_on: list[str],
-               extra: dict | None = None) -> Path:
+               extra: dict | None = None, overwrite: bool = False) -> Path:
     """Write ``basis`` and its colour ranges to a ``.npz`` file, atomically.
 
     Parameters
@@ -50,6 +50,8 @@ def save_basis(path, basis: Basis, *, normalize: str, fitted_on: list[str],
         The inputs the basis was fitted on (paths or names), recorded for provenance.
     extra : dict, optional
         Further JSON-able entries for the metadata (e.g. the fit options).
+    overwrite : bool
+        Replace a file embedview did not write as a basis (by default only a basis file is replaced).
 
     Returns
     -------
@@ -103,7 +105,9 @@ def save_basis(path, basis: Basis, *, normalize: str, fitted_on: list[str],
     except (TypeError, ValueError) as err:
         raise EmbedviewError(f"cannot write the basis to {path}: its metadata is not plain JSON "
                              f"({err}); pass only numbers, strings, lists and dicts in extra.") from None
-    with atomic_path(path) as tmp:
+    # The metadata's format and embedview_version are the file's ownership marker (a basis:
+    # embedview._common.ownership reads them), so the file holds only its documented members.
+    with atomic_path(path, kind="basis", overwrite=overwrite) as tmp:
         with open(tmp, "wb") as f:  # a file object: np.savez must not append its own ".npz"
             np.savez(f, **arrays, metadata=np.frombuffer(text.encode("utf-8"), np.uint8))
     return path

@@ -2,7 +2,10 @@
 
 Every write goes through :mod:`embedview._common.output_paths`: only where an output may go
 (:func:`~embedview._common.output_paths.check_output`), and never half-written
-(:func:`~embedview._common.output_paths.atomic_path`).
+(:func:`~embedview._common.output_paths.atomic_path`). Every file written here carries
+embedview's marker (:mod:`embedview._common.ownership`), so that a later output may replace it
+and nothing else: :func:`write_picture` is the one place that puts an in-memory picture in a
+file, by format.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .._common.errors import EmbedviewError
+from .._common.errors import EmbedviewError, arg
 from .._common.output_paths import MOVIE_FORMATS, _extension, atomic_path, check_output
+from .._common.ownership import marker, npy_trailer
 from .._common.progress import progress_bar
 
 PILLOW_IMAGES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
@@ -217,7 +221,29 @@ def output_metadata(vis, extra: dict | None = None) -> dict:
     return meta
 
 
-def write_output(vis, path, *, metadata: dict | None = None, progress: bool = False) -> Path:
+def check_metadata(metadata, what: str = "metadata") -> dict:
+    """``metadata`` (a dict, or ``None``) checked to be plain JSON before anything is written.
+
+    Examples
+    --------
+    >>> check_metadata({"a": object()})
+    Traceback (most recent call last):
+    ...
+    embedview._common.errors.EmbedviewError: metadata= must be plain JSON (a dict of numbers, strings, lists and dicts); Object of type object is not JSON serializable.
+    """
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise EmbedviewError(f"{arg(what)} must be a dict of JSON values; got {type(metadata).__name__}.")
+    try:
+        json.dumps(metadata, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as err:
+        raise EmbedviewError(f"{arg(what)} must be plain JSON (a dict of numbers, strings, lists and dicts); "
+                             f"{str(err).rstrip('.')}.") from None
+    return metadata
+
+
+def write_output(vis, path, *, metadata: dict | None = None, progress: bool = False, overwrite: bool = False) -> Path:
     """Write a :class:`~embedview.Visualization` to ``path``, chosen by extension, atomically.
 
     Parameters
@@ -234,6 +260,9 @@ def write_output(vis, path, *, metadata: dict | None = None, progress: bool = Fa
         Extra JSON-able entries to record (e.g. the source and options).
     progress : bool
         Progress bar on stderr while writing a large zarr output.
+    overwrite : bool
+        Replace a file at ``path`` that embedview did not write (never an input; a folder only
+        if embedview wrote it). By default an output replaces only embedview's own picture.
 
     Returns
     -------
@@ -247,39 +276,58 @@ def write_output(vis, path, *, metadata: dict | None = None, progress: bool = Fa
     >>> read_image(out).shape
     (43, 64, 3)
     """
-    path = check_output(path, stack=vis.rgb.ndim == 4)
+    metadata = check_metadata(metadata)
+    path = check_output(path, stack=vis.rgb.ndim == 4, overwrite=overwrite)
     meta = output_metadata(vis, metadata)
-    ext = path.suffix.lower()
-    with atomic_path(path, directory=ext == ".zarr") as tmp:
-        if ext == ".png":
-            write_png(tmp, vis.rgb, meta)
-        elif ext in (".tif", ".tiff"):
-            _write_tiff(tmp, vis.rgb, meta)
-        elif ext == ".zarr":
-            _write_zarr(tmp, vis, meta, progress, path.name)
-        elif ext in MOVIE_FORMATS:
-            from .movie import write_frames
-
-            write_frames(tmp, vis.rgb)
-        elif ext == ".npy":
-            with open(tmp, "wb") as f:
-                np.save(f, vis.rgb)
-        else:
-            with open(tmp, "wb") as f:
-                np.savez_compressed(f, rgb=vis.rgb, components=vis.components,
-                                    scale=np.asarray(vis.scale), translate=np.asarray(vis.translate),
-                                    image_shape=np.asarray(vis.image_shape),
-                                    metadata=np.asarray(json.dumps(meta)))
+    with atomic_path(path, directory=path.suffix.lower() == ".zarr", overwrite=overwrite) as tmp:
+        write_picture(tmp, path.suffix, vis, meta, progress, path.name)
     return path
 
 
-def write_png(path, rgb: np.ndarray, metadata: dict | None = None) -> None:
-    """Write a uint8 ``(H, W, 3)`` array as PNG (not atomic: wrap in :func:`atomic_path`)."""
+def write_picture(tmp, ext: str, vis, meta: dict, progress: bool = False, name: str = "") -> None:
+    """Write ``vis``' picture to ``tmp`` (a temporary name of :func:`atomic_path`) in the format of
+    ``ext``, with ``meta`` and embedview's marker of a ``"picture"`` (not atomic by itself)."""
+    ext = ext.lower()
+    meta = {**meta, **marker("picture")}
+    if ext == ".png":
+        write_png(tmp, vis.rgb, meta)
+    elif ext in (".tif", ".tiff"):
+        _write_tiff(tmp, vis.rgb, meta)
+    elif ext == ".zarr":
+        _write_zarr(tmp, vis, meta, progress, name)
+    elif ext in MOVIE_FORMATS:
+        from .movie import write_frames
+
+        write_frames(tmp, vis.rgb)
+    elif ext == ".npy":
+        write_npy(tmp, vis.rgb)
+    else:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, rgb=vis.rgb, components=vis.components,
+                                scale=np.asarray(vis.scale), translate=np.asarray(vis.translate),
+                                image_shape=np.asarray(vis.image_shape),
+                                metadata=np.asarray(json.dumps(meta)), **npz_marker("picture"))
+
+
+def npz_marker(kind: str) -> dict:
+    """The NPZ member that marks an ``.npz`` as embedview's (``embedview``: the marker's JSON as uint8)."""
+    return {"embedview": np.frombuffer(json.dumps(marker(kind)).encode(), np.uint8)}
+
+
+def write_npy(path, array: np.ndarray, kind: str = "picture") -> None:
+    """``np.save`` of ``array``, then embedview's marker as a trailer after the data (numpy ignores it)."""
+    with open(path, "wb") as f:
+        np.save(f, array, allow_pickle=False)
+        f.write(npy_trailer(kind))
+
+
+def write_png(path, rgb: np.ndarray, metadata: dict | None = None, kind: str = "picture") -> None:
+    """Write a uint8 ``(H, W, 3)`` array as PNG with ``metadata`` and embedview's marker of
+    ``kind`` in its ``embedview`` text chunk (not atomic: wrap in :func:`atomic_path`)."""
     from PIL import Image, PngImagePlugin
 
     info = PngImagePlugin.PngInfo()
-    if metadata:
-        info.add_text("embedview", json.dumps(metadata))
+    info.add_text("embedview", json.dumps({**(metadata or {}), **marker(kind)}))
     Image.fromarray(np.ascontiguousarray(rgb)).save(path, format="PNG", pnginfo=info)
 
 

@@ -5,14 +5,17 @@ Like :class:`~embedview._outputs.sinks.ZarrSink` it keeps the projected pieces (
 resolution) until the colour ranges are known, then composes each slice's frame with
 :func:`~embedview._outputs.sinks.compose`, the drawing path of every picture, and hands it to
 the writer: one frame at pixel size is in memory at a time, never the stack. A caller passes
-a :class:`MovieOutput` to the pipeline as the output. MP4 is written by imageio's ffmpeg (the
-``movie`` extra, whose wheel ships ffmpeg), GIF by Pillow (a core dependency).
+a :class:`MovieOutput` to the pipeline as the output. MP4 is written by the ffmpeg of
+imageio-ffmpeg (the ``movie`` extra, whose wheel ships it), run here so that its exit status is
+checked: a failed ffmpeg (a full disk) is an error and its file never takes the output's name.
+GIF is written by Pillow (a core dependency). Both carry embedview's marker as a comment.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -29,6 +32,9 @@ from .sinks import compose, projected_store
 DEFAULT_FPS = 5.0
 #: GIF frame times are whole hundredths of a second: faster than this cannot be shown.
 MAX_FPS = 100.0
+#: The slowest frame rate, 100 s a frame: a GIF frame lasts at most 655.35 s (16 bits of
+#: hundredths) and ffmpeg drops frames below about one per 1000 s; slower shows nothing more.
+MIN_FPS = 0.01
 #: The default frame's long side is at most this many pixels (and more than half of it), or the image's.
 FRAME_SIDE = 1024
 #: imageio-ffmpeg's quality 0–10 (7: H.264 at constant rate factor 15, near-lossless for these pictures).
@@ -61,8 +67,8 @@ def check_fps(fps) -> float:
         value = float(fps)
     except (TypeError, ValueError):
         value = math.nan
-    if isinstance(fps, bool) or not 0 < value <= MAX_FPS:
-        raise EmbedviewError(f"{arg('fps', fps)} must be a number of frames per second above 0 and at most {MAX_FPS:g}.")
+    if isinstance(fps, bool) or not MIN_FPS <= value <= MAX_FPS:
+        raise EmbedviewError(f"{arg('fps', fps)} must be a number of frames per second from {MIN_FPS:g} to {MAX_FPS:g}.")
     return value
 
 
@@ -71,7 +77,6 @@ def require_writer(path) -> None:
     if Path(path).suffix.lower() != ".mp4":
         return
     try:
-        import imageio.v2  # noqa: F401
         import imageio_ffmpeg
 
         imageio_ffmpeg.get_ffmpeg_exe()
@@ -102,26 +107,72 @@ def write_frames(path, frames, fps: float = DEFAULT_FPS) -> None:
 
 class _Mp4Writer:
     """H.264 in MP4, as yuv420p (what every player shows): that needs even sides, so a frame is
-    padded with black at its bottom and right, never resampled."""
+    padded with black at its bottom and right, never resampled. ffmpeg's messages go to a
+    temporary file; :meth:`close` raises an :class:`OSError` (its last line; ``ENOSPC`` for a
+    full disk) if ffmpeg failed, so the caller never moves a broken movie into place."""
 
     def __init__(self, path: Path, fps: float):
-        import imageio.v2 as imageio
+        self.path, self.fps, self._proc, self._size = Path(path), fps, None, None
 
-        # macro_block_size=1: imageio would otherwise resize frames to multiples of 16.
-        self._writer = imageio.get_writer(str(path), format="FFMPEG", mode="I", fps=fps, codec="libx264",
-                                          quality=MP4_QUALITY, pixelformat="yuv420p", macro_block_size=1,
-                                          ffmpeg_log_level="error")
+    def _start(self, h: int, w: int) -> None:
+        import subprocess
+        import tempfile
+
+        import imageio_ffmpeg
+
+        from .._common.ownership import comment
+
+        # imageio's own writer with quality=MP4_QUALITY: -crf (1 - q/10) * 51; it does not check
+        # ffmpeg's exit status, which is why ffmpeg is run here.
+        crf = int((1 - MP4_QUALITY / 10) * 51)
+        cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-f", "rawvideo", "-vcodec", "rawvideo", "-s", f"{w}x{h}",
+               "-pix_fmt", "rgb24", "-r", f"{self.fps:.6f}", "-i", "-", "-an", "-vcodec", "libx264",
+               "-pix_fmt", "yuv420p", "-crf", str(crf), "-metadata", f"comment={comment('picture')}",
+               "-v", "error", "-f", "mp4", str(self.path)]
+        self._log = tempfile.TemporaryFile()
+        # Its own session: Ctrl-C interrupts embedview, which then closes ffmpeg's input (as imageio does).
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log,
+                                      start_new_session=os.name == "posix")
+        self._size = (h, w)
 
     def append(self, frame: np.ndarray) -> None:
         h, w = frame.shape[:2]
         if h % 2 or w % 2:
             frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)))
-        self._writer.append_data(np.ascontiguousarray(frame))
+        if self._proc is None:
+            self._start(*frame.shape[:2])
+        try:
+            self._proc.stdin.write(np.ascontiguousarray(frame, np.uint8).tobytes())
+        except BrokenPipeError:  # ffmpeg stopped: close() says why
+            self.close()
+            raise self._failure() from None
 
     def close(self) -> None:
-        if self._writer is not None:
-            writer, self._writer = self._writer, None
-            writer.close()
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        try:
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        finally:
+            code = proc.wait()
+        if code != 0:
+            self._code = code
+            raise self._failure()
+        self._log.close()
+
+    def _failure(self) -> OSError:
+        import errno
+
+        self._log.seek(0)
+        lines = [line.strip() for line in self._log.read()[-4096:].decode("utf-8", "replace").splitlines() if line.strip()]
+        self._log.close()
+        text = lines[-1] if lines else "ffmpeg failed"
+        full = any("No space left" in line for line in lines)
+        return OSError(errno.ENOSPC if full else errno.EIO,
+                       "no space left on the device" if full else f"ffmpeg could not write the movie ({text})",
+                       str(self.path))
 
 
 class _GifWriter:
@@ -138,8 +189,10 @@ class _GifWriter:
 
         image = Image.fromarray(np.ascontiguousarray(frame)).quantize(256, dither=0, kmeans=3)
         if not self._frames:
+            from .._common.ownership import comment
+
             header, _ = GifImagePlugin.getheader(image, info={"loop": 0, "duration": self._ms})
-            self._file.write(b"".join(header))
+            self._file.write(b"".join(header) + _gif_comment(comment("picture").encode()))
         for chunk in GifImagePlugin.getdata(image, duration=self._ms, include_color_table=True):
             self._file.write(chunk)
         self._frames += 1
@@ -149,6 +202,12 @@ class _GifWriter:
             if self._frames:
                 self._file.write(b";")  # the trailer
             self._file.close()
+
+
+def _gif_comment(text: bytes) -> bytes:
+    """A GIF comment extension holding ``text`` (sub-blocks of at most 255 bytes)."""
+    blocks = b"".join(bytes([len(text[i:i + 255])]) + text[i:i + 255] for i in range(0, len(text), 255))
+    return b"\x21\xfe" + blocks + b"\x00"
 
 
 @dataclass(frozen=True)
@@ -164,25 +223,32 @@ class MovieOutput:
     frame : callable, optional
         ``frame(z, rgb) -> frame``: slice ``z``'s picture (uint8 ``(h, w, 3)``) made into its
         frame (e.g. beside the image); default the picture itself.
+    overwrite : bool
+        May replace a file embedview did not write (:func:`embedview._common.output_paths.guard_output`).
     """
 
     path: Path
     fps: float = DEFAULT_FPS
     frame: Callable | None = None
+    overwrite: bool = False
 
     @contextlib.contextmanager
-    def open_sink(self, src, grid, n_components: int, *placing):
-        """The :class:`MovieSink` writing ``src``'s frames into a temporary file renamed to :attr:`path`.
+    def open_sink(self, src, grid, n_components: int, upsample=None, engine=None, *, remote: bool = False):
+        """The :class:`MovieSink` writing ``src``'s frames into a temporary file renamed to :attr:`path`
+        (the :class:`~embedview._outputs.sinks.Output` contract). One frame is in memory at a time.
 
-        ``placing``: the :class:`Placer`'s other arguments, as the pipeline gives every sink's placer.
+        ``upsample``, ``engine``: the :class:`Placer`'s, as the pipeline gives every sink's placer.
         """
         import tempfile
 
+        from .._common.limits import check_picture_fits
         from .._common.output_paths import atomic_path
 
+        check_picture_fits(1, grid.shape, n_components)  # one frame at a time, never the stack
+        placing = (upsample, engine)
         pieces = src.pieces()
         with contextlib.ExitStack() as stack:
-            tmp = stack.enter_context(atomic_path(self.path))
+            tmp = stack.enter_context(atomic_path(self.path, overwrite=self.overwrite))
             store = projected_store(pieces, n_components, lambda: Path(stack.enter_context(
                 tempfile.TemporaryDirectory(prefix="embedview-movie-"))) / "projected")
             writer = open_writer(tmp, self.fps)

@@ -10,13 +10,22 @@
 - :class:`embedview._outputs.movie.MovieSink` keeps them likewise and composes one movie frame
   per slice.
 
-Both compose their windows with :func:`compose`.
+Both compose their windows with :func:`compose`. Every sink follows :class:`Sink`, the one
+writer contract: the pipeline places pieces, colours slices and finishes. A sink that writes a
+file writes it under the temporary name that :func:`embedview._common.output_paths.atomic_path`
+gives (which alone applies the overwrite rule, renames when complete and removes what a
+failure leaves), and puts embedview's ownership marker in it (:mod:`embedview._common.ownership`);
+a :class:`MemorySink`'s picture becomes a file, by format, in
+:func:`embedview._outputs.io.write_picture`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -69,6 +78,76 @@ def projected_store(pieces: list[Piece], n_components: int, folder, on_disk: boo
     return _DiskStore(Path(folder()), len(pieces), n_components, cells) if on_disk else {}
 
 
+@runtime_checkable
+class Sink(Protocol):
+    """Where the pipeline draws one input's picture (:func:`embedview._run.pipeline.execute`)."""
+
+    def place(self, index: int, piece: Piece, projected: np.ndarray) -> None:
+        """Take the projected piece number ``index`` of the input (``(k, h, w)`` at cell resolution)."""
+
+    def colour(self, zs, basis: Basis, shown, executor=None) -> None:
+        """Colour the slices ``zs`` once their colour ranges (``basis``) are known."""
+
+    def finish(self, scale, translate, metadata: dict) -> None:
+        """Complete the picture (files: everything but the rename, which ``atomic_path`` does)."""
+
+
+@runtime_checkable
+class Output(Protocol):
+    """A file output of the pipeline: where it goes, whether it may replace a file embedview did
+    not write, and the sink that writes it (:class:`ZarrOutput`, :class:`embedview._outputs.movie.MovieOutput`).
+
+    ``open_sink`` is a context manager: it checks what the sink needs (e.g. memory), writes under
+    :func:`embedview._common.output_paths.atomic_path` (the overwrite rule, the rename when the
+    block completes, the clean-up when it fails) and yields the :class:`Sink`; ``remote``: the
+    executor's workers write from other processes.
+    """
+
+    path: Path
+    overwrite: bool
+
+    def open_sink(self, src, grid: OutputGrid, n_components: int, upsample=None, engine=None, *,
+                  remote: bool = False):
+        ...
+
+
+@dataclass(frozen=True)
+class ZarrOutput:
+    """An OME-Zarr output of the pipeline: the folder ``path`` and whether it may replace a
+    folder embedview marked as something else (``overwrite``; never one it did not write).
+
+    Pass it as ``output=`` (``embedview.visualize``, :meth:`embedview.PCA.transform`) where a
+    plain path would refuse to replace such a folder.
+    """
+
+    path: Path
+    overwrite: bool = False
+
+    def __post_init__(self):
+        from .._common.errors import EmbedviewError
+
+        object.__setattr__(self, "path", Path(self.path))
+        if self.path.suffix.lower() != ".zarr":
+            raise EmbedviewError(f"output= writes OME-Zarr: give a path ending in .zarr, not {self.path.name}.")
+
+    @contextlib.contextmanager
+    def open_sink(self, src, grid: OutputGrid, n_components: int, upsample=None, engine=None, *,
+                  remote: bool = False):
+        """The :class:`ZarrSink` writing ``src``'s picture into a temporary folder that becomes
+        :attr:`path` when the run completes (the one overwrite rule, rename and clean-up:
+        :func:`embedview._common.output_paths.atomic_path`). ``remote``: the windows are written
+        by other processes, which read the projected pieces from disk."""
+        from .._common.output_paths import atomic_path
+
+        with atomic_path(self.path, directory=True, overwrite=self.overwrite) as tmp:
+            sink = ZarrSink(tmp, src.pieces(), grid, src.n_slices, n_components, on_disk=True if remote else None,
+                            upsample=upsample, engine=engine)
+            try:
+                yield sink
+            finally:
+                sink.close()
+
+
 class MemorySink:
     """The whole picture in memory: ``components`` ``(Z, y, x, k)`` and ``rgb`` ``(Z, y, x, 3)``."""
 
@@ -83,6 +162,9 @@ class MemorySink:
     def colour(self, zs, basis: Basis, shown, executor=None) -> None:
         for z in zs:
             colour(self.components[z], basis, shown, self.rgb[z])
+
+    def finish(self, scale, translate, metadata: dict) -> None:
+        """Nothing to complete: the picture stays in memory (:func:`embedview._outputs.io.write_output` writes it)."""
 
 
 class ZarrSink:

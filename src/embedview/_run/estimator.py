@@ -256,9 +256,10 @@ class PCA:
         mask : array, optional
             Draw only the cells on this mask of ``source``'s image (a foreground rule learned by
             :meth:`fit` applies within it).
-        output : str or Path, optional
+        output : str, Path or ZarrOutput, optional
             Write the picture to this ``.zarr`` folder (OME-Zarr) chunk by chunk instead of
-            returning it in memory.
+            returning it in memory (``embedview.ZarrOutput(path, overwrite=True)``: see
+            :func:`embedview._common.output_paths.guard_output`).
         metadata : dict, optional
             Extra JSON-able entries recorded in the ``output``.
         original_size : (int, int), optional
@@ -375,18 +376,20 @@ class PCA:
 
     # -- files ----------------------------------------------------------------------------------
 
-    def save(self, path, *, fitted_on=()) -> Path:
+    def save(self, path, *, fitted_on=(), overwrite: bool = False) -> Path:
         """Write the fitted basis and colour ranges to a ``.npz`` basis file (no pickle; see
         :mod:`embedview._model.basis_file`).
 
         A foreground rule learned by :meth:`fit` is saved with it (in the file's metadata), so
-        :meth:`load` draws other inputs with the same foreground.
+        :meth:`load` draws other inputs with the same foreground. ``overwrite=True`` may replace a
+        file embedview did not write as a basis.
         """
         from .._model.basis_file import save_basis
 
         basis, selection = self.basis_, self.selections_[0]
         extra = {"foreground": _foreground_to_json(selection)} if isinstance(selection, Foreground) else None
-        return save_basis(path, basis, normalize=self.normalize, fitted_on=[str(f) for f in fitted_on], extra=extra)
+        return save_basis(path, basis, normalize=self.normalize, fitted_on=[str(f) for f in fitted_on], extra=extra,
+                          overwrite=overwrite)
 
     @classmethod
     def load(cls, path, *, nonfinite: str = "raise", execution: Execution | None = None, **fit_params) -> "PCA":

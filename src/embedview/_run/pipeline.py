@@ -55,10 +55,16 @@ def execute(inputs: Inputs, job: Job, draws: list[Draw] | None = None, outputs: 
 
     ``draws``: one :class:`Draw` per input, its upsampling resolved (:meth:`Draw.for_source`);
     ``None`` only fits (the colour ranges still need a projection pass): no pictures.
-    ``outputs``: one :class:`Output` (checked, see :func:`output_guard`) or ``None`` per input:
-    an ``Output`` is written chunk by chunk (a ``.zarr``, or its own ``sink``, e.g. a movie)
-    instead of kept in memory, with its ``metadata``.
+    ``outputs``: one :class:`~embedview._run.settings.Output` (checked, see :func:`output_guard`)
+    or ``None`` per input: an ``Output`` is written chunk by chunk by its sink (its ``sink``, an
+    :class:`~embedview._outputs.sinks.Output` such as a movie's
+    :class:`~embedview._outputs.movie.MovieOutput`, or by default a
+    :class:`~embedview._outputs.sinks.ZarrOutput`) instead of kept in memory, with its ``metadata``.
     """
+    from .._outputs.io import check_metadata
+
+    for out in outputs or ():  # plain JSON, before any work
+        check_metadata(None if out is None else out.metadata)
     execution = execution or Execution()
     sources = inputs.sources
     pieces = inputs.pieces()
@@ -77,19 +83,16 @@ def execute(inputs: Inputs, job: Job, draws: list[Draw] | None = None, outputs: 
         # The sinks upsample on the executor's own engine when it has one here (a Dask executor's
         # engines live in its workers: the sinks get the device's name and build theirs).
         device = getattr(executor, "engine", None) or (None if execution.device == "cpu" else execution.device)
-        for src, grid, out, draw in zip(sources, grids, outputs, draws):  # sized before anything is read
-            if out is None:
+        for src, grid, out, draw in zip(sources, grids, outputs, draws):  # in-memory pictures sized before anything is read
+            if out is None:  # (a file output's sink checks what it needs when opened)
                 check_picture_fits(src.n_slices or 1, grid.shape, k, clustered=draw.clustered)
-            elif out.sink is not None:  # a movie: one frame in memory at a time
-                check_picture_fits(1, grid.shape, k)
         sinks = []
         for src, grid, out, draw in zip(sources, grids, outputs, draws):
             if out is None:
                 sinks.append(MemorySink(src.n_slices or 1, grid, k, draw.upsample, device))
-            elif out.sink is not None:  # e.g. a movie (embedview._outputs.movie.MovieOutput)
-                sinks.append(stack.enter_context(out.sink.open_sink(src, grid, k, draw.upsample, device)))
-            else:
-                sinks.append(stack.enter_context(_zarr_sink(out.path, src, grid, k, executor, draw.upsample, device)))
+            else:  # its writer (embedview._outputs.sinks.Output): OME-Zarr, a movie
+                sinks.append(stack.enter_context(out.writer().open_sink(src, grid, k, draw.upsample, device,
+                                                                        remote=executor.remote)))
         shown = [draw.shown(k) for draw in draws]
         bases, selections = run(inputs, groups, executor, _Sinks(inputs, sinks, shown), job, execution.progress)
         visualizations = []
@@ -115,22 +118,6 @@ def _visualization(src, grid, sink, out, bases, selections, metadata) -> Visuali
     if not stack:
         components, rgb = components[0], rgb[0]
     return Visualization(rgb, components, scale, translate, bases, src.layout, src.shape, selections=selections)
-
-
-@contextlib.contextmanager
-def _zarr_sink(out, src, grid, k, executor, upsample=None, device=None):
-    """A :class:`ZarrSink` writing ``src``'s picture into a temporary folder renamed to ``out``."""
-    from .._common.output_paths import atomic_path
-    from .._outputs.sinks import ZarrSink
-
-    with atomic_path(out, directory=True) as tmp:
-        # Workers elsewhere read the projected pieces from disk, not from this process's memory.
-        sink = ZarrSink(tmp, src.pieces(), grid, src.n_slices, k, on_disk=True if executor.remote else None,
-                         upsample=upsample, engine=device)
-        try:
-            yield sink
-        finally:
-            sink.close()
 
 
 class _Sinks:
@@ -220,9 +207,9 @@ def _collect(projected_pieces, basis: Basis, place) -> np.ndarray:
 
 
 def output_guard(outputs, sources, extra=()) -> list:
-    """Check each :class:`Output` (or ``None``) before any work: it may not replace any input's
-    files, and one written by the pipeline itself is a ``.zarr`` or has its own sink."""
-    from .._common.errors import EmbedviewError
+    """Check each :class:`~embedview._run.settings.Output` (or ``None``) before any work: it may
+    not replace any input's files, nor what embedview did not write unless its ``overwrite`` says
+    so; one the pipeline writes without a sink of its own is a ``.zarr``."""
 
     read = [("the embeddings", s.name if isinstance(s.name, str) and os.path.exists(s.name) else None)
             for s in sources] + list(extra)
@@ -231,8 +218,6 @@ def output_guard(outputs, sources, extra=()) -> list:
         if out is None:
             checked.append(None)
             continue
-        path = out.check(stack=src.is_stack, inputs=read)
-        if out.sink is None and path.suffix.lower() != ".zarr":
-            raise EmbedviewError(f"output= writes OME-Zarr: give a path ending in .zarr, not {path.name}.")
-        checked.append(replace(out, path=path))
+        out.writer()  # a path that is not .zarr, without a sink, is refused here
+        checked.append(replace(out, path=out.check(stack=src.is_stack, inputs=read)))
     return checked

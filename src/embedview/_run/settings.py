@@ -133,11 +133,12 @@ class Output:
         earlier embedview output is replaced (:mod:`embedview._common.output_paths`).
     metadata : dict, optional
         Extra JSON-able entries recorded in the file.
-    sink : object, optional
-        What opens this output's sink, ``sink.open_sink(src, grid, k, upsample, device)`` (a
-        context manager), e.g. a movie's :class:`embedview._outputs.movie.MovieOutput`; default
-        by format: ``.zarr`` is written window by window, other formats after the picture is
-        drawn in memory.
+    sink : Output of embedview._outputs.sinks, optional
+        The writer that opens this output's sink when the pipeline draws into it
+        (:class:`embedview._outputs.sinks.Output`: e.g. a movie's
+        :class:`~embedview._outputs.movie.MovieOutput`); default :meth:`writer`'s OME-Zarr. An
+        output drawn in memory first (PNG, TIFF, NPY) is written by
+        :func:`embedview._outputs.io.write_picture`.
 
     Examples
     --------
@@ -165,12 +166,19 @@ class Output:
         return self.path.suffix.lower()
 
     def check(self, *, stack: bool = False, inputs=()) -> Path:
-        """This output's path, checked where it may go (:func:`embedview._common.output_paths.check_output`):
-        the one place an output's ``overwrite`` reaches the rule."""
+        """This output's path, checked where it may go (:func:`embedview._common.output_paths.check_output`,
+        with this output's ``overwrite``)."""
         from .._common.output_paths import check_output
 
-        # overwrite= is passed only when asked for: the rule's keyword (issue 16) may not be there yet.
-        return check_output(self.path, stack=stack, inputs=inputs, **({"overwrite": True} if self.overwrite else {}))
+        return check_output(self.path, stack=stack, inputs=inputs, overwrite=self.overwrite)
+
+    def writer(self):
+        """What writes this output when the pipeline draws into it (an
+        :class:`embedview._outputs.sinks.Output`): its :attr:`sink`, or OME-Zarr
+        (:class:`~embedview._outputs.sinks.ZarrOutput`, which refuses another extension)."""
+        from .._outputs.sinks import ZarrOutput
+
+        return self.sink if self.sink is not None else ZarrOutput(self.path, self.overwrite)
 
     @classmethod
     def of(cls, value, metadata=None) -> "Output | None":
@@ -179,4 +187,6 @@ class Output:
             return value
         if isinstance(value, cls):
             return replace(value, metadata={**(value.metadata or {}), **metadata})
+        if hasattr(value, "open_sink"):  # a writer (embedview.ZarrOutput(path, overwrite=True), a movie's)
+            return cls(value.path, bool(value.overwrite), metadata, sink=value)
         return cls(value, metadata=metadata)

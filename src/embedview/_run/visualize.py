@@ -135,7 +135,9 @@ def visualize(
         Write the picture to this ``.zarr`` folder (OME-Zarr, see :mod:`embedview._outputs.omezarr`)
         chunk by chunk instead of returning it in memory: memory stays bounded whatever the
         output's size. The folder appears only when complete; it may replace only an earlier
-        embedview output, never the embeddings or a folder holding them.
+        embedview output, never the embeddings or a folder holding them
+        (``embedview.ZarrOutput(path, overwrite=True)`` also replaces a folder embedview wrote as
+        something else, never one it did not write).
     execution : Execution, optional
         Device (numpy or PyTorch), Dask scheduler and progress bar (:class:`embedview.Execution`).
 

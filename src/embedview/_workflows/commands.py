@@ -19,7 +19,7 @@ from .._common.errors import EmbedviewError, arg
 from .._common.output_paths import MOVIE_FORMATS
 from .._inputs.sources import open_embeddings
 from .._run.settings import Draw, Output
-from .figure import FigureFile, input_names, panel
+from .figure import FigureFile, panel
 from .info import result_summary
 from .montage import MontageFile
 from .settings import Settings
@@ -158,8 +158,9 @@ def render(embeddings, output, *, settings: Settings | None = None, image=None, 
     # A stack is not one PNG: `-o montage.png --montage` asks for the montage itself.
     montage_only = montage is not None and src.is_stack and output.format == ".png"
     out = output.check(stack=src.is_stack and not montage_only, inputs=inputs)
-    figure = FigureFile(src, out, image, slice_, inputs)
-    montage_file = MontageFile(src, out, montage, image, inputs, array=figure.plane, path=out if montage_only else None)
+    figure = FigureFile(src, out, image, slice_, inputs, output.overwrite)
+    montage_file = MontageFile(src, out, montage, image, inputs, array=figure.plane, path=out if montage_only else None,
+                               overwrite=output.overwrite)
     fitted = model.is_fitted
     fit_mode = "joint" if fitted else model.fit_mode
     # Resolved once (the guide opened, its statistics sampled) for the picture, figure and
@@ -175,7 +176,8 @@ def render(embeddings, output, *, settings: Settings | None = None, image=None, 
     direct = output.format == ".zarr"
     vis, = model.run([src], draw, [output if direct else None], mask=settings.mask, foreground=settings.foreground,
                      refit=not fitted, extra_inputs=inputs)
-    written = [] if montage_only else [out if direct else write_output(vis, out, metadata=output.metadata)]
+    written = [] if montage_only else [
+        out if direct else write_output(vis, out, metadata=output.metadata, overwrite=output.overwrite)]
     # the figure and montage draw their PCA as the main output is drawn (guided: by --image)
     written += figure.write(vis, drawing=draw)
     written += montage_file.write(vis, drawing=draw)
@@ -211,11 +213,10 @@ def render_many(embeddings: list, out_dir, *, settings: Settings | None = None, 
 
 def _render_many(embeddings, out_dir: Output, settings: Settings, separate_bases, ext, slice_, quiet,
                  inputs) -> list[Path]:
-    from .._common.output_paths import atomic_path
     from .._inputs.composite import Inputs
-    from .._outputs.io import write_output, write_png
+    from .._outputs.io import write_output
     from .._run.estimator import PCA
-    from .figure import side_by_side
+    from .figure import folder_names, side_by_side, write_figure
 
     model = settings.model
     if ext is not None and ext.lower() not in MANY_FORMATS:
@@ -223,12 +224,12 @@ def _render_many(embeddings, out_dir: Output, settings: Settings, separate_bases
     inputs = [("the embeddings", e) for e in embeddings] + list(inputs)
     out = _make_folder(out_dir.path, inputs)
     sources = [open_embeddings(e, settings.geometry) for e in embeddings]
-    stems = input_names([Path(str(e).rstrip("/")) for e in embeddings])
-    paths = []
-    for src, stem in zip(sources, stems):
-        suffix = ext or (".tif" if src.is_stack else ".png")
-        paths.append(replace(out_dir, path=out / f"{stem}{suffix}").check(stack=src.is_stack, inputs=inputs))
-    side = replace(out_dir, path=out / "side_by_side.png").check(inputs=inputs)
+    names, side = folder_names([Path(str(e).rstrip("/")) for e in embeddings],
+                               [ext or (".tif" if src.is_stack else ".png") for src in sources])
+    stems = [Path(name).stem for name in names]
+    paths = [replace(out_dir, path=out / name).check(stack=src.is_stack, inputs=inputs)
+             for src, name in zip(sources, names)]
+    side = replace(out_dir, path=out / side).check(inputs=inputs)
     for src in sources:  # checked before any work: bad input must leave no output behind
         if src.is_stack and slice_ is not None and not 0 <= slice_ < src.n_slices:
             raise EmbedviewError(f"{src.name} has no slice {slice_}; it has {src.n_slices} slices.")
@@ -257,10 +258,9 @@ def _render_many(embeddings, out_dir: Output, settings: Settings, separate_bases
                                    mask=settings.mask, foreground=settings.foreground, refit=not fitted,
                                    extra_inputs=inputs)
     written = list(paths) if direct else [
-        write_output(vis, o.path, metadata=o.metadata) for vis, o in zip(visualizations, outputs)]
+        write_output(vis, o.path, metadata=o.metadata, overwrite=o.overwrite) for vis, o in zip(visualizations, outputs)]
     panels = [panel(src, vis, slice_, settings.draw, len(sources)) for src, vis in zip(sources, visualizations)]
-    with atomic_path(side) as tmp:
-        write_png(tmp, side_by_side(panels, stems), {"sources": list(map(str, embeddings))})
+    write_figure(side, side_by_side(panels, stems), {"sources": list(map(str, embeddings))}, out_dir.overwrite)
     written.append(side)
     if not quiet:
         how = "one basis each" if separate_bases else "one basis fitted over all of them"
@@ -281,10 +281,12 @@ def fit(embeddings: list, output, *, settings: Settings | None = None, quiet: bo
     model, out = settings.model, Output.of(output)
     if out.format != ".npz":
         raise EmbedviewError(f"a basis is saved as .npz; got {out.path.name}.")
-    out.check(inputs=[("the embeddings", e) for e in embeddings])
+    from .._common.output_paths import check_output
+
+    check_output(out.path, inputs=[("the embeddings", e) for e in embeddings], kind="basis", overwrite=out.overwrite)
     sources = [open_embeddings(e, settings.geometry) for e in embeddings]
     model.fit(*sources, mask=settings.mask, foreground=settings.foreground)
-    path = model.save(out.path, fitted_on=embeddings)
+    path = model.save(out.path, fitted_on=embeddings, overwrite=out.overwrite)
     if not quiet:
         basis = model.basis_
         ratios = "/".join(f"{100 * r:.0f}" for r in basis.explained_variance_ratio[:3])

@@ -14,6 +14,7 @@ Tests and benchmarks reuse them.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import sys
 from pathlib import Path
@@ -445,7 +446,7 @@ def demo_features(image: np.ndarray, labels: np.ndarray | None = None, *, tile_s
 
 def write_demo_embeddings(path, image: np.ndarray, labels: np.ndarray | None = None, *, tile_shape=None,
                           halo=None, tiles=None, encoder: DemoEncoder | None = None, zarr_format: int = 3,
-                          progress: bool = False):
+                          progress: bool = False, overwrite: bool = False):
     """Encode an image (or stack) with :class:`DemoEncoder` and write a micro_sam container.
 
     Parameters
@@ -484,7 +485,8 @@ def write_demo_embeddings(path, image: np.ndarray, labels: np.ndarray | None = N
     signature = hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()
     return write_micro_sam_embeddings(
         path, features, original_size=image.shape[-2:], tile_shape=tile_shape, halo=halo,
-        tiles_in_mask=tiles, zarr_format=zarr_format, data_signature=signature, progress=progress)
+        tiles_in_mask=tiles, zarr_format=zarr_format, data_signature=signature, progress=progress,
+        overwrite=overwrite)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -532,7 +534,7 @@ def demo_vit_tokens(image: np.ndarray, labels: np.ndarray | None = None, *, n_ch
     return np.concatenate([prefix, patches]).astype(np.float32)
 
 
-def write_demo(out_dir, *, seed: int = 0, progress: bool = False) -> dict:
+def write_demo(out_dir, *, seed: int = 0, progress: bool = False, overwrite: bool = False) -> dict:
     """Write the built-in example's images, label map, embeddings and ViT tokens into ``out_dir``.
 
     For each entry of :data:`DEMO_LAYOUTS` an image of :func:`make_cells_scene` (``image.png``,
@@ -549,6 +551,9 @@ def write_demo(out_dir, *, seed: int = 0, progress: bool = False) -> dict:
     seed : int
         Another seed draws other scenes (the encoders stay the same).
     progress : bool
+    overwrite : bool
+        May replace files at the demo's names that embedview did not write as demo files
+        (:func:`embedview._common.output_paths.guard_output`); by default only an earlier demo's.
 
     Returns
     -------
@@ -557,31 +562,42 @@ def write_demo(out_dir, *, seed: int = 0, progress: bool = False) -> dict:
     """
     import tifffile
 
-    from .._outputs.io import write_png
+    from .._common.ownership import marker
+    from .._outputs.io import write_npy, write_png
 
     seed = check_seed(seed)
     out = Path(out_dir)
     names = demo_files()
     written = {}
+    # Every file carries embedview's marker of a demo file: a later demo may replace it, a
+    # rendered picture may not (the demo's images are the inputs of the README's commands).
+    demo_file = functools.partial(atomic_path, kind="demo", overwrite=overwrite)
     for offset, (name, (shape, tile_shape, halo)) in enumerate(DEMO_LAYOUTS.items()):
         image, labels = make_cells_scene(shape, seed=seed * 10 + offset)
         image_path = written[name] = out / names[name]
-        with atomic_path(image_path) as tmp:
+        with demo_file(image_path) as tmp:
             if image_path.suffix == ".png":
-                write_png(tmp, image)
+                write_png(tmp, image, kind="demo")
             else:
-                tifffile.imwrite(tmp, image, photometric="minisblack")
+                tifffile.imwrite(tmp, image, photometric="minisblack", metadata=marker("demo"))
         embeddings = _embeddings_key(name)
-        written[embeddings] = Path(write_demo_embeddings(out / names[embeddings], image, labels,
-                                                         tile_shape=tile_shape, halo=halo, progress=progress))
+        written[embeddings] = Path(write_demo_embeddings(out / names[embeddings], image, labels, tile_shape=tile_shape,
+                                                         halo=halo, progress=progress, overwrite=overwrite))
         if name == "image":
             written["labels"] = out / names["labels"]
-            with atomic_path(written["labels"]) as tmp:
-                write_png(tmp, labels)
+            with demo_file(written["labels"]) as tmp:
+                write_png(tmp, labels, kind="demo")
             written["vit_tokens"] = out / names["vit_tokens"]
-            with atomic_path(written["vit_tokens"]) as tmp:
-                np.save(tmp, demo_vit_tokens(image, labels))
+            with demo_file(written["vit_tokens"]) as tmp:
+                write_npy(tmp, demo_vit_tokens(image, labels), kind="demo")
     return written
+
+
+def demo_kind(name: str) -> str:
+    """What the demo's file ``name`` is (:data:`embedview._common.ownership.KINDS`)."""
+    if name.endswith(".zarr"):
+        return "embeddings"
+    return "picture" if name.startswith("pca") else "demo"
 
 
 def _embeddings_key(name: str) -> str:
@@ -609,7 +625,7 @@ def demo_files() -> dict:
 # the whole demo (``embedview demo``)
 
 
-def demo(out_dir, *, seed: int = 0, quiet: bool = False) -> list[Path]:
+def demo(out_dir, *, seed: int = 0, quiet: bool = False, overwrite: bool = False) -> list[Path]:
     """Write the built-in example into ``out_dir`` and render its 2D image: what ``embedview demo`` does.
 
     Writes what :func:`write_demo` writes (``image.png`` with ``embeddings.zarr``,
@@ -628,6 +644,9 @@ def demo(out_dir, *, seed: int = 0, quiet: bool = False) -> list[Path]:
         Another seed draws other scenes (the encoder stays the same).
     quiet : bool
         Print nothing; otherwise progress bars and what was written, on stderr.
+    overwrite : bool
+        May replace files at those names that embedview did not write (``--overwrite``), never a
+        folder it did not write.
 
     Returns
     -------
@@ -643,7 +662,7 @@ def demo(out_dir, *, seed: int = 0, quiet: bool = False) -> list[Path]:
 
     check_seed(seed)
     with undo_on_failure():
-        return _demo(Path(out_dir), seed, quiet)
+        return _demo(Path(out_dir), seed, quiet, overwrite)
 
 
 def check_seed(seed) -> int:
@@ -653,14 +672,14 @@ def check_seed(seed) -> int:
     return int(seed)
 
 
-def _demo(out: Path, seed: int, quiet: bool) -> list[Path]:
+def _demo(out: Path, seed: int, quiet: bool, overwrite: bool = False) -> list[Path]:
     from .._common.output_paths import check_output, make_folder
     from .commands import render
 
     make_folder(out)
     for name in list(demo_files().values()) + ["pca.png", "pca_figure.png"]:
-        check_output(out / name)  # all before anything is written
-    files = write_demo(out, seed=seed, progress=not quiet)
+        check_output(out / name, kind=demo_kind(name), overwrite=overwrite)  # all before anything is written
+    files = write_demo(out, seed=seed, progress=not quiet, overwrite=overwrite)
     if not quiet:
         pairs = [(files[k], files[e]) for k, e in (("image", "embeddings"), ("stack", "stack_embeddings"),
                                                     ("tiled_image", "tiled_embeddings"),
@@ -668,7 +687,7 @@ def _demo(out: Path, seed: int, quiet: bool) -> list[Path]:
         print("embedview: wrote generated cell images and their synthetic embeddings in micro_sam's layout: "
               + ", ".join(f"{image} ({embeddings})" for image, embeddings in pairs)
               + f"; also {files['labels']} (cell kinds) and {files['vit_tokens']} (ViT tokens)", file=sys.stderr)
-    rendered = render(files["embeddings"], out / "pca.png", image=files["image"], quiet=quiet)
+    rendered = render(files["embeddings"], out / "pca.png", image=files["image"], quiet=quiet, overwrite=overwrite)
     if not quiet:
         print(f"embedview: next, try `embedview info {files['tiled_embeddings']}` or "
               f"`embedview render {files['stack_embeddings']} -o stack_pca.tif --pixel-size 1`", file=sys.stderr)

@@ -356,7 +356,7 @@ def make_figure(source, vis, image: np.ndarray, *, z: int | None = None,
 
 
 def figure(source, image, vis=None, *, z: int | None = None, rgb_components: tuple[int, ...] | None = None,
-           upsample=None, path=None, max_side: int = MAX_SIDE) -> np.ndarray:
+           upsample=None, path=None, max_side: int = MAX_SIDE, overwrite: bool = False) -> np.ndarray:
     """The image | PCA | overlay figure of one plane, as a uint8 array (and a PNG file if asked).
 
     The PCA panel is drawn again at the figure's pixel size (a whole number of image pixels,
@@ -385,9 +385,11 @@ def figure(source, image, vis=None, *, z: int | None = None, rgb_components: tup
         nearest); ``"guided"`` is guided by ``image``.
     path : str or os.PathLike, optional
         Also write the figure there, as a ``.png``. An existing file is replaced only if
-        embedview wrote it.
+        embedview wrote it as a picture, unless ``overwrite``.
     max_side : int
         Largest width and height of the figure in pixels.
+    overwrite : bool
+        Replace a file at ``path`` that embedview did not write (never the embeddings or the image).
 
     Returns
     -------
@@ -414,7 +416,8 @@ def figure(source, image, vis=None, *, z: int | None = None, rgb_components: tup
         raise EmbedviewError("figure() draws the PCA again at the figure's pixel size and needs the "
                              "embeddings: pass figure(source, image, vis).")
     src = open_source(source)
-    out = None if path is None else checked_png(path, [("the embeddings", source), ("the image", image)])
+    out = None if path is None else checked_png(path, [("the embeddings", source), ("the image", image)],
+                                                overwrite=overwrite)
     if vis is not None and tuple(vis.image_shape) != tuple(src.shape):
         raise EmbedviewError(f"vis describes an image of shape {list(vis.image_shape)} but the embeddings one of "
                              f"{list(src.shape)}; pass the visualization of these embeddings.")
@@ -427,7 +430,7 @@ def figure(source, image, vis=None, *, z: int | None = None, rgb_components: tup
     picture = make_figure(src, vis, image, z=z, rgb_components=rgb_components, max_side=max_side,
                           image_name=name, upsample=upsampling)
     if out is not None:
-        write_figure(out, picture, {"source": src.name, "image": name[len("the image "):] or None})
+        write_figure(out, picture, {"source": src.name, "image": name[len("the image "):] or None}, overwrite)
     return picture
 
 
@@ -444,22 +447,24 @@ def checked_image(image, src, z) -> tuple[str, np.ndarray]:
     return name, image
 
 
-def checked_png(path, inputs, what: str = "a figure") -> Path:
+def checked_png(path, inputs, what: str = "a figure", overwrite: bool = False) -> Path:
     """``path`` checked as a ``.png`` output that replaces none of ``inputs`` (``(what, file)``;
     files that are arrays, not paths, are skipped)."""
     from .._common.output_paths import check_output
 
-    out = check_output(path, inputs=[(name, f) for name, f in inputs if isinstance(f, (str, os.PathLike))])
+    out = check_output(path, inputs=[(name, f) for name, f in inputs if isinstance(f, (str, os.PathLike))],
+                       overwrite=overwrite)
     if out.suffix.lower() != ".png":
         raise EmbedviewError(f"{what} is written as .png; got path={str(out)!r}.")
     return out
 
 
-def write_figure(path: Path, picture: np.ndarray, metadata: dict) -> None:
+def write_figure(path: Path, picture: np.ndarray, metadata: dict, overwrite: bool = False) -> None:
+    """Write a figure (a montage, a side-by-side figure) as a PNG picture, atomically."""
     from .._common.output_paths import atomic_path
     from .._outputs.io import write_png
 
-    with atomic_path(path) as tmp:
+    with atomic_path(path, overwrite=overwrite) as tmp:
         write_png(tmp, picture, metadata)
 
 
@@ -478,16 +483,18 @@ class FigureFile:
         Slice of a stack to draw (default: the middle one); needs ``image``.
     inputs : iterable of (str, path)
         What the run reads, which the figure may not replace (:func:`embedview._common.output_paths.guard_output`).
+    overwrite : bool
+        May replace a file embedview did not write.
     """
 
-    def __init__(self, src, out: Path, image, z, inputs):
+    def __init__(self, src, out: Path, image, z, inputs, overwrite: bool = False):
         from .._common.output_paths import check_output
 
-        self.src, self.image, self.slice = src, image, z
+        self.src, self.image, self.slice, self.overwrite = src, image, z, overwrite
         self.plane = self.path = None
         if image is not None:
             self.plane = checked_image(image, src, z)[1]
-            self.path = check_output(out.with_name(f"{out.stem}_figure.png"), inputs=inputs)
+            self.path = check_output(companion(out, "figure"), inputs=inputs, overwrite=overwrite)
         elif z is not None:
             raise EmbedviewError(f"{arg('z')} chooses the slice of the figure; pass {arg('image')} too.")
 
@@ -500,22 +507,71 @@ class FigureFile:
         rgb, upsample = (None, None) if drawing is None else (drawing.rgb_components, drawing.upsample)
         picture = make_figure(self.src, vis, self.plane, z=self.slice, rgb_components=rgb,
                               image_name=f"the image {self.image}", draw=draw, upsample=upsample)
-        write_figure(self.path, picture, {"source": self.src.name, "image": str(self.image)})
+        write_figure(self.path, picture, {"source": self.src.name, "image": str(self.image)}, self.overwrite)
         return [self.path]
 
 
+#: The side-by-side figure's name in a folder of several inputs' pictures.
+SIDE_BY_SIDE = "side_by_side"
+
+
+def companion(out: Path, what: str) -> Path:
+    """The file written beside the output ``out``: ``<stem>_figure.png`` or ``<stem>_montage.png``.
+    It never is ``out`` itself: its name ends in ``_figure.png``/``_montage.png`` after ``out``'s
+    whole stem.
+
+    Examples
+    --------
+    >>> companion(Path("a/pca.tif"), "montage")
+    PosixPath('a/pca_montage.png')
+    """
+    return out.with_name(f"{out.stem}_{what}.png")
+
+
+def folder_names(paths: list[Path], suffixes: list[str]) -> tuple[list[str], str]:
+    """Every name in the output folder of several inputs: ``(picture names, side-by-side name)``.
+
+    The one place those names are chosen, so no two are the same, even on a file system that
+    ignores case: the pictures are named after the inputs (:func:`input_names`: distinct even
+    ignoring case), the side-by-side figure is ``side_by_side.png``, and a picture that would
+    take a name already given (an input named ``side_by_side``) gets ``_2``, ``_3``, ...
+
+    Examples
+    --------
+    >>> folder_names([Path("side_by_side.zarr"), Path("b.zarr")], [".png", ".png"])
+    (['side_by_side_2.png', 'b.png'], 'side_by_side.png')
+    >>> folder_names([Path("A.zarr"), Path("a.zarr")], [".png", ".png"])
+    (['0_A.png', '1_a.png'], 'side_by_side.png')
+    """
+    side = f"{SIDE_BY_SIDE}.png"
+    taken = {side.casefold()}
+    names = []
+    for stem, suffix in zip(input_names(paths), suffixes):
+        name, n = f"{stem}{suffix}", 1
+        while name.casefold() in taken:
+            n += 1
+            name = f"{stem}_{n}{suffix}"
+        taken.add(name.casefold())
+        names.append(name)
+    return names, side
+
+
 def input_names(paths: list[Path]) -> list[str]:
-    """Short distinct names for several inputs: the file stems, with their folder when stems repeat.
+    """Short distinct names for several inputs: the file stems, with their folder when stems repeat
+    (compared ignoring case). :func:`folder_names` makes the files' names from them.
 
     Examples
     --------
     >>> input_names([Path("a/x.zarr"), Path("b/x.zarr"), Path("y.zarr")])
     ['a_x', 'b_x', 'y']
     """
+    def distinct(names):
+        return len({n.casefold() for n in names}) == len(names)
+
     names = [p.stem for p in paths]
-    if len(set(names)) < len(names):
+    if not distinct(names):
         names = [f"{p.parent.name}_{p.stem}" if p.parent.name else p.stem for p in paths]
-    if len(set(names)) < len(names):
+    if not distinct(names):
         names = [f"{i}_{name}" for i, name in enumerate(names)]
     return names
 

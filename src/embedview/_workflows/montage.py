@@ -107,7 +107,7 @@ def _stacked(top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
 
 def montage(source, image=None, vis=None, *, slices: int = DEFAULT_SLICES,
             rgb_components: tuple[int, ...] | None = None, upsample=None, path=None,
-            max_side: int = MAX_SIDE) -> np.ndarray:
+            max_side: int = MAX_SIDE, overwrite: bool = False) -> np.ndarray:
     """A montage of evenly spaced slices of a stack in one basis, as a uint8 array (and a PNG if asked).
 
     Each tile is the slice's PCA picture drawn again at the montage's whole pixel size (at most
@@ -132,9 +132,12 @@ def montage(source, image=None, vis=None, *, slices: int = DEFAULT_SLICES,
         How the PCA tiles' cells become pixels, as for :func:`embedview.visualize` (default
         nearest); ``"guided"`` needs ``image`` and guides each tile with its slice.
     path : str or os.PathLike, optional
-        Also write the montage there, as a ``.png``.
+        Also write the montage there, as a ``.png`` (replacing only embedview's own picture
+        unless ``overwrite``).
     max_side : int
         Largest width and height of the montage in pixels.
+    overwrite : bool
+        Replace a file at ``path`` that embedview did not write (never an input).
 
     Returns
     -------
@@ -158,7 +161,7 @@ def montage(source, image=None, vis=None, *, slices: int = DEFAULT_SLICES,
     chosen = montage_slices(src.n_slices if src.is_stack else None, slices, "slices")
     out = None
     if path is not None:
-        out = checked_png(path, [("the embeddings", source), ("the image", image)], "a montage")
+        out = checked_png(path, [("the embeddings", source), ("the image", image)], "a montage", overwrite)
     if vis is not None and tuple(vis.image_shape) != tuple(src.shape):
         raise EmbedviewError(f"vis describes an image of shape {list(vis.image_shape)} but the embeddings one of "
                              f"{list(src.shape)}; pass the visualization of these embeddings.")
@@ -174,7 +177,7 @@ def montage(source, image=None, vis=None, *, slices: int = DEFAULT_SLICES,
                            upsample=upsampling)
     if out is not None:
         write_figure(out, picture, {"source": src.name, "slices": chosen,
-                              "image": name[len("the image "):] if name else None})
+                              "image": name[len("the image "):] if name else None}, overwrite)
     return picture
 
 
@@ -198,12 +201,15 @@ class MontageFile:
         ``image`` already read and checked (the figure's), so that it is not read twice.
     path : Path, optional
         Where to write the montage, already checked (default ``<out stem>_montage.png``).
+    overwrite : bool
+        May replace a file embedview did not write.
     """
 
-    def __init__(self, src, out: Path, count, image, inputs, array=None, path=None):
+    def __init__(self, src, out: Path, count, image, inputs, array=None, path=None, overwrite: bool = False):
         from .._common.output_paths import check_output
+        from .figure import companion
 
-        self.src, self.image_name, self.slices = src, image, None
+        self.src, self.image_name, self.slices, self.overwrite = src, image, None, overwrite
         self.path = self.image = None
         if count is None and (image is None or not src.is_stack):
             return
@@ -211,7 +217,7 @@ class MontageFile:
                                      DEFAULT_SLICES if count is None else count)
         if image is not None:
             self.image = array if array is not None else checked_image(image, src, None)[1]
-        self.path = path or check_output(out.with_name(f"{out.stem}_montage.png"), inputs=inputs)
+        self.path = path or check_output(companion(out, "montage"), inputs=inputs, overwrite=overwrite)
 
     def write(self, vis, drawing=None) -> list[Path]:
         """Write the montage of ``vis``, its PCA tiles drawn as ``drawing`` (the main output's
@@ -221,5 +227,6 @@ class MontageFile:
         rgb, upsample = (None, None) if drawing is None else (drawing.rgb_components, drawing.upsample)
         picture = make_montage(self.src, vis, self.slices, self.image, rgb_components=rgb, upsample=upsample)
         write_figure(self.path, picture, {"source": self.src.name, "slices": self.slices,
-                                    "image": None if self.image_name is None else str(self.image_name)})
+                                    "image": None if self.image_name is None else str(self.image_name)},
+                     self.overwrite)
         return [self.path]

@@ -26,7 +26,7 @@ RANGE_SLICES = 16
 
 
 def movie(source, path, *, model=None, image=None, fps: float = DEFAULT_FPS, pixel_size=None,
-          rgb_components=None, mask=None, upsample=None) -> Path:
+          rgb_components=None, mask=None, upsample=None, overwrite: bool = False) -> Path:
     """Write a stack's PCA pictures as a movie, one frame per slice, all in one basis.
 
     Parameters
@@ -44,7 +44,7 @@ def movie(source, path, *, model=None, image=None, fps: float = DEFAULT_FPS, pix
         The image stack ``(Z, H, W[, 3|4])`` the embeddings were computed from: each frame
         shows it beside the PCA picture (one display range for the whole stack).
     fps : float
-        Frames per second.
+        Frames per second, 0.01 to 100 (a GIF's frame lasts whole hundredths of a second).
     pixel_size : float or (float, float), optional
         Output pixel size in image pixels; default the smallest whole number that keeps the
         frame's long side within 1024 pixels (1 for smaller images).
@@ -55,6 +55,8 @@ def movie(source, path, *, model=None, image=None, fps: float = DEFAULT_FPS, pix
     upsample : {"nearest", "bilinear", "guided"} or Upsample, optional
         How cells become frame pixels (:class:`embedview.Upsample`); ``"guided"`` follows the
         edges of ``image``.
+    overwrite : bool
+        Replace a file at ``path`` that embedview did not write (never an input).
 
     Returns
     -------
@@ -69,14 +71,15 @@ def movie(source, path, *, model=None, image=None, fps: float = DEFAULT_FPS, pix
     '.gif'
     """
     from .._inputs.sources import open_source
-    from .._run.settings import Draw
+    from .._run.settings import Draw, Output
     from .settings import Settings
 
     named = [("the embeddings", source), ("the image", image)]
     inputs = [(what, f) for what, f in named if isinstance(f, (str, os.PathLike))]
     settings = Settings.default(quiet=True) if model is None else Settings(model)
     settings = replace(settings, draw=Draw(pixel_size, rgb_components, upsample), mask=mask)
-    return write_movie(open_source(source), path, settings=settings, image=image, fps=fps, inputs=inputs)
+    return write_movie(open_source(source), Output(path, overwrite=overwrite), settings=settings, image=image,
+                       fps=fps, inputs=inputs)
 
 
 def write_movie(src, output, *, settings=None, image=None, fps: float | None = DEFAULT_FPS, quiet: bool = True,
@@ -115,7 +118,8 @@ def write_movie(src, output, *, settings=None, image=None, fps: float | None = D
     rgb = draw.rgb_components
     meta = {"source": src.name, "fit": "joint", "normalize": model.normalize,
             "rgb_components": list(rgb) if rgb else None}
-    output = replace(output, path=out, metadata={**meta, **(output.metadata or {})}, sink=MovieOutput(out, fps, frame))
+    output = replace(output, path=out, metadata={**meta, **(output.metadata or {})},
+                     sink=MovieOutput(out, fps, frame, output.overwrite))
     vis, = model.run([src], draw, [output], mask=settings.mask, foreground=settings.foreground, refit=not fitted,
                      extra_inputs=inputs)
     if not quiet:

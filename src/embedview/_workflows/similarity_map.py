@@ -18,7 +18,7 @@ from .figure import GAP, Drawn, downsample
 
 
 def similarity_map(embeddings, output, *, point=None, mask=None, image=None, z: int | None = None,
-                   pixel_size=None, quiet: bool = False, geometry: dict | None = None) -> list[Path]:
+                   pixel_size=None, quiet: bool = False, geometry: dict | None = None, overwrite: bool = False) -> list[Path]:
     """Write the cosine similarity map of every cell to one point (or to a mask's mean).
 
     Parameters
@@ -43,6 +43,8 @@ def similarity_map(embeddings, output, *, point=None, mask=None, image=None, z: 
         Print nothing; otherwise one summary line on stderr.
     geometry : dict, optional
         Keyword arguments of :func:`embedview.open_features` for ViT feature files.
+    overwrite : bool
+        The outputs may replace files embedview did not write (never an input).
 
     Returns
     -------
@@ -63,7 +65,7 @@ def similarity_map(embeddings, output, *, point=None, mask=None, image=None, z: 
 
     src = open_embeddings(embeddings, geometry)
     inputs = [("the embeddings", embeddings), ("the mask", mask), ("the image", image)]
-    out = check_output(output, inputs=inputs)
+    out = check_output(output, inputs=inputs, overwrite=overwrite)
     given = z
     if point is not None and len(point) == 3:
         if z is not None and z != point[0]:
@@ -73,12 +75,12 @@ def similarity_map(embeddings, output, *, point=None, mask=None, image=None, z: 
     if z is None and src.is_stack and point is not None and len(point) == 2:
         z = src.n_slices // 2
     query_point = point if point is None or len(point) == 3 or not src.is_stack else (z,) + tuple(point)
-    figure = FigureFile(src, out, image, z if image is not None else None, inputs)
+    figure = FigureFile(src, out, image, z if image is not None else None, inputs, overwrite)
     sim = similarity(src, query_point, mask=mask_array, z=z, pixel_size=pixel_size,
                      execution=Execution(progress=not quiet))
     meta = {"source": str(embeddings), "query": {"point": list(point) if point else None, "mask": str(mask) if mask else None,
                                                    "slice": z}, "values": "cosine similarity"}
-    written = [write_output(sim, out, metadata=meta)]
+    written = [write_output(sim, out, metadata=meta, overwrite=overwrite)]
 
     def draw(p, zz):
         again = similarity(src, query_point, mask=mask_array, z=z, pixel_size=p)
