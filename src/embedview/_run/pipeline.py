@@ -57,7 +57,7 @@ def execute(inputs: Inputs, job: Job, draws: list[Draw] | None = None, outputs: 
     ``None`` only fits (the colour ranges still need a projection pass): no pictures.
     ``outputs``: one :class:`~embedview._run.settings.Output` (checked, see :func:`output_guard`)
     or ``None`` per input: an ``Output`` is written chunk by chunk by its sink (its ``sink``, an
-    :class:`~embedview._outputs.sinks.Output` such as a movie's
+    :class:`~embedview._outputs.sinks.Writer` such as a movie's
     :class:`~embedview._outputs.movie.MovieOutput`, or by default a
     :class:`~embedview._outputs.sinks.ZarrOutput`) instead of kept in memory, with its ``metadata``.
     """
@@ -90,7 +90,7 @@ def execute(inputs: Inputs, job: Job, draws: list[Draw] | None = None, outputs: 
         for src, grid, out, draw in zip(sources, grids, outputs, draws):
             if out is None:
                 sinks.append(MemorySink(src.n_slices or 1, grid, k, draw.upsample, device))
-            else:  # its writer (embedview._outputs.sinks.Output): OME-Zarr, a movie
+            else:  # its writer (embedview._outputs.sinks.Writer): OME-Zarr, a movie
                 sinks.append(stack.enter_context(out.writer().open_sink(src, grid, k, draw.upsample, device,
                                                                         remote=executor.remote)))
         shown = [draw.shown(k) for draw in draws]

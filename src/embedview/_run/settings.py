@@ -135,7 +135,7 @@ class Output:
         Extra JSON-able entries recorded in the file.
     sink : Output of embedview._outputs.sinks, optional
         The writer that opens this output's sink when the pipeline draws into it
-        (:class:`embedview._outputs.sinks.Output`: e.g. a movie's
+        (:class:`embedview._outputs.sinks.Writer`: e.g. a movie's
         :class:`~embedview._outputs.movie.MovieOutput`); default :meth:`writer`'s OME-Zarr. An
         output drawn in memory first (PNG, TIFF, NPY) is written by
         :func:`embedview._outputs.io.write_picture`.
@@ -174,7 +174,7 @@ class Output:
 
     def writer(self):
         """What writes this output when the pipeline draws into it (an
-        :class:`embedview._outputs.sinks.Output`): its :attr:`sink`, or OME-Zarr
+        :class:`embedview._outputs.sinks.Writer`): its :attr:`sink`, or OME-Zarr
         (:class:`~embedview._outputs.sinks.ZarrOutput`, which refuses another extension)."""
         from .._outputs.sinks import ZarrOutput
 
