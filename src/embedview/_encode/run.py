@@ -65,7 +65,6 @@ def encode(image, model, *, checkpoint=None, ndim: int | None = None, tile_shape
         written, or the embeddings in memory.
     """
     from .._inputs.micro_sam_layout import from_group, open_container
-
     from .._run.settings import Output
 
     if isinstance(output, Output):
