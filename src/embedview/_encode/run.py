@@ -104,7 +104,7 @@ def _tiling(img: Image, tile_shape, halo) -> Tiling | None:
             raise EmbedviewError(f"{arg('halo', halo)} is the overlap of tiles; pass {arg('tile_shape', form='H,W')} "
                                  "too (or neither).")
         return None
-    tile = pair(tile_shape, "tile_shape")
+    tile = pair(tile_shape, arg("tile_shape"))
     margin = (0, 0) if halo is None else _halo(halo)
     if tile[0] >= img.shape[0] and tile[1] >= img.shape[1]:
         raise EmbedviewError(f"{arg('tile_shape', list(tile))} is not smaller than the {img.shape[0]}×{img.shape[1]} "
