@@ -56,7 +56,7 @@ def quality() -> list[dict]:
                   {"original_size": labels.shape[1:]}))
     rows = []
     for name, source, labels, guide, protos, kw in cases:
-        basis = embedview.PCA().fit_transform(source, **kw).basis
+        basis = embedview.PCA().fit_transform(source, **kw)[0].basis
         row = {"scene": name, "boundary_pixels": int(scenes.boundary(labels).sum())}
         for method in ("nearest", "bilinear", "guided"):
             up = embedview.Upsample("guided", guide=guide) if method == "guided" else method

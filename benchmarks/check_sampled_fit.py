@@ -37,9 +37,9 @@ def main() -> int:
     for case in pick_cases(args.cases, args.small):
         path = case_path(data_dir(args.data, args.small), case)
         t0 = time.perf_counter()
-        exact = embedview.PCA(fit_sample=None).fit_transform(path)
+        exact, = embedview.PCA(fit_sample=None).fit_transform(path)
         t1 = time.perf_counter()
-        sampled = embedview.PCA(fit_sample=args.sample).fit_transform(path)
+        sampled, = embedview.PCA(fit_sample=args.sample).fit_transform(path)
         t2 = time.perf_counter()
         diff = np.abs(exact.rgb.astype(np.int16) - sampled.rgb).max(axis=-1)
         valid = exact.valid

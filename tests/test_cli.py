@@ -173,7 +173,7 @@ def test_fit_sample(tmp_path, capsys, data):
     root, _ = data
     out = tmp_path / "sampled.npz"
     run_ok(capsys, "render", root / "stack.zarr", "-o", out, "-q", "--fit-sample", "1000")
-    vis = embedview.PCA(fit_sample=1000).fit_transform(root / "stack.zarr")
+    vis, = embedview.PCA(fit_sample=1000).fit_transform(root / "stack.zarr")
     np.testing.assert_array_equal(np.load(out)["rgb"], vis.rgb)
 
 

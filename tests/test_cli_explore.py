@@ -38,10 +38,12 @@ def test_fit_then_render_with_the_basis(tmp_path, capsys, data):
     _, paths = data
     err = run_ok(capsys, "fit", paths["a"], paths["b"], "-o", tmp_path / "basis.npz").err
     assert "basis.npz" in err and "--basis" in err
-    basis, meta = embedview.load_basis(tmp_path / "basis.npz")
+    from embedview._model.basis_file import load_basis
+
+    basis, meta = load_basis(tmp_path / "basis.npz")
     assert meta["fitted_on"] == [str(paths["a"]), str(paths["b"])] and meta["n_channels"] == 16
     run_ok(capsys, "render", paths["b"], "-o", tmp_path / "b.png", "--basis", tmp_path / "basis.npz", "-q")
-    expected = embedview.PCA.from_basis(embedview.fit_basis([paths["a"], paths["b"]])).transform(paths["b"])
+    expected = embedview.PCA().fit(paths["a"], paths["b"]).transform(paths["b"])
     np.testing.assert_array_equal(embedview.read_image(tmp_path / "b.png"), expected.rgb)
     err = run_fails(capsys, None, "render", paths["other_model"], "-o", tmp_path / "o.png", "--basis", tmp_path / "basis.npz")
     assert "16 channels" in err and "8" in err
@@ -56,7 +58,7 @@ def test_several_inputs_share_one_basis(tmp_path, capsys, data):
     run_ok(capsys, "render", paths["a"], paths["b"], "-o", tmp_path / "cmp", "-q")
     names = sorted(p.name for p in (tmp_path / "cmp").iterdir())
     assert names == ["a.png", "b.png", "side_by_side.png"]
-    a, b = embedview.visualize_many([paths["a"], paths["b"]])
+    a, b = embedview.PCA().fit_transform(paths["a"], paths["b"])
     np.testing.assert_array_equal(embedview.read_image(tmp_path / "cmp" / "b.png"), b.rgb)
     side = embedview.read_image(tmp_path / "cmp" / "side_by_side.png")
     assert side.shape[1] > 2 * 180
@@ -76,7 +78,7 @@ def test_several_inputs_share_one_basis(tmp_path, capsys, data):
 def test_mask_foreground_and_clusters(tmp_path, capsys, data):
     root, paths = data
     run_ok(capsys, "render", paths["a"], "-o", tmp_path / "m.npz", "--mask", paths["mask"], "-q")
-    vis = embedview.PCA().fit_transform(paths["a"], mask=np.load(paths["mask"]))
+    vis, = embedview.PCA().fit_transform(paths["a"], mask=np.load(paths["mask"]))
     with np.load(tmp_path / "m.npz") as saved:
         np.testing.assert_array_equal(saved["rgb"], vis.rgb)
     assert not vis.valid[-1].any()

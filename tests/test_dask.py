@@ -88,7 +88,7 @@ def test_tiled_stack_in_memory_and_as_ome_zarr(client, stack, tmp_path, fit):
 def test_options_travel_to_the_workers(client, stack):
     def draw(execution=None):
         model = embedview.PCA(normalize="channel", fit_sample=20_000, execution=execution)
-        return model.fit_transform(stack, foreground="auto", pixel_size=7)
+        return model.fit_transform(stack, foreground="auto", pixel_size=7)[0]
 
     assert_same(draw(embedview.Execution(scheduler=client)), draw())
 
@@ -164,8 +164,8 @@ def test_feature_errors_on_workers_reach_the_caller(client, tmp_path):
     path = write_micro_sam_embeddings(tmp_path / "nan.zarr", features, original_size=(90, 120))
     with pytest.raises(EmbedviewError, match="3 cells of slice 1 .* are NaN"):
         embedview.visualize(path, execution=embedview.Execution(scheduler=client))
-    assert_same(embedview.PCA(nonfinite="omit", execution=embedview.Execution(scheduler=client)).fit_transform(path),
-                embedview.PCA(nonfinite="omit").fit_transform(path))
+    assert_same(embedview.PCA(nonfinite="omit", execution=embedview.Execution(scheduler=client)).fit_transform(path)[0],
+                embedview.PCA(nonfinite="omit").fit_transform(path)[0])
 
 
 def test_zarr_sink_pickles_as_paths(tmp_path, stack):

@@ -36,16 +36,19 @@ def test_fit_two_transform_a_third_save_load_is_identical(tmp_path):
     path = model.save(tmp_path / "basis.npz", fitted_on=["2d.zarr", "2d_tall.zarr"])
     again = embedview.PCA.load(path).transform(DATA / "2d_thin.zarr")
     _same(first, again)
-    # the older functions read and write the same file
-    basis, meta = embedview.load_basis(path)
+    # the older functions read and write the same file (deprecated, with their versions)
+    with pytest.warns(FutureWarning, match=r"load_basis\(\) is deprecated since embedview 0.2 and will be removed in 0.3"):
+        basis, meta = embedview.load_basis(path)
     np.testing.assert_array_equal(basis.components, model.components_)
     assert meta["fitted_on"] == ["2d.zarr", "2d_tall.zarr"]
     _same(embedview.PCA.from_basis(basis).transform(DATA / "2d_thin.zarr"), first)
 
 
 def test_existing_basis_files_load(tmp_path):
-    basis = embedview.fit_basis([DATA / "2d.zarr", DATA / "tiled2d.zarr"])
-    path = embedview.save_basis(tmp_path / "old.npz", basis, normalize="channel", fitted_on=["x"])
+    with pytest.warns(FutureWarning, match=r"fit_basis\(\) is deprecated"):
+        basis = embedview.fit_basis([DATA / "2d.zarr", DATA / "tiled2d.zarr"])
+    with pytest.warns(FutureWarning, match=r"save_basis\(\) is deprecated"):
+        path = embedview.save_basis(tmp_path / "old.npz", basis, normalize="channel", fitted_on=["x"])
     model = embedview.PCA.load(path)
     assert model.normalize == "channel" and model.n_components == basis.n_components
     _same(model.transform(DATA / "3d.zarr"), embedview.PCA.from_basis(basis).transform(DATA / "3d.zarr"))
@@ -78,8 +81,8 @@ def test_mask_foreground_and_sample_reach_every_input():
 
 
 def test_per_slice_and_execution():
-    model = embedview.PCA(fit="per_slice")
-    vis = model.fit_transform(DATA / "3d.zarr")
+    model = embedview.PCA(fit_mode="per_slice")
+    vis, = model.fit_transform(DATA / "3d.zarr")
     assert len(model.bases_) == len(vis.bases) > 1
     _same(vis, model.transform(DATA / "3d.zarr"))
     with pytest.raises(EmbedviewError, match="bases_"):
@@ -89,13 +92,13 @@ def test_per_slice_and_execution():
     with pytest.raises(EmbedviewError, match="per_slice"):
         model.fit(DATA / "3d.zarr", DATA / "3d.zarr")
     threads = embedview.PCA(execution=embedview.Execution(scheduler="threads"))
-    _same(threads.fit_transform(DATA / "tiled2d.zarr"), embedview.PCA().fit_transform(DATA / "tiled2d.zarr"))
+    _same(threads.fit_transform(DATA / "tiled2d.zarr")[0], embedview.PCA().fit_transform(DATA / "tiled2d.zarr")[0])
 
 
 def test_estimator_contract():
-    model = embedview.PCA(5, fit="per_slice", fit_sample=2000)
-    assert repr(model) == "PCA(n_components=5, fit='per_slice', fit_sample=2000)"
-    assert repr(embedview.PCA()) == "PCA()" and not hasattr(model, "bases_")
+    model = embedview.PCA(5, fit_mode="per_slice", fit_sample=2000)
+    assert repr(model) == "PCA(n_components=5, fit_mode='per_slice', fit_sample=2000)"
+    assert repr(embedview.PCA()) == "PCA()" and not model.is_fitted and not hasattr(model, "bases_")
     with pytest.raises(EmbedviewError, match="not fitted"):
         model.transform(DATA / "2d.zarr")
     with pytest.raises(EmbedviewError, match="normalize"):
@@ -112,9 +115,10 @@ def test_visualize_has_at_most_ten_parameters_and_old_keywords_warn():
         warnings.simplefilter("always")
         old = embedview.visualize(x, original_size=SIZE, nonfinite="omit", outliers="keep")
     assert [str(w.message).split(";")[0] for w in caught if w.category is FutureWarning] == [
-        "visualize(nonfinite=...) is deprecated", "visualize(outliers=...) is deprecated"]
+        "visualize(nonfinite=...) is deprecated since embedview 0.2 and will be removed in 0.3",
+        "visualize(outliers=...) is deprecated since embedview 0.2 and will be removed in 0.3"]
     assert "use PCA(nonfinite=...).fit_transform(source) instead" in str(caught[0].message)
-    _same(old, embedview.PCA(nonfinite="omit", outliers="keep").fit_transform(x, original_size=SIZE))
+    _same(old, embedview.PCA(nonfinite="omit", outliers="keep").fit_transform(x, original_size=SIZE)[0])
     with pytest.warns(FutureWarning, match="Execution"):
         embedview.visualize(x, original_size=SIZE, scheduler="threads")
     with warnings.catch_warnings():
@@ -157,7 +161,7 @@ def test_deprecate_parameters_routes_old_keywords():
         return full(x, y)
 
     assert f(1) == (1, 1, None)
-    with pytest.warns(FutureWarning, match=r"f\(old=...\) is deprecated; use y instead"):
+    with pytest.warns(FutureWarning, match=r"f\(old=...\) is deprecated since embedview 0.2 and will be removed in 0.3; use y instead"):
         assert f(2, old=5) == (2, 1, 5)
     assert list(inspect.signature(f).parameters) == ["x", "y"]
 
@@ -191,3 +195,126 @@ def test_cluster_runs_one_kmeans_per_basis():
     la, ls = embedview.cluster([a, same], 3)
     assert la.centres[0] is ls.centres[0]
     np.testing.assert_array_equal(la.labels, ls.labels)
+
+
+# -- the estimator's contract (issue 16): scikit-learn as the oracle -------------------------------
+
+
+def test_sklearn_clone_get_params_and_set_params():
+    from sklearn.base import clone
+
+    model = embedview.PCA(5, fit_mode="per_slice", normalize="channel", fit_sample=2000,
+                          execution=embedview.Execution(scheduler="threads"))
+    signature = list(inspect.signature(embedview.PCA).parameters)
+    assert sorted(model.get_params(deep=True)) == sorted(model.get_params(deep=False)) == sorted(signature)
+    copy = clone(model)  # sklearn checks that every parameter comes back as the same object
+    assert copy is not model and copy.get_params() == model.get_params() and not copy.is_fitted
+    assert clone(embedview.PCA()).get_params() == embedview.PCA().get_params()
+    assert model.set_params(n_components=4, outliers="keep") is model
+    assert model.get_params()["n_components"] == 4 and model.outliers == "keep"
+    assert embedview.PCA(**model.get_params()).get_params() == model.get_params()  # round trip
+    with pytest.raises(EmbedviewError, match="not a parameter of PCA.*fit_mode"):
+        model.set_params(fit="joint")
+    for name in signature:  # stored under its own name, as given
+        assert getattr(model, name) is model.get_params()[name]
+
+
+def test_fit_is_the_method_and_the_old_keyword_warns_with_its_schedule():
+    with pytest.warns(FutureWarning, match=r"PCA\(fit=...\) is deprecated since embedview 0.2 and will be "
+                                           r"removed in 0.3; use PCA\(fit_mode=...\)"):
+        model = embedview.PCA(fit="per_slice")
+    assert model.fit_mode == "per_slice" and callable(model.fit)
+    with pytest.raises(EmbedviewError, match="pass fit_mode= only"):
+        embedview.PCA(fit="joint", fit_mode="joint")
+
+
+def test_is_fitted_is_the_estimators_own_check():
+    model = embedview.PCA()
+    assert not model.is_fitted and not model.__sklearn_is_fitted__()
+    with pytest.raises(EmbedviewError, match="not fitted"):
+        model.check_is_fitted()
+    model.fit(_features(0), original_size=SIZE)
+    assert model.is_fitted and model.__sklearn_is_fitted__() and model.check_is_fitted() is model.bases_
+
+
+def test_fit_transform_returns_a_list_whatever_the_number_of_inputs():
+    model = embedview.PCA()
+    one = model.fit_transform(_features(0), original_size=SIZE)
+    two = model.fit_transform(_features(0), _features(1), original_size=SIZE)
+    assert isinstance(one, list) and isinstance(two, list) and (len(one), len(two)) == (1, 2)
+    assert type(model.transform(_features(0), original_size=SIZE)).__name__ == "Visualization"
+
+
+def test_a_fitted_model_says_so_in_its_repr(tmp_path):
+    model = embedview.PCA(n_components=3)
+    assert repr(model) == "PCA()"
+    model.fit(_features(0), _features(1), original_size=SIZE)
+    assert repr(model) == "PCA() fitted: 3 components of 8 channels on 2 inputs"
+    path = model.save(tmp_path / "b.npz")
+    assert repr(embedview.PCA.load(path)) == f"PCA() fitted: 3 components of 8 channels, from {path}"
+    stack = embedview.PCA(2, fit_mode="per_slice").fit(DATA / "3d.zarr")
+    assert repr(stack).startswith("PCA(n_components=2, fit_mode='per_slice') fitted: 2 components of ")
+    assert f"per slice ({len(stack.bases_)} slices) on 1 input" in repr(stack)
+
+
+def test_load_refuses_parameters_of_a_fit_it_does_not_do(tmp_path):
+    model = embedview.PCA(normalize="channel").fit(_features(0), original_size=SIZE)
+    path = model.save(tmp_path / "b.npz")
+    for name, value in (("normalize", "global"), ("n_components", 3), ("fit_sample", 5000),
+                        ("outliers", "keep"), ("fit_mode", "joint")):
+        with pytest.raises(EmbedviewError, match=f"{name}= describes a fit"):
+            embedview.PCA.load(path, **{name: value})
+        with pytest.raises(EmbedviewError, match=f"{name}= describes a fit"):
+            embedview.PCA.from_basis(model.basis_, **{name: value})
+    loaded = embedview.PCA.load(path, nonfinite="omit")  # what drawing uses may be given
+    assert loaded.normalize == "channel" and loaded.nonfinite == "omit"
+    with pytest.raises(EmbedviewError, match="a basis file is given by its path"):
+        embedview.PCA.load(None)
+
+
+def test_every_deprecation_names_its_versions_and_none_outlives_its_removal():
+    import embedview._run.joint  # noqa: F401  (registers its wrappers)
+    import embedview._run.similarity  # noqa: F401
+    from embedview._common.deprecation import SCHEDULE
+    from embedview._common.version import __version__
+
+    def version(text):
+        return tuple(int(p) for p in text.split(".")[:2])
+
+    names = {what for what, _, _ in SCHEDULE}
+    assert {"fit_basis()", "visualize_many()", "save_basis()", "load_basis()", "PCA(fit=)",
+            "visualize(device=)", "visualize(progress=)", "render_plane(device=)", "similarity(progress=)"} <= names
+    for what, since, removed_in in SCHEDULE:
+        assert version(since) < version(removed_in), what
+        assert version(__version__) < version(removed_in), f"{what} was to be removed in {removed_in}"
+
+
+def test_compatibility_wrappers_warn_and_still_work():
+    a, b = _features(0), _features(1)
+    with pytest.warns(FutureWarning, match=r"visualize_many\(\) is deprecated since embedview 0.2"):
+        va, vb = embedview.visualize_many([embedview.open_source(x, SIZE) for x in (a, b)])
+    joint = embedview.PCA().fit_transform(a, b, original_size=SIZE)
+    _same(va, joint[0])
+    _same(vb, joint[1])
+    with pytest.warns(FutureWarning, match=r"render_plane\(device=...\) is deprecated"):
+        rgb, _ = embedview.render_plane(embedview.open_source(a, SIZE), va.basis, 4, device="cpu")
+    np.testing.assert_array_equal(rgb, embedview.render_plane(embedview.open_source(a, SIZE), va.basis, 4)[0])
+    src = embedview.open_source(a, SIZE)
+    with pytest.warns(FutureWarning, match=r"similarity\(progress=...\) is deprecated.*Execution\(progress=True\)"):
+        old = embedview.similarity(src, (5, 5), progress=False)
+    np.testing.assert_array_equal(old.components, embedview.similarity(src, (5, 5)).components)
+    assert "similarity" in repr(old) and old.summary().endswith("1.0 at its cell")
+    assert "Piece" not in embedview.__all__ and embedview.Piece.__name__ == "Piece"  # importable, not advertised
+    assert "fit_basis" not in embedview.__all__ and {"PCA", "Draw", "Output", "Execution"} <= set(embedview.__all__)
+
+
+def test_run_takes_the_settings_objects_whole(tmp_path):
+    model = embedview.PCA()
+    draw = embedview.Draw(pixel_size=4, rgb_components=(2, 1, 0))
+    vis, = model.run([_features(0)], draw, original_size=SIZE)
+    _same(vis, model.transform(_features(0), original_size=SIZE, pixel_size=4, rgb_components=(2, 1, 0)))
+    written, = model.run([_features(0)], draw, [embedview.Output(tmp_path / "a.zarr", metadata={"k": 1})],
+                         refit=False, original_size=SIZE)
+    assert written.path == tmp_path / "a.zarr" and written.rgb is None
+    with pytest.raises(EmbedviewError, match="rgb_components"):
+        embedview.PCA().fit_transform(_features(0), original_size=SIZE, rgb_components="abc")

@@ -32,12 +32,13 @@ def test_a_basis_fitted_on_a_gives_b_the_same_colours(tmp_path):
     labels_a, a, protos = _scene(1, weights=[0.5, 0.2, 0.1, 0.1, 0.1], noise=0.05)
     labels_b, b, _ = _scene(2, weights=[0.1, 0.1, 0.2, 0.2, 0.4], noise=0.05, protos=protos)
     vis_a = embedview.visualize(a, original_size=SIZE)
-    path = embedview.save_basis(tmp_path / "basis.npz", vis_a.basis, normalize="robust", fitted_on=["a"])
-    basis, meta = embedview.load_basis(path)
-    assert meta["n_channels"] == 32 and meta["fitted_on"] == ["a"]
+    path = embedview.PCA.from_basis(vis_a.basis).save(tmp_path / "basis.npz", fitted_on=["a"])
+    loaded = embedview.PCA.load(path)
+    basis = loaded.basis_
+    assert loaded.n_channels_ == 32 and loaded.fitted_on_ == str(path)
     for name in ("mean", "components", "explained_variance", "lo", "hi"):
         np.testing.assert_array_equal(getattr(basis, name), getattr(vis_a.basis, name))
-    vis_b = embedview.PCA.from_basis(basis).transform(b, original_size=SIZE)
+    vis_b = loaded.transform(b, original_size=SIZE)
     materials = range(5)
     same = np.abs(_material_colours(vis_a, labels_a, materials) - _material_colours(vis_b, labels_b, materials))
     assert same.max() <= 2
@@ -58,24 +59,24 @@ def test_joint_fit_over_several_inputs():
     labels_a, a, protos = _scene(1, weights=[0.5, 0.2, 0.1, 0.1, 0.1], noise=0.05)
     labels_b, b, _ = _scene(2, weights=[0.1, 0.1, 0.2, 0.2, 0.4], noise=0.05, protos=protos)
     sources = [embedview.open_source(x, SIZE) for x in (a, b)]
-    vis_a, vis_b = embedview.visualize_many(sources)
+    vis_a, vis_b = embedview.PCA().fit_transform(*sources)
     assert vis_a.basis is vis_b.basis and vis_a.basis.n_samples == 2 * 64 * 64
     materials = range(5)
     assert np.abs(_material_colours(vis_a, labels_a, materials) - _material_colours(vis_b, labels_b, materials)).max() <= 2
-    # The same basis as fit_basis, and the same pictures as applying it one by one.
-    basis = embedview.fit_basis(sources)
+    # The same basis as fit alone, and the same pictures as applying it one by one.
+    basis = embedview.PCA().fit(*sources).basis_
     np.testing.assert_allclose(basis.components, vis_a.basis.components, atol=1e-9)
     np.testing.assert_array_equal(basis.lo, vis_a.basis.lo)
     np.testing.assert_array_equal(embedview.PCA.from_basis(basis).transform(sources[1]).rgb, vis_b.rgb)
     with pytest.raises(embedview.EmbedviewError, match="different numbers of channels"):
-        embedview.fit_basis([sources[0], embedview.open_source(np.zeros((1, 8, 64, 64), np.float32), SIZE)])
+        embedview.PCA().fit(sources[0], embedview.open_source(np.zeros((1, 8, 64, 64), np.float32), SIZE))
 
 
 def test_mask_fits_only_under_the_mask_and_draws_the_rest_dark():
     labels, x, _ = _scene(3)
     mask = np.zeros(SIZE, bool)
     mask[:512] = True  # cells of rows 0..31
-    vis = embedview.PCA().fit_transform(x, original_size=SIZE, mask=mask)
+    vis, = embedview.PCA().fit_transform(x, original_size=SIZE, mask=mask)
     assert vis.basis.n_samples == 32 * 64
     assert vis.valid[:32].all() and not vis.valid[32:].any()
     assert (vis.rgb[32:] == 0).all()
@@ -95,14 +96,14 @@ def test_foreground_auto_separates_what_the_background_squeezed(seed):
     labels[minority] = rng.integers(1, 6, size=minority.sum())
     x = syn.features_from_labels(labels, protos, noise=0.3)[None]
     plain = embedview.visualize(x, original_size=SIZE)
-    fg = embedview.PCA().fit_transform(x, original_size=SIZE, foreground="auto")
+    fg, = embedview.PCA().fit_transform(x, original_size=SIZE, foreground="auto")
     (rule,) = fg.foreground
     assert 0.15 < rule.fraction < 0.25
     assert (fg.valid == minority).mean() > 0.99  # the background is dropped, drawn dark
     materials = range(1, 6)
     assert _min_distance(_material_colours(fg, labels, materials)) >= 2 * _min_distance(_material_colours(plain, labels, materials))
     # The threshold and side can be set.
-    flipped = embedview.PCA().fit_transform(x, original_size=SIZE, foreground={
+    flipped, = embedview.PCA().fit_transform(x, original_size=SIZE, foreground={
         "threshold": rule.threshold, "side": "below" if rule.side == "above" else "above"})
     assert (flipped.valid == ~minority).mean() > 0.99
 

@@ -492,7 +492,7 @@ def test_a_basis_of_scaled_float64_features_reads_other_inputs_at_its_scale(tmp_
     model = embedview.PCA().fit(x, original_size=(256, 256))
     assert model.basis_.feature_scale > 2.0**990
     again = model.transform(x, original_size=(256, 256), pixel_size=PATCH)
-    np.testing.assert_array_equal(again.rgb, model.fit_transform(x, original_size=(256, 256), pixel_size=PATCH).rgb)
+    np.testing.assert_array_equal(again.rgb, model.fit_transform(x, original_size=(256, 256), pixel_size=PATCH)[0].rgb)
     other = x.copy()
     other[0] *= 4.0  # its own first piece would choose another scale
     loaded = embedview.PCA.load(model.save(tmp_path / "b.npz"))
@@ -509,7 +509,7 @@ def test_large_features_with_nan_cells_count_only_those(tmp_path, capsys):
     x[1, 0, :, 5, 5] = np.nan
     with pytest.raises(EmbedviewError, match=r"^1 cells of slice 1 .* NaN or infinite"):
         embedview.visualize(x, original_size=(256, 256), pixel_size=PATCH)
-    vis = embedview.PCA(nonfinite="omit").fit_transform(x, original_size=(256, 256), pixel_size=PATCH)
+    vis, = embedview.PCA(nonfinite="omit").fit_transform(x, original_size=(256, 256), pixel_size=PATCH)
     assert vis.rgb.any()
     big = _tokens() * np.float32(1e20)
     np.save(tmp_path / "big.npy", big)

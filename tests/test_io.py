@@ -247,17 +247,17 @@ def test_forged_or_damaged_markers_are_nobodys(tmp_path):
 
 
 def test_one_writer_contract():
-    """Every sink the pipeline draws into follows Sink; every file output follows Output."""
+    """Every sink the pipeline draws into follows Sink; every file output follows Writer."""
     from pathlib import Path
 
     from embedview._outputs.movie import MovieOutput, MovieSink
-    from embedview._outputs.sinks import MemorySink, Output, Sink, ZarrOutput, ZarrSink
+    from embedview._outputs.sinks import MemorySink, Sink, Writer, ZarrOutput, ZarrSink
 
     methods = [name for name in vars(Sink) if not name.startswith("_")]
     assert methods == ["place", "colour", "finish"]
     for cls in (MemorySink, ZarrSink, MovieSink):
         assert all(callable(getattr(cls, name, None)) for name in methods), cls
     for out in (ZarrOutput("p.zarr"), MovieOutput(Path("m.gif"))):
-        assert isinstance(out, Output) and out.overwrite is False
+        assert isinstance(out, Writer) and out.overwrite is False
     with pytest.raises(EmbedviewError, match="ending in .zarr"):
         ZarrOutput("p.png")

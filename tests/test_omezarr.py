@@ -29,7 +29,7 @@ def test_out_of_core_output_equals_the_in_memory_render(tmp_path, monkeypatch, c
     monkeypatch.setattr(_sinks, "MEMORY_STORE_BYTES", -1 if on_disk else 2**40)
     vis = embedview.visualize(DATA / case, pixel_size=pixel_size)
     out = tmp_path / "pca.zarr"
-    written = embedview.PCA().fit_transform(DATA / case, pixel_size=pixel_size, output=out, metadata={"note": "x"})
+    written, = embedview.PCA().fit_transform(DATA / case, pixel_size=pixel_size, output=out, metadata={"note": "x"})
     assert written.rgb is None and written.path == out
     rgb, components, attrs = read_ome_zarr(out)
     np.testing.assert_array_equal(rgb, vis.rgb)

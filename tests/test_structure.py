@@ -10,7 +10,7 @@ from _imports import PACKAGE, cycles, import_graph
 
 def test_the_import_graph_is_acyclic():
     graph = import_graph()
-    assert len(graph) > 30 and "embedview._run.dask_executor" in graph["embedview._run.executors"] | graph["embedview._run.pipeline"]
+    assert len(graph) > 30 and "embedview._run.dask_executor" in graph["embedview._run.settings"]
     assert cycles(graph) == []
 
 
@@ -56,3 +56,28 @@ def test_the_command_line_is_parser_and_dispatch():
     for node in tree.body:  # each command's body is short: the work is in the library
         if isinstance(node, ast.FunctionDef) and node.name in commands:
             assert node.end_lineno - node.lineno < 25, node.name
+
+
+def test_both_engines_conform_to_the_engine_protocol():
+    """numpy and PyTorch engines implement :class:`Engine`: its methods, with its positional parameters."""
+    import pytest
+
+    from embedview._model.engines import Engine, NumpyEngine
+
+    torch_engine = pytest.importorskip("embedview._model.torch_engine")
+    for cls, engine in ((NumpyEngine, NumpyEngine()), (torch_engine.TorchEngine, torch_engine.TorchEngine("cpu"))):
+        assert isinstance(engine, Engine), cls
+        for name in ("accumulator", "project", "upsample"):
+            wanted = [p for p in inspect.signature(getattr(Engine, name)).parameters.values()
+                      if p.kind is p.POSITIONAL_OR_KEYWORD]
+            got = list(inspect.signature(getattr(cls, name)).parameters.values())
+            assert [p.name for p in got[:len(wanted)]] == [p.name for p in wanted], (cls, name)
+
+
+def test_no_caller_uses_a_private_method_of_the_estimator_or_asks_for_its_state():
+    """What PCA does is its public methods; "is it fitted?" is its own check (issue 16)."""
+    for path in PACKAGE.rglob("*.py"):
+        if path.name == "estimator.py":
+            continue
+        text = path.read_text(encoding="utf-8")
+        assert "._run(" not in text and 'hasattr(model, "bases_")' not in text, path

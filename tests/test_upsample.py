@@ -36,8 +36,9 @@ def tiled_scene(tmp_path_factory):
 def _draw(source, guide, method, basis=None, **kw):
     up = embedview.Upsample("guided", guide=guide) if method == "guided" else method
     model = embedview.PCA() if basis is None else embedview.PCA.from_basis(basis)
-    run = model.fit_transform if basis is None else model.transform
-    return run(source, pixel_size=1, upsample=up, **kw)
+    if basis is None:
+        return model.fit_transform(source, pixel_size=1, upsample=up, **kw)[0]
+    return model.transform(source, pixel_size=1, upsample=up, **kw)
 
 
 def _displacements(source, labels, guide, protos, **kw) -> dict:
@@ -99,7 +100,7 @@ def test_guided_ome_zarr_equals_memory(tmp_path, tiled_scene, monkeypatch):
     group, _, guide, *_ = tiled_scene
     np.save(tmp_path / "guide.npy", guide)
     up = embedview.Upsample("guided", guide=tmp_path / "guide.npy")
-    memory = embedview.PCA().fit_transform(group, pixel_size=1, upsample=up)
+    memory, = embedview.PCA().fit_transform(group, pixel_size=1, upsample=up)
     monkeypatch.setattr(sinks, "CHUNK", 128)
     out = embedview.PCA.from_basis(memory.basis).transform(group, pixel_size=1, upsample=up,
                                                            output=tmp_path / "g.zarr")
@@ -227,7 +228,7 @@ def test_torch_equals_numpy_within_one_level(tiled_scene, method):
     pytest.importorskip("torch")
     group, _, guide, *_ = tiled_scene
     up = embedview.Upsample("guided", guide=guide) if method == "guided" else method
-    numpy_vis = embedview.PCA().fit_transform(group, pixel_size=1, upsample=up)
+    numpy_vis, = embedview.PCA().fit_transform(group, pixel_size=1, upsample=up)
     torch_vis = embedview.PCA.from_basis(numpy_vis.basis, execution=embedview.Execution(device="torch:cpu")).transform(
         group, pixel_size=1, upsample=up)
     difference = np.abs(torch_vis.rgb.astype(int) - numpy_vis.rgb.astype(int))

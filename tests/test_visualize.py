@@ -154,7 +154,7 @@ def test_high_norm_tokens_do_not_wash_out_the_picture():
     flat[:, outliers] = flat.mean(1, keepdims=True) + 30 * norm * direction / np.linalg.norm(direction, axis=0)
 
     def min_distance(normalize, mode="exclude"):
-        vis = embedview.PCA(normalize=normalize, outliers=mode).fit_transform(features[None], original_size=(1024, 1024))
+        vis, = embedview.PCA(normalize=normalize, outliers=mode).fit_transform(features[None], original_size=(1024, 1024))
         rgb = vis.rgb.reshape(-1, 3).astype(float)
         keep = np.ones(rgb.shape[0], bool)
         keep[outliers] = False
@@ -210,7 +210,7 @@ def test_nonfinite_features_raise_or_are_omitted():
     features[1, 0, 0, 20, 20] = np.inf
     with pytest.raises(EmbedviewError, match=r"4 cells of slice 1 .* nonfinite='omit'"):
         embedview.visualize(features, original_size=(640, 640))
-    vis = embedview.PCA(M - 1, nonfinite="omit").fit_transform(features, original_size=(640, 640))
+    vis, = embedview.PCA(M - 1, nonfinite="omit").fit_transform(features, original_size=(640, 640))
     assert vis.basis.n_samples == 3 * 64 * 64 - 4
     assert (vis.rgb[1, 5:8, 10] == 0).all() and (vis.rgb[1, 20, 20] == 0).all()
     assert vis.valid.sum() == 3 * 64 * 64 - 4
@@ -255,13 +255,13 @@ def test_sampled_fit_stays_within_two_levels_of_the_exact_fit():
     latent = rng.normal(size=(10, 64, 64, 3)) * [16, 4, 1]
     features = (latent @ q[:3] + 0.05 * rng.normal(size=(10, 64, 64, C))).astype(np.float32)
     features = np.moveaxis(features, -1, 1)[:, None]
-    exact = embedview.PCA(fit_sample=None).fit_transform(features, original_size=(512, 512))
-    sampled = embedview.PCA(fit_sample=20000).fit_transform(features, original_size=(512, 512))
+    exact, = embedview.PCA(fit_sample=None).fit_transform(features, original_size=(512, 512))
+    sampled, = embedview.PCA(fit_sample=20000).fit_transform(features, original_size=(512, 512))
     assert exact.basis.n_samples == 10 * 64 * 64
     assert 19000 < sampled.basis.n_samples < 21000
     close = np.abs(exact.rgb.astype(int) - sampled.rgb).max(axis=-1) <= 2
     assert close.mean() >= 0.99
-    again = embedview.PCA(fit_sample=20000).fit_transform(features, original_size=(512, 512))
+    again, = embedview.PCA(fit_sample=20000).fit_transform(features, original_size=(512, 512))
     assert (again.rgb == sampled.rgb).all()  # seeded
 
 
@@ -319,3 +319,27 @@ def test_reprs_are_short_and_dump_no_arrays():
     assert text.startswith("Visualization(single, image 600×900, rgb 43×64×3 uint8, scale=(14.0625, 14.0625)")
     assert basis.startswith("Basis(3 components of 8 channels, explained_variance_ratio=[")
     assert len(text) < 200 and len(basis) < 200 and "array" not in text + basis
+
+
+def test_a_visualization_shows_itself_in_a_notebook(tmp_path):
+    """Jupyter's ``_repr_png_``: a small picture (long side ≤ 512; a stack's middle slice) over a
+    legend with its scale and what its colours show."""
+    import io
+
+    from PIL import Image
+
+    vis = embedview.visualize(np.random.default_rng(0).random((1, 8, 64, 64), np.float32), original_size=(600, 900))
+    assert vis.summary().startswith("1 pixel = 14.0625 image pixels; R: PC1 ")
+    picture = np.asarray(Image.open(io.BytesIO(vis._repr_png_())))
+    assert picture.shape[1] == 256 and picture.shape[0] > 4 * 43  # enlarged 4×, legend under it
+    np.testing.assert_array_equal(picture[:4 * 43:4, :4 * 64:4, :3], vis.rgb)
+    big = embedview.visualize(np.random.default_rng(1).random((3, 1, 8, 64, 64), np.float32),
+                              original_size=(600, 900), pixel_size=1, rgb_components=(2, 0, 1))
+    assert big.summary().startswith("slice 1 of 3; 1 pixel = 1 image pixel; R: PC3 ")
+    shown = np.asarray(Image.open(io.BytesIO(big._repr_png_())))
+    assert max(shown.shape[:2]) <= 512 + 60 and shown.shape[1] <= 512
+    np.testing.assert_array_equal(shown[:300, :, :3], big.rgb[1, ::2, ::2][:300])
+    on_disk = embedview.PCA.from_basis(vis.basis).transform(
+        np.zeros((1, 8, 64, 64), np.float32), original_size=(600, 900), output=tmp_path / "a.zarr")
+    assert on_disk._repr_png_() is None and "a.zarr" in repr(on_disk)
+    assert "1 basis of 3 components" in repr(vis)

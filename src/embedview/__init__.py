@@ -20,23 +20,16 @@ _EXPORTS = {
     "visualize": "_run.visualize",
     "PCA": "_run.estimator",
     "cluster": "_run.estimator",
-    "Execution": "_run.pipeline",
+    "Execution": "_run.settings",
+    "Draw": "_run.settings",
+    "Output": "_run.settings",
     "render_plane": "_run.visualize",
     "Visualization": "_outputs.visualization",
     "Basis": "_model.fit",
     "EmbedviewError": "_common.errors",
     "open_source": "_inputs.sources",
-    "Source": "_inputs.source_base",
-    "Piece": "_inputs.source_base",
-    "OutputGrid": "_common.geometry",
-    "CellGrid": "_common.geometry",
-    "Tiling": "_common.geometry",
     "write_output": "_outputs.io",
     "read_image": "_outputs.io",
-    "fit_basis": "_run.joint",
-    "visualize_many": "_run.joint",
-    "save_basis": "_model.basis_file",
-    "load_basis": "_model.basis_file",
     "similarity": "_run.similarity",
     "from_tokens": "_inputs.vit_arrays",
     "from_feature_map": "_inputs.vit_arrays",
@@ -52,13 +45,26 @@ _EXPORTS = {
     "Encoder": "_encode.encoder",
     "encode": "_encode.run",
 }
+# Importable for experts, not advertised: the internals, and the functions that came before the
+# estimator (deprecated since 0.2, removed in 0.3: each call warns).
+_EXPERT = {
+    "Source": "_inputs.source_base",
+    "Piece": "_inputs.source_base",
+    "OutputGrid": "_common.geometry",
+    "CellGrid": "_common.geometry",
+    "Tiling": "_common.geometry",
+    "fit_basis": "_run.joint",
+    "visualize_many": "_run.joint",
+    "save_basis": "_run.joint",
+    "load_basis": "_run.joint",
+}
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
 def __getattr__(name):
-    if name in _EXPORTS:
-        value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    if name in _EXPORTS or name in _EXPERT:
+        value = getattr(import_module(f".{_EXPORTS.get(name) or _EXPERT[name]}", __name__), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'embedview' has no attribute {name!r}")

@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--montage", type=int, nargs="?", const=6, default=None, metavar="N",
                    help="for a stack: also write OUTPUT_montage.png, N evenly spaced slices (default 6, "
                         "first and last included) in one basis; automatic with --image on a stack")
-    p.add_argument("--fit", choices=("joint", "per_slice"), default="joint",
+    p.add_argument("--fit", choices=("joint", "per_slice"), default=None,
                    help="joint: one PCA for all slices and tiles (default); per_slice: one per slice, as micro_sam")
     p.add_argument("--pixel-size", type=_pixel_size, default=None, metavar="P",
                    help="output pixel size in image pixels, P or PY,PX (default: one embedding cell; 1: image "
@@ -176,9 +176,9 @@ def _add_overwrite(p) -> None:
 
 
 def _add_pca(p) -> None:
-    p.add_argument("--components", type=_positive_int, default=3, metavar="N", dest="n_components",
+    p.add_argument("--components", type=_positive_int, default=None, metavar="N", dest="n_components",
                    help="principal components to compute (default 3)")
-    p.add_argument("--normalize", choices=("robust", "channel", "global"), default="robust",
+    p.add_argument("--normalize", choices=("robust", "channel", "global"), default=None,
                    help="colour ranges: 1st-99th percentile per channel (default), min-max per channel, "
                         "or one min-max for all channels (micro_sam's)")
 
@@ -336,7 +336,7 @@ def _on_interrupt() -> dict:
 
 
 #: API parameters whose flag has another name ("/": two flags stand for it).
-_FLAG_DESTS = {"z": "slice", "preprocess": "resize/crop"}
+_FLAG_DESTS = {"z": "slice", "preprocess": "resize/crop", "fit_mode": "fit"}
 #: API parameter values that a switch stands for.
 _SWITCHES = {("nonfinite", "omit"): "omit_nonfinite", ("outliers", "keep"): "keep_outliers"}
 
@@ -421,9 +421,9 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 
 def _render_command(args) -> int:
-    from ._workflows.commands import options_from_args, render, render_many
+    from ._workflows.commands import render, render_many, settings_from_args
 
-    options = options_from_args(args)
+    settings, output = settings_from_args(args)
     if args.model is not None:  # the input is an image: encode it on the way
         from ._workflows.encode import encode_for_render
 
@@ -434,15 +434,15 @@ def _render_command(args) -> int:
         if extra:
             raise EmbedviewError(f"{extra} is for one input; with several inputs the side-by-side figure is "
                                  "written instead.")
-        render_many(args.embeddings, args.output, separate_bases=args.separate_bases, ext=args.ext,
-                    slice_=args.slice, quiet=args.quiet, inputs=_option_inputs(args), overwrite=args.overwrite, **options)
+        render_many(args.embeddings, output, settings=settings, separate_bases=args.separate_bases, ext=args.ext,
+                    slice_=args.slice, quiet=args.quiet, inputs=_option_inputs(args))
         return 0
     if args.separate_bases:
         raise EmbedviewError("--separate-bases is for several inputs.")
     if args.ext:
         raise EmbedviewError("--ext chooses the format of several inputs' pictures; for one input, end -o with it.")
-    render(args.embeddings[0], args.output, image=args.image, slice_=args.slice, montage=args.montage,
-           quiet=args.quiet, inputs=_option_inputs(args), fps=args.fps, overwrite=args.overwrite, **options)
+    render(args.embeddings[0], output, settings=settings, image=args.image, slice_=args.slice, montage=args.montage,
+           quiet=args.quiet, inputs=_option_inputs(args), fps=args.fps)
     return 0
 
 
@@ -492,9 +492,10 @@ def _encode_command(args) -> int:
 
 
 def _fit_command(args) -> int:
-    from ._workflows.commands import fit, options_from_args
+    from ._workflows.commands import fit, settings_from_args
 
-    fit(args.embeddings, args.output, quiet=args.quiet, overwrite=args.overwrite, **options_from_args(args))
+    settings, output = settings_from_args(args)
+    fit(args.embeddings, output, settings=settings, quiet=args.quiet)
     return 0
 
 

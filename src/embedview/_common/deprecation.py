@@ -1,8 +1,13 @@
 """One home for checking arguments and for changing the API (scikit-image's ``_shared/utils`` habit).
 
 - ``check_*``: the validators the public functions share, so one mistake reads the same everywhere.
-- :func:`deprecate_parameters`: old keywords keep working, with a ``FutureWarning`` that names what
-  replaces them, while the public signature shows only the new API.
+- API change with a schedule (scikit-image's ``deprecate_parameter``): every deprecation names the
+  version that introduced it and the version that removes it (:data:`SINCE`, :data:`REMOVED_IN`),
+  and what replaces it. :func:`deprecate_parameters` keeps old keywords of a function working
+  (routed to the full implementation), :func:`rename_parameter` an old name of a parameter,
+  :func:`deprecated` a whole function; each warns with a ``FutureWarning``, while the public
+  signature shows only the new API. :data:`SCHEDULE` lists them all (a test checks that none
+  outlives its removal version).
 """
 
 from __future__ import annotations
@@ -15,6 +20,13 @@ import warnings
 import numpy as np
 
 from .errors import EmbedviewError, arg
+
+#: The release that introduced the deprecations of issue 16 (the next one after 0.1.0), and the one
+#: that removes them.
+SINCE = "0.2"
+REMOVED_IN = "0.3"
+#: Every deprecation made through this module: ``(what, since, removed_in)``.
+SCHEDULE: list[tuple[str, str, str]] = []
 
 FIT_MODES = ("joint", "per_slice")
 NONFINITE_MODES = ("raise", "omit")
@@ -93,7 +105,16 @@ def cluster_options(clusters, components, n_components) -> tuple[int, int] | Non
     return int(clusters), int(m)
 
 
-def deprecate_parameters(replacements: dict[str, str], route):
+def _message(what: str, replacement: str, since: str, removed_in: str) -> str:
+    return (f"{what} is deprecated since embedview {since} and will be removed in {removed_in}; "
+            f"use {replacement} instead.")
+
+
+def _scheduled(what: str, since: str, removed_in: str) -> None:
+    SCHEDULE.append((what, since, removed_in))
+
+
+def deprecate_parameters(replacements: dict[str, str], route, *, since: str = SINCE, removed_in: str = REMOVED_IN):
     """Keep old keywords of the decorated function working, with a ``FutureWarning`` each.
 
     Parameters
@@ -103,24 +124,28 @@ def deprecate_parameters(replacements: dict[str, str], route):
     route : callable
         Called as ``route(**arguments)`` with the call's bound arguments (defaults applied) plus
         the old keywords, when any old keyword is given; it must accept all of them.
+    since, removed_in : str
+        The version that deprecated the keywords, and the one that removes them.
 
     Examples
     --------
     >>> def _full(x, scale=1, offset=0):
     ...     return x * scale + offset
-    >>> @deprecate_parameters({"offset": "x + offset"}, route=_full)
+    >>> @deprecate_parameters({"offset": "x + offset"}, route=_full, since="0.2", removed_in="0.3")
     ... def f(x, scale=1):
     ...     return _full(x, scale)
     >>> with warnings.catch_warnings(record=True) as caught:
     ...     warnings.simplefilter("always")
     ...     f(2, offset=1), str(caught[0].message)
-    (3, 'f(offset=...) is deprecated; use x + offset instead.')
+    (3, 'f(offset=...) is deprecated since embedview 0.2 and will be removed in 0.3; use x + offset instead.')
     >>> list(inspect.signature(f).parameters)
     ['x', 'scale']
     """
 
     def decorate(fn):
         signature = inspect.signature(fn)
+        for name in replacements:
+            _scheduled(f"{fn.__qualname__}({name}=)", since, removed_in)
 
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
@@ -128,7 +153,7 @@ def deprecate_parameters(replacements: dict[str, str], route):
             if not old:
                 return fn(*args, **kwargs)
             for name in old:
-                warnings.warn(f"{fn.__name__}({name}=...) is deprecated; use {replacements[name]} instead.",
+                warnings.warn(_message(f"{fn.__name__}({name}=...)", replacements[name], since, removed_in),
                               FutureWarning, stacklevel=2)
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
@@ -137,3 +162,74 @@ def deprecate_parameters(replacements: dict[str, str], route):
         return wrapper
 
     return decorate
+
+
+def rename_parameter(old: str, new: str, *, since: str = SINCE, removed_in: str = REMOVED_IN, owner: str | None = None):
+    """Accept ``old=`` as the former name of the parameter ``new`` (a ``FutureWarning``); the
+    signature shows only ``new``. ``owner``: how the warning names the callable (default its name).
+
+    Examples
+    --------
+    >>> @rename_parameter("colour", "color", since="0.2", removed_in="0.3")
+    ... def paint(color="red"):
+    ...     return color
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     paint(colour="blue"), str(caught[0].message)
+    ('blue', 'paint(colour=...) is deprecated since embedview 0.2 and will be removed in 0.3; use paint(color=...) instead.')
+    """
+
+    def decorate(fn):
+        name = owner or fn.__name__
+        _scheduled(f"{name}({old}=)", since, removed_in)
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            if old in kwargs:
+                if new in kwargs:
+                    raise EmbedviewError(f"{old}= is the old name of {new}=; pass {new}= only.")
+                warnings.warn(_message(f"{name}({old}=...)", f"{name}({new}=...)", since, removed_in),
+                              FutureWarning, stacklevel=2)
+                kwargs[new] = kwargs.pop(old)
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+def deprecated(replacement: str, *, since: str = SINCE, removed_in: str = REMOVED_IN, name: str | None = None):
+    """A whole function kept for compatibility: each call warns (``FutureWarning``) and names what
+    replaces it.
+
+    Examples
+    --------
+    >>> @deprecated("new()", since="0.2", removed_in="0.3")
+    ... def old():
+    ...     return 1
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     old(), str(caught[0].message)
+    (1, 'old() is deprecated since embedview 0.2 and will be removed in 0.3; use new() instead.')
+    """
+
+    def decorate(fn):
+        what = f"{name or fn.__name__}()"
+        _scheduled(what, since, removed_in)
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            warnings.warn(_message(what, replacement, since, removed_in), FutureWarning, stacklevel=2)
+            return fn(*args, **kwargs)
+
+        wrapper.__doc__ = (f".. deprecated:: {since}\n    Removed in {removed_in}; use {replacement}.\n\n"
+                           + (fn.__doc__ or ""))
+        return wrapper
+
+    return decorate
+
+
+def warn_deprecated(what: str, replacement: str, *, since: str = SINCE, removed_in: str = REMOVED_IN,
+                    stacklevel: int = 3) -> None:
+    """Warn that ``what`` (a keyword given somewhere) is deprecated; see :func:`deprecate_parameters`."""
+    warnings.warn(_message(what, replacement, since, removed_in), FutureWarning, stacklevel=stacklevel)

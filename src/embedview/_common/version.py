@@ -1,3 +1,3 @@
 """The package's version: one home, read by the root package, the written metadata and the build."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -48,8 +48,9 @@ def encode(image, model, *, checkpoint=None, ndim: int | None = None, tile_shape
         Tiles and their overlap, as micro_sam tiles (``halo`` defaults to ``(0, 0)``).
     device : {"cpu", "cuda", "mps"}, optional
         Default: a GPU if PyTorch sees one, else the CPU.
-    output : str or os.PathLike, optional
-        A ``.zarr`` folder to write; default: kept in memory.
+    output : str, os.PathLike or Output, optional
+        A ``.zarr`` folder to write (an :class:`embedview._run.settings.Output` brings its
+        ``overwrite``); default: kept in memory.
     batch_size : int
         Blocks per forward pass.
     progress : bool
@@ -68,7 +69,10 @@ def encode(image, model, *, checkpoint=None, ndim: int | None = None, tile_shape
         written, or the embeddings in memory.
     """
     from .._inputs.micro_sam_layout import from_group, open_container
+    from .._run.settings import Output
 
+    if isinstance(output, Output):
+        output, overwrite = output.path, output.overwrite or overwrite
     img = open_image(image, ndim)
     tiling = _tiling(img, tile_shape, halo)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -104,7 +108,7 @@ def _tiling(img: Image, tile_shape, halo) -> Tiling | None:
             raise EmbedviewError(f"{arg('halo', halo)} is the overlap of tiles; pass {arg('tile_shape', form='H,W')} "
                                  "too (or neither).")
         return None
-    tile = pair(tile_shape, "tile_shape")
+    tile = pair(tile_shape, arg("tile_shape"))
     margin = (0, 0) if halo is None else _halo(halo)
     if tile[0] >= img.shape[0] and tile[1] >= img.shape[1]:
         raise EmbedviewError(f"{arg('tile_shape', list(tile))} is not smaller than the {img.shape[0]}×{img.shape[1]} "

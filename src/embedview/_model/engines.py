@@ -1,16 +1,43 @@
-"""Engines: where the heavy arithmetic (scatter accumulation, projection) runs.
+"""Engines: where the heavy arithmetic (scatter accumulation, projection, upsampling) runs.
 
-The pipeline asks an engine for an accumulator and for projections, nothing else, so the
-numpy path and the PyTorch path (``device="cuda"``) share every other stage: sources,
-colour ranges, placement and output.
+The pipeline asks an engine for an accumulator, projections and upsampled pixels, nothing else
+(:class:`Engine`, the protocol both engines implement), so the numpy path and the PyTorch path
+(``device="cuda"``) share every other stage: sources, colour ranges, placement and output.
 """
 
 from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from .._common.errors import EmbedviewError
 from .fit import Accumulator, Basis
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """What the pipeline asks of an engine (:class:`NumpyEngine`, :class:`~embedview._model.torch_engine.TorchEngine`).
+
+    Attributes
+    ----------
+    name : str
+        The device, as the user named it (``"cpu"``, ``"cuda:1"``, ``"torch:cpu"``).
+    """
+
+    name: str
+
+    def accumulator(self, n_channels: int, expected_cells: int | None = None):
+        """A streaming accumulator of ``n_channels`` features (an :class:`~embedview._model.fit.Accumulator`:
+        ``add``, ``merge``, ``basis``; ``shift`` and ``bar`` settable)."""
+
+    def project(self, basis: Basis, features: np.ndarray) -> np.ndarray:
+        """``(C, ...)`` features to float32 ``(k, ...)`` components, as :meth:`Basis.project`."""
+
+    def upsample(self, cells: np.ndarray, rows: np.ndarray, cols: np.ndarray, valid, method: str,
+                 **options) -> np.ndarray:
+        """Projected cells sampled at output pixels: float32 ``(ny, nx, k)``
+        (:func:`embedview._model.upsample.upsample_cells`)."""
 
 
 class NumpyEngine:

@@ -235,7 +235,7 @@ class MovieOutput:
     @contextlib.contextmanager
     def open_sink(self, src, grid, n_components: int, upsample=None, engine=None, *, remote: bool = False):
         """The :class:`MovieSink` writing ``src``'s frames into a temporary file renamed to :attr:`path`
-        (the :class:`~embedview._outputs.sinks.Output` contract). One frame is in memory at a time.
+        (the :class:`~embedview._outputs.sinks.Writer` contract). One frame is in memory at a time.
 
         ``upsample``, ``engine``: the :class:`Placer`'s, as the pipeline gives every sink's placer.
         """

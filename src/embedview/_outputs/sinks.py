@@ -93,7 +93,7 @@ class Sink(Protocol):
 
 
 @runtime_checkable
-class Output(Protocol):
+class Writer(Protocol):
     """A file output of the pipeline: where it goes, whether it may replace a file embedview did
     not write, and the sink that writes it (:class:`ZarrOutput`, :class:`embedview._outputs.movie.MovieOutput`).
 

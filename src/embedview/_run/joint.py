@@ -1,19 +1,20 @@
-"""One basis for several inputs: :func:`fit_basis` and :func:`visualize_many`, kept for
-compatibility as thin wrappers over :class:`embedview.PCA` (``PCA().fit(a, b)``,
-``PCA().fit_transform(a, b)``).
-
-Use them to compare images, time points or files: a material gets the same colour in every
-picture. (Embeddings of different models live in different spaces: fit each on its own.)
+"""The functions that came before the estimator, kept for compatibility until 0.3 as thin
+wrappers over :class:`embedview.PCA`, each with a ``FutureWarning`` naming what replaces it:
+:func:`fit_basis` (``PCA().fit(a, b).basis_``), :func:`visualize_many`
+(``PCA().fit_transform(a, b)``), :func:`save_basis` (``PCA.from_basis(basis).save(path)``) and
+:func:`load_basis` (``PCA.load(path)``).
 """
 
 from __future__ import annotations
 
+from .._common.deprecation import deprecated
 from .._common.errors import EmbedviewError
 from .._model.fit import Basis
 from .._outputs.visualization import Visualization
-from .pipeline import Execution
+from .settings import Draw, Execution
 
 
+@deprecated("PCA(...).fit(*sources).basis_")
 def fit_basis(sources, n_components: int = 3, normalize: str = "robust", *, nonfinite: str = "raise",
               outliers: str = "exclude", device: str = "cpu", progress: bool = False) -> Basis:
     """Fit one basis, with colour ranges, jointly over the cells of several inputs.
@@ -39,8 +40,8 @@ def fit_basis(sources, n_components: int = 3, normalize: str = "robust", *, nonf
     >>> rng = np.random.default_rng(0)
     >>> a, b = (embedview.open_source(rng.normal(size=(1, 8, 64, 64)).astype(np.float32), (64, 64))
     ...         for _ in range(2))
-    >>> basis = fit_basis([a, b])
-    >>> basis.n_samples, basis.lo is not None
+    >>> basis = fit_basis([a, b])  # doctest: +SKIP
+    >>> basis.n_samples, basis.lo is not None  # doctest: +SKIP
     (8192, True)
     """
     from .estimator import PCA
@@ -50,6 +51,7 @@ def fit_basis(sources, n_components: int = 3, normalize: str = "robust", *, nonf
     return model.fit(*_listed(sources)).basis_
 
 
+@deprecated("PCA(...).fit_transform(*sources)")
 def visualize_many(sources, n_components: int = 3, normalize: str = "robust", pixel_size=None, *,
                    rgb_components=None, nonfinite: str = "raise", outliers: str = "exclude",
                    basis: Basis | None = None, device: str = "cpu",
@@ -69,18 +71,35 @@ def visualize_many(sources, n_components: int = 3, normalize: str = "robust", pi
     >>> import numpy as np, embedview
     >>> rng = np.random.default_rng(0)
     >>> arrays = [rng.normal(size=(1, 8, 64, 64)).astype(np.float32) for _ in range(2)]
-    >>> a, b = visualize_many([embedview.open_source(x, (64, 64)) for x in arrays])
-    >>> a.basis is b.basis
+    >>> a, b = visualize_many([embedview.open_source(x, (64, 64)) for x in arrays])  # doctest: +SKIP
+    >>> a.basis is b.basis  # doctest: +SKIP
     True
     """
     from .estimator import PCA
 
-    params = dict(normalize=normalize, nonfinite=nonfinite, outliers=outliers,
-                  execution=Execution(device=device, progress=progress))
-    model = PCA(n_components, **params) if basis is None else PCA.from_basis(basis, **params)
-    sources = _listed(sources)
-    out = model._run(sources, pixel_size=pixel_size, rgb_components=rgb_components, fitted=basis is not None)
-    return out if len(sources) > 1 else [out]
+    execution = Execution(device=device, progress=progress)
+    if basis is None:
+        model = PCA(n_components, normalize=normalize, nonfinite=nonfinite, outliers=outliers, execution=execution)
+    else:
+        model = PCA.from_basis(basis, nonfinite=nonfinite, execution=execution)
+    return model.run(_listed(sources), Draw(pixel_size, rgb_components), refit=basis is None)
+
+
+@deprecated("PCA.from_basis(basis).save(path)")
+def save_basis(path, basis: Basis, *, normalize: str, fitted_on=(), extra=None):
+    """Write ``basis`` (with colour ranges) to a ``.npz`` basis file; see
+    :func:`embedview._model.basis_file.save_basis`."""
+    from .._model.basis_file import save_basis as save
+
+    return save(path, basis, normalize=normalize, fitted_on=list(fitted_on), extra=extra)
+
+
+@deprecated("PCA.load(path) (its basis_; the file's normalize is its normalize)")
+def load_basis(path):
+    """``(basis, metadata)`` of a basis file; see :func:`embedview._model.basis_file.load_basis`."""
+    from .._model.basis_file import load_basis as load
+
+    return load(path)
 
 
 def _listed(sources) -> list:

@@ -25,120 +25,82 @@ from .._model.foreground import choose_threshold
 from .._model.selection import Foreground
 from .._outputs.sinks import MemorySink
 from .._outputs.visualization import Visualization
-from .executors import LocalExecutor, PassOptions, range_sample_rate
+from .executors import PassOptions, range_sample_rate
+from .settings import Draw, Execution
 
-
-@dataclass(frozen=True)
-class Execution:
-    """Where and how the passes run; accepted as ``execution=`` by :func:`embedview.visualize`
-    and :class:`embedview.PCA`.
-
-    Attributes
-    ----------
-    device : str
-        Where the arithmetic runs: ``"cpu"`` (numpy, the default) or a PyTorch device
-        (``"cuda"``, ``"cuda:1"``, ``"mps"``; ``"torch:cpu"`` runs PyTorch on the CPU). Needs the
-        ``torch`` extra; the result equals the numpy path's (uint8 ±1).
-    scheduler : str or distributed.Client, optional
-        Run the passes with Dask (the ``dask`` extra): ``"threads"``, ``"processes"``, the
-        address of a ``dask.distributed`` scheduler (``"tcp://host:8786"``) or a ``Client``.
-        Workers read the features themselves (the inputs must be file paths for processes and
-        clusters). The result equals the local one. Default: this process, no Dask.
-    progress : bool
-        Show a progress bar on stderr for work that takes over a second.
-
-    Examples
-    --------
-    >>> Execution(scheduler="threads")
-    Execution(device='cpu', scheduler='threads', progress=False)
-    """
-
-    device: str = "cpu"
-    scheduler: object = None
-    progress: bool = False
-
-    def executor(self, inputs: Inputs):
-        """The executor running the passes over ``inputs``."""
-        if self.scheduler is None:
-            from .._model.engines import engine_for
-
-            return LocalExecutor(inputs, engine_for(self.device))
-        from .dask_executor import DaskExecutor  # the workers build their engines: this process may have no GPU
-
-        return DaskExecutor(inputs, self.scheduler, self.device)
+__all__ = ["execute", "run", "Job", "Execution", "output_guard"]
 
 
 @dataclass(frozen=True)
 class Job:
-    """The checked options of one run.
+    """What the estimator asks of one run of the pipeline (built by :meth:`embedview.PCA.run` only).
 
-    ``bases`` / ``selections``: given per group (a fitted model: no fit); ``options.select`` is
-    the image mask's selection; ``foreground`` the fixed parts of the foreground rule;
-    ``clustered``: the pictures will be labelled by :func:`embedview.cluster` (sized for it).
+    ``options``: what every pass agrees on (the executors' contract, sent to Dask workers);
+    ``groups``: ``"joint"`` (one group of all pieces) or ``"per_slice"``; ``bases`` /
+    ``selections``: given per group (a fitted model: no fit); ``options.select`` is the image
+    mask's selection; ``foreground`` the fixed parts of the foreground rule.
     """
 
     options: PassOptions
     normalize: str
-    shown: tuple = (0, 1, 2)
+    groups: str = "joint"
     bases: tuple | None = None
     selections: tuple | None = None
     foreground: dict | None = None
-    clustered: bool = False
 
 
-def execute(inputs: Inputs, job: Job, *, fit: str = "joint", pixel_size=None, outputs=None, metadata=None,
-            execution: Execution | None = None, draw: bool = True, upsample=None):
+def execute(inputs: Inputs, job: Job, draws: list[Draw] | None = None, outputs: list | None = None,
+            execution: Execution | None = None):
     """Run the pipeline over ``inputs``; return ``(bases, selections, visualizations)``.
 
-    ``outputs``: per input, ``None`` (the picture in memory) or an
-    :class:`~embedview._outputs.sinks.Output` checked by :func:`output_guard` (a
-    :class:`~embedview._outputs.sinks.ZarrOutput`, written chunk by chunk; a movie's
-    :class:`~embedview._outputs.movie.MovieOutput`), whose ``open_sink`` gives the sink.
-    ``metadata``: the JSON-able extras recorded in each output (one dict, or a list: one per input).
-    ``draw=False`` only fits (the colour ranges still need a projection pass): no pictures.
-    ``upsample``: per input, its resolved upsampling (:class:`embedview._outputs.guide.Upsampling`)
-    or ``None`` (nearest).
+    ``draws``: one :class:`Draw` per input, its upsampling resolved (:meth:`Draw.for_source`);
+    ``None`` only fits (the colour ranges still need a projection pass): no pictures.
+    ``outputs``: one :class:`~embedview._run.settings.Output` (checked, see :func:`output_guard`)
+    or ``None`` per input: an ``Output`` is written chunk by chunk by its sink (its ``sink``, an
+    :class:`~embedview._outputs.sinks.Writer` such as a movie's
+    :class:`~embedview._outputs.movie.MovieOutput`, or by default a
+    :class:`~embedview._outputs.sinks.ZarrOutput`) instead of kept in memory, with its ``metadata``.
     """
     from .._outputs.io import check_metadata
 
-    for meta in metadata if isinstance(metadata, list) else [metadata]:  # plain JSON, before any work
-        check_metadata(meta)
+    for out in outputs or ():  # plain JSON, before any work
+        check_metadata(None if out is None else out.metadata)
     execution = execution or Execution()
     sources = inputs.sources
     pieces = inputs.pieces()
-    groups = [pieces] if fit == "joint" else [
+    groups = [pieces] if job.groups == "joint" else [
         [p for p in pieces if p.z == z] for z in sorted({p.z for p in pieces}, key=lambda z: z or 0)]
     outputs = list(outputs) if outputs is not None else [None] * len(sources)
-    grids = [src.output_grid(pixel_size) for src in sources]
     k = job.options.n_components
-    upsample = list(upsample) if upsample is not None else [None] * len(sources)
     with contextlib.ExitStack() as stack:
         executor = execution.executor(inputs)
         stack.enter_context(contextlib.closing(executor))
+        if draws is None:
+            bases, selections = run(inputs, groups, executor, _Sinks(inputs, [_Discard()] * len(sources), None),
+                                    job, execution.progress)
+            return bases, selections, None
+        grids = [src.output_grid(draw.pixel_size) for src, draw in zip(sources, draws)]
         # The sinks upsample on the executor's own engine when it has one here (a Dask executor's
         # engines live in its workers: the sinks get the device's name and build theirs).
         device = getattr(executor, "engine", None) or (None if execution.device == "cpu" else execution.device)
-        for src, grid, out in zip(sources, grids, outputs):  # in-memory pictures sized before anything is read
-            if draw and out is None:  # (a file output's sink checks what it needs when opened)
-                check_picture_fits(src.n_slices or 1, grid.shape, k, clustered=job.clustered)
-        if not draw:
-            sinks = [_Discard()] * len(sources)
-        else:
-            sinks = []
-            for src, grid, out, up in zip(sources, grids, outputs, upsample):
-                if out is None:
-                    sinks.append(MemorySink(src.n_slices or 1, grid, k, up, device))
-                else:  # an Output (embedview._outputs.sinks): OME-Zarr, a movie
-                    sinks.append(stack.enter_context(out.open_sink(src, grid, k, up, device, remote=executor.remote)))
-        bases, selections = run(inputs, groups, executor, _Sinks(inputs, sinks), job, execution.progress)
-        if not draw:
-            return bases, selections, None
-        metadata = metadata if isinstance(metadata, list) else [metadata] * len(sources)
+        for src, grid, out, draw in zip(sources, grids, outputs, draws):  # in-memory pictures sized before anything is read
+            if out is None:  # (a file output's sink checks what it needs when opened)
+                check_picture_fits(src.n_slices or 1, grid.shape, k, clustered=draw.clustered)
+        sinks = []
+        for src, grid, out, draw in zip(sources, grids, outputs, draws):
+            if out is None:
+                sinks.append(MemorySink(src.n_slices or 1, grid, k, draw.upsample, device))
+            else:  # its writer (embedview._outputs.sinks.Writer): OME-Zarr, a movie
+                sinks.append(stack.enter_context(out.writer().open_sink(src, grid, k, draw.upsample, device,
+                                                                        remote=executor.remote)))
+        shown = [draw.shown(k) for draw in draws]
+        bases, selections = run(inputs, groups, executor, _Sinks(inputs, sinks, shown), job, execution.progress)
         visualizations = []
-        for src, grid, sink, out, meta, up in zip(sources, grids, sinks, outputs, metadata, upsample):
-            if up is not None and out is not None:
-                meta = {**(meta or {}), "upsample": up.describe()}
-            visualizations.append(_visualization(src, grid, sink, out, bases, selections, meta))
+        for src, grid, sink, out, draw, rgb in zip(sources, grids, sinks, outputs, draws, shown):
+            meta = None if out is None else out.metadata
+            if draw.upsample is not None and out is not None:
+                meta = {**(meta or {}), "upsample": draw.upsample.describe()}
+            visualizations.append(replace(_visualization(src, grid, sink, out, bases, selections, meta), shown=rgb))
         return bases, selections, visualizations
 
 
@@ -149,8 +111,7 @@ def _visualization(src, grid, sink, out, bases, selections, metadata) -> Visuali
     if out is not None:
         from .._outputs.io import output_metadata
 
-        path = out.path
-        vis = Visualization(None, None, scale, translate, bases, src.layout, src.shape, path, selections=selections)
+        vis = Visualization(None, None, scale, translate, bases, src.layout, src.shape, out.path, selections=selections)
         sink.finish(scale, translate, output_metadata(vis, metadata))
         return vis
     components, rgb = sink.components, sink.rgb
@@ -162,15 +123,15 @@ def _visualization(src, grid, sink, out, bases, selections, metadata) -> Visuali
 class _Sinks:
     """One sink per input, addressed as one: each call goes to the sinks of the pieces' inputs."""
 
-    def __init__(self, inputs: Inputs, sinks: list):
-        self.inputs, self.sinks = inputs, sinks
+    def __init__(self, inputs: Inputs, sinks: list, shown: list | None):
+        self.inputs, self.sinks, self.shown = inputs, sinks, shown
 
     def place(self, index: int, piece, projected) -> None:
         self.sinks[piece.input].place(self.inputs.local_index(index, piece), piece, projected)
 
-    def colour(self, group, basis, shown, executor) -> None:
+    def colour(self, group, basis, executor) -> None:
         for i, zs in _slices(group).items():
-            self.sinks[i].colour(zs, basis, shown, executor)
+            self.sinks[i].colour(zs, basis, None if self.shown is None else self.shown[i], executor)
 
 
 
@@ -226,7 +187,7 @@ def run(inputs: Inputs, groups, executor, sinks, job: Job, progress: bool) -> tu
                                 feature_scale=inputs.feature_scale)
             bases.append(basis)
             selections.append(select)
-            sinks.colour(group, basis, job.shown, executor)
+            sinks.colour(group, basis, executor)
     return tuple(bases), tuple(selections)
 
 
@@ -246,18 +207,17 @@ def _collect(projected_pieces, basis: Basis, place) -> np.ndarray:
 
 
 def output_guard(outputs, sources, extra=()) -> list:
-    """Each output (a ``.zarr`` path, an :class:`~embedview._outputs.sinks.Output` or ``None``) as an
-    ``Output``, checked: it may not replace any input's files, nor what embedview did not write
-    unless its ``overwrite`` says so."""
-    from .._common.output_paths import check_output
-    from .._outputs.sinks import ZarrOutput
+    """Check each :class:`~embedview._run.settings.Output` (or ``None``) before any work: it may
+    not replace any input's files, nor what embedview did not write unless its ``overwrite`` says
+    so; one the pipeline writes without a sink of its own is a ``.zarr``."""
 
     read = [("the embeddings", s.name if isinstance(s.name, str) and os.path.exists(s.name) else None)
             for s in sources] + list(extra)
     checked = []
     for out, src in zip(outputs, sources):
-        if out is not None:
-            out = out if hasattr(out, "open_sink") else ZarrOutput(out)  # a path: OME-Zarr
-            check_output(out.path, stack=src.is_stack, inputs=read, overwrite=out.overwrite)
-        checked.append(out)
+        if out is None:
+            checked.append(None)
+            continue
+        out.writer()  # a path that is not .zarr, without a sink, is refused here
+        checked.append(replace(out, path=out.check(stack=src.is_stack, inputs=read)))
     return checked

@@ -11,6 +11,7 @@ import contextlib
 
 import numpy as np
 
+from .._common.deprecation import deprecate_parameters
 from .._common.errors import EmbedviewError, arg
 from .._common.progress import progress_bar
 from .._common.threads import blas_threads
@@ -45,8 +46,21 @@ class CosineQuery:
         return np.clip(cos, -1, 1).astype(np.float32).reshape((1,) + features.shape[1:])
 
 
+def _similarity_all(source, point=None, *, mask=None, z=None, pixel_size=None, original_size=None,
+                    execution=None, progress=None):
+    """:func:`similarity` with its old ``progress=`` (routed here with a ``FutureWarning``)."""
+    from .settings import Execution
+
+    if progress is not None:
+        e = execution or Execution()
+        execution = Execution(e.device, e.scheduler, bool(progress))
+    return similarity(source, point, mask=mask, z=z, pixel_size=pixel_size, original_size=original_size,
+                      execution=execution)
+
+
+@deprecate_parameters({"progress": "execution=embedview.Execution(progress=True)"}, route=_similarity_all)
 def similarity(source, point=None, *, mask=None, z: int | None = None, pixel_size=None,
-               original_size=None, progress: bool = False):
+               original_size=None, execution=None):
     """Cosine similarity of every cell to the cell under image pixel ``point`` (or to the mean of ``mask``).
 
     Parameters
@@ -65,8 +79,8 @@ def similarity(source, point=None, *, mask=None, z: int | None = None, pixel_siz
         Output pixel size in image pixels (default: the embedding grid, as the PCA picture).
     original_size : (int, int), optional
         Image size for plain arrays.
-    progress : bool
-        Progress bar on stderr.
+    execution : Execution, optional
+        Its ``progress``: a progress bar on stderr (the map is computed in this process, on numpy).
 
     Returns
     -------
@@ -101,7 +115,7 @@ def similarity(source, point=None, *, mask=None, z: int | None = None, pixel_siz
     if z is None:
         z = query_z if query_z is not None else ((src.n_slices // 2) if src.is_stack else None)
     pieces = _slice_pieces(src, z)
-    bar = progress_bar(len(pieces), progress, desc="similarity")
+    bar = progress_bar(len(pieces), bool(execution and execution.progress), desc="similarity")
     with blas_threads(), contextlib.closing(bar):
         values = place_plane(src, pieces, CosineQuery(query), grid, bar=bar)
     rgb = similarity_rgb(values[..., 0])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._common.deprecation import deprecate_parameters, shown_components
+from .._common.deprecation import FIT_MODES, check_choice, deprecate_parameters, shown_components
 from .._common.errors import EmbedviewError, arg
 from .._common.geometry import OutputGrid
 from .._common.limits import check_picture_fits
@@ -15,7 +15,7 @@ from .._outputs.render import Placer
 from .._outputs.sinks import colour
 from .._outputs.visualization import Visualization
 from .executors import LocalExecutor, PassOptions
-from .pipeline import Execution
+from .settings import Draw, Execution
 
 __all__ = ["visualize", "render_plane", "place_plane", "Visualization"]
 
@@ -36,6 +36,8 @@ _DEPRECATED = {
     "metadata": "PCA(...).fit_transform(source, output=..., metadata=...)",
     "basis": "PCA.from_basis(basis).transform(source)",
 }
+#: ``device=`` of :func:`render_plane`, whose place is ``Execution``.
+_PLANE_DEPRECATED = {"device": "execution=embedview.Execution(device=...)"}
 
 
 def _visualize_all(source, n_components=None, fit="joint", normalize="robust", pixel_size=None, *,
@@ -48,6 +50,7 @@ def _visualize_all(source, n_components=None, fit="joint", normalize="robust", p
     from dataclasses import replace
 
     from .estimator import PCA
+    from .settings import Output
 
     given = {k: v for k, v in (("device", device), ("scheduler", scheduler), ("progress", progress))
              if v is not None}
@@ -59,21 +62,25 @@ def _visualize_all(source, n_components=None, fit="joint", normalize="robust", p
         if foreground != "auto":
             raise EmbedviewError(f"foreground must be None or 'auto'; got {foreground!r}.")
         foreground = {"threshold": foreground_threshold, "side": foreground_side}
-    params = dict(normalize=normalize, outliers=outliers, nonfinite=nonfinite, fit_sample=fit_sample,
-                  execution=execution)
+    check_choice("fit", fit, FIT_MODES)  # visualize's own name for PCA's fit_mode
+    draw = Draw(pixel_size, rgb_components, upsample, clusters, cluster_components)
+    outputs = None if output is None else [Output.of(output, metadata)]
     if basis is not None:
         if isinstance(basis, Basis) and n_components is not None and n_components != basis.n_components:
             raise EmbedviewError(f"{arg('n_components', n_components)} but the basis given has {basis.n_components} "
                                  f"components; drop {arg('n_components')} (the basis brings its own).")
         if fit != "joint":
             raise EmbedviewError(f"{arg('fit', fit)} fits bases, but a basis was given; drop {arg('fit')}.")
-        model = PCA.from_basis(basis, **params)
+        for name, value, default in (("normalize", normalize, "robust"), ("outliers", outliers, "exclude"),
+                                     ("fit_sample", fit_sample, None)):
+            if value != default:  # the basis brings its colour ranges, and nothing is fitted
+                raise EmbedviewError(f"{arg(name, value)} describes a fit, but a basis was given; drop {arg(name)}.")
+        model = PCA.from_basis(basis, nonfinite=nonfinite, execution=execution)
     else:
-        model = PCA(3 if n_components is None else n_components, fit=fit, **params)
-    return model._run([source], mask=mask, foreground=foreground, pixel_size=pixel_size,
-                      rgb_components=rgb_components, output=output, metadata=metadata,
-                      original_size=original_size, clusters=clusters, cluster_components=cluster_components,
-                      fitted=basis is not None, upsample=upsample)
+        model = PCA(3 if n_components is None else n_components, fit_mode=fit, normalize=normalize,
+                    outliers=outliers, nonfinite=nonfinite, fit_sample=fit_sample, execution=execution)
+    return model.run([source], draw, outputs, mask=mask, foreground=foreground, refit=basis is None,
+                     original_size=original_size)[0]
 
 
 @deprecate_parameters(_DEPRECATED, route=_visualize_all)
@@ -93,7 +100,7 @@ def visualize(
     """Project embeddings on their principal components and draw them as RGB, exactly placed.
 
     The one-call convenience over :class:`embedview.PCA`: ``visualize(source, ...)`` is
-    ``PCA(n_components, fit=fit, normalize=normalize).fit_transform(source, ...)``; to draw with
+    ``PCA(n_components, fit_mode=fit, normalize=normalize).fit_transform(source, ...)[0]``; to draw with
     a fitted basis, ``PCA.from_basis(basis).transform(source, ...)``. The model's other options
     (``outliers``, ``nonfinite``, ``fit_sample``), the cell selections (``mask``,
     ``foreground``) and OME-Zarr ``metadata`` are :class:`embedview.PCA`'s; clusters are
@@ -150,10 +157,21 @@ def visualize(
                           rgb_components=rgb_components, output=output, execution=execution, upsample=upsample)
 
 
+def _render_plane_all(source, basis, pixel_size, z=None, rgb_components=None, *, select=None, centres=None,
+                      upsample=None, execution=None, device=None):
+    """:func:`render_plane` with its old ``device=`` (routed here with a ``FutureWarning``)."""
+    if device is not None:
+        execution = Execution(device=device) if execution is None else Execution(
+            device, execution.scheduler, execution.progress)
+    return render_plane(source, basis, pixel_size, z, rgb_components, select=select, centres=centres,
+                        upsample=upsample, execution=execution)
+
+
+@deprecate_parameters(_PLANE_DEPRECATED, route=_render_plane_all)
 def render_plane(source, basis: Basis, pixel_size, z: int | None = None,
-                 rgb_components: tuple[int, ...] | None = None,
-                 device: str = "cpu", select=None, centres: np.ndarray | None = None,
-                 upsample=None) -> tuple[np.ndarray, np.ndarray]:
+                 rgb_components: tuple[int, ...] | None = None, *, select=None,
+                 centres: np.ndarray | None = None, upsample=None,
+                 execution: Execution | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Draw one slice with an already fitted basis (with colour ranges) at ``pixel_size``.
 
     Only the pieces of slice ``z`` are read, so this stays cheap for a long stack.
@@ -170,8 +188,6 @@ def render_plane(source, basis: Basis, pixel_size, z: int | None = None,
         Slice of a stack (``None`` for a 2D image).
     rgb_components : tuple of int, optional
         Which components become red, green and blue.
-    device : str
-        As for :func:`visualize`.
     select, centres : optional
         A visualization's ``selections[i]`` (draw only those cells) and ``centres[i]`` (draw
         cluster labels instead of RGB).
@@ -179,6 +195,8 @@ def render_plane(source, basis: Basis, pixel_size, z: int | None = None,
         As for :func:`visualize` (a guide covers the whole source: ``(Z, H, W)`` for a stack).
         An already resolved :class:`~embedview._outputs.guide.Upsampling` of this source is
         used as it is (several planes drawn with one guide open it once).
+    execution : Execution, optional
+        Its ``device`` computes the plane (in this process: one plane needs no scheduler).
 
     Returns
     -------
@@ -203,6 +221,7 @@ def render_plane(source, basis: Basis, pixel_size, z: int | None = None,
     pieces = [p for p in src.pieces() if p.z == z]
     if not pieces:
         raise EmbedviewError(f"{src.name} has no slice {z}; it has {src.n_slices or 0} slices.")
+    device = (execution or Execution()).device
     components = place_plane(src, pieces, basis, grid, engine_for(device), select, upsample=upsampling)
     if centres is not None:
         from .._model.clusters import assign, labels_to_rgb

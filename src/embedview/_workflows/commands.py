@@ -1,71 +1,79 @@
 """The command line's workflows as library functions: ``embedview render`` and ``embedview fit``.
 
-Each takes a :class:`embedview.PCA` (fitted: draw with it; not fitted: fit it first) and the
-drawing options, checks what is cheap to check before the work (inputs, outputs, the image of
-the figure), runs the one pipeline (:mod:`embedview._run.pipeline`) once for one input or many, and
-writes the files. :func:`options_from_args` maps the parsed command line onto them, so
+Each takes the run's :class:`Settings` (a :class:`embedview.PCA`, fitted: draw with it, not
+fitted: fit it first; a :class:`~embedview._run.settings.Draw`; the cells fitted; the ViT
+geometry) and an :class:`~embedview._run.settings.Output`, checks what is cheap to check before
+the work (inputs, outputs, the image of the figure), runs the one pipeline
+(:meth:`embedview.PCA.run`) once for one input or many, and writes the files.
+:func:`settings_from_args` builds the settings from the parsed command line, once, so
 :mod:`embedview.cli` is parser plus dispatch.
 """
 
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from .._common.errors import EmbedviewError, arg
 from .._common.output_paths import MOVIE_FORMATS
 from .._inputs.sources import open_embeddings
+from .._run.settings import Draw, Output
 from .figure import FigureFile, panel
 from .info import result_summary
 from .montage import MontageFile
+from .settings import Settings
 
 #: The ``-o DIR`` formats of several inputs (``--ext``); default .png, .tif for stacks.
 MANY_FORMATS = (".png", ".tif", ".tiff", ".zarr", ".npy", ".npz")
 
+#: Flags of the fit that a ``--basis`` (a fitted basis, its colour ranges included) cannot apply.
+_FIT_FLAGS = (("n_components", "--components"), ("fit", "--fit"), ("normalize", "--normalize"),
+              ("fit_sample", "--fit-sample"), ("keep_outliers", "--keep-outliers"))
 
-def options_from_args(args) -> dict:
-    """The keyword arguments of :func:`render` / :func:`render_many` / :func:`fit` from the parsed
-    command line: ``model`` (a :class:`PCA`, fitted when ``--basis`` is given), ``geometry`` and
-    the drawing options (files are read here)."""
+
+def settings_from_args(args) -> tuple[Settings, Output]:
+    """The settings of ``render`` / ``fit`` and their output, from the parsed command line (files
+    such as ``--mask`` and ``--basis`` are read here).
+
+    A flag given is a value that is not ``None`` (argparse's defaults are ``None``), so a flag that
+    cannot take effect is refused even when it names the default: with ``--basis``, the fit's
+    flags (``--components``, ``--fit``, ``--normalize``, ``--fit-sample``, ``--keep-outliers``);
+    the colour ranges are the basis's, so ``--normalize`` is refused rather than recomputed.
+    Flags left out take :class:`embedview.PCA`'s defaults.
+    """
     from .._run.estimator import PCA
-    from .._run.pipeline import Execution
+    from .._run.settings import Execution
 
-    execution = Execution(device=args.device, scheduler=getattr(args, "scheduler", None),
-                          progress=not args.quiet)
-    params = dict(normalize=args.normalize, nonfinite="omit" if args.omit_nonfinite else "raise",
-                  outliers="keep" if args.keep_outliers else "exclude",
-                  fit_sample=getattr(args, "fit_sample", None), execution=execution)
-    options = {}
+    execution = Execution(device=args.device, scheduler=getattr(args, "scheduler", None), progress=not args.quiet)
+    nonfinite = "omit" if args.omit_nonfinite else "raise"
     if getattr(args, "basis", None):
-        if args.n_components != 3 or args.fit != "joint":
-            raise EmbedviewError("--basis brings its own components; drop --components and --fit.")
-        params.pop("fit_sample")
-        params.pop("normalize")  # the colour ranges are the basis's
-        options["model"] = PCA.load(args.basis, **params)
+        given = [flag for name, flag in _FIT_FLAGS if getattr(args, name, None) not in (None, False)]
+        if given:
+            raise EmbedviewError(f"--basis brings a fitted basis with its components and colour ranges, so "
+                                 f"{' and '.join(given)} cannot apply; drop {'it' if len(given) == 1 else 'them'}.")
+        model = PCA.load(args.basis, nonfinite=nonfinite, execution=execution)
     else:
-        options["model"] = PCA(args.n_components, fit=getattr(args, "fit", "joint"), **params)
+        params = {"n_components": args.n_components, "fit_mode": getattr(args, "fit", None),
+                  "normalize": args.normalize, "fit_sample": getattr(args, "fit_sample", None)}
+        model = PCA(**{k: v for k, v in params.items() if v is not None}, nonfinite=nonfinite,
+                    outliers="keep" if args.keep_outliers else "exclude", execution=execution)
+    mask = None
     if getattr(args, "mask", None):
         from .._outputs.io import read_image
 
-        options["mask"] = read_image(args.mask)
+        mask = read_image(args.mask)
+    foreground = None
     if getattr(args, "foreground", None):
-        options["foreground"] = {"threshold": args.foreground_threshold, "side": args.foreground_side}
+        foreground = {"threshold": args.foreground_threshold, "side": args.foreground_side}
     elif getattr(args, "foreground_threshold", None) is not None or getattr(args, "foreground_side", None):
         raise EmbedviewError("--foreground-threshold and --foreground-side need --foreground auto.")
-    if getattr(args, "clusters", None):
-        options.update(clusters=args.clusters, cluster_components=args.cluster_components)
-    elif getattr(args, "cluster_components", None):
+    if getattr(args, "cluster_components", None) and not getattr(args, "clusters", None):
         raise EmbedviewError("--cluster-components needs --clusters K.")
-    for name in ("pixel_size", "rgb_components"):
-        if getattr(args, name, None) is not None:
-            options[name] = getattr(args, name)
-    upsample = upsample_from_args(args)
-    if upsample is not None:
-        options["upsample"] = upsample
-    geometry = geometry_from_args(args)
-    if geometry:
-        options["geometry"] = geometry
-    return options
+    draw = Draw(getattr(args, "pixel_size", None), getattr(args, "rgb_components", None), upsample_from_args(args),
+                getattr(args, "clusters", None), getattr(args, "cluster_components", None))
+    settings = Settings(model, draw, mask, foreground, geometry_from_args(args))
+    return settings, Output(args.output, overwrite=bool(getattr(args, "overwrite", False)))
 
 
 def upsample_from_args(args):
@@ -86,9 +94,8 @@ def upsample_from_args(args):
     return Upsample("guided", guide=args.image, **sigmas)
 
 
-def render(embeddings, output, *, model=None, image=None, slice_: int | None = None, montage: int | None = None,
-           quiet: bool = False, inputs=(), geometry=None, fps: float | None = None, overwrite: bool = False,
-           **draw) -> list[Path]:
+def render(embeddings, output, *, settings: Settings | None = None, image=None, slice_: int | None = None,
+           montage: int | None = None, quiet: bool = False, inputs=(), fps: float | None = None) -> list[Path]:
     """What ``embedview render`` does: draw, write ``output`` and, with ``image``, a figure
     (or, for a ``.mp4``/``.gif`` output, a movie of a stack: :func:`embedview._workflows.movie.write_movie`).
 
@@ -99,12 +106,13 @@ def render(embeddings, output, *, model=None, image=None, slice_: int | None = N
     ----------
     embeddings : str or os.PathLike
         A micro_sam embedding file (or ViT features: ``.npy``, ``.npz``, ``.safetensors``, ``.pt``,
-        with ``geometry``: :func:`embedview.open_features`' keywords).
-    output : str or os.PathLike
+        with ``settings.geometry``: :func:`embedview.open_features`' keywords).
+    output : str, os.PathLike or Output
         ``.png``, ``.tif``/``.tiff``, ``.zarr`` (OME-Zarr, written chunk by chunk), ``.npy``, ``.npz``,
         or a movie of a stack: ``.mp4``, ``.gif``.
-    model : PCA, optional
-        Fitted: draw with it; else fitted here (default ``PCA()``).
+    settings : Settings, optional
+        The model (fitted: draw with it; else fitted here), the drawing, the cells fitted and
+        the geometry (default :meth:`Settings.default`).
     image : str or os.PathLike, optional
         The image; also writes ``<output stem>_figure.png`` beside ``output`` (a movie shows it
         beside the PCA in every frame instead).
@@ -115,17 +123,12 @@ def render(embeddings, output, *, model=None, image=None, slice_: int | None = N
         the basis of the picture (:func:`embedview.montage`); a stack with ``image`` gets one of
         6 slices (image over PCA) unless asked otherwise.
     quiet : bool
-        No summary (the progress bar is ``model.execution.progress``).
+        No summary (the progress bar is ``settings.model.execution.progress``).
     inputs : iterable of (str, path)
         Other files the options were read from (``("the mask", path)``, ...): no output may
         replace them (:func:`embedview._common.output_paths.guard_output`).
     fps : float, optional
         A movie's frames per second (default 5).
-    overwrite : bool
-        The outputs may replace files embedview did not write (``--overwrite``; never an input).
-    **draw
-        ``mask``, ``foreground``, ``clusters``, ``cluster_components``, ``pixel_size``,
-        ``rgb_components`` (see :class:`embedview.PCA`).
 
     Returns
     -------
@@ -137,51 +140,47 @@ def render(embeddings, output, *, model=None, image=None, slice_: int | None = N
     >>> render("embeddings.zarr", "pca.png", image="image.tif")  # doctest: +SKIP
     [PosixPath('pca.png'), PosixPath('pca_figure.png')]
     """
-    from .._common.output_paths import check_output
-    from .._outputs.guide import resolve_upsampling
     from .._outputs.io import write_output
-    from .._outputs.sinks import ZarrOutput
-    from .._run.estimator import PCA
-    from .._run.pipeline import Execution
 
-    model = model if model is not None else PCA(execution=Execution(progress=not quiet))
-    src = open_embeddings(embeddings, geometry)
+    settings = settings or Settings.default(quiet)
+    model, output = settings.model, Output.of(output)
+    src = open_embeddings(embeddings, settings.geometry)
     inputs = [("the embeddings", embeddings), ("the image", image), *inputs]
-    if Path(output).suffix.lower() in MOVIE_FORMATS:
+    if output.format in MOVIE_FORMATS:
         from .movie import write_movie
 
         if slice_ is not None or montage is not None:
             raise EmbedviewError(f"{arg('z') if slice_ is not None else arg('montage')} draws chosen slices, but a movie "
                                  f"shows every slice; drop {arg('z') if slice_ is not None else arg('montage')}.")
-        return [write_movie(src, output, model=model, image=image, fps=fps, quiet=quiet, inputs=inputs,
-                            overwrite=overwrite, **draw)]
+        return [write_movie(src, output, settings=settings, image=image, fps=fps, quiet=quiet, inputs=inputs)]
     if fps is not None:
-        raise EmbedviewError(f"{arg('fps')} is the frame rate of a movie; end the output with .mp4 or .gif, not {Path(output).name}.")
+        raise EmbedviewError(f"{arg('fps')} is the frame rate of a movie; end the output with .mp4 or .gif, not {output.path.name}.")
     # A stack is not one PNG: `-o montage.png --montage` asks for the montage itself.
-    montage_only = montage is not None and src.is_stack and Path(output).suffix.lower() == ".png"
-    out = check_output(output, stack=src.is_stack and not montage_only, inputs=inputs, overwrite=overwrite)
-    figure = FigureFile(src, out, image, slice_, inputs, overwrite)
+    montage_only = montage is not None and src.is_stack and output.format == ".png"
+    out = output.check(stack=src.is_stack and not montage_only, inputs=inputs)
+    figure = FigureFile(src, out, image, slice_, inputs, output.overwrite)
     montage_file = MontageFile(src, out, montage, image, inputs, array=figure.plane, path=out if montage_only else None,
-                               overwrite=overwrite)
-    fitted = hasattr(model, "bases_")
+                               overwrite=output.overwrite)
+    fitted = model.is_fitted
     fit_mode = "joint" if fitted else model.fit_mode
-    rgb = draw.get("rgb_components")
+    # Resolved once (the guide opened, its statistics sampled) for the picture, figure and
+    # montage; every output records the numbers used.
+    draw = settings.draw.for_source(src, image=image)
+    rgb = draw.rgb_components
     meta = {"source": str(getattr(embeddings, "name", embeddings)), "fit": fit_mode, "normalize": model.normalize,
             "rgb_components": list(rgb) if rgb else None}
-    if draw.get("upsample") is not None:
-        # Resolved once (the guide opened, its statistics sampled) for the picture, figure and
-        # montage; every output records the numbers used.
-        draw["upsample"] = resolve_upsampling(draw["upsample"], src.shape, str(src.name), image=image)
-        if draw["upsample"] is not None:
-            meta["upsample"] = draw["upsample"].describe()
+    if draw.upsample is not None:
+        meta["upsample"] = draw.upsample.describe()
+    output = replace(output, path=out, metadata={**meta, **(output.metadata or {})})
     # A .zarr output is written chunk by chunk while it is computed: memory stays bounded.
-    direct = out.suffix.lower() == ".zarr"
-    vis = model._run([src], output=ZarrOutput(out, overwrite) if direct else None, metadata=meta, fitted=fitted,
-                     extra_inputs=inputs, **draw)
-    written = [] if montage_only else [out if direct else write_output(vis, out, metadata=meta, overwrite=overwrite)]
+    direct = output.format == ".zarr"
+    vis, = model.run([src], draw, [output if direct else None], mask=settings.mask, foreground=settings.foreground,
+                     refit=not fitted, extra_inputs=inputs)
+    written = [] if montage_only else [
+        out if direct else write_output(vis, out, metadata=output.metadata, overwrite=output.overwrite)]
     # the figure and montage draw their PCA as the main output is drawn (guided: by --image)
-    written += figure.write(vis, rgb_components=rgb, upsample=draw.get("upsample"))
-    written += montage_file.write(vis, rgb_components=rgb, upsample=draw.get("upsample"))
+    written += figure.write(vis, drawing=draw)
+    written += montage_file.write(vis, drawing=draw)
     if not quiet:
         for rule in vis.foreground:
             print(f"embedview: {rule.describe()}", file=sys.stderr)
@@ -189,16 +188,16 @@ def render(embeddings, output, *, model=None, image=None, slice_: int | None = N
     return written
 
 
-def render_many(embeddings: list, out_dir, *, model=None, separate_bases: bool = False, ext: str | None = None,
-                slice_: int | None = None, quiet: bool = False, inputs=(), geometry=None, overwrite: bool = False,
-                **draw) -> list[Path]:
+def render_many(embeddings: list, out_dir, *, settings: Settings | None = None, separate_bases: bool = False,
+                ext: str | None = None, slice_: int | None = None, quiet: bool = False, inputs=()) -> list[Path]:
     """What ``embedview render A B ... -o DIR`` does: one basis over all inputs (or one each),
     one picture per input and a side-by-side figure ``DIR/side_by_side.png``.
 
-    One run of the pipeline draws every input, with every option :func:`render` has. ``ext``
+    One run of the pipeline draws every input, with every setting :func:`render` has. ``ext``
     chooses the pictures' format (:data:`MANY_FORMATS`; ``.zarr`` is written chunk by chunk);
-    default ``.png``, ``.tif`` for stacks. ``DIR`` is created if needed; if the run fails, what it
-    created is removed (a folder that existed before stays). ``inputs`` as for :func:`render`.
+    default ``.png``, ``.tif`` for stacks. ``DIR`` (a path or an :class:`Output`) is created if
+    needed; if the run fails, what it created is removed (a folder that existed before stays).
+    ``inputs`` as for :func:`render`.
 
     Examples
     --------
@@ -208,36 +207,33 @@ def render_many(embeddings: list, out_dir, *, model=None, separate_bases: bool =
     from .._common.output_paths import undo_on_failure
 
     with undo_on_failure():
-        return _render_many(embeddings, out_dir, model, separate_bases, ext, slice_, quiet, inputs, geometry, draw,
-                            overwrite)
+        return _render_many(embeddings, Output.of(out_dir), settings or Settings.default(quiet), separate_bases,
+                            ext, slice_, quiet, inputs)
 
 
-def _render_many(embeddings, out_dir, model, separate_bases, ext, slice_, quiet, inputs, geometry, draw,
-                 overwrite=False) -> list[Path]:
-    from .._common.output_paths import check_output
+def _render_many(embeddings, out_dir: Output, settings: Settings, separate_bases, ext, slice_, quiet,
+                 inputs) -> list[Path]:
     from .._inputs.composite import Inputs
     from .._outputs.io import write_output
-    from .._outputs.sinks import ZarrOutput
     from .._run.estimator import PCA
-    from .._run.pipeline import Execution
     from .figure import folder_names, side_by_side, write_figure
 
-    model = model if model is not None else PCA(execution=Execution(progress=not quiet))
+    model = settings.model
     if ext is not None and ext.lower() not in MANY_FORMATS:
         raise EmbedviewError(f"--ext must be one of {', '.join(MANY_FORMATS)}; got {ext!r}.")
     inputs = [("the embeddings", e) for e in embeddings] + list(inputs)
-    out = _make_folder(out_dir, inputs)
-    sources = [open_embeddings(e, geometry) for e in embeddings]
+    out = _make_folder(out_dir.path, inputs)
+    sources = [open_embeddings(e, settings.geometry) for e in embeddings]
     names, side = folder_names([Path(str(e).rstrip("/")) for e in embeddings],
                                [ext or (".tif" if src.is_stack else ".png") for src in sources])
     stems = [Path(name).stem for name in names]
-    paths = [check_output(out / name, stack=src.is_stack, inputs=inputs, overwrite=overwrite)
+    paths = [replace(out_dir, path=out / name).check(stack=src.is_stack, inputs=inputs)
              for src, name in zip(sources, names)]
-    side = check_output(out / side, inputs=inputs, overwrite=overwrite)
+    side = replace(out_dir, path=out / side).check(inputs=inputs)
     for src in sources:  # checked before any work: bad input must leave no output behind
         if src.is_stack and slice_ is not None and not 0 <= slice_ < src.n_slices:
             raise EmbedviewError(f"{src.name} has no slice {slice_}; it has {src.n_slices} slices.")
-    fitted = hasattr(model, "bases_")
+    fitted = model.is_fitted
     channels = sorted({src.n_channels for src in sources})
     if len(channels) > 1 and not separate_bases:
         if fitted:
@@ -248,28 +244,23 @@ def _render_many(embeddings, out_dir, model, separate_bases, ext, slice_, quiet,
             print(f"embedview: the inputs have {' and '.join(map(str, channels))} channels (different "
                   "models): each gets its own basis", file=sys.stderr)
     direct = (ext or "").lower() == ".zarr"
-    metas = [{"source": src.name, "joint_with": list(map(str, embeddings))} for src in sources]
+    outputs = [Output(path, out_dir.overwrite, {"source": src.name, "joint_with": list(map(str, embeddings))})
+               for src, path in zip(sources, paths)]
     if separate_bases:
-        for src, meta in zip(sources, metas):
-            meta.pop("joint_with")
-        runs = [([src], [path], [meta]) for src, path, meta in zip(sources, paths, metas)]
+        outputs = [replace(o, metadata={"source": o.metadata["source"]}) for o in outputs]
+        runs = [([src], [o]) for src, o in zip(sources, outputs)]
     else:
-        runs = [(sources, paths, metas)]
+        runs = [(sources, outputs)]
     visualizations = []
-    for group, group_paths, group_metas in runs:
-        this = model if fitted else PCA(**model.get_params())
-        one = len(group) == 1  # _run takes one output and metadata for one input, lists for several
-        specs = [ZarrOutput(p, overwrite) for p in group_paths] if direct else None
-        output = (specs[0] if one else specs) if direct else None
-        result = this._run([Inputs(group)], output=output, metadata=group_metas[0] if one else group_metas,
-                           fitted=fitted, extra_inputs=inputs, **draw)
-        visualizations += result if isinstance(result, list) else [result]
+    for group, group_outputs in runs:
+        this = model if fitted else PCA(**model.get_params(deep=False))
+        visualizations += this.run(Inputs(group), settings.draw, group_outputs if direct else None,
+                                   mask=settings.mask, foreground=settings.foreground, refit=not fitted,
+                                   extra_inputs=inputs)
     written = list(paths) if direct else [
-        write_output(vis, path, metadata=meta, overwrite=overwrite) for vis, path, meta in zip(visualizations, paths, metas)]
-    rgb = draw.get("rgb_components")
-    panels = [panel(src, vis, slice_, rgb, len(sources), draw.get("upsample"))
-              for src, vis in zip(sources, visualizations)]
-    write_figure(side, side_by_side(panels, stems), {"sources": list(map(str, embeddings))}, overwrite)
+        write_output(vis, o.path, metadata=o.metadata, overwrite=o.overwrite) for vis, o in zip(visualizations, outputs)]
+    panels = [panel(src, vis, slice_, settings.draw, len(sources)) for src, vis in zip(sources, visualizations)]
+    write_figure(side, side_by_side(panels, stems), {"sources": list(map(str, embeddings))}, out_dir.overwrite)
     written.append(side)
     if not quiet:
         how = "one basis each" if separate_bases else "one basis fitted over all of them"
@@ -277,26 +268,25 @@ def _render_many(embeddings, out_dir, model, separate_bases, ext, slice_, quiet,
     return written
 
 
-def fit(embeddings: list, output, *, model=None, quiet: bool = False, geometry=None, mask=None,
-        foreground=None, overwrite: bool = False) -> Path:
-    """What ``embedview fit`` does: one basis (with colour ranges) over all inputs, saved to ``output``.
+def fit(embeddings: list, output, *, settings: Settings | None = None, quiet: bool = False) -> Path:
+    """What ``embedview fit`` does: one basis (with colour ranges) over all inputs, saved to ``output``
+    (a ``.npz`` path or an :class:`Output`).
 
     Examples
     --------
     >>> fit(["a.zarr", "b.zarr"], "basis.npz")  # doctest: +SKIP
     PosixPath('basis.npz')
     """
+    settings = settings or Settings.default(quiet)
+    model, out = settings.model, Output.of(output)
+    if out.format != ".npz":
+        raise EmbedviewError(f"a basis is saved as .npz; got {out.path.name}.")
     from .._common.output_paths import check_output
-    from .._run.estimator import PCA
 
-    model = model if model is not None else PCA()
-    out = Path(output)
-    if out.suffix.lower() != ".npz":
-        raise EmbedviewError(f"a basis is saved as .npz; got {out.name}.")
-    check_output(out, inputs=[("the embeddings", e) for e in embeddings], kind="basis", overwrite=overwrite)
-    sources = [open_embeddings(e, geometry) for e in embeddings]
-    model.fit(*sources, mask=mask, foreground=foreground)
-    path = model.save(out, fitted_on=embeddings, overwrite=overwrite)
+    check_output(out.path, inputs=[("the embeddings", e) for e in embeddings], kind="basis", overwrite=out.overwrite)
+    sources = [open_embeddings(e, settings.geometry) for e in embeddings]
+    model.fit(*sources, mask=settings.mask, foreground=settings.foreground)
+    path = model.save(out.path, fitted_on=embeddings, overwrite=out.overwrite)
     if not quiet:
         basis = model.basis_
         ratios = "/".join(f"{100 * r:.0f}" for r in basis.explained_variance_ratio[:3])

@@ -674,6 +674,7 @@ def check_seed(seed) -> int:
 
 def _demo(out: Path, seed: int, quiet: bool, overwrite: bool = False) -> list[Path]:
     from .._common.output_paths import check_output, make_folder
+    from .._run.settings import Output
     from .commands import render
 
     make_folder(out)
@@ -687,7 +688,7 @@ def _demo(out: Path, seed: int, quiet: bool, overwrite: bool = False) -> list[Pa
         print("embedview: wrote generated cell images and their synthetic embeddings in micro_sam's layout: "
               + ", ".join(f"{image} ({embeddings})" for image, embeddings in pairs)
               + f"; also {files['labels']} (cell kinds) and {files['vit_tokens']} (ViT tokens)", file=sys.stderr)
-    rendered = render(files["embeddings"], out / "pca.png", image=files["image"], quiet=quiet, overwrite=overwrite)
+    rendered = render(files["embeddings"], Output(out / "pca.png", overwrite=overwrite), image=files["image"], quiet=quiet)
     if not quiet:
         print(f"embedview: next, try `embedview info {files['tiled_embeddings']}` or "
               f"`embedview render {files['stack_embeddings']} -o stack_pca.tif --pixel-size 1`", file=sys.stderr)

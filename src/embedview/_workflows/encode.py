@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 
@@ -17,8 +18,8 @@ def encode_file(image, output, *, model, checkpoint=None, ndim=None, tile_shape=
                  output=output, batch_size=batch_size, progress=not quiet, overwrite=overwrite, layer=layer)
     if not quiet:
         grid = src.pieces()[0].grid.shape
-        print(f"wrote {output}: {src.layout}, {len(src.pieces())} piece(s) of {src.n_channels} channels on "
-              f"{grid[0]}×{grid[1]} cells ({src.metadata.get('model_name')})")
+        print(f"embedview: wrote {output} ({src.metadata.get('model_name')}: {src.layout} layout, "
+              f"{len(src.pieces())} piece(s) of {src.n_channels} channels on {grid[0]}×{grid[1]} cells)", file=sys.stderr)
     return Path(output)
 
 

@@ -498,12 +498,14 @@ class FigureFile:
         elif z is not None:
             raise EmbedviewError(f"{arg('z')} chooses the slice of the figure; pass {arg('image')} too.")
 
-    def write(self, vis, rgb_components=None, draw=None, upsample=None) -> list[Path]:
+    def write(self, vis, drawing=None, draw=None) -> list[Path]:
         """Write the figure of ``vis`` (or of ``draw``, as :func:`make_figure`), its PCA panel drawn
-        with ``upsample`` (as the main output); the paths written."""
+        as ``drawing`` says (a :class:`~embedview._run.settings.Draw`: the main output's components
+        shown and upsampling; its pixel size is the figure's own); the paths written."""
         if self.plane is None:
             return []
-        picture = make_figure(self.src, vis, self.plane, z=self.slice, rgb_components=rgb_components,
+        rgb, upsample = (None, None) if drawing is None else (drawing.rgb_components, drawing.upsample)
+        picture = make_figure(self.src, vis, self.plane, z=self.slice, rgb_components=rgb,
                               image_name=f"the image {self.image}", draw=draw, upsample=upsample)
         write_figure(self.path, picture, {"source": self.src.name, "image": str(self.image)}, self.overwrite)
         return [self.path]
@@ -574,12 +576,13 @@ def input_names(paths: list[Path]) -> list[str]:
     return names
 
 
-def panel(src, vis, slice_, rgb_components, n_panels: int, upsample=None) -> np.ndarray:
+def panel(src, vis, slice_, drawing, n_panels: int) -> np.ndarray:
     """One input's picture for :func:`side_by_side` of ``n_panels``, at a whole pixel size that fits,
-    drawn with ``upsample`` (nearest or bilinear: several inputs have no one guide)."""
+    drawn as ``drawing`` (a :class:`~embedview._run.settings.Draw`) says but at that pixel size
+    (nearest or bilinear: several inputs have no one guide)."""
     z = (src.n_slices // 2 if slice_ is None else int(slice_)) if src.is_stack else None
     p = figure_pixel_size(src.image_shape, max_side=max(64, 3 * MAX_SIDE // (2 * n_panels)))
-    return draw_plane(src, vis, p, z, rgb_components, upsample)[0]
+    return draw_plane(src, vis, p, z, drawing.rgb_components, drawing.upsample)[0]
 
 
 def side_by_side(panels: list[np.ndarray], captions: list[str] | None = None, gap: int = GAP) -> np.ndarray:

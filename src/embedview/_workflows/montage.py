@@ -219,13 +219,13 @@ class MontageFile:
             self.image = array if array is not None else checked_image(image, src, None)[1]
         self.path = path or check_output(companion(out, "montage"), inputs=inputs, overwrite=overwrite)
 
-    def write(self, vis, rgb_components=None, upsample=None) -> list[Path]:
-        """Write the montage of ``vis``, its PCA tiles drawn with ``upsample`` (as the main output);
-        the paths written."""
+    def write(self, vis, drawing=None) -> list[Path]:
+        """Write the montage of ``vis``, its PCA tiles drawn as ``drawing`` (the main output's
+        :class:`~embedview._run.settings.Draw`, at the montage's pixel size) says; the paths written."""
         if self.path is None:
             return []
-        picture = make_montage(self.src, vis, self.slices, self.image, rgb_components=rgb_components,
-                               upsample=upsample)
+        rgb, upsample = (None, None) if drawing is None else (drawing.rgb_components, drawing.upsample)
+        picture = make_montage(self.src, vis, self.slices, self.image, rgb_components=rgb, upsample=upsample)
         write_figure(self.path, picture, {"source": self.src.name, "slices": self.slices,
                                     "image": None if self.image_name is None else str(self.image_name)},
                      self.overwrite)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -70,53 +71,57 @@ def movie(source, path, *, model=None, image=None, fps: float = DEFAULT_FPS, pix
     '.gif'
     """
     from .._inputs.sources import open_source
+    from .._run.settings import Draw, Output
+    from .settings import Settings
 
     named = [("the embeddings", source), ("the image", image)]
     inputs = [(what, f) for what, f in named if isinstance(f, (str, os.PathLike))]
-    if upsample is not None:
-        from .._outputs.guide import Upsample
-
-        upsample = Upsample.of(upsample, image=image)
-    return write_movie(open_source(source), path, model=model, image=image, fps=fps, inputs=inputs,
-                       pixel_size=pixel_size, rgb_components=rgb_components, mask=mask, upsample=upsample,
-                       overwrite=overwrite)
+    settings = Settings.default(quiet=True) if model is None else Settings(model)
+    settings = replace(settings, draw=Draw(pixel_size, rgb_components, upsample), mask=mask)
+    return write_movie(open_source(source), Output(path, overwrite=overwrite), settings=settings, image=image,
+                       fps=fps, inputs=inputs)
 
 
-def write_movie(src, output, *, model=None, image=None, fps: float | None = DEFAULT_FPS, quiet: bool = True,
-                inputs=(), overwrite: bool = False, **draw) -> Path:
+def write_movie(src, output, *, settings=None, image=None, fps: float | None = DEFAULT_FPS, quiet: bool = True,
+                inputs=()) -> Path:
     """What :func:`movie` and ``embedview render STACK -o movie.mp4`` do, for an opened source.
 
     Everything cheap is checked before the PCA runs: a stack, the output's place and writer,
-    the frame rate, one basis, the image's shape. ``draw``: ``pixel_size``, ``rgb_components``,
-    ``mask``, ``foreground`` (as :class:`embedview.PCA`); ``inputs`` as for
-    :func:`embedview._workflows.commands.render`.
+    the frame rate, one basis, the image's shape. ``output``: a path or an
+    :class:`~embedview._run.settings.Output`; ``settings``: a
+    :class:`~embedview._workflows.commands.Settings` (model, drawing, mask, foreground);
+    ``inputs`` as for :func:`embedview._workflows.commands.render`.
     """
-    from .._common.output_paths import check_output
     from .._outputs.movie import MovieOutput, check_fps, frame_pixel_size, require_writer
-    from .._run.estimator import PCA
-    from .._run.pipeline import Execution
+    from .._run.settings import Output
+    from .settings import Settings
 
-    model = model if model is not None else PCA(execution=Execution(progress=not quiet))
-    out = check_output(output, stack=src.is_stack, inputs=inputs, overwrite=overwrite)  # a 2D input is refused here
+    settings = settings or Settings.default(quiet)
+    model, output = settings.model, Output.of(output)
+    out = output.check(stack=src.is_stack, inputs=inputs)  # a 2D input is refused here
     require_writer(out)
     fps = check_fps(DEFAULT_FPS if fps is None else fps)
-    fitted = hasattr(model, "bases_")
+    fitted = model.is_fitted
     if (len(model.bases_) > 1) if fitted else model.fit_mode != "joint":
         raise EmbedviewError("a movie is drawn in one basis, so that a colour means the same in every frame; "
-                             f"{arg('fit', 'joint')}, not 'per_slice'.")
-    if draw.get("clusters"):
+                             f"{arg('fit_mode', 'joint')}, not 'per_slice'.")
+    draw = settings.draw
+    if draw.clustered:
         raise EmbedviewError("clusters are drawn in memory; write them to .png, .tif, .npy or .npz, not a movie.")
-    if draw.get("pixel_size") is None:
-        draw["pixel_size"] = frame_pixel_size(src.image_shape)
+    if draw.pixel_size is None:  # a movie's own default: frames of a watchable size
+        draw = replace(draw, pixel_size=frame_pixel_size(src.image_shape))
+    draw = draw.for_source(src, image=image)  # guided: by the image beside the frames
     frame = None
     if image is not None:  # a wrong image fails before the PCA runs
         name, stack = checked_image(image, src, None)
-        frame = BesideImage(stack, src.output_grid(draw["pixel_size"]))
-    rgb = draw.get("rgb_components")
+        frame = BesideImage(stack, src.output_grid(draw.pixel_size))
+    rgb = draw.rgb_components
     meta = {"source": src.name, "fit": "joint", "normalize": model.normalize,
             "rgb_components": list(rgb) if rgb else None}
-    vis = model._run([src], output=MovieOutput(out, fps, frame, overwrite), metadata=meta, fitted=fitted,
-                     extra_inputs=inputs, **draw)
+    output = replace(output, path=out, metadata={**meta, **(output.metadata or {})},
+                     sink=MovieOutput(out, fps, frame, output.overwrite))
+    vis, = model.run([src], draw, [output], mask=settings.mask, foreground=settings.foreground, refit=not fitted,
+                     extra_inputs=inputs)
     if not quiet:
         from .info import result_summary
 

@@ -59,6 +59,7 @@ def similarity_map(embeddings, output, *, point=None, mask=None, image=None, z: 
     from .._common.output_paths import check_output
     from .._inputs.sources import open_embeddings
     from .._outputs.io import read_image, write_output
+    from .._run.settings import Execution
     from .._run.similarity import similarity
     from .figure import FigureFile
 
@@ -75,7 +76,8 @@ def similarity_map(embeddings, output, *, point=None, mask=None, image=None, z: 
         z = src.n_slices // 2
     query_point = point if point is None or len(point) == 3 or not src.is_stack else (z,) + tuple(point)
     figure = FigureFile(src, out, image, z if image is not None else None, inputs, overwrite)
-    sim = similarity(src, query_point, mask=mask_array, z=z, pixel_size=pixel_size, progress=not quiet)
+    sim = similarity(src, query_point, mask=mask_array, z=z, pixel_size=pixel_size,
+                     execution=Execution(progress=not quiet))
     meta = {"source": str(embeddings), "query": {"point": list(point) if point else None, "mask": str(mask) if mask else None,
                                                    "slice": z}, "values": "cosine similarity"}
     written = [write_output(sim, out, metadata=meta, overwrite=overwrite)]
