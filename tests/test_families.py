@@ -62,7 +62,8 @@ def test_timm_declarations_follow_the_pretrained_configuration():
     assert siglip.prefix_tokens == 0 and siglip.preprocess.resize == (112, 112) and siglip.mean == (0.5, 0.5, 0.5)
     sam = timm_encoder("samvit_base_patch16", pretrained=False, depth=1, embed_dim=8, num_heads=1, img_size=64,
                        global_attn_indexes=(), pretrained_cfg_overlay=dict(input_size=(3, 64, 64)))
-    assert sam.preprocess.resize_mode == "longest" and sam.preprocess.pad == (64, 64)  # SAM's own rule
+    assert (sam.preprocess.resize, sam.preprocess.resize_mode, sam.preprocess.pad) == (64, "longest", (64, 64))
+    assert sam.input_size((40, 64)) == (40, 64) and sam.preprocess.input_size((40, 64)) == (64, 64)  # SAM's rule
     out = sam.forward([sam.prepare(np.zeros((40, 64, 3), np.uint8))])
     assert out.shape == (1, 256, 4, 4)  # the neck's map
 
@@ -157,6 +158,19 @@ def test_a_hugging_face_fixed_square_and_a_layer(tmp_path):
     src = embedview.encode(probe_image((200, 256), n_slices=2), encoder, device="cpu", output=tmp_path / "h.zarr")
     assert misplaced(src, encoder)[0] == 0
     assert embedview.open_source(str(tmp_path / "h.zarr")).metadata["layer"] == 0
+
+
+def test_dinov3_counts_its_registers_and_gives_a_layer():
+    from embedview._encode.hf_family import hf_model_encoder
+
+    model = transformers.DINOv3ViTModel(transformers.DINOv3ViTConfig(
+        hidden_size=8, num_hidden_layers=2, num_attention_heads=1, intermediate_size=8, patch_size=16, image_size=64,
+        num_register_tokens=4))
+    processor = transformers.DINOv3ViTImageProcessor(size={"height": 64, "width": 64})
+    for layer in (None, -2):
+        encoder = hf_model_encoder(model, processor, name="d", layer=layer)
+        assert encoder.prefix_tokens == 5 and encoder.preprocess.resize == (64, 64) and encoder.layer == (layer and 0)
+        assert encoder.forward([encoder.prepare(np.zeros((50, 70), np.uint8))]).shape == (1, 8, 4, 4)
 
 
 def test_siglip_has_no_prefix_tokens():

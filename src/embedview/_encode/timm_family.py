@@ -80,7 +80,7 @@ def input_rule(cfg: dict, sam: bool = False) -> Preprocess:
     if interpolation not in ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming"):
         interpolation = "bicubic" if interpolation == "random" else "bilinear"
     if sam:
-        return Preprocess(size, resize_mode="longest", rounding="nearest", pad=size, pad_side="end",
+        return Preprocess(max(size), resize_mode="longest", rounding="nearest", pad=size, pad_side="end",
                           interpolation="bilinear")
     crop_pct = cfg.get("crop_pct") or 0.875
     mode = cfg.get("crop_mode") or "center"
