@@ -241,6 +241,21 @@ def test_hub_weights_come_only_from_the_hub_checkpoints(hub):
     assert hub_encoder("someone/probe:probe", pretrained=True).patch_size == (14, 14)
 
 
+def test_the_command_encodes_a_layer_and_info_reads_it_back(hub, tmp_path, capsys):
+    from _cli import run_ok
+
+    np.save(tmp_path / "image.npy", probe_image((200, 256)))
+    run_ok(capsys, "encode", tmp_path / "image.npy", "-o", tmp_path / "e.zarr", "--model", "hub:someone/probe:probe",
+           "--layer", "-1", "-q")
+    import json
+
+    info = json.loads(run_ok(capsys, "info", tmp_path / "e.zarr", "--json").out)
+    assert info["layer"] == 1 and info["vfm_mode"] == "2d" and info["patch_size"] == 14
+    run_ok(capsys, "render", tmp_path / "image.npy", "-o", tmp_path / "pca.png", "--model", "hub:someone/probe:probe",
+           "--layer", "0", "-q")
+    assert (tmp_path / "pca.png").is_file()
+
+
 # -- SAM's blocks ------------------------------------------------------------------------------------
 
 def test_a_sam_layer_is_a_blocks_output_before_the_neck(tmp_path):

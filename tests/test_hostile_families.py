@@ -95,6 +95,12 @@ def test_a_layer_out_of_range_or_not_for_a_name(folder, capsys):
         embedview.encode(folder / "grey.npy", encoder, layer=1)
 
 
+def test_a_layer_without_a_model(folder, capsys):
+    np.save(folder / "emb.npy", np.zeros((1, 4, 8, 8), np.float32))
+    err = run_fails(capsys, folder, "render", folder / "emb.npy", "-o", folder / "pca.png", "--layer", "2")
+    assert "--layer 2 chooses a block of the model" in err and "--model NAME" in err
+
+
 def test_vit_t_has_no_layers():
     from embedview._encode.layers import sam_block
 
