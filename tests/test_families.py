@@ -94,6 +94,27 @@ def test_vfm_modes_of_stacks_and_tiles_read_back(tmp_path):
     assert [p.grid for p in back.pieces()] == [p.grid for p in src.pieces()]
 
 
+def test_timm_pretrained_weights_load_offline_from_the_hugging_face_cache(tmp_path, monkeypatch):
+    """A cache laid out as huggingface_hub lays it out (refs/main, snapshots/<commit>/model.safetensors)."""
+    from huggingface_hub import constants
+    from safetensors.torch import save_file
+
+    from embedview._encode.timm_family import timm_encoder
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    name = "vit_tiny_patch16_224.augreg_in21k_ft_in1k"
+    repo = tmp_path / f"models--timm--{name}"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)
+    (repo / "snapshots" / ("0" * 40)).mkdir(parents=True)
+    torch.manual_seed(1)
+    state = {k: torch.randn_like(v) for k, v in timm.create_model("vit_tiny_patch16_224").state_dict().items()}
+    save_file(state, str(repo / "snapshots" / ("0" * 40) / "model.safetensors"))
+    encoder = timm_encoder(name)
+    torch.testing.assert_close(encoder.module.model.patch_embed.proj.weight, state["patch_embed.proj.weight"])
+    assert encoder.name == f"timm:{name}" and encoder.prefix_tokens == 1
+
+
 def test_a_timm_checkpoint_loads_and_a_wrong_one_is_named(tmp_path):
     from embedview._encode.timm_family import timm_encoder
 

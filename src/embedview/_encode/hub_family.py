@@ -110,11 +110,16 @@ def _cached_weights_only():
                                  f"never downloads: fetch them once where there is a network ({url}).", param="model")
         return torch.load(path, map_location=map_location, weights_only=True)
 
-    torch.hub.load_state_dict_from_url = cached
+    def download(url, dst, *args, **kwargs):
+        raise EmbedviewError(f"the hub entry downloads {url}; embedview never downloads: fetch it once where there is "
+                             f"a network (to {dst}).", param="model")
+
+    saved = torch.hub.download_url_to_file
+    torch.hub.load_state_dict_from_url, torch.hub.download_url_to_file = cached, download
     try:
         yield
     finally:
-        torch.hub.load_state_dict_from_url = original
+        torch.hub.load_state_dict_from_url, torch.hub.download_url_to_file = original, saved
 
 
 def _dinov2_features(model, index):
