@@ -171,6 +171,23 @@ def test_a_hugging_face_probe_finds_every_cell(tmp_path, registers, shape):
         assert checked > 0 and bad == 0
 
 
+def test_a_hub_id_loads_offline_from_the_hugging_face_cache(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from embedview._encode.hf_family import hf_encoder
+
+    folder = hf_probe(tmp_path, 0).module.model.name_or_path  # a saved tiny DINOv2
+    repo = tmp_path / "cache" / "models--someone--tiny-dinov2"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("1" * 40)
+    import shutil
+
+    shutil.copytree(folder, repo / "snapshots" / ("1" * 40))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    encoder = hf_encoder("someone/tiny-dinov2")
+    assert encoder.name == "hf:someone/tiny-dinov2" and encoder.prefix_tokens == 1 and encoder.patch_size == (14, 14)
+
+
 def test_a_hugging_face_fixed_square_and_a_layer(tmp_path):
     square = transformers.BitImageProcessor(size={"height": 112, "width": 112}, do_center_crop=False,
                                             image_mean=[0.5] * 3, image_std=[0.5] * 3)
