@@ -49,6 +49,14 @@ def test_an_unknown_timm_name(folder, capsys):
     assert "is not a model timm knows" in err and "timm.list_models" in err
 
 
+def test_a_timm_model_that_is_no_vit(folder, capsys):
+    pytest.importorskip("timm")
+    from embedview._encode.timm_family import timm_encoder
+
+    with pytest.raises(EmbedviewError, match=r"\(ResNet\) is not a ViT on one patch grid"):
+        timm_encoder("resnet10t", pretrained=False)
+
+
 def test_missing_timm_weights_say_where_they_are_looked_for(folder, capsys):
     pytest.importorskip("timm")
     err = encode_fails(capsys, folder, "timm:vit_small_patch14_dinov2.lvd142m")

@@ -61,6 +61,10 @@ def timm_encoder(name: str, *, checkpoint=None, pretrained: bool = True, layer=N
     if load:
         _check_cached(timm, name)
     model = _create(timm, name, load, model_kwargs)
+    if not (hasattr(model, "blocks") and hasattr(model, "patch_embed") and hasattr(model, "forward_intermediates")):
+        raise EmbedviewError(f"{arg('model', 'timm:' + name)} ({type(model).__name__}) is not a ViT on one patch grid "
+                             "(patch_embed, blocks); embedview encodes with timm's ViTs (ViT, DINOv2, SigLIP, EVA-02, "
+                             "samvit), other models through an embedview.Encoder from Python.", param="model")
     if checkpoint is not None:
         load_into(model, load_weights(checkpoint, f"timm's {name}"), checkpoint, f"timm's {name}")
     n_blocks = len(getattr(model, "blocks", ()) or ())
