@@ -424,15 +424,10 @@ def _render_command(args) -> int:
     from ._workflows.commands import render, render_many, settings_from_args
 
     settings, output = settings_from_args(args)
-    if args.model is not None:  # the input is an image: encode it on the way
+    if args.model is not None or args.layer is not None:  # the input is an image: encode it on the way
         from ._workflows.encode import encode_for_render
 
         args.embeddings, args.image = encode_for_render(args)
-    elif args.layer is not None:
-        from ._common.errors import arg
-
-        raise EmbedviewError(f"{arg('layer', args.layer)} chooses a block of the model that encodes an image; pass "
-                             f"{arg('model', form='NAME')} too, or leave {arg('layer')} out for embeddings.")
     if len(args.embeddings) > 1:
         extra = next((flag for flag, given in (("--image", args.image), ("--fps", args.fps is not None),
                                                ("--montage", args.montage is not None)) if given), None)

@@ -35,6 +35,9 @@ def encode_for_render(args):
     from .._encode.images import open_image
     from .._encode.run import encode
 
+    if args.model is None:  # --layer alone
+        raise EmbedviewError(f"{arg('layer', args.layer)} chooses a block of the model that encodes an image; pass "
+                             f"{arg('model', form='NAME')} too, or leave {arg('layer')} out for embeddings.")
     if len(args.embeddings) != 1:
         raise EmbedviewError(f"{arg('model', args.model)} encodes one image; render several images one at a time.")
     image = args.embeddings[0]
