@@ -4,7 +4,8 @@ The repository must already be in torch.hub's cache (``torch.hub.get_dir()``, th
 ``OWNER_REPO_REF`` that ``torch.hub.load`` unpacks); it is loaded with ``source="local"``, and
 while its entry runs, ``torch.hub.load_state_dict_from_url`` reads only files already in the
 hub's ``checkpoints`` folder (``weights_only=True``) and refuses anything else, so nothing is
-downloaded and nothing waits on a network. Entries embedview reads, by what they return:
+downloaded and nothing waits on a network (the Hugging Face Hub is offline meanwhile, for entries
+that fetch from it). Entries embedview reads, by what they return:
 
 - DINOv2-style backbones (``forward_features`` giving ``x_norm_patchtokens``, and
   ``get_intermediate_layers``; ``facebookresearch/dinov2:dinov2_vits14`` ...): DINOv2's evaluation
@@ -24,7 +25,7 @@ from pathlib import Path
 from .._common.errors import EmbedviewError, arg
 from .._inputs.vit_geometry import Preprocess
 from .encoder import Encoder, require_torch
-from .families import block_index
+from .families import block_index, offline
 
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
@@ -65,7 +66,7 @@ def hub_encoder(spec: str, *, layer=None, **kwargs) -> Encoder:
     owner, repo, ref, entry = parse(spec)
     folder = repo_folder(owner, repo, ref)
     try:
-        with _cached_weights_only():
+        with _cached_weights_only(), offline():  # an entry fetching from the Hugging Face Hub reads its cache only
             module = torch.hub.load(str(folder), entry, source="local", trust_repo=True, **kwargs)
     except EmbedviewError:
         raise
