@@ -70,7 +70,7 @@ def family_encoder(model: str, checkpoint=None, layer=None):
 
         return timm_encoder(rest, checkpoint=checkpoint, layer=layer)
     if checkpoint is not None:
-        raise EmbedviewError(f"{arg('checkpoint')} is for SAM-family and timm models; {family}: models load their "
+        raise EmbedviewError(f"{arg('checkpoint')} is for SAM-family and timm models; {FAMILIES[family][1]} models load their "
                              "weights from their own cache folder.")
     if family == "hf":
         from .hf_family import hf_encoder
