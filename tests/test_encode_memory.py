@@ -22,6 +22,7 @@ tifffile = pytest.importorskip("tifffile")
 
 SIDE, TILE, HALO = 8192, (512, 512), (64, 64)
 LIMIT = 2 * 2**30
+COMPRESSION = None  # uncompressed (201 MiB in tmp_path): tile reads cost no decoding
 
 
 def tiny_sam_encoder():
@@ -47,7 +48,7 @@ def _write_tiff(path: Path) -> None:
                                axis=-1).astype(np.uint8)
 
     tifffile.imwrite(path, tiles(), shape=(SIDE, SIDE, 3), dtype=np.uint8, tile=TILE, photometric="rgb",
-                     compression="zlib")
+                     compression=COMPRESSION)
 
 
 _CHILD = """

@@ -163,23 +163,22 @@ class Encoder:
     def forward(self, images: list[np.ndarray]):
         """Features ``(B, C, gh, gw)`` (a torch tensor on the device) of prepared inputs of one size."""
         torch = require_torch()
-        from torch.nn import functional as F
 
         mean = torch.tensor(self.mean, dtype=torch.float32, device=self.device).view(-1, 1, 1)
         std = torch.tensor(self.std, dtype=torch.float32, device=self.device).view(-1, 1, 1)
-        batch = []
-        for image in images:
-            x = torch.as_tensor(image, device=self.device).permute(2, 0, 1).contiguous()[None]
-            x = x.float() if self.pixel_range == 255 else x.float() / 255 * self.pixel_range
-            x = (x - mean) / std  # SAM's Sam.preprocess: the same operations, in float32
-            pad = self.preprocess.pad
-            if pad is not None:
-                h, w = x.shape[-2:]
-                (top, left) = ((0, 0) if self.preprocess.pad_side == "end"
-                               else (max(0, pad[0] - h) // 2, max(0, pad[1] - w) // 2))
-                x = F.pad(x, (left, max(0, pad[1] - w - left), top, max(0, pad[0] - h - top)))
-            batch.append(x)
-        x = torch.cat(batch)
+        h, w = images[0].shape[:2]
+        pad = self.preprocess.pad or (h, w)
+        (top, left) = ((0, 0) if self.preprocess.pad_side == "end"
+                       else (max(0, pad[0] - h) // 2, max(0, pad[1] - w) // 2))
+        # normalized straight into the zero-padded batch: no pad, cat or layout copies (they cost as
+        # much as a small model's forward); the same float32 operations as SAM's Sam.preprocess
+        x = torch.zeros((len(images), 3, max(pad[0], h), max(pad[1], w)), dtype=torch.float32, device=self.device)
+        for i, image in enumerate(images):
+            v = x[i, :, top:top + h, left:left + w]
+            v.copy_(torch.as_tensor(image, device=self.device).permute(2, 0, 1))
+            if self.pixel_range != 255:
+                v.div_(255).mul_(self.pixel_range)
+            v.sub_(mean).div_(std)
         out = self.module(x)
         return self._as_map(out, x.shape[-2:])
 
