@@ -166,14 +166,15 @@ class Encoder:
 
         mean = torch.tensor(self.mean, dtype=torch.float32, device=self.device).view(-1, 1, 1)
         std = torch.tensor(self.std, dtype=torch.float32, device=self.device).view(-1, 1, 1)
-        h, w = images[0].shape[:2]
-        pad = self.preprocess.pad or (h, w)
-        (top, left) = ((0, 0) if self.preprocess.pad_side == "end"
-                       else (max(0, pad[0] - h) // 2, max(0, pad[1] - w) // 2))
+        pad = self.preprocess.pad or images[0].shape[:2]  # without a pad, the inputs are of one size
         # normalized straight into the zero-padded batch: no pad, cat or layout copies (they cost as
         # much as a small model's forward); the same float32 operations as SAM's Sam.preprocess
-        x = torch.zeros((len(images), 3, max(pad[0], h), max(pad[1], w)), dtype=torch.float32, device=self.device)
+        x = torch.zeros((len(images), 3, *(max([p] + [im.shape[a] for im in images]) for a, p in enumerate(pad))),
+                        dtype=torch.float32, device=self.device)
         for i, image in enumerate(images):
+            h, w = image.shape[:2]
+            (top, left) = ((0, 0) if self.preprocess.pad_side == "end"
+                           else (max(0, pad[0] - h) // 2, max(0, pad[1] - w) // 2))
             v = x[i, :, top:top + h, left:left + w]
             v.copy_(torch.as_tensor(image, device=self.device).permute(2, 0, 1))
             if self.pixel_range != 255:
