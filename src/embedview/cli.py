@@ -101,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, metavar="NAME", help="the input is an image: encode it with this model "
                                                                 "first (as `embedview encode`; --image defaults to it)")
     p.add_argument("--checkpoint", metavar="FILE", help="with --model: its weights (else micro_sam's cache)")
+    p.add_argument("--layer", type=int, default=None, metavar="N", help="with --model: block N's features (negative "
+                                                                        "from the end; default: the final ones)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=_render_command)
 
@@ -422,7 +424,7 @@ def _render_command(args) -> int:
     from ._workflows.commands import render, render_many, settings_from_args
 
     settings, output = settings_from_args(args)
-    if args.model is not None:  # the input is an image: encode it on the way
+    if args.model is not None or args.layer is not None:  # the input is an image: encode it on the way
         from ._workflows.encode import encode_for_render
 
         args.embeddings, args.image = encode_for_render(args)
@@ -462,8 +464,11 @@ def _add_encode(commands) -> None:
     p.add_argument("image", help="the image: .npy, .tif/.tiff, .png, .jpg, a zarr array")
     p.add_argument("-o", "--output", required=True, metavar="EMB.zarr", help="the embedding file to write")
     p.add_argument("--model", required=True, metavar="NAME", help="micro_sam's name: vit_b, vit_l, vit_h, vit_t, "
-                                                                  "vit_b_lm, vit_t_lm, vit_b_em_organelles, ...")
+                                                                  "vit_b_lm, vit_t_lm, vit_b_em_organelles, ...; "
+                                                                  "or timm:NAME, hf:ORG/NAME, hub:OWNER/REPO:ENTRY")
     p.add_argument("--checkpoint", metavar="FILE", help="the weights (else micro_sam's cache)")
+    p.add_argument("--layer", type=int, default=None, metavar="N", help="block N's features (negative from the end; "
+                                                                        "default: the final ones)")
     p.add_argument("--ndim", type=int, choices=(2, 3), default=None, help="3: a stack (Z, H, W[, C]) (default: from the shape)")
     p.add_argument("--tile-shape", type=_int_list, default=None, metavar="H,W", help="encode in tiles of this size")
     p.add_argument("--halo", type=_int_list, default=None, metavar="H,W", help="the tiles' overlap (default 0,0)")
@@ -478,7 +483,7 @@ def _encode_command(args) -> int:
 
     encode_file(args.image, args.output, model=args.model, checkpoint=args.checkpoint, ndim=args.ndim,
                 tile_shape=args.tile_shape, halo=args.halo, device=args.device, batch_size=args.batch_size,
-                quiet=args.quiet, overwrite=args.overwrite)
+                quiet=args.quiet, overwrite=args.overwrite, layer=args.layer)
     return 0
 
 

@@ -27,7 +27,7 @@ AHEAD = 2
 
 
 def encode(image, model, *, checkpoint=None, ndim: int | None = None, tile_shape=None, halo=None, device=None,
-           output=None, batch_size: int = 1, progress: bool = False, overwrite: bool = False):
+           output=None, batch_size: int = 1, progress: bool = False, overwrite: bool = False, layer=None):
     """Compute the embeddings of ``image`` with ``model``, as micro_sam lays them out.
 
     Parameters
@@ -37,7 +37,8 @@ def encode(image, model, *, checkpoint=None, ndim: int | None = None, tile_shape
         array or OME-Zarr image, or an array; grey or RGB (``(H, W)``, ``(H, W, C)``), or a stack.
     model : str or Encoder
         A SAM-family name as micro_sam names it (``"vit_b"``, ``"vit_t"``, ``"vit_b_lm"``, ...; weights
-        from micro_sam's cache or ``checkpoint``), or an :class:`embedview.Encoder`.
+        from micro_sam's cache or ``checkpoint``), ``"timm:NAME"``, ``"hf:ORG/NAME"``,
+        ``"hub:OWNER/REPO:ENTRY"`` (:mod:`~embedview._encode.families`), or an :class:`embedview.Encoder`.
     checkpoint : str or os.PathLike, optional
         The weights file (loaded with ``torch.load(weights_only=True)``).
     ndim : {2, 3}, optional
@@ -57,6 +58,9 @@ def encode(image, model, *, checkpoint=None, ndim: int | None = None, tile_shape
     overwrite : bool
         Replace ``output`` even where it is not embeddings embedview wrote (a folder embedview did
         not write, e.g. micro_sam's own file, is never replaced).
+    layer : int, optional
+        A block's features instead of the final ones (negative from the end; recorded as the root
+        attribute ``layer``), for a model given by name (:mod:`~embedview._encode.families`).
 
     Returns
     -------
@@ -83,7 +87,7 @@ def encode(image, model, *, checkpoint=None, ndim: int | None = None, tile_shape
                      overwrite=overwrite)
     from .models import resolve_encoder
 
-    encoder = resolve_encoder(model, checkpoint, device)
+    encoder = resolve_encoder(model, checkpoint, device, layer=layer)
     import zarr
 
     if output is None:
@@ -122,6 +126,7 @@ def _halo(halo) -> tuple[int, int]:
 def _encode_into(root, img: Image, tiling, encoder, batch_size: int, progress: bool) -> None:
     from .._inputs.micro_sam_layout import ContainerWriter
     from .encoder import require_torch
+    from .models import layout_attributes
 
     torch = require_torch()
     zs = [None] if img.n_slices is None else range(img.n_slices)
@@ -154,6 +159,7 @@ def _encode_into(root, img: Image, tiling, encoder, batch_size: int, progress: b
             bar.close()
     writer.finish(data_signature=data_signature, model_type=encoder.model_type, model_name=encoder.name,
                   micro_sam_version=_micro_sam_version(), model_hash=encoder.model_hash, encoder=encoder.describe())
+    root.attrs.update(layout_attributes(encoder, img.n_slices, tiling is not None, features.shape[1]))
 
 
 def _batches(pool, blocks, batch_size, prepare):

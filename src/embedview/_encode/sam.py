@@ -23,6 +23,7 @@ from pathlib import Path
 from .._common.errors import EmbedviewError, api_only, arg
 from .._inputs.vit_geometry import Preprocess
 from .encoder import Encoder, require_torch
+from .families import families_text
 
 #: SAM's architectures (micro_sam's ``_MODEL_TYPES``).
 ARCHITECTURES = ("vit_b", "vit_l", "vit_h", "vit_t")
@@ -170,7 +171,7 @@ def sam_encoder(name: str, checkpoint=None) -> Encoder:
 def unknown_model_message(name) -> str:
     names = ", ".join(known_names())
     return (f"{arg('model', name)} is unknown; the SAM family by micro_sam's names: {names} (or an architecture "
-            f"{', '.join(ARCHITECTURES)} with {arg('checkpoint', form='FILE')})"
+            f"{', '.join(ARCHITECTURES)} with {arg('checkpoint', form='FILE')}); other families: {families_text()}"
             f"{api_only(', or any torch module wrapped in an embedview.Encoder')}.")
 
 

@@ -199,7 +199,7 @@ def from_group(root, name: str) -> Source:
         raise EmbedviewError(
             f"{name} has vfm_mode {mode!r} but its features are a {src.layout}; the file is "
             "inconsistent, recompute the embeddings.")
-    if "patch_size" in attrs:
+    if "patch_size" in attrs and ENCODER_KEY not in attrs:  # embedview's own files declare their grid
         _check_patch_grid(src, attrs, name)
     return src
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def encode_file(image, output, *, model, checkpoint=None, ndim=None, tile_shape=None, halo=None, device=None,
-                batch_size: int = 1, quiet: bool = False, overwrite: bool = False) -> Path:
+                batch_size: int = 1, quiet: bool = False, overwrite: bool = False, layer=None) -> Path:
     """Encode ``image`` with ``model`` into the ``.zarr`` file ``output``; print where it went unless ``quiet``.
 
     The work is :func:`embedview.encode`; this adds the command's report.
@@ -15,7 +15,7 @@ def encode_file(image, output, *, model, checkpoint=None, ndim=None, tile_shape=
     from .._encode.run import encode
 
     src = encode(image, model, checkpoint=checkpoint, ndim=ndim, tile_shape=tile_shape, halo=halo, device=device,
-                 output=output, batch_size=batch_size, progress=not quiet, overwrite=overwrite)
+                 output=output, batch_size=batch_size, progress=not quiet, overwrite=overwrite, layer=layer)
     if not quiet:
         grid = src.pieces()[0].grid.shape
         print(f"embedview: wrote {output} ({src.metadata.get('model_name')}: {src.layout} layout, "
@@ -35,6 +35,9 @@ def encode_for_render(args):
     from .._encode.images import open_image
     from .._encode.run import encode
 
+    if args.model is None:  # --layer alone
+        raise EmbedviewError(f"{arg('layer', args.layer)} chooses a block of the model that encodes an image; pass "
+                             f"{arg('model', form='NAME')} too, or leave {arg('layer')} out for embeddings.")
     if len(args.embeddings) != 1:
         raise EmbedviewError(f"{arg('model', args.model)} encodes one image; render several images one at a time.")
     image = args.embeddings[0]
@@ -43,6 +46,7 @@ def encode_for_render(args):
                  inputs=[("the image", image), ("the checkpoint", args.checkpoint)])
     # --device is the PCA's (numpy on cpu); the encoder takes a GPU where one is asked for, else the best present
     device = args.device if str(args.device).startswith(("cuda", "mps")) else None
-    src = encode(img.array, args.model, checkpoint=args.checkpoint, device=device, progress=not args.quiet)
+    src = encode(img.array, args.model, checkpoint=args.checkpoint, device=device, progress=not args.quiet,
+                 layer=getattr(args, "layer", None))
     src.name = str(image)
     return [src], args.image if args.image is not None else image

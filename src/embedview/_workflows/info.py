@@ -72,6 +72,11 @@ def describe(embeddings, geometry: dict | None = None) -> dict:
         # micro_sam's vision-foundation-model files (DINOv2/v3, UNI, SAM3) say how they were encoded
         "patch_size": meta.get("patch_size"),
         "vfm_mode": meta.get("vfm_mode"),
+        # the block the features come from (embedview's encoders record it; None: the final features)
+        "layer": meta.get("layer") if isinstance(meta.get("layer"), int) and not isinstance(meta.get("layer"), bool)
+        else None,
+        # embedview's encoders record their declared input (the grid follows it, not micro_sam's resize rule)
+        "declared_input": isinstance(meta.get("embedview_encoder"), dict),
         "micro_sam_version": meta.get("micro_sam_version"),
         "data_signature": meta.get("data_signature"),
         "zarr_format": zarr_format(embeddings),
@@ -147,11 +152,15 @@ def format_info(info: dict) -> str:
         model += f" ({info['model_name']})"
     if isinstance(info.get("patch_size"), list):  # a ViT feature file's (py, px), from its geometry
         model += f", patch size {size(info['patch_size'])}"
+    elif info.get("patch_size") and info.get("declared_input"):  # embedview's encoder declared its input
+        model += f", patch size {info['patch_size']}"
     elif info.get("patch_size"):  # patches of the resized input: grid side × patch = its longest side
         model += (f", patch size {info['patch_size']} (input resized to "
                   f"{info['patch_size'] * max(info['cell_grid'])} pixels)")
     if info.get("vfm_mode"):
         model += f", vision foundation model, mode {info['vfm_mode']}"
+    if info.get("layer") is not None:
+        model += f", block {info['layer']}"
     lines += [("features", f"{info['feature_bytes'] / 2**20:.1f} MiB (float32)"),
               ("model", model),
               ("micro_sam version", info["micro_sam_version"] or "unknown"),
