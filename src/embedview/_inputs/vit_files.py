@@ -373,10 +373,17 @@ def _safetensor(path: str, name: str, spec, start: int, size: int):
 def _load_torch(path: str, key):
     try:
         import torch
-    except ImportError:
+    except ModuleNotFoundError as err:
+        if err.name != "torch":
+            raise
         raise EmbedviewError(
             f"reading {path} needs PyTorch; install it with pip install \"embedview[torch]\" "
             "or save the features as .npy or .safetensors.") from None
+    except (ImportError, OSError) as err:  # installed, but its libraries cannot load (e.g. a memory limit)
+        raise EmbedviewError(
+            f"reading {path} needs PyTorch, which is installed but could not be imported here "
+            f"({type(err).__name__}: {_short(str(err).strip() or 'no detail', 200)}); save the features as "
+            ".npy or .safetensors, or run where PyTorch imports.") from None
     try:
         try:  # mmap keeps the data on disk; older (non-zip) files cannot be mapped
             loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
