@@ -57,8 +57,9 @@ sys.path.insert(0, {tests!r})
 from test_encode_memory import tiny_sam_encoder, TILE, HALO
 import embedview
 encoder = tiny_sam_encoder()
+before = [int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmRSS:")][0]
 src = embedview.encode({image!r}, encoder, tile_shape=TILE, halo=HALO, output={output!r})
-print("PEAK", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, len(src.pieces()))
+print("PEAK", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, before, len(src.pieces()))
 """
 
 
@@ -76,9 +77,12 @@ def test_big_tiff_encodes_tiled_in_bounded_memory_and_renders_as_two_steps(big_t
     code = _CHILD.format(tests=str(Path(__file__).parent), image=str(big_tiff), output=str(emb))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ.copy())
     assert proc.returncode == 0, proc.stderr[-2000:]
-    peak, pieces = map(int, proc.stdout.split("PEAK")[1].split())
+    peak, before, pieces = map(int, proc.stdout.split("PEAK")[1].split())
     assert pieces == (SIDE // TILE[0]) ** 2
-    assert peak < LIMIT, f"peak RSS {peak / 2**20:.0f} MiB (the image is {SIDE * SIDE * 3 / 2**20:.0f} MiB)"
+    print(f"encode peak RSS {peak / 2**20:.0f} MiB, {(peak - before) / 2**20:.0f} MiB above the imports and model")
+    # the whole process (Python, torch, the model) stays under the limit: the 192 MiB image is never read whole
+    assert peak < LIMIT, (f"peak RSS {peak / 2**20:.0f} MiB, {(peak - before) / 2**20:.0f} MiB above the imports "
+                          f"(the image is {SIDE * SIDE * 3 / 2**20:.0f} MiB)")
 
     from embedview._workflows.commands import render
 
