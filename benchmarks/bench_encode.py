@@ -100,6 +100,8 @@ def worker_encode(case, image_path, checkpoint, batch_size, out_dir, profile=Fal
     import numpy as np
 
     import embedview
+    import embedview._encode.run  # noqa: F401  (encode's lazy imports, zarr included, before the clock,
+    import embedview._inputs.micro_sam_layout  # noqa: F401  as micro_sam's worker imports micro_sam.util first)
 
     _, tile, halo = CASES[case]
     image = np.load(image_path)
