@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import embedview
-from _cli import run_ok
+from _cli import run_fails, run_ok
 
 DATA = Path(__file__).parent / "data" / "micro_sam_real"
 #: Tolerance, in standard deviations of the reference features.
@@ -227,3 +227,20 @@ def test_render_with_a_model_equals_encode_then_render(encoded, tmp_path, capsys
         direct = np.asarray(Image.open(tmp_path / f"direct{suffix}"))
         two_step = np.asarray(Image.open(tmp_path / f"two_step{suffix}"))
         np.testing.assert_array_equal(direct, two_step)
+
+
+def test_render_with_a_model_tiles_as_encode_does(encoded, tmp_path, capsys):
+    """``render IMAGE --model --tile-shape --halo`` encodes in tiles, as ``encode`` does: the picture
+    equals rendering the tiled file; the tiling flags without ``--model`` are refused."""
+    from PIL import Image
+
+    image = tmp_path / "retina.npy"
+    np.save(image, _image("retina_tiled"))
+    run_ok(capsys, "render", image, "-o", tmp_path / "direct.png", "--model", "vit_t", "--checkpoint", CHECKPOINT,
+           "--tile-shape", "512,512", "--halo", "64,64", "-q")
+    run_ok(capsys, "render", encoded["retina_tiled"][0], "-o", tmp_path / "two_step.png", "-q")
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "direct.png")),
+                                  np.asarray(Image.open(tmp_path / "two_step.png")))
+    line = run_fails(capsys, tmp_path, "render", encoded["retina_tiled"][0], "-o", tmp_path / "x.png",
+                     "--tile-shape", "512,512")
+    assert "--tile-shape" in line and "--model" in line

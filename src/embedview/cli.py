@@ -103,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", metavar="FILE", help="with --model: its weights (else micro_sam's cache)")
     p.add_argument("--layer", type=int, default=None, metavar="N", help="with --model: block N's features (negative "
                                                                         "from the end; default: the final ones)")
+    _add_tiling(p, "with --model: ")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=_render_command)
 
@@ -424,10 +425,12 @@ def _render_command(args) -> int:
     from ._workflows.commands import render, render_many, settings_from_args
 
     settings, output = settings_from_args(args)
-    if args.model is not None or args.layer is not None:  # the input is an image: encode it on the way
-        from ._workflows.encode import encode_for_render
+    from ._workflows.encode import encode_for_render, refuse_encoding_flags
 
+    if args.model is not None or args.layer is not None:  # the input is an image: encode it on the way
         args.embeddings, args.image = encode_for_render(args)
+    else:
+        refuse_encoding_flags(args)
     if len(args.embeddings) > 1:
         extra = next((flag for flag, given in (("--image", args.image), ("--fps", args.fps is not None),
                                                ("--montage", args.montage is not None)) if given), None)
@@ -455,6 +458,14 @@ def _option_inputs(args) -> list:
 # encode
 
 
+def _add_tiling(p, prefix: str = "") -> None:
+    """How an image is cut for the model (encode, and render --model)."""
+    p.add_argument("--ndim", type=int, choices=(2, 3), default=None,
+                   help=f"{prefix}3: a stack (Z, H, W[, C]) (default: from the shape)")
+    p.add_argument("--tile-shape", type=_int_list, default=None, metavar="H,W", help=f"{prefix}encode in tiles of this size")
+    p.add_argument("--halo", type=_int_list, default=None, metavar="H,W", help=f"{prefix}the tiles' overlap (default 0,0)")
+
+
 def _add_encode(commands) -> None:
     p = commands.add_parser(
         "encode", help="compute embeddings of an image with a model (SAM family) into micro_sam's .zarr layout",
@@ -469,9 +480,7 @@ def _add_encode(commands) -> None:
     p.add_argument("--checkpoint", metavar="FILE", help="the weights (else micro_sam's cache)")
     p.add_argument("--layer", type=int, default=None, metavar="N", help="block N's features (negative from the end; "
                                                                         "default: the final ones)")
-    p.add_argument("--ndim", type=int, choices=(2, 3), default=None, help="3: a stack (Z, H, W[, C]) (default: from the shape)")
-    p.add_argument("--tile-shape", type=_int_list, default=None, metavar="H,W", help="encode in tiles of this size")
-    p.add_argument("--halo", type=_int_list, default=None, metavar="H,W", help="the tiles' overlap (default 0,0)")
+    _add_tiling(p)
     p.add_argument("--device", default=None, help="cpu, cuda or mps (default: a GPU if there is one)")
     p.add_argument("--batch-size", type=_positive_int, default=1, metavar="N", help="blocks per forward pass (default 1)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")

@@ -41,12 +41,24 @@ def encode_for_render(args):
     if len(args.embeddings) != 1:
         raise EmbedviewError(f"{arg('model', args.model)} encodes one image; render several images one at a time.")
     image = args.embeddings[0]
-    img = open_image(image)
+    img = open_image(image, args.ndim)
     check_output(args.output, stack=img.n_slices is not None, overwrite=args.overwrite,
                  inputs=[("the image", image), ("the checkpoint", args.checkpoint)])
     # --device is the PCA's (numpy on cpu); the encoder takes a GPU where one is asked for, else the best present
     device = args.device if str(args.device).startswith(("cuda", "mps")) else None
-    src = encode(img.array, args.model, checkpoint=args.checkpoint, device=device, progress=not args.quiet,
-                 layer=getattr(args, "layer", None))
+    src = encode(img.array, args.model, checkpoint=args.checkpoint, ndim=args.ndim, tile_shape=args.tile_shape,
+                 halo=args.halo, device=device, progress=not args.quiet, layer=getattr(args, "layer", None))
     src.name = str(image)
     return [src], args.image if args.image is not None else image
+
+
+def refuse_encoding_flags(args) -> None:
+    """``render EMBEDDINGS`` with a flag that only says how an image is encoded: one sentence."""
+    from .._common.errors import EmbedviewError
+
+    given = next((flag for flag, value in (("--ndim", args.ndim), ("--tile-shape", args.tile_shape),
+                                           ("--halo", args.halo), ("--checkpoint", args.checkpoint))
+                  if value is not None), None)
+    if given:
+        raise EmbedviewError(f"{given} tells how an image is encoded; add --model NAME (the input is then an "
+                             "image), or drop it.")
