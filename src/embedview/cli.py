@@ -423,14 +423,10 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 def _render_command(args) -> int:
     from ._workflows.commands import render, render_many, settings_from_args
+    from ._workflows.encode import render_inputs
 
     settings, output = settings_from_args(args)
-    from ._workflows.encode import encode_for_render, refuse_encoding_flags
-
-    if args.model is not None or args.layer is not None:  # the input is an image: encode it on the way
-        args.embeddings, args.image = encode_for_render(args)
-    else:
-        refuse_encoding_flags(args)
+    args.embeddings, args.image = render_inputs(args)  # with --model the input is an image, encoded on the way
     if len(args.embeddings) > 1:
         extra = next((flag for flag, given in (("--image", args.image), ("--fps", args.fps is not None),
                                                ("--montage", args.montage is not None)) if given), None)

@@ -52,6 +52,14 @@ def encode_for_render(args):
     return [src], args.image if args.image is not None else image
 
 
+def render_inputs(args):
+    """``(embeddings, image)`` of ``render``: as given, or with ``--model`` the image encoded on the way."""
+    if args.model is None and args.layer is None:
+        refuse_encoding_flags(args)
+        return args.embeddings, args.image
+    return encode_for_render(args)
+
+
 def refuse_encoding_flags(args) -> None:
     """``render EMBEDDINGS`` with a flag that only says how an image is encoded: one sentence."""
     from .._common.errors import EmbedviewError
