@@ -201,16 +201,7 @@ def run_worker(mode, case, image_path, args) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench_encode_") as out_dir:
         cmd = [sys.executable, os.path.abspath(__file__), "--worker", mode, case, str(image_path),
                "--checkpoint", args.checkpoint, "--batch-size", str(args.batch_size), "--out", out_dir]
-        busy0, own0, t0 = bv._busy_cpu_seconds(), bv._children_cpu(), time.perf_counter()
-        proc = __import__("subprocess").run(cmd, capture_output=True, text=True)
-        wall = time.perf_counter() - t0
-    others = (bv._busy_cpu_seconds() - busy0) - (bv._children_cpu() - own0)
-    noise = max(0.0, others) / (wall * (os.cpu_count() or 1))
-    for line in proc.stdout.splitlines():
-        if line.startswith(RESULT_TAG):
-            return {**json.loads(line[len(RESULT_TAG):]), "others_cpu_share": noise}
-    tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-    return {"error": f"{mode} failed (rc={proc.returncode}): {tail}"}
+        return bv.run_measured(cmd, mode)
 
 
 def run_quiet(mode, case, image_path, args) -> dict:

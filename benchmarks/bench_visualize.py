@@ -190,8 +190,14 @@ WORKER_ENV: dict[str, str] = {}  # --env KEY=VALUE: extra environment for the me
 def run_worker(mode: str, path: Path) -> dict:
     """Run one measurement in a fresh process; also note how much CPU *other* processes took."""
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", mode, str(path)]
+    return run_measured(cmd, mode, {**os.environ, **WORKER_ENV})
+
+
+def run_measured(cmd: list, mode: str, env=None) -> dict:
+    """Run ``cmd`` (a worker printing ``RESULT_TAG`` + JSON); its result with the CPU share other
+    processes took meanwhile (``others_cpu_share``), or ``{"error": ...}``."""
     busy0, own0, t0 = _busy_cpu_seconds(), _children_cpu(), time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **WORKER_ENV})
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t0
     others = (_busy_cpu_seconds() - busy0) - (_children_cpu() - own0)
     noise = max(0.0, others) / (wall * (os.cpu_count() or 1))

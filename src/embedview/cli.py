@@ -464,10 +464,10 @@ def _add_tiling(p, prefix: str = "") -> None:
 
 def _add_encode(commands) -> None:
     p = commands.add_parser(
-        "encode", help="compute embeddings of an image with a model (SAM family) into micro_sam's .zarr layout",
+        "encode", help="compute embeddings of an image with a model (SAM family, timm, Hugging Face, torch.hub) into micro_sam's .zarr layout",
         description="Run the model's image encoder over the image (slice by slice, tile by tile) with its exact "
                     "preprocessing and write micro_sam's embedding file, which micro_sam reuses. Weights come from "
-                    "--checkpoint or micro_sam's cache; embedview never downloads.")
+                    "--checkpoint or the model library's own cache; embedview never downloads.")
     p.add_argument("image", help="the image: .npy, .tif/.tiff, .png, .jpg, a zarr array")
     p.add_argument("-o", "--output", required=True, metavar="EMB.zarr", help="the embedding file to write")
     p.add_argument("--model", required=True, metavar="NAME", help="micro_sam's name: vit_b, vit_l, vit_h, vit_t, "

@@ -136,3 +136,19 @@ def load_into(module, state: dict, path, what: str) -> None:
         raise EmbedviewError(f"the weights in {path} do not fit {what} ({first[:200]}); pass a checkpoint of "
                              f"{what}.", param="checkpoint") from None
 
+
+
+def feature_module(model, forward):
+    """``model`` as a torch module (in eval mode) whose output is ``forward(model, x)``: the one
+    wrapper through which every family hands its features to the :class:`~.encoder.Encoder`."""
+    import torch
+
+    class Features(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            return forward(self.model, x)
+
+    return Features().eval()

@@ -19,7 +19,7 @@ from __future__ import annotations
 from .._common.errors import EmbedviewError, arg
 from .._inputs.vit_geometry import Preprocess
 from .encoder import Encoder, require_torch
-from .families import block_index, hf_cache, need, offline
+from .families import block_index, feature_module, hf_cache, need, offline
 
 #: Pillow's resampling filters by number (what processors store)
 RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
@@ -115,15 +115,8 @@ def processor_rule(processor):
 
 def _features(vision, index):
     """A module returning the patch tokens (with prefix) of the final norm, or of block ``index``."""
-    import torch
+    def forward(model, x):
+        out = model(pixel_values=x, output_hidden_states=index is not None)
+        return out.last_hidden_state if index is None else out.hidden_states[index + 1]
 
-    class HFFeatures(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.model = vision
-
-        def forward(self, x):
-            out = self.model(pixel_values=x, output_hidden_states=index is not None)
-            return out.last_hidden_state if index is None else out.hidden_states[index + 1]
-
-    return HFFeatures().eval()
+    return feature_module(vision, forward)

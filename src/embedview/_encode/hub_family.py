@@ -25,7 +25,7 @@ from pathlib import Path
 from .._common.errors import EmbedviewError, arg
 from .._inputs.vit_geometry import Preprocess
 from .encoder import Encoder, require_torch
-from .families import block_index, offline
+from .families import block_index, feature_module, offline
 
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
@@ -124,31 +124,17 @@ def _cached_weights_only():
 
 
 def _dinov2_features(model, index):
-    import torch
+    def forward(model, x):
+        if index is None:
+            return model.forward_features(x)["x_norm_patchtokens"]
+        return model.get_intermediate_layers(x, n=[index], reshape=True)[0]
 
-    class DinoFeatures(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.model = model
-
-        def forward(self, x):
-            if index is None:
-                return self.model.forward_features(x)["x_norm_patchtokens"]
-            return self.model.get_intermediate_layers(x, n=[index], reshape=True)[0]
-
-    return DinoFeatures().eval()
+    return feature_module(model, forward)
 
 
 def _radio_features(model):
-    import torch
+    def forward(model, x):
+        out = model(x)
+        return out[1] if isinstance(out, (tuple, list)) else out.features
 
-    class RadioFeatures(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.model = model
-
-        def forward(self, x):
-            out = self.model(x)
-            return out[1] if isinstance(out, (tuple, list)) else out.features
-
-    return RadioFeatures().eval()
+    return feature_module(model, forward)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from .._common.errors import EmbedviewError, arg
 from .encoder import Encoder
-from .families import block_index
+from .families import block_index, feature_module
 
 
 def sam_block(encoder: Encoder, layer) -> Encoder:
@@ -29,19 +29,12 @@ def sam_block(encoder: Encoder, layer) -> Encoder:
 
 
 def _blocks(vit, index):
-    import torch
+    def forward(vit, x):
+        x = vit.patch_embed(x)
+        if vit.pos_embed is not None:
+            x = x + vit.pos_embed
+        for block in vit.blocks[:index + 1]:
+            x = block(x)
+        return x.permute(0, 3, 1, 2)
 
-    class SamBlocks(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.vit = vit
-
-        def forward(self, x):
-            x = self.vit.patch_embed(x)
-            if self.vit.pos_embed is not None:
-                x = x + self.vit.pos_embed
-            for block in self.vit.blocks[:index + 1]:
-                x = block(x)
-            return x.permute(0, 3, 1, 2)
-
-    return SamBlocks().eval()
+    return feature_module(vit, forward)

@@ -29,7 +29,7 @@ import os
 from .._common.errors import EmbedviewError, arg
 from .._inputs.vit_geometry import Preprocess
 from .encoder import Encoder, require_torch
-from .families import block_index, hf_cache, load_into, load_weights, need, offline
+from .families import block_index, feature_module, hf_cache, load_into, load_weights, need, offline
 
 
 def timm_encoder(name: str, *, checkpoint=None, pretrained: bool = True, layer=None, preprocess=None,
@@ -153,16 +153,9 @@ def _check_cached(timm, name) -> None:
 
 def _features(model, index):
     """A module returning ``forward_features`` (tokens or a map), or block ``index``'s map."""
-    import torch
+    def forward(model, x):
+        if index is None:
+            return model.forward_features(x)
+        return model.forward_intermediates(x, indices=[index], intermediates_only=True)[0]
 
-    class TimmFeatures(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.model = model
-
-        def forward(self, x):
-            if index is None:
-                return self.model.forward_features(x)
-            return self.model.forward_intermediates(x, indices=[index], intermediates_only=True)[0]
-
-    return TimmFeatures().eval()
+    return feature_module(model, forward)
