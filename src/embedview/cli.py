@@ -98,12 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     _add_run(p)
     _add_geometry(p)
-    p.add_argument("--model", default=None, metavar="NAME", help="the input is an image: encode it with this model "
-                                                                "first (as `embedview encode`; --image defaults to it)")
-    p.add_argument("--checkpoint", metavar="FILE", help="with --model: its weights (else micro_sam's cache)")
-    p.add_argument("--layer", type=int, default=None, metavar="N", help="with --model: block N's features (negative "
-                                                                        "from the end; default: the final ones)")
-    _add_tiling(p, "with --model: ")
+    _add_model(p, "the input is an image: encode it with this model first (as `embedview encode`; --image "
+                  "defaults to it): ", "with --model: ")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=_render_command)
 
@@ -454,6 +450,18 @@ def _option_inputs(args) -> list:
 # encode
 
 
+def _add_model(p, model_help: str | None = None, prefix: str = "") -> None:
+    """The model that encodes an image and how the image is cut for it (``encode``; ``render --model``,
+    where ``model_help`` is given and the model is optional)."""
+    p.add_argument("--model", required=model_help is None, default=None, metavar="NAME",
+                   help=(model_help or "") + "micro_sam's name: vit_b, vit_l, vit_h, vit_t, vit_b_lm, vit_t_lm, "
+                                             "vit_b_em_organelles, ...; or timm:NAME, hf:ORG/NAME, hub:OWNER/REPO:ENTRY")
+    p.add_argument("--checkpoint", metavar="FILE", help=f"{prefix}the weights (else the model library's own cache)")
+    p.add_argument("--layer", type=int, default=None, metavar="N",
+                   help=f"{prefix}block N's features (negative from the end; default: the final ones)")
+    _add_tiling(p, prefix)
+
+
 def _add_tiling(p, prefix: str = "") -> None:
     """How an image is cut for the model (encode, and render --model)."""
     p.add_argument("--ndim", type=int, choices=(2, 3), default=None,
@@ -470,13 +478,7 @@ def _add_encode(commands) -> None:
                     "--checkpoint or the model library's own cache; embedview never downloads.")
     p.add_argument("image", help="the image: .npy, .tif/.tiff, .png, .jpg, a zarr array")
     p.add_argument("-o", "--output", required=True, metavar="EMB.zarr", help="the embedding file to write")
-    p.add_argument("--model", required=True, metavar="NAME", help="micro_sam's name: vit_b, vit_l, vit_h, vit_t, "
-                                                                  "vit_b_lm, vit_t_lm, vit_b_em_organelles, ...; "
-                                                                  "or timm:NAME, hf:ORG/NAME, hub:OWNER/REPO:ENTRY")
-    p.add_argument("--checkpoint", metavar="FILE", help="the weights (else micro_sam's cache)")
-    p.add_argument("--layer", type=int, default=None, metavar="N", help="block N's features (negative from the end; "
-                                                                        "default: the final ones)")
-    _add_tiling(p)
+    _add_model(p)
     p.add_argument("--device", default=None, help="cpu, cuda or mps (default: a GPU if there is one)")
     p.add_argument("--batch-size", type=_positive_int, default=1, metavar="N", help="blocks per forward pass (default 1)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
