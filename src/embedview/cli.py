@@ -410,7 +410,7 @@ def _int_list(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(v) for v in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected component numbers like 0,1,2, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected whole numbers separated by commas (like 0,1,2 or 512,512), got {text!r}") from None
 
 
 # ---------------------------------------------------------------------------------------------

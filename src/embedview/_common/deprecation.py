@@ -228,8 +228,3 @@ def deprecated(replacement: str, *, since: str = SINCE, removed_in: str = REMOVE
 
     return decorate
 
-
-def warn_deprecated(what: str, replacement: str, *, since: str = SINCE, removed_in: str = REMOVED_IN,
-                    stacklevel: int = 3) -> None:
-    """Warn that ``what`` (a keyword given somewhere) is deprecated; see :func:`deprecate_parameters`."""
-    warnings.warn(_message(what, replacement, since, removed_in), FutureWarning, stacklevel=stacklevel)

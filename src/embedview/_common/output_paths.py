@@ -146,7 +146,7 @@ def _check_replaceable(path: Path, directory: bool, kind: str = "picture", overw
     """Refuse to replace what embedview did not write, or wrote as another kind (see :func:`guard_output`)."""
     from .ownership import owner_kind
 
-    if not os.path.lexists(path) or not path.exists():  # nothing there, or a dangling link: nothing to lose
+    if not path.exists():  # nothing there, or a dangling link: nothing to lose
         return
     if directory:
         for _ in range(16):  # another writer may swap the folder while we read its marker: look again

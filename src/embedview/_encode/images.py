@@ -99,7 +99,7 @@ def _fits(shape, ndim: int) -> bool:
 
 def _read(path: Path):
     suffix = path.suffix.lower()
-    if path.is_dir() and suffix == ".zarr" or suffix == ".zarr":
+    if suffix == ".zarr":
         return _open_zarr(path)
     if suffix in (".tif", ".tiff") and path.is_file():
         import tifffile

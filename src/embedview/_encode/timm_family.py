@@ -27,7 +27,7 @@ import math
 import os
 
 from .._common.errors import EmbedviewError, arg
-from .._inputs.vit_geometry import Preprocess
+from .._inputs.vit_geometry import INTERPOLATIONS, Preprocess
 from .encoder import Encoder, require_torch
 from .families import block_index, feature_module, hf_cache, load_into, load_weights, need, offline
 
@@ -81,7 +81,7 @@ def input_rule(cfg: dict, sam: bool = False) -> Preprocess:
     """timm's evaluation transform for ``cfg`` (``resolve_data_config``) as a :class:`Preprocess`."""
     size = tuple(int(v) for v in cfg["input_size"][1:])
     interpolation = cfg.get("interpolation") or "bilinear"
-    if interpolation not in ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming"):
+    if interpolation not in INTERPOLATIONS:
         interpolation = "bicubic" if interpolation == "random" else "bilinear"
     if sam:
         return Preprocess(max(size), resize_mode="longest", rounding="nearest", pad=size, pad_side="end",

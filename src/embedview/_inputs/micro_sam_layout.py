@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import warnings
 from fractions import Fraction
 from typing import Mapping
@@ -718,16 +717,12 @@ def _load_json(path: str):
     At most :data:`~embedview._inputs.container.MAX_METADATA_BYTES` are read, so sniffing any
     folder (napari asks about every ``.zarr``) costs bounded memory and never raises.
     """
+    from .chunks import read_regular
     from .container import MAX_METADATA_BYTES
 
-    try:  # non-blocking: a FIFO named zarr.json must not hang the caller; fstat then says what it is
-        with open(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb") as f:
-            info = os.fstat(f.fileno())
-            if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_METADATA_BYTES:
-                return None
-            text = f.read(info.st_size + 1)  # read(n) allocates n bytes up front: only what is there
-        return json.loads(text) if len(text) <= MAX_METADATA_BYTES else None
-    except (OSError, ValueError, RecursionError):  # unreadable, not JSON, or nested too deep
+    try:  # read_regular never blocks on a FIFO named zarr.json and allocates only what is there
+        return json.loads(read_regular(path, MAX_METADATA_BYTES))
+    except (OSError, ValueError, RecursionError):  # unreadable, not a regular file, too large, not JSON, too deep
         return None
 
 

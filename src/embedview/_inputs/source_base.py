@@ -199,8 +199,10 @@ class Source:
         ``|x|`` into ``[0.5, 1)`` (:func:`~embedview._common.numerics.power_of_two`, the rule the
         fit uses for float32 pieces). Exact, so the picture of ``x·2**k`` is the picture of ``x``;
         components and colour ranges are then in units of the scaled features."""
+        if not self._pieces:
+            return 1.0
         array = self.features if self.tiling is None else self.tile_arrays[self._pieces[0].tile]
-        if np.dtype(getattr(array, "dtype", np.float32)) != np.float64 or not self._pieces:
+        if np.dtype(getattr(array, "dtype", np.float32)) != np.float64:
             return 1.0
         data = self._read_raw(self._pieces[0])
         finite = np.abs(data[np.isfinite(data)])

@@ -33,7 +33,7 @@ Geometry conventions (all exact, in fractions):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from fractions import Fraction
 from typing import Mapping
 
@@ -203,9 +203,7 @@ class Preprocess:
         """The recipe as JSON-able fields (recorded in written embeddings); ``Preprocess(**d)`` rebuilds it."""
         def plain(v):
             return list(v) if isinstance(v, tuple) else v
-        return {"resize": plain(self.resize), "resize_mode": self.resize_mode, "crop": plain(self.crop),
-                "crop_offset": plain(self.crop_offset), "rounding": self.rounding, "pad": plain(self.pad),
-                "pad_side": self.pad_side, "interpolation": self.interpolation}
+        return {f.name: plain(getattr(self, f.name)) for f in fields(self)}
 
     def cell_grid(self, image_size, patch_size, grid_shape) -> CellGrid:
         """The exact grid of ``grid_shape`` patches of ``patch_size`` input pixels on the original image.

@@ -158,7 +158,6 @@ class _Mp4Writer:
         finally:
             code = proc.wait()
         if code != 0:
-            self._code = code
             raise self._failure()
         self._log.close()
 

@@ -179,7 +179,7 @@ def ome_attributes(is_stack: bool, n_levels: int, scale, translate, metadata: di
                          "type": "mean", "metadata": {"method": "2x2 mean of the level above"}}],
         "omero": {"name": "embedview PCA", "version": "0.4", "channels": channels,
                   "rdefs": {"model": "color", "defaultZ": 0}},
-        MARKER: {**folder_marker(), **metadata},  # marks the folder as embedview's: a later write may replace it
+        MARKER: {**metadata, **folder_marker()},  # marks the folder as embedview's: a later write may replace it
     }
 
 
