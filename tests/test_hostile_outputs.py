@@ -543,6 +543,18 @@ def test_ffmpeg_failing_is_an_error(work, capsys, monkeypatch):
     assert "no space left" in refused(capsys, work, "render", "stack.zarr", "-o", "m.mp4")
 
 
+def test_ffmpeg_that_stops_reading_but_exits_0_is_an_error(work, capsys, monkeypatch):
+    """ffmpeg quitting early with status 0 (frames refused, nothing to read from its log) is one sentence too."""
+    pytest.importorskip("imageio_ffmpeg")
+    import imageio_ffmpeg
+
+    fake = work / "ffmpeg"
+    fake.write_text("#!/bin/sh\nexit 0\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(imageio_ffmpeg, "get_ffmpeg_exe", lambda: str(fake))
+    assert "ffmpeg could not write the movie" in refused(capsys, work, "render", "stack.zarr", "-o", "m.mp4")
+
+
 def test_the_readme_promise(work, capsys):
     """README: "An output replaces only what embedview wrote there before, as the same kind of file
     ..., and never an input or a folder holding one; `--overwrite` ... never an input or a folder

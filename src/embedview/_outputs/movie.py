@@ -157,16 +157,19 @@ class _Mp4Writer:
             pass
         finally:
             code = proc.wait()
-        if code != 0:
+        if code != 0 or not (self.path.is_file() and self.path.stat().st_size):  # exit 0 with no movie: failed too
             raise self._failure()
         self._log.close()
 
     def _failure(self) -> OSError:
         import errno
 
-        self._log.seek(0)
-        lines = [line.strip() for line in self._log.read()[-4096:].decode("utf-8", "replace").splitlines() if line.strip()]
-        self._log.close()
+        lines = []
+        if not self._log.closed:  # closed: ffmpeg stopped reading frames yet exited 0 (close() read nothing)
+            self._log.seek(0)
+            lines = [line.strip() for line in self._log.read()[-4096:].decode("utf-8", "replace").splitlines()
+                     if line.strip()]
+            self._log.close()
         text = lines[-1] if lines else "ffmpeg failed"
         full = any("No space left" in line for line in lines)
         return OSError(errno.ENOSPC if full else errno.EIO,
